@@ -1,0 +1,212 @@
+//! One typed value bound for a PostgreSQL column, and its encoding in
+//! COPY's text format.
+//!
+//! A `Cell` is produced only by coercion, so it always fits its column type.
+//! This module knows PostgreSQL's text formats, nothing of BSON or mappings.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Text(Cow<'a, str>),
+    Int(i64),
+    Double(f64),
+    Real(f32),
+    /// A decimal in plain notation (`-12.50`), or `NaN`/`Infinity`/`-Infinity`.
+    Numeric(String),
+    Bool(bool),
+    Date(NaiveDate),
+    Timestamp(NaiveDateTime),
+    Timestamptz(DateTime<Utc>),
+    Uuid(Uuid),
+    /// JSON text, already serialized.
+    Json(String),
+    Array(Vec<Cell<'a>>),
+}
+
+impl Cell<'_> {
+    pub fn into_owned(self) -> Cell<'static> {
+        match self {
+            Cell::Null => Cell::Null,
+            Cell::Text(t) => Cell::Text(Cow::Owned(t.into_owned())),
+            Cell::Int(i) => Cell::Int(i),
+            Cell::Double(d) => Cell::Double(d),
+            Cell::Real(r) => Cell::Real(r),
+            Cell::Numeric(n) => Cell::Numeric(n),
+            Cell::Bool(b) => Cell::Bool(b),
+            Cell::Date(d) => Cell::Date(d),
+            Cell::Timestamp(t) => Cell::Timestamp(t),
+            Cell::Timestamptz(t) => Cell::Timestamptz(t),
+            Cell::Uuid(u) => Cell::Uuid(u),
+            Cell::Json(j) => Cell::Json(j),
+            Cell::Array(a) => Cell::Array(a.into_iter().map(Cell::into_owned).collect()),
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Cell::Null)
+    }
+
+    /// The value as PostgreSQL prints it in text output (before COPY escaping).
+    /// Used for COPY, for messages and for comparing with what the database holds.
+    pub fn to_pg_text(&self) -> Option<String> {
+        let mut s = String::new();
+        match self {
+            Cell::Null => return None,
+            Cell::Text(t) => s.push_str(t),
+            Cell::Int(i) => write!(s, "{i}").ok()?,
+            Cell::Double(d) => push_float(&mut s, *d),
+            Cell::Real(r) => push_float(&mut s, f64::from(*r)),
+            Cell::Numeric(n) => s.push_str(n),
+            Cell::Bool(b) => s.push_str(if *b { "t" } else { "f" }),
+            Cell::Date(d) => push_date(&mut s, *d),
+            Cell::Timestamp(t) => push_datetime(&mut s, *t, ""),
+            Cell::Timestamptz(t) => push_datetime(&mut s, t.naive_utc(), "+00"),
+            Cell::Uuid(u) => write!(s, "{}", u.hyphenated()).ok()?,
+            Cell::Json(j) => s.push_str(j),
+            Cell::Array(items) => {
+                s.push('{');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    match item.to_pg_text() {
+                        None => s.push_str("NULL"),
+                        Some(t) => {
+                            s.push('"');
+                            for c in t.chars() {
+                                if c == '"' || c == '\\' {
+                                    s.push('\\');
+                                }
+                                s.push(c);
+                            }
+                            s.push('"');
+                        }
+                    }
+                }
+                s.push('}');
+            }
+        }
+        Some(s)
+    }
+
+    /// Appends this value as one field of a COPY text-format row.
+    pub fn write_copy_text(&self, out: &mut Vec<u8>) {
+        match self {
+            Cell::Null => out.extend_from_slice(b"\\N"),
+            Cell::Text(t) => escape_copy(t, out),
+            Cell::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+            other => {
+                if let Some(t) = other.to_pg_text() {
+                    escape_copy(&t, out);
+                }
+            }
+        }
+    }
+}
+
+fn push_float(s: &mut String, d: f64) {
+    if d.is_nan() {
+        s.push_str("NaN");
+    } else if d.is_infinite() {
+        s.push_str(if d > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        let _ = write!(s, "{d}");
+    }
+}
+
+/// PostgreSQL writes years before 1 AD with a trailing ` BC` (there is no year 0).
+fn push_date(s: &mut String, d: NaiveDate) {
+    push_ymd(s, d);
+    if d.year() <= 0 {
+        s.push_str(" BC");
+    }
+}
+
+fn push_ymd(s: &mut String, d: NaiveDate) {
+    let y = d.year();
+    let shown = if y <= 0 { 1 - y } else { y };
+    let _ = write!(s, "{:04}-{:02}-{:02}", shown, d.month(), d.day());
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff][zone][ BC]`, as PostgreSQL prints it.
+fn push_datetime(s: &mut String, t: NaiveDateTime, zone: &str) {
+    use chrono::Timelike;
+    push_ymd(s, t.date());
+    let _ = write!(s, " {:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
+    let micros = t.nanosecond() / 1000;
+    if micros > 0 {
+        let frac = format!("{micros:06}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push_str(zone);
+    if t.year() <= 0 {
+        s.push_str(" BC");
+    }
+}
+
+/// COPY text format: backslash, tab, newline and carriage return are escaped.
+pub fn escape_copy(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(c: Cell) -> String {
+        let mut v = Vec::new();
+        c.write_copy_text(&mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn copy_text_encoding() {
+        let d = NaiveDate::from_ymd_opt(1969, 7, 20).unwrap();
+        let cases: Vec<(Cell, &str)> = vec![
+            (Cell::Null, "\\N"),
+            (Cell::Text("a\tb\\c\nd".into()), "a\\tb\\\\c\\nd"),
+            (Cell::Int(-42), "-42"),
+            (Cell::Double(f64::NAN), "NaN"),
+            (Cell::Double(f64::NEG_INFINITY), "-Infinity"),
+            (Cell::Double(0.1), "0.1"),
+            (Cell::Bool(true), "t"),
+            (Cell::Date(d), "1969-07-20"),
+            (Cell::Date(NaiveDate::from_ymd_opt(-43, 3, 15).unwrap()), "0044-03-15 BC"),
+            (Cell::Timestamp(d.and_hms_milli_opt(20, 17, 40, 500).unwrap()), "1969-07-20 20:17:40.5"),
+            (Cell::Timestamptz(d.and_hms_opt(0, 0, 0).unwrap().and_utc()), "1969-07-20 00:00:00+00"),
+            (
+                Cell::Timestamp(NaiveDate::from_ymd_opt(-43, 3, 15).unwrap().and_hms_opt(12, 0, 0).unwrap()),
+                "0044-03-15 12:00:00 BC",
+            ),
+            (
+                Cell::Array(vec![Cell::Text("a b".into()), Cell::Null, Cell::Text("q\"\\".into())]),
+                "{\"a b\",NULL,\"q\\\\\"\\\\\\\\\"}",
+            ),
+            (Cell::Json("{\"a\":\"x\\ny\"}".into()), "{\"a\":\"x\\\\ny\"}"),
+        ];
+        for (cell, expected) in cases {
+            assert_eq!(copy(cell.clone()), expected, "{cell:?}");
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Compiled source paths: where in a document (or in the current `unwind`
+//! element) a value comes from.
+//!
+//! A path is parsed once per run. Plain dotted paths (`$.profile.name`,
+//! `@.kc_id`, `$.tags[0]`, `$['odd key']`) walk the raw BSON bytes directly
+//! with no allocation; anything else (wildcards, filters, slices, recursive
+//! descent) goes through jsonpath-rust over an extended-JSON view of the
+//! document, which costs a conversion per document and is used only where the
+//! mapping asks for it.
+//!
+//! This module knows BSON and JSONPath, nothing of columns or SQL types.
+
+use std::fmt;
+
+use bson::{Bson, RawBson, RawBsonRef, RawDocument};
+use jsonpath_rust::parser::model::JpQuery;
+use jsonpath_rust::parser::parse_json_path;
+use jsonpath_rust::query::js_path_process;
+
+/// What a path starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// `$`: the source document.
+    Document,
+    /// `@`: the current element of the mapping's `unwind`.
+    Element,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+#[derive(Clone)]
+enum Kind {
+    Simple(Vec<Segment>),
+    General { query: Box<JpQuery>, definite: bool },
+}
+
+/// A path checked and compiled once, evaluated per document.
+#[derive(Clone)]
+pub struct CompiledPath {
+    text: String,
+    root: Root,
+    kind: Kind,
+}
+
+impl fmt::Debug for CompiledPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CompiledPath({})", self.text)
+    }
+}
+
+impl fmt::Display for CompiledPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A value found by a path: borrowed from the document when the fast path
+/// found it, owned when a general JSONPath built it.
+#[derive(Debug, Clone)]
+pub enum Found<'a> {
+    Missing,
+    Borrowed(RawBsonRef<'a>),
+    Owned(RawBson),
+}
+
+impl Found<'_> {
+    pub fn as_ref(&self) -> Option<RawBsonRef<'_>> {
+        match self {
+            Found::Missing => None,
+            Found::Borrowed(b) => Some(*b),
+            Found::Owned(o) => Some(o.as_raw_bson_ref()),
+        }
+    }
+}
+
+impl CompiledPath {
+    /// Parses a path. The error is a message fit for a diagnostic label.
+    pub fn parse(text: &str) -> Result<CompiledPath, String> {
+        let trimmed = text.trim();
+        let root = match trimmed.chars().next() {
+            Some('$') => Root::Document,
+            Some('@') => Root::Element,
+            _ => return Err("a path starts with `$` (the document) or `@` (the unwind element)".into()),
+        };
+        if let Some(segs) = parse_simple(&trimmed[1..]) {
+            return Ok(CompiledPath { text: trimmed.to_string(), root, kind: Kind::Simple(segs) });
+        }
+        // jsonpath-rust only knows `$` as a root; `@` paths are evaluated
+        // against the element, so they parse as `$` paths.
+        let as_dollar = format!("${}", &trimmed[1..]);
+        let query = parse_json_path(&as_dollar).map_err(|e| format!("invalid JSONPath: {e}"))?;
+        Ok(CompiledPath {
+            text: trimmed.to_string(),
+            root,
+            kind: Kind::General { query: Box::new(query), definite: is_definite(&trimmed[1..]) },
+        })
+    }
+
+    pub fn root(&self) -> Root {
+        self.root
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the path takes the fast route (no JSONPath engine per document).
+    pub fn is_simple(&self) -> bool {
+        matches!(self.kind, Kind::Simple(_))
+    }
+
+    /// Whether the path can select several values (`[*]`, `..`, filters, slices).
+    pub fn is_multi(&self) -> bool {
+        matches!(self.kind, Kind::General { definite: false, .. })
+    }
+
+    /// The dotted segments of a simple path.
+    pub fn segments(&self) -> Option<&[Segment]> {
+        match &self.kind {
+            Kind::Simple(s) => Some(s),
+            Kind::General { .. } => None,
+        }
+    }
+
+    /// The top-level field this path reads, for server-side projection;
+    /// `None` when the path may read anything.
+    pub fn top_field(&self) -> Option<&str> {
+        if self.root != Root::Document {
+            return None;
+        }
+        match &self.kind {
+            Kind::Simple(s) => match s.first() {
+                Some(Segment::Key(k)) => Some(k),
+                _ => None,
+            },
+            Kind::General { .. } => {
+                let rest = self.text[1..].strip_prefix('.')?;
+                let end = rest.find(['.', '[']).unwrap_or(rest.len());
+                let name = &rest[..end];
+                (!name.is_empty() && name != "*" && !name.starts_with('.')).then_some(name)
+            }
+        }
+    }
+
+    /// Evaluates against a document and an optional current element. A
+    /// multi-valued path yields an array of what it selected (empty when
+    /// nothing matched); a definite path yields one value or `Missing`.
+    pub fn eval<'a>(&self, doc: &'a RawDocument, element: Option<RawBsonRef<'a>>) -> Result<Found<'a>, String> {
+        let start = match self.root {
+            Root::Document => RawBsonRef::Document(doc),
+            Root::Element => match element {
+                Some(e) => e,
+                None => return Err(format!("`{}` reads the unwind element, but there is none", self.text)),
+            },
+        };
+        match &self.kind {
+            Kind::Simple(segs) => walk(start, segs).map(|v| v.map_or(Found::Missing, Found::Borrowed)),
+            Kind::General { query, definite } => {
+                let json = to_extjson(start)?;
+                let hits = js_path_process(query, &json).map_err(|e| format!("JSONPath `{}`: {e}", self.text))?;
+                let mut values = Vec::with_capacity(hits.len());
+                for h in hits {
+                    values.push(from_extjson(h.val().clone())?);
+                }
+                if *definite {
+                    Ok(values.pop().map_or(Found::Missing, |b| Found::Owned(b)))
+                } else {
+                    let mut arr = bson::RawArrayBuf::new();
+                    for v in values {
+                        arr.push(v);
+                    }
+                    Ok(Found::Owned(RawBson::Array(arr)))
+                }
+            }
+        }
+    }
+}
+
+fn walk<'a>(mut cur: RawBsonRef<'a>, segs: &[Segment]) -> Result<Option<RawBsonRef<'a>>, String> {
+    for seg in segs {
+        let next = match (seg, cur) {
+            (Segment::Key(k), RawBsonRef::Document(d)) => d.get(k),
+            (Segment::Index(i), RawBsonRef::Array(a)) => a.get(*i),
+            _ => return Ok(None),
+        };
+        match next.map_err(|e| format!("malformed BSON: {e}"))? {
+            Some(v) => cur = v,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(cur))
+}
+
+/// Relaxed extended JSON keeps numbers as JSON numbers (so filters compare
+/// them) and every other BSON type as `{"$type": …}`, which converts back.
+fn to_extjson(v: RawBsonRef<'_>) -> Result<serde_json::Value, String> {
+    let b = Bson::try_from(v).map_err(|e| format!("malformed BSON: {e}"))?;
+    Ok(b.into_relaxed_extjson())
+}
+
+fn from_extjson(v: serde_json::Value) -> Result<RawBson, String> {
+    let b = Bson::try_from(v).map_err(|e| format!("cannot convert a JSONPath result back to BSON: {e}"))?;
+    RawBson::try_from(b).map_err(|e| format!("cannot convert a JSONPath result back to BSON: {e}"))
+}
+
+/// `.a.b[0]['c d']` → segments, or `None` if the path needs the general engine.
+fn parse_simple(mut s: &str) -> Option<Vec<Segment>> {
+    let mut segs = Vec::new();
+    while !s.is_empty() {
+        if let Some(rest) = s.strip_prefix('.') {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            let name = &rest[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+                return None;
+            }
+            segs.push(Segment::Key(name.to_string()));
+            s = &rest[end..];
+        } else if let Some(rest) = s.strip_prefix('[') {
+            let end = rest.find(']')?;
+            let inner = rest[..end].trim();
+            if let Some(q) = inner
+                .strip_prefix('\'')
+                .and_then(|i| i.strip_suffix('\''))
+                .or_else(|| inner.strip_prefix('"').and_then(|i| i.strip_suffix('"')))
+            {
+                if q.contains(['\'', '"', '\\']) {
+                    return None;
+                }
+                segs.push(Segment::Key(q.to_string()));
+            } else if !inner.is_empty() && inner.chars().all(|c| c.is_ascii_digit()) {
+                segs.push(Segment::Index(inner.parse().ok()?));
+            } else {
+                return None;
+            }
+            s = &rest[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(segs)
+}
+
+/// A path selects at most one value unless it has a wildcard, a recursive
+/// descent, a filter, a slice or a union.
+fn is_definite(s: &str) -> bool {
+    !(s.contains('*') || s.contains("..") || s.contains('?') || s.contains(':') || s.contains(','))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::rawdoc;
+
+    fn doc() -> bson::RawDocumentBuf {
+        rawdoc! {
+            "_id": 1,
+            "profile": { "name": "Ana", "odd key": true },
+            "tags": ["a", "b"],
+            "kcs": [ { "kc": 1, "w": 0.5 }, { "kc": 2, "w": 1.0 } ],
+        }
+    }
+
+    #[test]
+    fn simple_paths_take_the_fast_route() {
+        let d = doc();
+        for (path, expected) in [
+            ("$.profile.name", Some(RawBsonRef::String("Ana"))),
+            ("$['profile']['odd key']", Some(RawBsonRef::Boolean(true))),
+            ("$.tags[1]", Some(RawBsonRef::String("b"))),
+            ("$.kcs[0].kc", Some(RawBsonRef::Int32(1))),
+            ("$.profile.missing", None),
+            ("$.tags.name", None),
+        ] {
+            let p = CompiledPath::parse(path).unwrap();
+            assert!(p.is_simple(), "{path}");
+            assert_eq!(p.eval(&d, None).unwrap().as_ref(), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn general_paths_select_many() {
+        let d = doc();
+        let p = CompiledPath::parse("$.kcs[*].kc").unwrap();
+        assert!(!p.is_simple() && p.is_multi());
+        let found = p.eval(&d, None).unwrap();
+        let Some(RawBsonRef::Array(a)) = found.as_ref() else { panic!("{found:?}") };
+        let kcs: Vec<_> = a.into_iter().map(|v| v.unwrap().as_i32().unwrap()).collect();
+        assert_eq!(kcs, vec![1, 2]);
+        let p = CompiledPath::parse("$.kcs[?(@.w > 0.7)].kc").unwrap();
+        let found = p.eval(&d, None).unwrap();
+        let Some(RawBsonRef::Array(a)) = found.as_ref() else { panic!() };
+        assert_eq!(a.into_iter().count(), 1);
+    }
+
+    #[test]
+    fn element_paths_read_the_element() {
+        let d = doc();
+        let el = d.get("kcs").unwrap().unwrap().as_array().unwrap().get(1).unwrap().unwrap();
+        let p = CompiledPath::parse("@.w").unwrap();
+        assert_eq!(p.eval(&d, Some(el)).unwrap().as_ref(), Some(RawBsonRef::Double(1.0)));
+        let whole = CompiledPath::parse("@").unwrap();
+        assert_eq!(whole.eval(&d, Some(el)).unwrap().as_ref(), Some(el));
+    }
+
+    #[test]
+    fn bad_paths_are_errors() {
+        assert!(CompiledPath::parse("profile.name").is_err());
+        assert!(CompiledPath::parse("$.a[?(@.x ==)]").is_err());
+        assert_eq!(CompiledPath::parse("$.profile.name").unwrap().top_field(), Some("profile"));
+        assert_eq!(CompiledPath::parse("$.kcs[*].kc").unwrap().top_field(), Some("kcs"));
+    }
+}

@@ -1,0 +1,273 @@
+//! The compiled plan: every mapping resolved against the schema, with typed
+//! columns, compiled paths, and the load order in stages.
+//!
+//! A `Plan` is what `exec`, `validate` and `rollback` work from; they never
+//! see TOML. This module holds the types and their renderings (`plan` command).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use bson::RawBson;
+use serde_json::json;
+
+use crate::cell::Cell;
+use crate::coerce::CoerceRules;
+use crate::ids::IdNamespace;
+use crate::path::CompiledPath;
+use crate::schema::{Schema, SchemaDefault, SqlType};
+use crate::transform::Transform;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Mappings in load order (stage by stage).
+    pub mappings: Vec<MappingPlan>,
+    /// Indices into `mappings`; all mappings of a stage may load at once.
+    pub stages: Vec<Vec<usize>>,
+    pub schema: Schema,
+    pub schema_dir: PathBuf,
+    pub namespace: IdNamespace,
+}
+
+impl Plan {
+    pub fn mapping(&self, name: &str) -> Option<&MappingPlan> {
+        self.mappings.iter().find(|m| m.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MappingPlan {
+    pub name: String,
+    pub file: PathBuf,
+    /// Source collection.
+    pub source: String,
+    pub table: String,
+    pub unwind: Option<CompiledPath>,
+    pub filter: Vec<FilterPlan>,
+    pub columns: Vec<ColumnPlan>,
+    /// Indices into `columns` of the conflict key.
+    pub key: Vec<usize>,
+    /// Tables this mapping's rows point at (other than its own).
+    pub depends_on: Vec<String>,
+    /// Top-level fields the mapping reads; `None` if it may read any.
+    pub fields: Option<Vec<String>>,
+}
+
+impl MappingPlan {
+    pub fn key_names(&self) -> Vec<&str> {
+        self.key.iter().map(|&i| self.columns[i].name.as_str()).collect()
+    }
+
+    /// Columns that point at the mapping's own table (a tree): they are
+    /// loaded in a second pass, once every row of the table exists.
+    pub fn self_references(&self) -> impl Iterator<Item = (usize, &ColumnPlan)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.references.as_deref() == Some(self.table.as_str()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ValuePlan {
+    Path(CompiledPath),
+    Id(CompiledPath),
+    /// No source: the column takes its default.
+    DefaultOnly,
+}
+
+#[derive(Debug, Clone)]
+pub enum DefaultPlan {
+    None,
+    /// A literal from the mapping, already coerced to the column type.
+    Value(Cell<'static>),
+    /// The server's clock at load time (`default = "now"`).
+    Now,
+    /// The schema's own DEFAULT, applied by the server.
+    Schema(SchemaDefault),
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnPlan {
+    pub name: String,
+    /// The type values are coerced to (the schema's, or the mapping's `type`).
+    pub ty: SqlType,
+    pub value: ValuePlan,
+    pub required: bool,
+    /// NOT NULL in the schema.
+    pub not_null: bool,
+    pub default: DefaultPlan,
+    pub transforms: Vec<Transform>,
+    pub map: Vec<(String, RawBson)>,
+    pub references: Option<String>,
+    pub rules: CoerceRules,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilterPlan {
+    pub path: CompiledPath,
+    pub test: FilterTest,
+}
+
+#[derive(Debug, Clone)]
+pub enum FilterTest {
+    Equals(RawBson),
+    NotEquals(RawBson),
+    In(Vec<RawBson>),
+    NotIn(Vec<RawBson>),
+    Exists(bool),
+}
+
+impl ColumnPlan {
+    fn source_text(&self) -> String {
+        match &self.value {
+            ValuePlan::Path(p) => p.text().to_string(),
+            ValuePlan::Id(p) => format!("id({})", p.text()),
+            ValuePlan::DefaultOnly => "-".to_string(),
+        }
+    }
+
+    fn coercion_text(&self) -> String {
+        let mut s = match &self.value {
+            ValuePlan::Id(_) => "uuid5".to_string(),
+            _ if self.ty.is_temporal() => format!("{} ({})", self.ty, self.rules.tz),
+            _ if self.ty.is_json() => format!(
+                "{} (ids {:?}, dates {:?})",
+                self.ty, self.rules.json.object_ids, self.rules.json.dates
+            )
+            .to_lowercase(),
+            _ => self.ty.to_string(),
+        };
+        for t in &self.transforms {
+            s = format!("{}|{s}", t.name());
+        }
+        if !self.map.is_empty() {
+            s = format!("map[{}]|{s}", self.map.len());
+        }
+        s
+    }
+
+    fn default_text(&self) -> Option<String> {
+        match &self.default {
+            DefaultPlan::None => None,
+            DefaultPlan::Value(c) => Some(c.to_pg_text().unwrap_or_else(|| "NULL".into())),
+            DefaultPlan::Now => Some("now()".into()),
+            DefaultPlan::Schema(SchemaDefault::Constant(c)) => Some(format!("{c} (schema)")),
+            DefaultPlan::Schema(SchemaDefault::Now) => Some("now() (schema)".into()),
+            DefaultPlan::Schema(SchemaDefault::Expression(e)) => Some(format!("{e} (schema)")),
+        }
+    }
+}
+
+impl Plan {
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} mappings in {} stages; ids: UUIDv5 in namespace {}",
+            self.mappings.len(),
+            self.stages.len(),
+            self.namespace.0
+        );
+        for (n, stage) in self.stages.iter().enumerate() {
+            let _ = writeln!(out, "\nstage {}:", n + 1);
+            for &i in stage {
+                let m = &self.mappings[i];
+                let _ = write!(out, "  {} : {} -> {}", m.name, m.source, m.table);
+                if let Some(u) = &m.unwind {
+                    let _ = write!(out, " (one row per {u})");
+                }
+                let _ = writeln!(out, "  key ({})", m.key_names().join(", "));
+                if !m.depends_on.is_empty() {
+                    let _ = writeln!(out, "    after: {}", m.depends_on.join(", "));
+                }
+                for (_, c) in m.self_references() {
+                    let _ = writeln!(out, "    self-reference: {} (set in a second pass)", c.name);
+                }
+                for f in &m.filter {
+                    let _ = writeln!(out, "    filter: {} {:?}", f.path, f.test);
+                }
+                let w = m.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
+                let ws = m.columns.iter().map(|c| c.source_text().len()).max().unwrap_or(0);
+                for c in &m.columns {
+                    let mut line = format!("    {:w$}  {:ws$}  -> {}", c.name, c.source_text(), c.coercion_text());
+                    if c.required {
+                        line.push_str("  required");
+                    }
+                    if let Some(d) = c.default_text() {
+                        let _ = write!(line, "  default {d}");
+                    }
+                    if let Some(r) = &c.references {
+                        let _ = write!(line, "  references {r}");
+                    }
+                    let _ = writeln!(out, "{}", line.trim_end());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn render_json(&self) -> String {
+        let mappings: Vec<_> = self
+            .mappings
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.name,
+                    "file": m.file.display().to_string(),
+                    "source": m.source,
+                    "table": m.table,
+                    "key": m.key_names(),
+                    "unwind": m.unwind.as_ref().map(|u| u.text().to_string()),
+                    "depends_on": m.depends_on,
+                    "fields": m.fields,
+                    "filter": m.filter.iter().map(|f| json!({"path": f.path.text(), "test": format!("{:?}", f.test)})).collect::<Vec<_>>(),
+                    "columns": m.columns.iter().map(|c| json!({
+                        "name": c.name,
+                        "source": c.source_text(),
+                        "sql_type": c.ty.to_string(),
+                        "coercion": c.coercion_text(),
+                        "required": c.required,
+                        "not_null": c.not_null,
+                        "default": c.default_text(),
+                        "references": c.references,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let stages: Vec<Vec<&str>> = self
+            .stages
+            .iter()
+            .map(|s| s.iter().map(|&i| self.mappings[i].name.as_str()).collect())
+            .collect();
+        serde_json::to_string_pretty(&json!({
+            "namespace": self.namespace.0.to_string(),
+            "stages": stages,
+            "mappings": mappings,
+        }))
+        .unwrap_or_default()
+    }
+
+    /// The reference graph in Graphviz: one node per mapping, edges point
+    /// at what must load first; stages are ranks.
+    pub fn render_dot(&self) -> String {
+        let mut out = String::from("digraph finlit_map {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n");
+        for (n, stage) in self.stages.iter().enumerate() {
+            let _ = writeln!(out, "  subgraph stage_{} {{ rank=same;", n + 1);
+            for &i in stage {
+                let m = &self.mappings[i];
+                let _ = writeln!(out, "    \"{}\" [label=\"{}\\n{} -> {}\"];", m.name, m.name, m.source, m.table);
+            }
+            out.push_str("  }\n");
+        }
+        for m in &self.mappings {
+            for c in &m.columns {
+                let Some(t) = &c.references else { continue };
+                for target in self.mappings.iter().filter(|o| &o.table == t) {
+                    let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"];", m.name, target.name, c.name);
+                }
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}

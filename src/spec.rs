@@ -1,0 +1,606 @@
+//! Mapping files as written: TOML parsed into typed structs that keep the
+//! span of every key and value, so later stages can point back into the file.
+//!
+//! This module checks only the shape of the language (known keys, value
+//! kinds). It knows nothing of the target schema, JSONPath semantics or BSON:
+//! those checks belong to `compile`.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diag::{Code, Diagnostic, Diagnostics, SourceFile, did_you_mean};
+
+/// The project file in a mapping directory; every other `*.toml` is a mapping.
+pub const PROJECT_FILE: &str = "finlit-map.toml";
+
+/// A value with the byte range it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sp<T> {
+    pub value: T,
+    pub span: Range<usize>,
+}
+
+impl<T> Sp<T> {
+    pub fn new(value: T, span: Range<usize>) -> Self {
+        Sp { value, span }
+    }
+}
+
+/// A literal written in a mapping (`default`, `map` values, filter values).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    /// A TOML date or date-time, kept as written (RFC 3339).
+    Datetime(String),
+    Array(Vec<Literal>),
+}
+
+impl Literal {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Literal::String(_) => "a string",
+            Literal::Integer(_) => "an integer",
+            Literal::Float(_) => "a float",
+            Literal::Bool(_) => "a boolean",
+            Literal::Datetime(_) => "a date-time",
+            Literal::Array(_) => "an array",
+        }
+    }
+}
+
+/// `finlit-map.toml`: settings shared by every mapping of a directory.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectSpec {
+    pub file: Option<SourceFile>,
+    /// UUIDv5 namespace for `id` derivation.
+    pub namespace: Option<Sp<String>>,
+    /// Where the DDL lives, relative to the mapping directory.
+    pub schema: Option<Sp<String>>,
+    /// Default time-zone rule for DATE and TIMESTAMP columns.
+    pub time_zone: Option<Sp<String>>,
+    pub json: JsonSpec,
+}
+
+/// How BSON values that JSON lacks are written inside json/jsonb columns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JsonSpec {
+    pub object_ids: Option<Sp<String>>,
+    pub dates: Option<Sp<String>>,
+}
+
+/// One mapping file: one source collection into one target table.
+#[derive(Debug, Clone)]
+pub struct MappingSpec {
+    pub file: SourceFile,
+    /// File stem; names the mapping in plans, logs and `--collection`.
+    pub name: String,
+    pub source: Option<Sp<String>>,
+    pub table: Option<Sp<String>>,
+    pub key: Option<Sp<Vec<Sp<String>>>>,
+    pub unwind: Option<Sp<String>>,
+    pub time_zone: Option<Sp<String>>,
+    pub json: JsonSpec,
+    pub filter: Vec<FilterSpec>,
+    pub columns: Vec<ColumnSpec>,
+    /// Span of the `[columns]` header or key, for "unmapped column" errors.
+    pub columns_span: Range<usize>,
+}
+
+/// One condition of a mapping's `filter`; all conditions must hold.
+#[derive(Debug, Clone)]
+pub struct FilterSpec {
+    pub path: Sp<String>,
+    pub test: Sp<FilterTest>,
+    pub span: Range<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterTest {
+    Equals(Literal),
+    NotEquals(Literal),
+    In(Vec<Literal>),
+    NotIn(Vec<Literal>),
+    Exists(bool),
+}
+
+/// Where a column's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueSource {
+    /// `from = "$.path"` or the shorthand `column = "$.path"`.
+    Path(Sp<String>),
+    /// `id = "$.path"`: a deterministic UUIDv5 of the value.
+    Id(Sp<String>),
+    /// Neither: the column takes only its default.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnSpec {
+    pub name: Sp<String>,
+    pub source: ValueSource,
+    pub references: Option<Sp<String>>,
+    pub required: Option<Sp<bool>>,
+    pub default: Option<Sp<Literal>>,
+    pub transform: Vec<Sp<String>>,
+    pub map: Vec<(Sp<String>, Sp<Literal>)>,
+    pub ty: Option<Sp<String>>,
+    pub time_zone: Option<Sp<String>>,
+    pub json: JsonSpec,
+    /// The whole entry (`name = ...`).
+    pub span: Range<usize>,
+}
+
+const MAPPING_KEYS: &[&str] = &["source", "table", "key", "unwind", "time_zone", "json", "filter", "columns"];
+const COLUMN_KEYS: &[&str] = &[
+    "from", "id", "references", "required", "default", "transform", "map", "type", "time_zone", "json",
+];
+const PROJECT_KEYS: &[&str] = &["namespace", "schema", "time_zone", "json"];
+const JSON_KEYS: &[&str] = &["object_ids", "dates"];
+const FILTER_KEYS: &[&str] = &["path", "equals", "not_equals", "in", "not_in", "exists"];
+
+/// Reads a mapping directory: the project file (if any) and every mapping, in
+/// file-name order. Problems go to `diags`; a file that cannot be parsed at all
+/// is skipped after its diagnostic.
+pub fn load_dir(dir: &Path, diags: &mut Diagnostics) -> (ProjectSpec, Vec<MappingSpec>) {
+    let mut project = ProjectSpec::default();
+    let mut mappings = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                Code::Io,
+                format!("cannot read mapping directory {}: {e}", dir.display()),
+            ));
+            return (project, mappings);
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(Diagnostic::error(Code::Io, format!("cannot read {}: {e}", path.display())));
+                continue;
+            }
+        };
+        let file = SourceFile::new(path.clone(), text);
+        if path.file_name().is_some_and(|n| n == PROJECT_FILE) {
+            if let Some(p) = parse_project(&file, diags) {
+                project = p;
+            }
+        } else if let Some(m) = parse_mapping(&file, diags) {
+            mappings.push(m);
+        }
+    }
+    (project, mappings)
+}
+
+/// Parses TOML syntax, reporting a syntax error at its position.
+fn parse_toml<'a>(file: &'a SourceFile, diags: &mut Diagnostics) -> Option<Spanned<DeTable<'a>>> {
+    match DeTable::parse(&file.text) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            diags.push(
+                Diagnostic::error(Code::TomlSyntax, "TOML syntax error")
+                    .at(file, span, e.message().trim().to_string()),
+            );
+            None
+        }
+    }
+}
+
+pub fn parse_project(file: &SourceFile, diags: &mut Diagnostics) -> Option<ProjectSpec> {
+    let root = parse_toml(file, diags)?;
+    let mut cx = Cx { file, diags };
+    let mut p = ProjectSpec { file: Some(file.clone()), ..Default::default() };
+    for (k, v) in root.get_ref().iter() {
+        match k.get_ref().as_ref() {
+            "namespace" => p.namespace = cx.string(v),
+            "schema" => p.schema = cx.string(v),
+            "time_zone" => p.time_zone = cx.string(v),
+            "json" => p.json = cx.json(v),
+            other => cx.unknown_key(k, other, PROJECT_KEYS, "the project file"),
+        }
+    }
+    Some(p)
+}
+
+pub fn parse_mapping(file: &SourceFile, diags: &mut Diagnostics) -> Option<MappingSpec> {
+    let root = parse_toml(file, diags)?;
+    let name = file
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut cx = Cx { file, diags };
+    let mut m = MappingSpec {
+        file: file.clone(),
+        name,
+        source: None,
+        table: None,
+        key: None,
+        unwind: None,
+        time_zone: None,
+        json: JsonSpec::default(),
+        filter: Vec::new(),
+        columns: Vec::new(),
+        columns_span: 0..0,
+    };
+    let mut saw_columns = false;
+    for (k, v) in root.get_ref().iter() {
+        match k.get_ref().as_ref() {
+            "source" => m.source = cx.string(v),
+            "table" => m.table = cx.string(v),
+            "key" => m.key = cx.key(v),
+            "unwind" => m.unwind = cx.string(v),
+            "time_zone" => m.time_zone = cx.string(v),
+            "json" => m.json = cx.json(v),
+            "filter" => m.filter = cx.filters(v),
+            "columns" => {
+                saw_columns = true;
+                m.columns_span = k.span();
+                m.columns = cx.columns(v);
+            }
+            other => cx.unknown_key(k, other, MAPPING_KEYS, "a mapping"),
+        }
+    }
+    let whole = 0..0;
+    for (key, present) in [("source", m.source.is_some()), ("table", m.table.is_some()), ("key", m.key.is_some())] {
+        if !present {
+            cx.diags.push(
+                Diagnostic::error(Code::MissingKey, format!("mapping `{}` has no `{key}`", m.name))
+                    .at(file, whole.clone(), format!("`{key}` is required"))
+                    .help(format!("add `{key} = \"...\"` at the top of the file")),
+            );
+        }
+    }
+    if !saw_columns {
+        cx.diags.push(
+            Diagnostic::error(Code::MissingKey, format!("mapping `{}` has no [columns] table", m.name))
+                .at(file, whole, "no columns"),
+        );
+    }
+    Some(m)
+}
+
+/// Walks TOML values, pushing a diagnostic for each shape problem.
+struct Cx<'a> {
+    file: &'a SourceFile,
+    diags: &'a mut Diagnostics,
+}
+
+type Val<'i> = Spanned<DeValue<'i>>;
+type Key<'i> = Spanned<std::borrow::Cow<'i, str>>;
+
+fn kind(v: &DeValue) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+impl Cx<'_> {
+    fn wrong(&mut self, v: &Val, expected: &str) {
+        self.diags.push(
+            Diagnostic::error(Code::InvalidValue, format!("expected {expected}, found {}", kind(v.get_ref())))
+                .at(self.file, v.span(), format!("expected {expected}")),
+        );
+    }
+
+    fn unknown_key(&mut self, k: &Key, name: &str, allowed: &[&str], place: &str) {
+        let mut d = Diagnostic::error(Code::UnknownKey, format!("unknown key `{name}` in {place}"))
+            .at(self.file, k.span(), "unknown key");
+        d = match did_you_mean(name, allowed.iter().copied()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d.help(format!("known keys: {}", allowed.join(", "))),
+        };
+        self.diags.push(d);
+    }
+
+    fn string(&mut self, v: &Val) -> Option<Sp<String>> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(Sp::new(s.to_string(), v.span())),
+            _ => {
+                self.wrong(v, "a string");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, v: &Val) -> Option<Sp<bool>> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(Sp::new(*b, v.span())),
+            _ => {
+                self.wrong(v, "a boolean");
+                None
+            }
+        }
+    }
+
+    fn literal(&mut self, v: &Val) -> Option<Sp<Literal>> {
+        literal_of(v.get_ref()).map(|l| Sp::new(l, v.span())).or_else(|| {
+            self.wrong(v, "a string, number, boolean, date or array");
+            None
+        })
+    }
+
+    fn table<'t, 'i>(&mut self, v: &'t Val<'i>, expected: &str) -> Option<&'t DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.wrong(v, expected);
+                None
+            }
+        }
+    }
+
+    fn key(&mut self, v: &Val) -> Option<Sp<Vec<Sp<String>>>> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(Sp::new(vec![Sp::new(s.to_string(), v.span())], v.span())),
+            DeValue::Array(items) if !items.is_empty() => {
+                let cols = items.iter().filter_map(|i| self.string(i)).collect();
+                Some(Sp::new(cols, v.span()))
+            }
+            _ => {
+                self.wrong(v, "a column name or a non-empty array of column names");
+                None
+            }
+        }
+    }
+
+    fn json(&mut self, v: &Val) -> JsonSpec {
+        let mut j = JsonSpec::default();
+        let Some(t) = self.table(v, "a table such as { object_ids = \"hex\", dates = \"iso\" }") else {
+            return j;
+        };
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "object_ids" => j.object_ids = self.string(v),
+                "dates" => j.dates = self.string(v),
+                other => self.unknown_key(k, other, JSON_KEYS, "`json`"),
+            }
+        }
+        j
+    }
+
+    fn filters(&mut self, v: &Val) -> Vec<FilterSpec> {
+        let items: Vec<&Val> = match v.get_ref() {
+            DeValue::Array(a) => a.iter().collect(),
+            DeValue::Table(_) => vec![v],
+            _ => {
+                self.wrong(v, "an array of conditions such as { path = \"$.deleted\", exists = false }");
+                return Vec::new();
+            }
+        };
+        items.into_iter().filter_map(|i| self.filter(i)).collect()
+    }
+
+    fn filter(&mut self, v: &Val) -> Option<FilterSpec> {
+        let t = self.table(v, "a condition table")?;
+        let mut path = None;
+        let mut test = None;
+        for (k, val) in t.iter() {
+            let name = k.get_ref().as_ref();
+            let parsed = match name {
+                "path" => {
+                    path = self.string(val);
+                    continue;
+                }
+                "equals" => self.literal(val).map(|l| FilterTest::Equals(l.value)),
+                "not_equals" => self.literal(val).map(|l| FilterTest::NotEquals(l.value)),
+                "in" | "not_in" => match self.literal(val).map(|l| l.value) {
+                    Some(Literal::Array(items)) if name == "in" => Some(FilterTest::In(items)),
+                    Some(Literal::Array(items)) => Some(FilterTest::NotIn(items)),
+                    Some(_) => {
+                        self.wrong(val, "an array");
+                        None
+                    }
+                    None => None,
+                },
+                "exists" => self.boolean(val).map(|b| FilterTest::Exists(b.value)),
+                other => {
+                    self.unknown_key(k, other, FILTER_KEYS, "a filter condition");
+                    continue;
+                }
+            };
+            if let Some(p) = parsed {
+                if test.is_some() {
+                    self.diags.push(
+                        Diagnostic::error(Code::InvalidValue, "a filter condition has more than one test")
+                            .at(self.file, k.span(), "second test")
+                            .help("write one condition per test: conditions are combined with AND"),
+                    );
+                } else {
+                    test = Some(Sp::new(p, val.span()));
+                }
+            }
+        }
+        match (path, test) {
+            (Some(path), Some(test)) => Some(FilterSpec { path, test, span: v.span() }),
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(Code::MissingKey, "a filter condition needs `path` and one test")
+                        .at(self.file, v.span(), "incomplete condition")
+                        .help("tests: equals, not_equals, in, not_in, exists"),
+                );
+                None
+            }
+        }
+    }
+
+    fn columns(&mut self, v: &Val) -> Vec<ColumnSpec> {
+        let Some(t) = self.table(v, "a table of columns") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in t.iter() {
+            let name = Sp::new(k.get_ref().to_string(), k.span());
+            let span = k.span().start..v.span().end.max(k.span().end);
+            let mut c = ColumnSpec {
+                name,
+                source: ValueSource::None,
+                references: None,
+                required: None,
+                default: None,
+                transform: Vec::new(),
+                map: Vec::new(),
+                ty: None,
+                time_zone: None,
+                json: JsonSpec::default(),
+                span,
+            };
+            match v.get_ref() {
+                DeValue::String(s) => c.source = ValueSource::Path(Sp::new(s.to_string(), v.span())),
+                DeValue::Table(t) => self.column_table(&mut c, t),
+                _ => {
+                    self.wrong(v, "a JSONPath string or a column table such as { from = \"$.x\" }");
+                    continue;
+                }
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    fn column_table(&mut self, c: &mut ColumnSpec, t: &DeTable) {
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "from" | "id" => {
+                    let Some(path) = self.string(v) else { continue };
+                    if c.source != ValueSource::None {
+                        self.diags.push(
+                            Diagnostic::error(Code::InvalidValue, "a column takes `from` or `id`, not both")
+                                .at(self.file, k.span(), "second source")
+                                .help("`id` already reads the path; drop `from`"),
+                        );
+                    } else if k.get_ref().as_ref() == "id" {
+                        c.source = ValueSource::Id(path);
+                    } else {
+                        c.source = ValueSource::Path(path);
+                    }
+                }
+                "references" => c.references = self.string(v),
+                "required" => c.required = self.boolean(v),
+                "default" => c.default = self.literal(v),
+                "transform" => match v.get_ref() {
+                    DeValue::String(s) => c.transform = vec![Sp::new(s.to_string(), v.span())],
+                    DeValue::Array(a) => c.transform = a.iter().filter_map(|i| self.string(i)).collect(),
+                    _ => self.wrong(v, "a transform name or an array of them"),
+                },
+                "map" => {
+                    if let Some(t) = self.table(v, "a table of `\"source value\" = target value`") {
+                        for (mk, mv) in t.iter() {
+                            if let Some(l) = self.literal(mv) {
+                                c.map.push((Sp::new(mk.get_ref().to_string(), mk.span()), l));
+                            }
+                        }
+                    }
+                }
+                "type" => c.ty = self.string(v),
+                "time_zone" => c.time_zone = self.string(v),
+                "json" => c.json = self.json(v),
+                other => self.unknown_key(k, other, COLUMN_KEYS, "a column"),
+            }
+        }
+    }
+}
+
+fn literal_of(v: &DeValue) -> Option<Literal> {
+    Some(match v {
+        DeValue::String(s) => Literal::String(s.to_string()),
+        DeValue::Integer(i) => Literal::Integer(i64::from_str_radix(i.as_str(), i.radix()).ok()?),
+        DeValue::Float(f) => Literal::Float(f.as_str().replace('_', "").parse().ok()?),
+        DeValue::Boolean(b) => Literal::Bool(*b),
+        DeValue::Datetime(d) => Literal::Datetime(d.to_string()),
+        DeValue::Array(a) => Literal::Array(a.iter().map(|i| literal_of(i.get_ref())).collect::<Option<_>>()?),
+        DeValue::Table(_) => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Option<MappingSpec>, Diagnostics) {
+        let mut d = Diagnostics::default();
+        let f = SourceFile::new("m.toml", text);
+        (parse_mapping(&f, &mut d), d)
+    }
+
+    #[test]
+    fn shorthand_and_table_columns() {
+        let (m, d) = parse(
+            r#"
+source = "s"
+table = "t"
+key = ["a", "b"]
+[columns]
+a = "$.x"
+b = { id = "$._id", references = "t", required = true, default = 3, transform = ["trim"], map = { x = "y" } }
+"#,
+        );
+        assert!(d.is_empty(), "{}", d.render_text(false));
+        let m = m.unwrap();
+        assert_eq!(m.key.unwrap().value.len(), 2);
+        assert_eq!(m.columns.len(), 2);
+        assert!(matches!(m.columns[0].source, ValueSource::Path(_)));
+        assert!(matches!(m.columns[1].source, ValueSource::Id(_)));
+        assert_eq!(m.columns[1].default.as_ref().unwrap().value, Literal::Integer(3));
+        assert_eq!(m.columns[1].map[0].1.value, Literal::String("y".into()));
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported() {
+        let (_, d) = parse(
+            r#"
+source = "s"
+tabel = "t"
+key = "a"
+[columns]
+a = { form = "$.x", requird = true }
+"#,
+        );
+        let codes: Vec<_> = d.iter().map(|d| (d.code, d.help.clone())).collect();
+        assert!(codes.contains(&(Code::UnknownKey, Some("did you mean `table`?".into()))));
+        assert!(codes.contains(&(Code::UnknownKey, Some("did you mean `from`?".into()))));
+        assert!(codes.contains(&(Code::UnknownKey, Some("did you mean `required`?".into()))));
+        assert!(codes.iter().any(|(c, _)| *c == Code::MissingKey));
+    }
+
+    #[test]
+    fn filter_conditions() {
+        let (m, d) = parse(
+            r#"
+source = "s"
+table = "t"
+key = "a"
+filter = [{ path = "$.deleted", exists = false }, { path = "$.kind", in = ["a", "b"] }]
+[columns]
+a = "$.x"
+"#,
+        );
+        assert!(d.is_empty(), "{}", d.render_text(false));
+        let f = m.unwrap().filter;
+        assert_eq!(f[0].test.value, FilterTest::Exists(false));
+        assert_eq!(
+            f[1].test.value,
+            FilterTest::In(vec![Literal::String("a".into()), Literal::String("b".into())])
+        );
+    }
+}
