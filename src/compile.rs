@@ -598,6 +598,16 @@ fn literal_bson(l: &Literal) -> RawBson {
             }
             RawBson::Array(a)
         }
+        Literal::Table(entries) => {
+            let mut d = bson::RawDocumentBuf::new();
+            for (k, v) in entries {
+                // A key with a NUL byte cannot be a BSON key; TOML keys practically never hold one.
+                if let Ok(key) = <&bson::raw::CStr>::try_from(k.as_str()) {
+                    d.append(key, literal_bson(v));
+                }
+            }
+            RawBson::Document(d)
+        }
     }
 }
 

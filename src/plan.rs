@@ -126,8 +126,9 @@ impl ColumnPlan {
         }
     }
 
+    /// The steps a value goes through, in order: `trim > lowercase > map[1] > varchar(120)`.
     fn coercion_text(&self) -> String {
-        let mut s = match &self.value {
+        let target = match &self.value {
             ValuePlan::Id(_) => "uuid5".to_string(),
             _ if self.ty.is_temporal() => format!("{} ({})", self.ty, self.rules.tz),
             _ if self.ty.is_json() => format!(
@@ -137,13 +138,12 @@ impl ColumnPlan {
             .to_lowercase(),
             _ => self.ty.to_string(),
         };
-        for t in &self.transforms {
-            s = format!("{}|{s}", t.name());
-        }
+        let mut steps: Vec<String> = self.transforms.iter().map(|t| t.name().to_string()).collect();
         if !self.map.is_empty() {
-            s = format!("map[{}]|{s}", self.map.len());
+            steps.push(format!("map[{}]", self.map.len()));
         }
-        s
+        steps.push(target);
+        steps.join(" > ")
     }
 
     fn default_text(&self) -> Option<String> {

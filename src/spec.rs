@@ -39,6 +39,8 @@ pub enum Literal {
     /// A TOML date or date-time, kept as written (RFC 3339).
     Datetime(String),
     Array(Vec<Literal>),
+    /// An inline table, for json/jsonb defaults (`default = {}`).
+    Table(Vec<(String, Literal)>),
 }
 
 impl Literal {
@@ -50,6 +52,7 @@ impl Literal {
             Literal::Bool(_) => "a boolean",
             Literal::Datetime(_) => "a date-time",
             Literal::Array(_) => "an array",
+            Literal::Table(_) => "a table",
         }
     }
 }
@@ -335,7 +338,7 @@ impl Cx<'_> {
 
     fn literal(&mut self, v: &Val) -> Option<Sp<Literal>> {
         literal_of(v.get_ref()).map(|l| Sp::new(l, v.span())).or_else(|| {
-            self.wrong(v, "a string, number, boolean, date or array");
+            self.wrong(v, "a string, number, boolean, date, array or table");
             None
         })
     }
@@ -529,7 +532,11 @@ fn literal_of(v: &DeValue) -> Option<Literal> {
         DeValue::Boolean(b) => Literal::Bool(*b),
         DeValue::Datetime(d) => Literal::Datetime(d.to_string()),
         DeValue::Array(a) => Literal::Array(a.iter().map(|i| literal_of(i.get_ref())).collect::<Option<_>>()?),
-        DeValue::Table(_) => return None,
+        DeValue::Table(t) => Literal::Table(
+            t.iter()
+                .map(|(k, v)| Some((k.get_ref().to_string(), literal_of(v.get_ref())?)))
+                .collect::<Option<_>>()?,
+        ),
     })
 }
 

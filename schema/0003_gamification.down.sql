@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS daily_progress;
+DROP TABLE IF EXISTS learner_achievements;
+DROP TABLE IF EXISTS achievements;
