@@ -84,10 +84,18 @@ impl CompiledPath {
         let root = match trimmed.chars().next() {
             Some('$') => Root::Document,
             Some('@') => Root::Element,
-            _ => return Err("a path starts with `$` (the document) or `@` (the unwind element)".into()),
+            _ => {
+                return Err(
+                    "a path starts with `$` (the document) or `@` (the unwind element)".into(),
+                );
+            }
         };
         if let Some(segs) = parse_simple(&trimmed[1..]) {
-            return Ok(CompiledPath { text: trimmed.to_string(), root, kind: Kind::Simple(segs) });
+            return Ok(CompiledPath {
+                text: trimmed.to_string(),
+                root,
+                kind: Kind::Simple(segs),
+            });
         }
         // jsonpath-rust only knows `$` as a root; `@` paths are evaluated
         // against the element, so they parse as `$` paths.
@@ -96,7 +104,10 @@ impl CompiledPath {
         Ok(CompiledPath {
             text: trimmed.to_string(),
             root,
-            kind: Kind::General { query: Box::new(query), definite: is_definite(&trimmed[1..]) },
+            kind: Kind::General {
+                query: Box::new(query),
+                definite: is_definite(&trimmed[1..]),
+            },
         })
     }
 
@@ -115,7 +126,13 @@ impl CompiledPath {
 
     /// Whether the path can select several values (`[*]`, `..`, filters, slices).
     pub fn is_multi(&self) -> bool {
-        matches!(self.kind, Kind::General { definite: false, .. })
+        matches!(
+            self.kind,
+            Kind::General {
+                definite: false,
+                ..
+            }
+        )
     }
 
     /// The dotted segments of a simple path.
@@ -149,25 +166,37 @@ impl CompiledPath {
     /// Evaluates against a document and an optional current element. A
     /// multi-valued path yields an array of what it selected (empty when
     /// nothing matched); a definite path yields one value or `Missing`.
-    pub fn eval<'a>(&self, doc: &'a RawDocument, element: Option<RawBsonRef<'a>>) -> Result<Found<'a>, String> {
+    pub fn eval<'a>(
+        &self,
+        doc: &'a RawDocument,
+        element: Option<RawBsonRef<'a>>,
+    ) -> Result<Found<'a>, String> {
         let start = match self.root {
             Root::Document => RawBsonRef::Document(doc),
             Root::Element => match element {
                 Some(e) => e,
-                None => return Err(format!("`{}` reads the unwind element, but there is none", self.text)),
+                None => {
+                    return Err(format!(
+                        "`{}` reads the unwind element, but there is none",
+                        self.text
+                    ));
+                }
             },
         };
         match &self.kind {
-            Kind::Simple(segs) => walk(start, segs).map(|v| v.map_or(Found::Missing, Found::Borrowed)),
+            Kind::Simple(segs) => {
+                walk(start, segs).map(|v| v.map_or(Found::Missing, Found::Borrowed))
+            }
             Kind::General { query, definite } => {
                 let json = to_extjson(start)?;
-                let hits = js_path_process(query, &json).map_err(|e| format!("JSONPath `{}`: {e}", self.text))?;
+                let hits = js_path_process(query, &json)
+                    .map_err(|e| format!("JSONPath `{}`: {e}", self.text))?;
                 let mut values = Vec::with_capacity(hits.len());
                 for h in hits {
                     values.push(from_extjson(h.val().clone())?);
                 }
                 if *definite {
-                    Ok(values.pop().map_or(Found::Missing, |b| Found::Owned(b)))
+                    Ok(values.pop().map_or(Found::Missing, Found::Owned))
                 } else {
                     let mut arr = bson::RawArrayBuf::new();
                     for v in values {
@@ -203,7 +232,8 @@ fn to_extjson(v: RawBsonRef<'_>) -> Result<serde_json::Value, String> {
 }
 
 fn from_extjson(v: serde_json::Value) -> Result<RawBson, String> {
-    let b = Bson::try_from(v).map_err(|e| format!("cannot convert a JSONPath result back to BSON: {e}"))?;
+    let b = Bson::try_from(v)
+        .map_err(|e| format!("cannot convert a JSONPath result back to BSON: {e}"))?;
     RawBson::try_from(b).map_err(|e| format!("cannot convert a JSONPath result back to BSON: {e}"))
 }
 
@@ -214,7 +244,11 @@ fn parse_simple(mut s: &str) -> Option<Vec<Segment>> {
         if let Some(rest) = s.strip_prefix('.') {
             let end = rest.find(['.', '[']).unwrap_or(rest.len());
             let name = &rest[..end];
-            if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            {
                 return None;
             }
             segs.push(Segment::Key(name.to_string()));
@@ -287,21 +321,39 @@ mod tests {
         let p = CompiledPath::parse("$.kcs[*].kc").unwrap();
         assert!(!p.is_simple() && p.is_multi());
         let found = p.eval(&d, None).unwrap();
-        let Some(RawBsonRef::Array(a)) = found.as_ref() else { panic!("{found:?}") };
-        let kcs: Vec<_> = a.into_iter().map(|v| v.unwrap().as_i32().unwrap()).collect();
+        let Some(RawBsonRef::Array(a)) = found.as_ref() else {
+            panic!("{found:?}")
+        };
+        let kcs: Vec<_> = a
+            .into_iter()
+            .map(|v| v.unwrap().as_i32().unwrap())
+            .collect();
         assert_eq!(kcs, vec![1, 2]);
         let p = CompiledPath::parse("$.kcs[?(@.w > 0.7)].kc").unwrap();
         let found = p.eval(&d, None).unwrap();
-        let Some(RawBsonRef::Array(a)) = found.as_ref() else { panic!() };
+        let Some(RawBsonRef::Array(a)) = found.as_ref() else {
+            panic!()
+        };
         assert_eq!(a.into_iter().count(), 1);
     }
 
     #[test]
     fn element_paths_read_the_element() {
         let d = doc();
-        let el = d.get("kcs").unwrap().unwrap().as_array().unwrap().get(1).unwrap().unwrap();
+        let el = d
+            .get("kcs")
+            .unwrap()
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .get(1)
+            .unwrap()
+            .unwrap();
         let p = CompiledPath::parse("@.w").unwrap();
-        assert_eq!(p.eval(&d, Some(el)).unwrap().as_ref(), Some(RawBsonRef::Double(1.0)));
+        assert_eq!(
+            p.eval(&d, Some(el)).unwrap().as_ref(),
+            Some(RawBsonRef::Double(1.0))
+        );
         let whole = CompiledPath::parse("@").unwrap();
         assert_eq!(whole.eval(&d, Some(el)).unwrap().as_ref(), Some(el));
     }
@@ -310,7 +362,13 @@ mod tests {
     fn bad_paths_are_errors() {
         assert!(CompiledPath::parse("profile.name").is_err());
         assert!(CompiledPath::parse("$.a[?(@.x ==)]").is_err());
-        assert_eq!(CompiledPath::parse("$.profile.name").unwrap().top_field(), Some("profile"));
-        assert_eq!(CompiledPath::parse("$.kcs[*].kc").unwrap().top_field(), Some("kcs"));
+        assert_eq!(
+            CompiledPath::parse("$.profile.name").unwrap().top_field(),
+            Some("profile")
+        );
+        assert_eq!(
+            CompiledPath::parse("$.kcs[*].kc").unwrap().top_field(),
+            Some("kcs")
+        );
     }
 }

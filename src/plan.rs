@@ -54,7 +54,10 @@ pub struct MappingPlan {
 
 impl MappingPlan {
     pub fn key_names(&self) -> Vec<&str> {
-        self.key.iter().map(|&i| self.columns[i].name.as_str()).collect()
+        self.key
+            .iter()
+            .map(|&i| self.columns[i].name.as_str())
+            .collect()
     }
 
     /// Columns that point at the mapping's own table (a tree): they are
@@ -138,7 +141,11 @@ impl ColumnPlan {
             .to_lowercase(),
             _ => self.ty.to_string(),
         };
-        let mut steps: Vec<String> = self.transforms.iter().map(|t| t.name().to_string()).collect();
+        let mut steps: Vec<String> = self
+            .transforms
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect();
         if !self.map.is_empty() {
             steps.push(format!("map[{}]", self.map.len()));
         }
@@ -187,9 +194,19 @@ impl Plan {
                     let _ = writeln!(out, "    filter: {} {:?}", f.path, f.test);
                 }
                 let w = m.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
-                let ws = m.columns.iter().map(|c| c.source_text().len()).max().unwrap_or(0);
+                let ws = m
+                    .columns
+                    .iter()
+                    .map(|c| c.source_text().len())
+                    .max()
+                    .unwrap_or(0);
                 for c in &m.columns {
-                    let mut line = format!("    {:w$}  {:ws$}  -> {}", c.name, c.source_text(), c.coercion_text());
+                    let mut line = format!(
+                        "    {:w$}  {:ws$}  -> {}",
+                        c.name,
+                        c.source_text(),
+                        c.coercion_text()
+                    );
                     if c.required {
                         line.push_str("  required");
                     }
@@ -250,12 +267,18 @@ impl Plan {
     /// The reference graph in Graphviz: one node per mapping, edges point
     /// at what must load first; stages are ranks.
     pub fn render_dot(&self) -> String {
-        let mut out = String::from("digraph finlit_map {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n");
+        let mut out = String::from(
+            "digraph finlit_map {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n",
+        );
         for (n, stage) in self.stages.iter().enumerate() {
             let _ = writeln!(out, "  subgraph stage_{} {{ rank=same;", n + 1);
             for &i in stage {
                 let m = &self.mappings[i];
-                let _ = writeln!(out, "    \"{}\" [label=\"{}\\n{} -> {}\"];", m.name, m.name, m.source, m.table);
+                let _ = writeln!(
+                    out,
+                    "    \"{}\" [label=\"{}\\n{} -> {}\"];",
+                    m.name, m.name, m.source, m.table
+                );
             }
             out.push_str("  }\n");
         }
@@ -263,7 +286,11 @@ impl Plan {
             for c in &m.columns {
                 let Some(t) = &c.references else { continue };
                 for target in self.mappings.iter().filter(|o| &o.table == t) {
-                    let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"];", m.name, target.name, c.name);
+                    let _ = writeln!(
+                        out,
+                        "  \"{}\" -> \"{}\" [label=\"{}\"];",
+                        m.name, target.name, c.name
+                    );
                 }
             }
         }
