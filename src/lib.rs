@@ -25,6 +25,8 @@ pub mod ids;
 pub mod json;
 pub mod path;
 pub mod plan;
+pub mod row;
 pub mod schema;
+pub mod source;
 pub mod spec;
 pub mod transform;

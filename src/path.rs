@@ -35,6 +35,8 @@ pub enum Segment {
 #[derive(Clone)]
 enum Kind {
     Simple(Vec<Segment>),
+    /// `simple[*]`: every element of the array at a simple path, borrowed.
+    Each(Vec<Segment>),
     General { query: Box<JpQuery>, definite: bool },
 }
 
@@ -97,6 +99,9 @@ impl CompiledPath {
                 kind: Kind::Simple(segs),
             });
         }
+        if let Some(segs) = trimmed[1..].strip_suffix("[*]").and_then(parse_simple) {
+            return Ok(CompiledPath { text: trimmed.to_string(), root, kind: Kind::Each(segs) });
+        }
         // jsonpath-rust only knows `$` as a root; `@` paths are evaluated
         // against the element, so they parse as `$` paths.
         let as_dollar = format!("${}", &trimmed[1..]);
@@ -119,28 +124,19 @@ impl CompiledPath {
         &self.text
     }
 
-    /// Whether the path takes the fast route (no JSONPath engine per document).
+    /// Whether the path selects one value on the fast route (no JSONPath engine).
     pub fn is_simple(&self) -> bool {
         matches!(self.kind, Kind::Simple(_))
     }
 
-    /// Whether the path can select several values (`[*]`, `..`, filters, slices).
-    pub fn is_multi(&self) -> bool {
-        matches!(
-            self.kind,
-            Kind::General {
-                definite: false,
-                ..
-            }
-        )
+    /// Whether the path takes the fast route (no JSONPath engine per document).
+    pub fn is_fast(&self) -> bool {
+        !matches!(self.kind, Kind::General { .. })
     }
 
-    /// The dotted segments of a simple path.
-    pub fn segments(&self) -> Option<&[Segment]> {
-        match &self.kind {
-            Kind::Simple(s) => Some(s),
-            Kind::General { .. } => None,
-        }
+    /// Whether the path can select several values (`[*]`, `..`, filters, slices).
+    pub fn is_multi(&self) -> bool {
+        matches!(self.kind, Kind::Each(_) | Kind::General { definite: false, .. })
     }
 
     /// The top-level field this path reads, for server-side projection;
@@ -150,7 +146,7 @@ impl CompiledPath {
             return None;
         }
         match &self.kind {
-            Kind::Simple(s) => match s.first() {
+            Kind::Simple(s) | Kind::Each(s) => match s.first() {
                 Some(Segment::Key(k)) => Some(k),
                 _ => None,
             },
@@ -187,6 +183,11 @@ impl CompiledPath {
             Kind::Simple(segs) => {
                 walk(start, segs).map(|v| v.map_or(Found::Missing, Found::Borrowed))
             }
+            // The array itself stands for "each element": callers iterate it.
+            Kind::Each(segs) => match walk(start, segs)? {
+                Some(a @ RawBsonRef::Array(_)) => Ok(Found::Borrowed(a)),
+                _ => Ok(Found::Owned(RawBson::Array(bson::RawArrayBuf::new()))),
+            },
             Kind::General { query, definite } => {
                 let json = to_extjson(start)?;
                 let hits = js_path_process(query, &json)
@@ -313,6 +314,17 @@ mod tests {
             assert!(p.is_simple(), "{path}");
             assert_eq!(p.eval(&d, None).unwrap().as_ref(), expected, "{path}");
         }
+    }
+
+    #[test]
+    fn each_element_of_a_simple_path_is_borrowed() {
+        let d = doc();
+        let p = CompiledPath::parse("$.kcs[*]").unwrap();
+        assert!(p.is_fast() && p.is_multi());
+        assert!(matches!(p.eval(&d, None).unwrap(), Found::Borrowed(RawBsonRef::Array(_))));
+        let none = CompiledPath::parse("$.profile.name[*]").unwrap().eval(&d, None).unwrap();
+        let Some(RawBsonRef::Array(a)) = none.as_ref() else { panic!() };
+        assert!(a.is_empty());
     }
 
     #[test]

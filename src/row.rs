@@ -1,0 +1,388 @@
+//! One source document through one mapping: filter, unwind, and for every
+//! row, every column's value read, transformed, mapped, defaulted and coerced.
+//!
+//! The same code serves `run`, `run --dry-run` and `validate`, so what is
+//! checked is exactly what is loaded. Knows the plan and BSON; nothing of
+//! files or the database.
+
+use bson::{RawBson, RawBsonRef, RawDocument};
+
+use crate::cell::Cell;
+use crate::coerce::{bson_kind, coerce, preview};
+use crate::path::Found;
+use crate::plan::{ColumnPlan, DefaultPlan, FilterTest, MappingPlan, ValuePlan};
+
+/// Why a row was not produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// The unwind element's index, for child-table mappings.
+    pub element: Option<usize>,
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+/// What one document gave.
+#[derive(Debug)]
+pub enum RowEvent<'a> {
+    Row { element: Option<usize>, cells: Vec<Cell<'a>> },
+    Rejected(Rejection),
+    /// Rows not produced because the document did not pass the filter.
+    Filtered(u64),
+}
+
+/// Counts per column, for `--dry-run`.
+#[derive(Debug, Default, Clone)]
+pub struct ColumnStats {
+    pub nulls: u64,
+    pub defaults: u64,
+}
+
+/// Maps documents for one mapping plan.
+pub struct RowMapper<'p> {
+    plan: &'p MappingPlan,
+    pub stats: Vec<ColumnStats>,
+}
+
+impl<'p> RowMapper<'p> {
+    pub fn new(plan: &'p MappingPlan) -> Self {
+        RowMapper { plan, stats: vec![ColumnStats::default(); plan.columns.len()] }
+    }
+
+    pub fn plan(&self) -> &MappingPlan {
+        self.plan
+    }
+
+    /// Calls `emit` for each row (or rejection) the document gives.
+    pub fn map<'a>(&mut self, doc: &'a RawDocument, mut emit: impl FnMut(RowEvent<'a>)) {
+        let passes = match self.passes_filter(doc) {
+            Ok(p) => p,
+            Err(reason) => {
+                emit(RowEvent::Rejected(Rejection { element: None, column: None, reason }));
+                return;
+            }
+        };
+        let Some(unwind) = &self.plan.unwind else {
+            if passes {
+                emit(self.row(doc, None, None));
+            } else {
+                emit(RowEvent::Filtered(1));
+            }
+            return;
+        };
+        let found = match unwind.eval(doc, None) {
+            Ok(f) => f,
+            Err(reason) => {
+                emit(RowEvent::Rejected(Rejection { element: None, column: None, reason }));
+                return;
+            }
+        };
+        match &found {
+            // The usual case: the array lives in the document, rows borrow from it.
+            Found::Borrowed(RawBsonRef::Array(elements)) => {
+                if !passes {
+                    emit(RowEvent::Filtered(elements.into_iter().count() as u64));
+                    return;
+                }
+                for (i, el) in elements.into_iter().enumerate() {
+                    emit(match el {
+                        Ok(el) => self.row(doc, Some(el), Some(i)),
+                        Err(e) => malformed(i, e),
+                    });
+                }
+            }
+            // A general JSONPath built the array: rows are copied out of it.
+            Found::Owned(RawBson::Array(elements)) => {
+                if !passes {
+                    emit(RowEvent::Filtered(elements.into_iter().count() as u64));
+                    return;
+                }
+                for (i, el) in elements.into_iter().enumerate() {
+                    emit(match el {
+                        Ok(el) => into_owned(self.row(doc, Some(el), Some(i))),
+                        Err(e) => malformed(i, e),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn passes_filter(&self, doc: &RawDocument) -> Result<bool, String> {
+        for f in &self.plan.filter {
+            let found = f.path.eval(doc, None)?;
+            let v = found.as_ref();
+            let ok = match &f.test {
+                FilterTest::Exists(want) => v.is_some() == *want,
+                FilterTest::Equals(x) => v.is_some_and(|v| matches(v, x)),
+                FilterTest::NotEquals(x) => !v.is_some_and(|v| matches(v, x)),
+                FilterTest::In(xs) => v.is_some_and(|v| xs.iter().any(|x| matches(v, x))),
+                FilterTest::NotIn(xs) => !v.is_some_and(|v| xs.iter().any(|x| matches(v, x))),
+            };
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn row<'a>(&mut self, doc: &'a RawDocument, el: Option<RawBsonRef<'a>>, i: Option<usize>) -> RowEvent<'a> {
+        let mut cells = Vec::with_capacity(self.plan.columns.len());
+        for (ci, col) in self.plan.columns.iter().enumerate() {
+            match value(col, doc, el, &mut self.stats[ci]) {
+                Ok(c) => cells.push(c),
+                Err(reason) => {
+                    return RowEvent::Rejected(Rejection { element: i, column: Some(col.name.clone()), reason });
+                }
+            }
+        }
+        RowEvent::Row { element: i, cells }
+    }
+}
+
+fn malformed(i: usize, e: bson::error::Error) -> RowEvent<'static> {
+    RowEvent::Rejected(Rejection { element: Some(i), column: None, reason: format!("malformed BSON: {e}") })
+}
+
+fn into_owned(e: RowEvent<'_>) -> RowEvent<'static> {
+    match e {
+        RowEvent::Row { element, cells } => {
+            RowEvent::Row { element, cells: cells.into_iter().map(Cell::into_owned).collect() }
+        }
+        RowEvent::Rejected(r) => RowEvent::Rejected(r),
+        RowEvent::Filtered(n) => RowEvent::Filtered(n),
+    }
+}
+
+/// A value on its way through a column: borrowed from the document until a
+/// transform or `map` replaces it.
+enum Val<'a> {
+    Absent,
+    Borrowed(RawBsonRef<'a>),
+    Owned(RawBson),
+}
+
+fn value<'a>(
+    col: &ColumnPlan,
+    doc: &'a RawDocument,
+    el: Option<RawBsonRef<'a>>,
+    stats: &mut ColumnStats,
+) -> Result<Cell<'a>, String> {
+    let path = match &col.value {
+        ValuePlan::Path(p) | ValuePlan::Id(p) => Some(p),
+        ValuePlan::DefaultOnly => None,
+    };
+    let mut v = match path.map(|p| p.eval(doc, el)).transpose()? {
+        None | Some(Found::Missing) => Val::Absent,
+        Some(Found::Borrowed(RawBsonRef::Null | RawBsonRef::Undefined)) => Val::Absent,
+        Some(Found::Borrowed(b)) => Val::Borrowed(b),
+        Some(Found::Owned(o)) => Val::Owned(o),
+    };
+    let was_present = !matches!(v, Val::Absent);
+    for t in &col.transforms {
+        let current = match &v {
+            Val::Absent => break,
+            Val::Borrowed(b) => *b,
+            Val::Owned(o) => o.as_raw_bson_ref(),
+        };
+        v = match t.apply(current, col.rules.tz)? {
+            Some(o) => Val::Owned(o),
+            None => Val::Absent,
+        };
+    }
+    if !col.map.is_empty() {
+        let current = match &v {
+            Val::Absent => None,
+            Val::Borrowed(b) => Some(*b),
+            Val::Owned(o) => Some(o.as_raw_bson_ref()),
+        };
+        if let Some(key) = current.and_then(map_key)
+            && let Some((_, to)) = col.map.iter().find(|(from, _)| *from == key)
+        {
+            v = Val::Owned(to.clone());
+        }
+    }
+    let cell = match v {
+        Val::Absent => {
+            if col.required {
+                let what = if was_present { "became empty" } else { "is missing or null" };
+                return Err(format!("required value {what}"));
+            }
+            match &col.default {
+                DefaultPlan::Value(c) => {
+                    stats.defaults += 1;
+                    c.clone()
+                }
+                // The server fills these in: staging carries NULL.
+                DefaultPlan::Now | DefaultPlan::Schema(_) => {
+                    stats.defaults += 1;
+                    Cell::Null
+                }
+                DefaultPlan::None if col.not_null => {
+                    return Err("the column is NOT NULL and the document has no value".into());
+                }
+                DefaultPlan::None => {
+                    stats.nulls += 1;
+                    Cell::Null
+                }
+            }
+        }
+        Val::Borrowed(b) => convert(col, b)?,
+        Val::Owned(o) => convert(col, o.as_raw_bson_ref())?.into_owned(),
+    };
+    Ok(cell)
+}
+
+fn convert<'a>(col: &ColumnPlan, v: RawBsonRef<'a>) -> Result<Cell<'a>, String> {
+    match col.value {
+        ValuePlan::Id(_) => col.rules.ns.derive(v).map(Cell::Uuid),
+        _ => coerce(v, &col.ty, &col.rules),
+    }
+}
+
+/// The text a `map` table is keyed by: strings as they are, integers and booleans as written.
+fn map_key(v: RawBsonRef<'_>) -> Option<String> {
+    match v {
+        RawBsonRef::String(s) => Some(s.to_string()),
+        RawBsonRef::Int32(i) => Some(i.to_string()),
+        RawBsonRef::Int64(i) => Some(i.to_string()),
+        RawBsonRef::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// MongoDB-like equality for filters: numbers compare by value across
+/// types, and an array matches when any element does.
+fn matches(v: RawBsonRef<'_>, want: &RawBson) -> bool {
+    let w = want.as_raw_bson_ref();
+    let num = |x: RawBsonRef<'_>| match x {
+        RawBsonRef::Int32(i) => Some(f64::from(i)),
+        RawBsonRef::Int64(i) => Some(i as f64),
+        RawBsonRef::Double(d) => Some(d),
+        _ => None,
+    };
+    match (num(v), num(w)) {
+        (Some(a), Some(b)) => return a == b,
+        (Some(_), None) | (None, Some(_)) => {}
+        (None, None) => {
+            if v == w {
+                return true;
+            }
+        }
+    }
+    if let RawBsonRef::Array(a) = v {
+        return a.into_iter().flatten().any(|e| !matches!(e, RawBsonRef::Array(_)) && matches(e, want));
+    }
+    false
+}
+
+/// A short description of a document's `_id`, for rejects and logs.
+pub fn doc_id(doc: &RawDocument) -> String {
+    match doc.get("_id") {
+        Ok(Some(v)) => match v {
+            RawBsonRef::ObjectId(o) => o.to_hex(),
+            RawBsonRef::String(s) => s.to_string(),
+            other => format!("{} {}", bson_kind(other), preview(other)),
+        },
+        _ => "(no _id)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::compile;
+    use crate::diag::{Diagnostics, SourceFile};
+    use crate::schema::Schema;
+    use crate::spec::{ProjectSpec, parse_mapping};
+    use bson::rawdoc;
+
+    fn plan(sql: &str, toml: &str) -> MappingPlan {
+        let mut d = Diagnostics::default();
+        let mut schema = Schema::default();
+        schema.add_sql(&SourceFile::new("s.sql", sql), &mut d);
+        let spec = parse_mapping(&SourceFile::new("m.toml", toml), &mut d).unwrap();
+        let p = compile(&ProjectSpec::default(), &[spec], schema, ".".into(), &mut d);
+        assert!(!d.has_errors(), "{}", d.render_text(false));
+        p.mappings.into_iter().next().unwrap()
+    }
+
+    fn rows(m: &MappingPlan, doc: &RawDocument) -> Vec<String> {
+        let mut out = Vec::new();
+        RowMapper::new(m).map(doc, |e| {
+            out.push(match e {
+                RowEvent::Row { cells, .. } => cells
+                    .iter()
+                    .map(|c| c.to_pg_text().unwrap_or_else(|| "NULL".into()))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                RowEvent::Rejected(r) => format!("REJECT {:?} {:?}: {}", r.element, r.column, r.reason),
+                RowEvent::Filtered(n) => format!("FILTERED {n}"),
+            })
+        });
+        out
+    }
+
+    const SQL: &str = "CREATE TABLE t (id UUID PRIMARY KEY, email VARCHAR(20) NOT NULL, lvl VARCHAR(10) DEFAULT 'x', n INTEGER);
+                       CREATE TABLE c (t_id UUID NOT NULL, k TEXT NOT NULL, w NUMERIC(3,2), PRIMARY KEY (t_id, k));";
+
+    #[test]
+    fn columns_transform_map_default_and_reject() {
+        let m = plan(
+            SQL,
+            r#"source = "s"
+table = "t"
+key = "id"
+filter = { path = "$.kind", not_equals = "bot" }
+[columns]
+id = { id = "$._id" }
+email = { from = "$.email", required = true, transform = ["trim", "lowercase"] }
+lvl = { from = "$.level", map = { beginner = "novice" } }
+n = { from = "$.n", default = 7 }
+"#,
+        );
+        let id_uuid = crate::ids::IdNamespace::default().derive(RawBsonRef::Int32(1)).unwrap();
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 1, "email": " A@B.io ", "level": "beginner", "n": 3 }),
+            vec![format!("{id_uuid}|a@b.io|novice|3")]
+        );
+        // missing -> mapping default; null level -> schema default (NULL in staging)
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 1, "email": "a", "level": bson::RawBson::Null }),
+            vec![format!("{id_uuid}|a|NULL|7")]
+        );
+        assert_eq!(rows(&m, &rawdoc! { "_id": 1 }), vec!["REJECT None Some(\"email\"): required value is missing or null"]);
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 1, "email": "a", "n": 1.5 }),
+            vec!["REJECT None Some(\"n\"): double 1.5 is not a whole number; integer would round it"]
+        );
+        assert_eq!(rows(&m, &rawdoc! { "_id": 1, "email": "a", "kind": "bot" }), vec!["FILTERED 1"]);
+    }
+
+    #[test]
+    fn unwind_gives_one_row_per_element() {
+        let m = plan(
+            SQL,
+            r#"source = "s"
+table = "c"
+unwind = "$.items[*]"
+key = ["t_id", "k"]
+[columns]
+t_id = { id = "$._id" }
+k = "@.k"
+w = { from = "@.w", default = 1 }
+"#,
+        );
+        let u = crate::ids::IdNamespace::default().derive(RawBsonRef::Int32(9)).unwrap();
+        let doc = rawdoc! { "_id": 9, "items": [ { "k": "a", "w": 0.5 }, { "k": "b" }, { "w": 0.1 }, { "k": "c", "w": 1.234 } ] };
+        assert_eq!(
+            rows(&m, &doc),
+            vec![
+                format!("{u}|a|0.5"),
+                format!("{u}|b|1"),
+                "REJECT Some(2) Some(\"k\"): the column is NOT NULL and the document has no value".to_string(),
+                "REJECT Some(3) Some(\"w\"): 1.234 has 3 decimal places; numeric(3,2) would round it".to_string(),
+            ]
+        );
+        assert!(rows(&m, &rawdoc! { "_id": 9 }).is_empty());
+    }
+}

@@ -1,0 +1,562 @@
+//! Where documents come from: a mongodump directory (`*.bson`) or
+//! extended-JSON files (`*.jsonl`/`*.json`: one document a line as mongoexport
+//! writes, or one array as Compass exports; canonical, relaxed or legacy).
+//!
+//! A source yields raw BSON documents one at a time, with their position in
+//! the file, and never reads a whole collection into memory. A malformed or
+//! truncated file is an error naming the file and the byte offset or line.
+//!
+//! Knows files and BSON; nothing of mappings, plans or PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use bson::{Bson, RawDocumentBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: truncated document at byte offset {offset}: it declares {declared} bytes, {available} remain")]
+    Truncated { path: PathBuf, offset: u64, declared: u32, available: u64 },
+    #[error("{path}: corrupt document at byte offset {offset}: {reason}")]
+    Corrupt { path: PathBuf, offset: u64, reason: String },
+    #[error("{path}:{line}: {reason}")]
+    BadJson { path: PathBuf, line: u64, reason: String },
+    #[error("{path}: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
+    #[error("source {path}: {reason}")]
+    NotFound { path: PathBuf, reason: String },
+}
+
+/// How a collection file is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// mongodump: BSON documents back to back.
+    Bson,
+    /// Extended JSON, one document a line (mongoexport).
+    JsonLines,
+    /// Extended JSON, one array of documents (Compass export).
+    JsonArray,
+}
+
+#[derive(Debug, Clone)]
+pub struct CollectionFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub format: FileFormat,
+}
+
+/// A directory (or single file) of collection files; collection = file stem.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    pub root: PathBuf,
+    pub collections: BTreeMap<String, CollectionFile>,
+}
+
+/// One document and where it starts: a byte offset (BSON) or a line (JSON).
+#[derive(Debug)]
+pub struct SourceDoc {
+    pub doc: RawDocumentBuf,
+    pub position: u64,
+}
+
+impl FileSource {
+    /// Opens a dump directory. A mongodump output root holding a single
+    /// database directory (`dump/finlit/*.bson`) is accepted too.
+    pub fn open(path: &Path) -> Result<FileSource, SourceError> {
+        if path.is_file() {
+            let file = classify(path)?.ok_or_else(|| SourceError::NotFound {
+                path: path.to_path_buf(),
+                reason: "not a .bson, .json or .jsonl file".into(),
+            })?;
+            let root = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            return Ok(FileSource { root, collections: BTreeMap::from([(file.name.clone(), file)]) });
+        }
+        let mut collections = scan(path)?;
+        if collections.is_empty() {
+            // mongodump writes DIR/<database>/<collection>.bson.
+            let subdirs: Vec<PathBuf> = read_dir(path)?.into_iter().filter(|p| p.is_dir()).collect();
+            if let [only] = subdirs.as_slice() {
+                collections = scan(only)?;
+                if !collections.is_empty() {
+                    return Ok(FileSource { root: only.clone(), collections });
+                }
+            }
+            return Err(SourceError::NotFound {
+                path: path.to_path_buf(),
+                reason: "no collection files (*.bson, *.json, *.jsonl) found".into(),
+            });
+        }
+        Ok(FileSource { root: path.to_path_buf(), collections })
+    }
+
+    /// Documents in the collection; `None` when the source does not have it.
+    pub fn documents(&self, collection: &str, skip_to: u64) -> Option<Result<DocReader, SourceError>> {
+        let f = self.collections.get(collection)?;
+        Some(DocReader::open(f, skip_to))
+    }
+
+    /// Counts documents without decoding them (for progress and `list`).
+    pub fn count(&self, collection: &str) -> Option<Result<u64, SourceError>> {
+        let f = self.collections.get(collection)?;
+        Some(count(f))
+    }
+}
+
+fn read_dir(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let io_err = |source| SourceError::Io { path: path.to_path_buf(), source };
+    let mut out: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn scan(dir: &Path) -> Result<BTreeMap<String, CollectionFile>, SourceError> {
+    let mut out = BTreeMap::new();
+    for p in read_dir(dir)? {
+        if let Some(f) = classify(&p)? {
+            if let Some(prev) = out.get(&f.name) {
+                let prev: &CollectionFile = prev;
+                return Err(SourceError::Unsupported {
+                    path: p.clone(),
+                    reason: format!("collection `{}` also comes from {}; keep one file per collection", f.name, prev.path.display()),
+                });
+            }
+            out.insert(f.name.clone(), f);
+        }
+    }
+    Ok(out)
+}
+
+fn classify(p: &Path) -> Result<Option<CollectionFile>, SourceError> {
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if name.ends_with(".gz") {
+        return Err(SourceError::Unsupported {
+            path: p.to_path_buf(),
+            reason: "gzip-compressed dumps are not read directly; gunzip them or run mongodump without --gzip".into(),
+        });
+    }
+    if name.ends_with(".metadata.json") || !p.is_file() {
+        return Ok(None);
+    }
+    let (stem, format) = if let Some(s) = name.strip_suffix(".bson") {
+        (s, FileFormat::Bson)
+    } else if let Some(s) = name.strip_suffix(".jsonl").or_else(|| name.strip_suffix(".ndjson")) {
+        (s, FileFormat::JsonLines)
+    } else if let Some(s) = name.strip_suffix(".json") {
+        (s, json_layout(p)?)
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(CollectionFile { name: stem.to_string(), path: p.to_path_buf(), format }))
+}
+
+/// A `.json` file is an array when its first non-blank byte is `[`.
+fn json_layout(p: &Path) -> Result<FileFormat, SourceError> {
+    let mut f = File::open(p).map_err(|source| SourceError::Io { path: p.to_path_buf(), source })?;
+    let mut buf = [0u8; 512];
+    let n = f.read(&mut buf).map_err(|source| SourceError::Io { path: p.to_path_buf(), source })?;
+    let first = buf[..n].iter().find(|b| !b.is_ascii_whitespace());
+    Ok(if first == Some(&b'[') { FileFormat::JsonArray } else { FileFormat::JsonLines })
+}
+
+fn count(f: &CollectionFile) -> Result<u64, SourceError> {
+    let io_err = |source| SourceError::Io { path: f.path.clone(), source };
+    match f.format {
+        FileFormat::Bson => {
+            // Hop from length header to length header; the payload is not read.
+            let mut file = File::open(&f.path).map_err(io_err)?;
+            let len = file.metadata().map_err(io_err)?.len();
+            let mut pos = 0u64;
+            let mut n = 0;
+            let mut header = [0u8; 4];
+            while pos < len {
+                file.seek(SeekFrom::Start(pos)).map_err(io_err)?;
+                if file.read_exact(&mut header).is_err() {
+                    break;
+                }
+                let size = u32::from_le_bytes(header) as u64;
+                if size < 5 {
+                    break;
+                }
+                pos += size;
+                n += 1;
+            }
+            Ok(n)
+        }
+        FileFormat::JsonLines => {
+            let reader = BufReader::new(File::open(&f.path).map_err(io_err)?);
+            let mut n = 0;
+            for line in reader.split(b'\n') {
+                if line.map_err(io_err)?.iter().any(|b| !b.is_ascii_whitespace()) {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        }
+        FileFormat::JsonArray => {
+            let mut r = DocReader::open(f, 0)?;
+            let mut n = 0;
+            while let Some(d) = r.next_raw_json()? {
+                drop(d);
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+}
+
+/// Streams the documents of one collection file.
+pub struct DocReader {
+    path: PathBuf,
+    format: FileFormat,
+    reader: BufReader<File>,
+    /// Byte offset (BSON) or 1-based line (JSON) of the next document.
+    pos: u64,
+    file_len: u64,
+    line_buf: Vec<u8>,
+    array_started: bool,
+    array_done: bool,
+    /// Elements of a JSON array consumed so far (its resume position).
+    elements: u64,
+}
+
+impl DocReader {
+    /// Opens a file; `skip_to` is a `position()` a previous run reached.
+    pub fn open(f: &CollectionFile, skip_to: u64) -> Result<DocReader, SourceError> {
+        let io_err = |source| SourceError::Io { path: f.path.clone(), source };
+        let file = File::open(&f.path).map_err(io_err)?;
+        let file_len = file.metadata().map_err(io_err)?.len();
+        let mut r = DocReader {
+            path: f.path.clone(),
+            format: f.format,
+            reader: BufReader::with_capacity(1 << 20, file),
+            pos: if f.format == FileFormat::Bson { 0 } else { 1 },
+            file_len,
+            line_buf: Vec::new(),
+            array_started: false,
+            array_done: false,
+            elements: 0,
+        };
+        if skip_to > 0 {
+            match f.format {
+                FileFormat::Bson => {
+                    r.reader.seek(SeekFrom::Start(skip_to)).map_err(io_err)?;
+                    r.pos = skip_to;
+                }
+                FileFormat::JsonLines => {
+                    while r.pos < skip_to {
+                        r.line_buf.clear();
+                        if r.reader.read_until(b'\n', &mut r.line_buf).map_err(io_err)? == 0 {
+                            break;
+                        }
+                        r.pos += 1;
+                    }
+                }
+                FileFormat::JsonArray => {
+                    for _ in 0..skip_to {
+                        if r.next_raw_json()?.is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Where the next document starts, as `open` takes it back: a byte
+    /// offset (BSON), the next line (JSON lines), or the number of elements
+    /// consumed (JSON array). This is what a checkpoint records.
+    pub fn position(&self) -> u64 {
+        match self.format {
+            FileFormat::JsonArray => self.elements,
+            _ => self.pos,
+        }
+    }
+
+    fn io(&self, source: io::Error) -> SourceError {
+        SourceError::Io { path: self.path.clone(), source }
+    }
+
+    fn next_bson(&mut self) -> Result<Option<SourceDoc>, SourceError> {
+        let offset = self.pos;
+        let mut header = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            let n = self.reader.read(&mut header[got..]).map_err(|e| self.io(e))?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < 4 {
+            return Err(SourceError::Truncated {
+                path: self.path.clone(),
+                offset,
+                declared: 4,
+                available: got as u64,
+            });
+        }
+        let declared = u32::from_le_bytes(header);
+        if declared < 5 || declared > 48 * 1024 * 1024 {
+            return Err(SourceError::Corrupt {
+                path: self.path.clone(),
+                offset,
+                reason: format!("impossible document length {declared}"),
+            });
+        }
+        let available = self.file_len.saturating_sub(offset);
+        if u64::from(declared) > available {
+            return Err(SourceError::Truncated { path: self.path.clone(), offset, declared, available });
+        }
+        let mut bytes = vec![0u8; declared as usize];
+        bytes[..4].copy_from_slice(&header);
+        self.reader.read_exact(&mut bytes[4..]).map_err(|e| self.io(e))?;
+        if bytes[bytes.len() - 1] != 0 {
+            return Err(SourceError::Corrupt {
+                path: self.path.clone(),
+                offset,
+                reason: "document does not end with a NUL byte".into(),
+            });
+        }
+        self.pos += u64::from(declared);
+        let doc = RawDocumentBuf::from_bytes(bytes).map_err(|e| SourceError::Corrupt {
+            path: self.path.clone(),
+            offset,
+            reason: e.to_string(),
+        })?;
+        Ok(Some(SourceDoc { doc, position: offset }))
+    }
+
+    fn next_json_line(&mut self) -> Result<Option<SourceDoc>, SourceError> {
+        loop {
+            self.line_buf.clear();
+            let n = self.reader.read_until(b'\n', &mut self.line_buf).map_err(|e| self.io(e))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let line = self.pos;
+            self.pos += 1;
+            if self.line_buf.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            let doc = json_to_doc(&self.line_buf).map_err(|reason| SourceError::BadJson {
+                path: self.path.clone(),
+                line,
+                reason,
+            })?;
+            return Ok(Some(SourceDoc { doc, position: line }));
+        }
+    }
+
+    /// The bytes of the next element of a top-level JSON array, found by
+    /// tracking strings and nesting, so the array is never held whole.
+    fn next_raw_json(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+        // Split the borrows: the reader's buffer is read while positions change.
+        let DocReader { path, reader, pos, array_started, array_done, .. } = self;
+        if *array_done {
+            return Ok(None);
+        }
+        let bad = |line: u64, reason: &str| SourceError::BadJson {
+            path: path.clone(),
+            line,
+            reason: reason.to_string(),
+        };
+        let mut out = Vec::new();
+        let mut depth = 0usize;
+        let (mut in_str, mut escaped) = (false, false);
+        loop {
+            let buf = reader.fill_buf().map_err(|source| SourceError::Io { path: path.clone(), source })?;
+            if buf.is_empty() {
+                return Err(bad(*pos, "the JSON array ends early (truncated file?)"));
+            }
+            let mut used = 0;
+            let mut finished = false;
+            for &b in buf {
+                used += 1;
+                if b == b'\n' {
+                    *pos += 1;
+                }
+                if !*array_started {
+                    if b == b'[' {
+                        *array_started = true;
+                    } else if !b.is_ascii_whitespace() {
+                        return Err(bad(*pos, "expected a JSON array"));
+                    }
+                    continue;
+                }
+                if in_str {
+                    out.push(b);
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_str = false;
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => {
+                        in_str = true;
+                        out.push(b);
+                    }
+                    b'{' | b'[' => {
+                        depth += 1;
+                        out.push(b);
+                    }
+                    b'}' | b']' if depth > 0 => {
+                        depth -= 1;
+                        out.push(b);
+                    }
+                    b']' => {
+                        *array_done = true;
+                        finished = true;
+                        break;
+                    }
+                    b',' if depth == 0 => {
+                        finished = true;
+                        break;
+                    }
+                    _ => out.push(b),
+                }
+            }
+            reader.consume(used);
+            if finished {
+                let blank = out.iter().all(|b| b.is_ascii_whitespace());
+                return Ok(if blank && *array_done { None } else { Some(out) });
+            }
+        }
+    }
+
+    fn next_json_array(&mut self) -> Result<Option<SourceDoc>, SourceError> {
+        let line = self.pos;
+        let Some(bytes) = self.next_raw_json()? else { return Ok(None) };
+        self.elements += 1;
+        let doc = json_to_doc(&bytes).map_err(|reason| SourceError::BadJson { path: self.path.clone(), line, reason })?;
+        Ok(Some(SourceDoc { doc, position: line }))
+    }
+}
+
+impl Iterator for DocReader {
+    type Item = Result<SourceDoc, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = match self.format {
+            FileFormat::Bson => self.next_bson(),
+            FileFormat::JsonLines => self.next_json_line(),
+            FileFormat::JsonArray => self.next_json_array(),
+        };
+        r.transpose()
+    }
+}
+
+/// Extended JSON (canonical, relaxed or legacy) → raw BSON.
+pub fn json_to_doc(bytes: &[u8]) -> Result<RawDocumentBuf, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("a document must be a JSON object".into());
+    }
+    match Bson::try_from(value).map_err(|e| format!("invalid extended JSON: {e}"))? {
+        Bson::Document(d) => RawDocumentBuf::try_from(&d).map_err(|e| e.to_string()),
+        _ => Err("a document must be a JSON object".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{doc, oid::ObjectId};
+    use std::io::Write;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        File::create(&p).unwrap().write_all(bytes).unwrap();
+        p
+    }
+
+    fn ids(src: &FileSource, coll: &str) -> Result<Vec<i32>, SourceError> {
+        src.documents(coll, 0)
+            .unwrap()?
+            .map(|d| d.map(|d| d.doc.get_i32("n").unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_bson_lines_and_arrays() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bson = Vec::new();
+        for n in 0..3 {
+            bson.extend(bson::serialize_to_vec(&doc! { "_id": ObjectId::new(), "n": n }).unwrap());
+        }
+        write(dir.path(), "a.bson", &bson);
+        write(dir.path(), "a.metadata.json", b"{}");
+        write(
+            dir.path(),
+            "b.jsonl",
+            b"{\"n\": {\"$numberInt\": \"0\"}, \"d\": {\"$date\": \"1960-01-01T00:00:00Z\"}}\n\n{\"n\": 1, \"x\": \"a]b,c\"}\n",
+        );
+        write(dir.path(), "c.json", b" [ {\"n\": 0, \"s\": \"}]\\\"\"},\n {\"n\": 1, \"a\": [1,{\"b\":2}]} ]\n");
+        let src = FileSource::open(dir.path()).unwrap();
+        assert_eq!(src.collections.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(ids(&src, "a").unwrap(), vec![0, 1, 2]);
+        assert_eq!(ids(&src, "b").unwrap(), vec![0, 1]);
+        assert_eq!(ids(&src, "c").unwrap(), vec![0, 1]);
+        for c in ["a", "b", "c"] {
+            let n = ids(&src, c).unwrap().len() as u64;
+            assert_eq!(src.count(c).unwrap().unwrap(), n, "{c}");
+        }
+    }
+
+    #[test]
+    fn truncated_bson_names_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = bson::serialize_to_vec(&doc! { "n": 1 }).unwrap();
+        let mut bytes = one.clone();
+        bytes.extend(&one[..one.len() - 3]);
+        write(dir.path(), "t.bson", &bytes);
+        let src = FileSource::open(dir.path()).unwrap();
+        let err = ids(&src, "t").unwrap_err().to_string();
+        assert!(err.contains("t.bson") && err.contains(&format!("byte offset {}", one.len())), "{err}");
+    }
+
+    #[test]
+    fn bad_json_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "j.jsonl", b"{\"n\": 1}\n{\"n\": 2\n");
+        let src = FileSource::open(dir.path()).unwrap();
+        let err = ids(&src, "j").unwrap_err().to_string();
+        assert!(err.contains("j.jsonl:2:"), "{err}");
+    }
+
+    #[test]
+    fn resumes_at_a_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bson = Vec::new();
+        for n in 0..4 {
+            bson.extend(bson::serialize_to_vec(&doc! { "n": n }).unwrap());
+        }
+        write(dir.path(), "a.bson", &bson);
+        write(dir.path(), "b.jsonl", b"{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n");
+        let src = FileSource::open(dir.path()).unwrap();
+        let mut r = src.documents("a", 0).unwrap().unwrap();
+        r.next();
+        r.next();
+        let pos = r.position();
+        let rest: Vec<i32> = src.documents("a", pos).unwrap().unwrap().map(|d| d.unwrap().doc.get_i32("n").unwrap()).collect();
+        assert_eq!(rest, vec![2, 3]);
+        // JSON lines: resume at line 2.
+        let rest: Vec<i32> = src.documents("b", 2).unwrap().unwrap().map(|d| d.unwrap().doc.get_i32("n").unwrap()).collect();
+        assert_eq!(rest, vec![1, 2]);
+    }
+}
