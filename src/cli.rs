@@ -47,6 +47,70 @@ pub enum Command {
     /// Show the compiled plan: load order in stages, and for every column its
     /// source path, coercion, SQL type and default.
     Plan(PlanArgs),
+    /// Migrate: read the source, transform every document through the plan, load PostgreSQL.
+    ///
+    /// Creates the target database if it is missing and applies pending
+    /// migrations from schema/ (say --no-schema to skip). Re-running is safe:
+    /// rows are matched by each mapping's key, unchanged rows are left alone,
+    /// changed documents update their rows. Documents that cannot be mapped go
+    /// to the rejects file and the run goes on.
+    ///
+    /// Exit codes: 0 all loaded, 3 finished with rejects, 1 failed, 130 interrupted.
+    Run(RunArgs),
+    /// List the source's collections, their document counts and the mappings that read them.
+    List(ListArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// A mongodump directory (*.bson) or a directory of extended-JSON files
+    /// (*.json, *.jsonl); a collection is a file, named by its stem.
+    #[arg(long, env = "MONGO_URI", value_name = "PATH_OR_URI", hide_env_values = true)]
+    pub source: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub mappings: MappingDirArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// PostgreSQL connection string. Not needed with --dry-run.
+    #[arg(long, env = "DATABASE_URL", value_name = "POSTGRES_URL", hide_env_values = true)]
+    pub target: Option<String>,
+    /// Load only these mappings (by mapping, collection or table name); repeatable.
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+    /// Read and transform everything and check every value against the
+    /// schema's types, without touching any database.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rows per COPY chunk; each chunk is one transaction.
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    pub batch_size: usize,
+    /// Where rejected documents go (JSON lines), created only when there are some.
+    #[arg(long, default_value = "rejects.jsonl", value_name = "FILE")]
+    pub rejects: PathBuf,
+    /// Stop (exit 1) once more than N documents have been rejected.
+    #[arg(long, value_name = "N")]
+    pub max_rejects: Option<u64>,
+    /// Log file, appended to (as the seeds' migration.log).
+    #[arg(long, default_value = "migration.log", value_name = "FILE")]
+    pub log_file: PathBuf,
+    /// Do not create the database or apply schema/ migrations.
+    #[arg(long)]
+    pub no_schema: bool,
+    /// `json` prints the summary as JSON on stdout.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub mappings: MappingDirArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -92,10 +156,60 @@ pub enum PlanFormat {
 }
 
 pub fn main() -> ExitCode {
+    // Like the seeds: flags first, then the environment, then a .env file.
+    let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check(a) => cmd::check::run(&a),
         Command::Plan(a) => cmd::plan::run(&a),
+        Command::Run(a) => with_runtime(cmd::run::run(a)),
+        Command::List(a) => cmd::list::run(&a),
     };
     ExitCode::from(code)
+}
+
+fn with_runtime(f: impl std::future::Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// Logs go to stderr and, when given, appended to a file.
+pub fn init_logging(log_file: Option<&std::path::Path>, quiet_stderr: bool) -> Result<(), String> {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::prelude::*;
+    let stderr_level = if quiet_stderr { LevelFilter::WARN } else { LevelFilter::INFO };
+    use std::io::IsTerminal;
+    use tracing_subscriber::filter::Targets;
+    // The tool's own events; libraries (sqlx notices) only when they warn.
+    let only_ours = |level| Targets::new().with_target("finlit_map", level).with_default(LevelFilter::WARN);
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .with_filter(only_ours(stderr_level));
+    let file = match log_file {
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("cannot open log file {}: {e}", p.display()))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::sync::Mutex::new(f))
+                    .with_ansi(false)
+                    .with_target(false)
+                    .with_filter(only_ours(LevelFilter::INFO)),
+            )
+        }
+        None => None,
+    };
+    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+    Ok(())
 }

@@ -1,0 +1,124 @@
+//! What a run did, per mapping: the numbers a person needs to trust it
+//! (`read = loaded + rejected + filtered`), as a table or as JSON.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ColumnReport {
+    pub column: String,
+    pub nulls: u64,
+    pub defaults: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct MappingReport {
+    pub mapping: String,
+    pub source: String,
+    pub table: String,
+    /// Source documents read.
+    pub documents: u64,
+    /// Candidate rows: documents, or array elements for `unwind` mappings.
+    pub read: u64,
+    /// Rows now in the table as the source says: inserted + updated + unchanged.
+    pub loaded: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub filtered: u64,
+    /// Self-references whose parent does not exist (the row keeps NULL).
+    pub dangling: u64,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+    /// Per-column null and default counts (dry runs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ColumnReport>,
+}
+
+impl MappingReport {
+    pub fn balanced(&self) -> bool {
+        self.read == self.loaded + self.rejected + self.filtered
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RunReport {
+    pub dry_run: bool,
+    pub mappings: Vec<MappingReport>,
+    pub rejects_file: Option<String>,
+    pub seconds: f64,
+}
+
+impl RunReport {
+    pub fn rejected(&self) -> u64 {
+        self.mappings.iter().map(|m| m.rejected).sum()
+    }
+
+    pub fn render_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let w = self.mappings.iter().map(|m| m.mapping.len()).max().unwrap_or(7).max(7);
+        let loaded_head = if self.dry_run { "would load" } else { "loaded (new/changed/same)" };
+        let _ = writeln!(
+            out,
+            "{:w$}  {:>9}  {:>28}  {:>8}  {:>8}  {:>8}  {:>10}",
+            "mapping", "read", loaded_head, "rejected", "filtered", "seconds", "rows/s"
+        );
+        let mut total = MappingReport { mapping: "total".into(), ..Default::default() };
+        for m in &self.mappings {
+            write_line(&mut out, m, w, self.dry_run);
+            total.read += m.read;
+            total.loaded += m.loaded;
+            total.inserted += m.inserted;
+            total.updated += m.updated;
+            total.unchanged += m.unchanged;
+            total.rejected += m.rejected;
+            total.filtered += m.filtered;
+        }
+        total.seconds = self.seconds;
+        total.rows_per_second = if self.seconds > 0.0 { total.loaded as f64 / self.seconds } else { 0.0 };
+        write_line(&mut out, &total, w, self.dry_run);
+        for m in self.mappings.iter().filter(|m| !m.balanced()) {
+            let _ = writeln!(out, "warning: {}: read {} != loaded + rejected + filtered", m.mapping, m.read);
+        }
+        for m in self.mappings.iter().filter(|m| m.dangling > 0) {
+            let _ = writeln!(
+                out,
+                "warning: {}: {} self-references point at rows that do not exist; those rows keep NULL (see rejects)",
+                m.mapping, m.dangling
+            );
+        }
+        if self.dry_run {
+            for m in &self.mappings {
+                let cols: Vec<String> = m
+                    .columns
+                    .iter()
+                    .filter(|c| c.nulls + c.defaults > 0)
+                    .map(|c| format!("{} (null {}, default {})", c.column, c.nulls, c.defaults))
+                    .collect();
+                if !cols.is_empty() {
+                    let _ = writeln!(out, "  {}: {}", m.mapping, cols.join(", "));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn write_line(out: &mut String, m: &MappingReport, w: usize, dry_run: bool) {
+    let loaded = if dry_run {
+        m.loaded.to_string()
+    } else {
+        format!("{} ({}/{}/{})", m.loaded, m.inserted, m.updated, m.unchanged)
+    };
+    let _ = writeln!(
+        out,
+        "{:w$}  {:>9}  {:>28}  {:>8}  {:>8}  {:>8.2}  {:>10.0}",
+        m.mapping, m.read, loaded, m.rejected, m.filtered, m.seconds, m.rows_per_second
+    );
+}

@@ -1,0 +1,393 @@
+//! PostgreSQL as the target: rows arrive as COPY text, land in a temporary
+//! staging table, and move into the target table by key.
+//!
+//! Per chunk, in one transaction: COPY into staging; reject rows whose key
+//! repeats later in the chunk, and rows whose foreign keys point at rows that
+//! do not exist; UPDATE the rows whose values changed; INSERT the new ones.
+//! Re-running a migration therefore changes nothing, and a changed document
+//! updates its row. A constraint the staging checks cannot foresee (a UNIQUE
+//! email, a CHECK) sends the chunk through a row-by-row path that rejects only
+//! the offending rows. Self-references are set after the whole mapping has
+//! loaded, so a child may come before its parent.
+//!
+//! Knows SQL and the plan's column list; nothing of sources or TOML.
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+
+use crate::plan::{ColumnPlan, DefaultPlan, MappingPlan, Plan};
+use crate::schema::SchemaDefault;
+
+/// A row the database refused, by its position in the chunk.
+#[derive(Debug, Clone)]
+pub struct DbRejection {
+    pub ord: usize,
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+/// What one chunk did to the table.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ChunkResult {
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// A rows-with-no-parent report from the self-reference pass.
+#[derive(Debug, Clone)]
+pub struct Dangling {
+    pub key: String,
+    pub column: String,
+    pub target: String,
+}
+
+/// Statements here are built from quoted identifiers of the schema and the
+/// plan, never from data, so they are safe to send as they are.
+pub fn sql(s: impl AsRef<str>) -> AssertSqlSafe<String> {
+    AssertSqlSafe(s.as_ref().to_string())
+}
+
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// The SQL for one mapping, built once.
+pub struct TableSink {
+    table: String,
+    stage: String,
+    selfref: Option<String>,
+    copy: String,
+    dedupe: String,
+    orphans: Vec<(String, String)>,
+    update: Option<String>,
+    insert: String,
+    save_selfrefs: Option<String>,
+    /// (self-referencing column, the column of the same table it points at).
+    self_targets: Vec<(String, String)>,
+    key_text: String,
+}
+
+impl TableSink {
+    /// Builds the statements for `m`; `slot` keeps temp-table names apart.
+    pub fn new(plan: &Plan, m: &MappingPlan, slot: usize) -> TableSink {
+        let table = quote(&m.table);
+        let stage = format!("fm_stage_{slot}");
+        let cols: Vec<&ColumnPlan> = m.columns.iter().collect();
+        let names: Vec<String> = cols.iter().map(|c| quote(&c.name)).collect();
+        let key: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
+        let self_cols: Vec<&str> = m.self_references().map(|(_, c)| c.name.as_str()).collect();
+        let is_self = |c: &ColumnPlan| self_cols.contains(&c.name.as_str());
+        let key_match = |a: &str, b: &str| {
+            key.iter().map(|k| format!("{a}.{k} = {b}.{k}")).collect::<Vec<_>>().join(" AND ")
+        };
+
+        let copy = format!("COPY {stage} (__ord, {}) FROM STDIN", names.join(", "));
+        let key_list = key.iter().map(|k| format!("a.{k}")).collect::<Vec<_>>().join(", ");
+        let dedupe = format!(
+            "DELETE FROM {stage} a USING {stage} b WHERE {} AND a.__ord < b.__ord RETURNING a.__ord, b.__ord",
+            key_match("a", "b")
+        );
+        let key_text = format!("concat_ws(', ', {})", key_list.replace("a.", "s."));
+
+        // Foreign keys to other tables: a row pointing at nothing is rejected
+        // here rather than failing the whole chunk.
+        let mut orphans = Vec::new();
+        for c in &cols {
+            let Some(target) = &c.references else { continue };
+            if is_self(c) {
+                continue;
+            }
+            let ref_col = referenced_column(plan, &m.table, &c.name, target);
+            orphans.push((
+                c.name.clone(),
+                format!(
+                    "DELETE FROM {stage} s WHERE s.{col} IS NOT NULL AND NOT EXISTS \
+                     (SELECT 1 FROM {t} r WHERE r.{rc} = s.{col}) RETURNING s.__ord, s.{col}::text",
+                    col = quote(&c.name),
+                    t = quote(target),
+                    rc = quote(&ref_col),
+                ),
+            ));
+        }
+
+        let updatable: Vec<&&ColumnPlan> =
+            cols.iter().filter(|c| !m.key.iter().any(|&k| m.columns[k].name == c.name) && !is_self(c)).collect();
+        let update = (!updatable.is_empty()).then(|| {
+            let sets: Vec<String> =
+                updatable.iter().map(|c| format!("{} = {}", quote(&c.name), update_value(c))).collect();
+            let old: Vec<String> = updatable.iter().map(|c| comparable(c, format!("t.{}", quote(&c.name)))).collect();
+            let new: Vec<String> = updatable.iter().map(|c| comparable(c, update_value(c))).collect();
+            format!(
+                "UPDATE {table} t SET {} FROM {stage} s WHERE {} AND ({}) IS DISTINCT FROM ({})",
+                sets.join(", "),
+                key_match("t", "s"),
+                old.join(", "),
+                new.join(", ")
+            )
+        });
+        let values: Vec<String> = cols
+            .iter()
+            .map(|c| if is_self(c) { "NULL".to_string() } else { insert_value(c) })
+            .collect();
+        let insert = format!(
+            "INSERT INTO {table} ({}) SELECT {} FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {})",
+            names.join(", "),
+            values.join(", "),
+            key_match("t", "s")
+        );
+        let (selfref, save_selfrefs) = if self_cols.is_empty() {
+            (None, None)
+        } else {
+            let side = format!("fm_selfref_{slot}");
+            let cols: Vec<String> = key.iter().cloned().chain(self_cols.iter().map(|c| quote(c))).collect();
+            let save = format!(
+                "INSERT INTO {side} ({c}) SELECT {c} FROM {stage} ON CONFLICT ({k}) DO UPDATE SET {u}",
+                c = cols.join(", "),
+                k = key.join(", "),
+                u = self_cols.iter().map(|c| format!("{q} = EXCLUDED.{q}", q = quote(c))).collect::<Vec<_>>().join(", ")
+            );
+            (Some(side), Some(save))
+        };
+        let self_targets = self_cols
+            .iter()
+            .map(|c| (c.to_string(), referenced_column(plan, &m.table, c, &m.table)))
+            .collect();
+        TableSink { table, stage, selfref, copy, dedupe, orphans, update, insert, save_selfrefs, self_targets, key_text }
+    }
+
+    /// Creates the temporary tables on this connection.
+    pub async fn prepare(&self, conn: &mut PgConnection, m: &MappingPlan) -> Result<(), sqlx::Error> {
+        let cols: Vec<String> = m.columns.iter().map(|c| quote(&c.name)).collect();
+        sqlx::query(sql(format!("DROP TABLE IF EXISTS {}", self.stage))).execute(&mut *conn).await?;
+        // Same column types as the target, none of its constraints.
+        sqlx::query(sql(format!(
+                "CREATE TEMP TABLE {} ON COMMIT DELETE ROWS AS SELECT 0::integer AS __ord, {} FROM {} WITH NO DATA",
+                self.stage,
+                cols.join(", "),
+                self.table
+            ))).execute(&mut *conn)
+        .await?;
+        if let Some(side) = &self.selfref {
+            let key: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
+            let selfs: Vec<String> = m.self_references().map(|(_, c)| quote(&c.name)).collect();
+            sqlx::query(sql(format!("DROP TABLE IF EXISTS {side}"))).execute(&mut *conn).await?;
+            sqlx::query(sql(format!(
+                    "CREATE TEMP TABLE {side} AS SELECT {}, {} FROM {} WITH NO DATA",
+                    key.join(", "),
+                    selfs.join(", "),
+                    self.table
+                ))).execute(&mut *conn)
+            .await?;
+            sqlx::query(sql(format!("ALTER TABLE {side} ADD PRIMARY KEY ({})", key.join(", ")))).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads one chunk (COPY text rows, `__ord` first) in one transaction;
+    /// `before_commit` runs inside it (checkpoints).
+    pub async fn load_chunk<'c>(
+        &self,
+        conn: &'c mut PgConnection,
+        copy_data: &[u8],
+        rows: usize,
+        rejected: &mut Vec<DbRejection>,
+    ) -> Result<(ChunkResult, sqlx::Transaction<'c, sqlx::Postgres>), sqlx::Error> {
+        let mut tx = conn.begin().await?;
+        let mut copy = tx.copy_in_raw(&self.copy).await?;
+        copy.send(copy_data).await?;
+        copy.finish().await?;
+
+        for row in sqlx::query(sql(&self.dedupe)).fetch_all(&mut *tx).await? {
+            let (ord, later): (i32, i32) = (row.try_get(0)?, row.try_get(1)?);
+            rejected.push(DbRejection {
+                ord: ord as usize,
+                column: None,
+                reason: format!("duplicate key: row {later} of the same chunk has the same key, and the later one wins"),
+            });
+        }
+        for (col, stmt) in &self.orphans {
+            for row in sqlx::query(sql(stmt)).fetch_all(&mut *tx).await? {
+                let (ord, value): (i32, String) = (row.try_get(0)?, row.try_get(1)?);
+                rejected.push(DbRejection {
+                    ord: ord as usize,
+                    column: Some(col.clone()),
+                    reason: format!("points at {value}, which is not in the referenced table (its document is missing or was rejected)"),
+                });
+            }
+        }
+        let remaining = rows - rejected.len();
+        sqlx::query("SAVEPOINT fm_chunk").execute(&mut *tx).await?;
+        let result = match self.apply(&mut tx, None).await {
+            Ok((updated, inserted)) => {
+                sqlx::query("RELEASE SAVEPOINT fm_chunk").execute(&mut *tx).await?;
+                ChunkResult { inserted, updated, unchanged: remaining as u64 - inserted - updated }
+            }
+            Err(e) if is_row_error(&e) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT fm_chunk").execute(&mut *tx).await?;
+                self.row_by_row(&mut tx, rejected).await?
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(save) = &self.save_selfrefs {
+            sqlx::query(sql(save)).execute(&mut *tx).await?;
+        }
+        Ok((result, tx))
+    }
+
+    /// UPDATE then INSERT from staging, for every row or for one `__ord`.
+    async fn apply(&self, tx: &mut PgConnection, ord: Option<i32>) -> Result<(u64, u64), sqlx::Error> {
+        let only = |sql: &str| match ord {
+            Some(o) => format!("{sql} AND s.__ord = {o}"),
+            None => sql.to_string(),
+        };
+        let updated = match &self.update {
+            Some(u) => sqlx::query(sql(only(u))).execute(&mut *tx).await?.rows_affected(),
+            None => 0,
+        };
+        let inserted = sqlx::query(sql(only(&self.insert))).execute(&mut *tx).await?.rows_affected();
+        Ok((updated, inserted))
+    }
+
+    /// The slow path: each row in its own savepoint, so one bad row is
+    /// rejected with the server's reason and the others load.
+    async fn row_by_row(
+        &self,
+        tx: &mut PgConnection,
+        rejected: &mut Vec<DbRejection>,
+    ) -> Result<ChunkResult, sqlx::Error> {
+        let ords: Vec<i32> = sqlx::query_scalar(sql(format!("SELECT __ord FROM {} ORDER BY __ord", self.stage)))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut r = ChunkResult::default();
+        for ord in ords {
+            sqlx::query("SAVEPOINT fm_row").execute(&mut *tx).await?;
+            match self.apply(tx, Some(ord)).await {
+                Ok((u, i)) => {
+                    sqlx::query("RELEASE SAVEPOINT fm_row").execute(&mut *tx).await?;
+                    r.updated += u;
+                    r.inserted += i;
+                    if u + i == 0 {
+                        r.unchanged += 1;
+                    }
+                }
+                Err(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT fm_row").execute(&mut *tx).await?;
+                    let detail = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|p| p.detail());
+                    rejected.push(DbRejection {
+                        ord: ord as usize,
+                        column: e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|p| p.column().map(str::to_string)),
+                        reason: match detail {
+                            Some(d) => format!("{} ({d})", e.message()),
+                            None => e.message().to_string(),
+                        },
+                    });
+                    // The row must not be counted as loaded: drop it from staging.
+                    sqlx::query(sql(format!("DELETE FROM {} WHERE __ord = {ord}", self.stage))).execute(&mut *tx).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(r)
+    }
+
+    /// The second pass for self-references: sets every pending parent that
+    /// exists; reports those that do not (their rows keep NULL).
+    pub async fn finish(&self, conn: &mut PgConnection, m: &MappingPlan) -> Result<Vec<Dangling>, sqlx::Error> {
+        let Some(side) = &self.selfref else { return Ok(Vec::new()) };
+        let mut dangling = Vec::new();
+        let mut tx = conn.begin().await?;
+        for (name, target) in &self.self_targets {
+            let col = quote(name);
+            let rc = quote(target);
+            let key_match: Vec<String> =
+                m.key.iter().map(|&i| format!("t.{k} = s.{k}", k = quote(&m.columns[i].name))).collect();
+            let missing = format!(
+                "SELECT {}, s.{col}::text FROM {side} s WHERE s.{col} IS NOT NULL AND NOT EXISTS \
+                 (SELECT 1 FROM {} p WHERE p.{rc} = s.{col})",
+                self.key_text,
+                self.table
+            );
+            for row in sqlx::query(sql(&missing)).fetch_all(&mut *tx).await? {
+                dangling.push(Dangling { key: row.try_get(0)?, column: name.clone(), target: row.try_get(1)? });
+            }
+            let update = format!(
+                "UPDATE {t} t SET {col} = s.{col} FROM {side} s WHERE {km} AND t.{col} IS DISTINCT FROM s.{col} \
+                 AND (s.{col} IS NULL OR EXISTS (SELECT 1 FROM {t} p WHERE p.{rc} = s.{col}))",
+                t = self.table,
+                km = key_match.join(" AND ")
+            );
+            sqlx::query(sql(&update)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(dangling)
+    }
+}
+
+/// The column a foreign key points at: the schema's, else the target's primary key.
+fn referenced_column(plan: &Plan, table: &str, column: &str, target: &str) -> String {
+    let t = plan.schema.table(table);
+    if let Some(fk) = t.and_then(|t| t.foreign_key_on(column))
+        && let Some(c) = fk.ref_columns.first()
+    {
+        return c.clone();
+    }
+    plan.schema
+        .table(target)
+        .and_then(|t| t.primary_key.first().cloned())
+        .unwrap_or_else(|| "id".to_string())
+}
+
+fn server_default(c: &ColumnPlan) -> Option<String> {
+    match &c.default {
+        DefaultPlan::Now => Some("now()".into()),
+        DefaultPlan::Schema(SchemaDefault::Now) => Some("now()".into()),
+        DefaultPlan::Schema(SchemaDefault::Constant(v) | SchemaDefault::Expression(v)) => Some(v.clone()),
+        DefaultPlan::Value(_) | DefaultPlan::None => None,
+    }
+}
+
+/// `json` has no equality operator; its text is what was loaded, so compare that.
+fn comparable(c: &ColumnPlan, expr: String) -> String {
+    if c.ty == crate::schema::SqlType::Json { format!("({expr})::text") } else { expr }
+}
+
+/// Data exceptions (class 22) and integrity violations (class 23) are the
+/// row's fault and become rejects; anything else is the run's problem.
+fn is_row_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+        _ => false,
+    }
+}
+
+/// What a column becomes for a new row: the staged value, or the server's default.
+fn insert_value(c: &ColumnPlan) -> String {
+    let q = quote(&c.name);
+    match server_default(c) {
+        Some(d) => format!("COALESCE(s.{q}, {d})"),
+        None => format!("s.{q}"),
+    }
+}
+
+/// What a column becomes for an existing row. Clock and generated defaults
+/// keep the stored value, so a re-run does not rewrite `created_at`.
+fn update_value(c: &ColumnPlan) -> String {
+    let q = quote(&c.name);
+    match &c.default {
+        DefaultPlan::Now | DefaultPlan::Schema(SchemaDefault::Now | SchemaDefault::Expression(_)) => {
+            format!("COALESCE(s.{q}, t.{q})")
+        }
+        DefaultPlan::Schema(SchemaDefault::Constant(v)) => format!("COALESCE(s.{q}, {v})"),
+        _ => format!("s.{q}"),
+    }
+}
+
+/// Appends one staging row in COPY text format: `__ord` then the cells.
+pub fn write_row(out: &mut Vec<u8>, ord: usize, cells: &[crate::cell::Cell<'_>]) {
+    out.extend_from_slice(ord.to_string().as_bytes());
+    for c in cells {
+        out.push(b'\t');
+        c.write_copy_text(out);
+    }
+    out.push(b'\n');
+}
