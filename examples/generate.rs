@@ -69,14 +69,69 @@ fn dec(s: &str) -> Bson {
     Bson::Decimal128(Decimal128::from_str(s).expect("valid decimal"))
 }
 
-const FIRST: &[&str] = &["Ana", "Luis", "Priya", "Wei", "Fatima", "Juan", "Olga", "Kwame", "Mei", "Diego", "Amina", "Ivan", "Sofia", "Arjun", "Nadia", "Tomás"];
-const LAST: &[&str] = &["García", "Patel", "Chen", "Okafor", "Nguyen", "Kowalski", "Hernández", "Singh", "Ali", "Rossi", "Kim", "Mensah"];
-const LANGS: &[(&str, &str)] = &[("Spanish", "Mexico"), ("Hindi", "India"), ("Mandarin", "China"), ("Vietnamese", "Vietnam"), ("Arabic", "Egypt"), ("Tagalog", "Philippines"), ("Polish", "Poland"), ("Yoruba", "Nigeria"), ("Portuguese", "Brazil")];
-const STATUS: &[&str] = &["H1B", "F1", "Green Card", "Citizen", "Refugee", "DACA", "L1"];
-const GOALS: &[&str] = &["save", "invest", "credit", "budget", "remit", "retire", "home", "debt"];
-const TZS: &[&str] = &["America/New_York", "America/Chicago", "America/Los_Angeles", "America/Denver"];
-const DOMAINS: &[&str] = &["budgeting", "banking", "credit", "taxes", "investing", "remittances"];
-const BLOOM: &[&str] = &["remember", "understand", "apply", "analyze", "evaluate", "Create"];
+const FIRST: &[&str] = &[
+    "Ana", "Luis", "Priya", "Wei", "Fatima", "Juan", "Olga", "Kwame", "Mei", "Diego", "Amina",
+    "Ivan", "Sofia", "Arjun", "Nadia", "Tomás",
+];
+const LAST: &[&str] = &[
+    "García",
+    "Patel",
+    "Chen",
+    "Okafor",
+    "Nguyen",
+    "Kowalski",
+    "Hernández",
+    "Singh",
+    "Ali",
+    "Rossi",
+    "Kim",
+    "Mensah",
+];
+const LANGS: &[(&str, &str)] = &[
+    ("Spanish", "Mexico"),
+    ("Hindi", "India"),
+    ("Mandarin", "China"),
+    ("Vietnamese", "Vietnam"),
+    ("Arabic", "Egypt"),
+    ("Tagalog", "Philippines"),
+    ("Polish", "Poland"),
+    ("Yoruba", "Nigeria"),
+    ("Portuguese", "Brazil"),
+];
+const STATUS: &[&str] = &[
+    "H1B",
+    "F1",
+    "Green Card",
+    "Citizen",
+    "Refugee",
+    "DACA",
+    "L1",
+];
+const GOALS: &[&str] = &[
+    "save", "invest", "credit", "budget", "remit", "retire", "home", "debt",
+];
+const TZS: &[&str] = &[
+    "America/New_York",
+    "America/Chicago",
+    "America/Los_Angeles",
+    "America/Denver",
+];
+const DOMAINS: &[&str] = &[
+    "budgeting",
+    "banking",
+    "credit",
+    "taxes",
+    "investing",
+    "remittances",
+];
+const BLOOM: &[&str] = &[
+    "remember",
+    "understand",
+    "apply",
+    "analyze",
+    "evaluate",
+    "Create",
+];
 const COUNTRIES: &[&str] = &["mx", "IN", "cn", "VN", "eg", "PH", "pl", "NG", "br"];
 
 struct Data {
@@ -121,7 +176,10 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                 "created_at": date(JAN_2024 + d as i64 * DAY + i as i64 * 3_600_000),
             };
             if r.chance(80) {
-                kc.insert("description", format!("What to know about {domain}, part {}.", i + 1));
+                kc.insert(
+                    "description",
+                    format!("What to know about {domain}, part {}.", i + 1),
+                );
             } else if r.chance(50) {
                 kc.insert("description", "");
             }
@@ -135,7 +193,10 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                 None => {}
             }
             if r.chance(60) {
-                kc.insert("updated_at", date(JAN_2024 + 200 * DAY + r.below(100) as i64 * DAY));
+                kc.insert(
+                    "updated_at",
+                    date(JAN_2024 + 200 * DAY + r.below(100) as i64 * DAY),
+                );
             }
             kcs.push(kc);
             kc_ids.push(*id);
@@ -154,7 +215,10 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                 seen.push(other);
                 let mut p = doc! { "kc_id": other, "required": !r.chance(20) };
                 if r.chance(70) {
-                    p.insert("min_mastery", [0.5, 0.6, 0.7, 0.75, 0.8, 0.9][r.below(6) as usize]);
+                    p.insert(
+                        "min_mastery",
+                        [0.5, 0.6, 0.7, 0.75, 0.8, 0.9][r.below(6) as usize],
+                    );
                 }
                 pre.push(Bson::Document(p));
             }
@@ -167,17 +231,26 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
     let mut item_ids = Vec::new();
     for i in 0..(kc_ids.len() * 3) {
         let id = r.oid();
-        let kind = *r.pick(&["multiple_choice", "multiple_choice", "true_false", "video", "interactive"]);
+        let kind = *r.pick(&[
+            "multiple_choice",
+            "multiple_choice",
+            "true_false",
+            "video",
+            "interactive",
+        ]);
         let mut content = doc! {
             "question": format!("Question {i}: what would you do with ${}?", 100 + r.below(900)),
             "explanation": "Because saving first protects you from surprises.",
         };
         if kind == "multiple_choice" {
-            content.insert("choices", vec![
-                Bson::Document(doc! { "id": "a", "text": "Spend it" }),
-                Bson::Document(doc! { "id": "b", "text": "Save it" }),
-                Bson::Document(doc! { "id": "c", "text": "Lend it" }),
-            ]);
+            content.insert(
+                "choices",
+                vec![
+                    Bson::Document(doc! { "id": "a", "text": "Spend it" }),
+                    Bson::Document(doc! { "id": "b", "text": "Save it" }),
+                    Bson::Document(doc! { "id": "c", "text": "Lend it" }),
+                ],
+            );
             content.insert("answer", "b");
         }
         if !item_ids.is_empty() && r.chance(20) {
@@ -212,10 +285,16 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
             "created_at": date(JAN_2024 + r.below(300) as i64 * DAY),
         };
         if kind != "video" && r.chance(60) {
-            item.get_document_mut("irt").expect("irt").insert("guessing", dec(["0.250", "0.200", "0.333", "0.5"][r.below(4) as usize]));
+            item.get_document_mut("irt").expect("irt").insert(
+                "guessing",
+                dec(["0.250", "0.200", "0.333", "0.5"][r.below(4) as usize]),
+            );
         }
         if kind == "video" {
-            item.insert("media", doc! { "url": format!("https://cdn.finlit.example/v/{i}.mp4") });
+            item.insert(
+                "media",
+                doc! { "url": format!("https://cdn.finlit.example/v/{i}.mp4") },
+            );
         }
         if r.chance(30) {
             item.insert("cultural_variants", doc! { "MX": { "question": "¿Qué harías con 2,000 pesos?" }, "IN": { "question": "What would you do with ₹5,000?" } });
@@ -228,12 +307,18 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
     }
 
     let achievements_spec = [
-        ("first_lesson", "First Step", "lessons", 10), ("streak_3", "On a Roll", "streak", 25),
-        ("streak_7", "Week Warrior", "streak", 50), ("streak_30", "Habit Formed", "streak", 200),
-        ("budget_master", "Budget Master", "mastery", 100), ("credit_builder", "Credit Builder", "mastery", 100),
-        ("saver", "Saver", "mastery", 75), ("xp_1000", "Thousandaire", "xp", 50),
-        ("perfect_10", "Perfect Ten", "accuracy", 60), ("night_owl", "Night Owl", "secret", 20),
-        ("remit_smart", "Smart Sender", "mastery", 80), ("tax_ready", "Tax Ready", "mastery", 90),
+        ("first_lesson", "First Step", "lessons", 10),
+        ("streak_3", "On a Roll", "streak", 25),
+        ("streak_7", "Week Warrior", "streak", 50),
+        ("streak_30", "Habit Formed", "streak", 200),
+        ("budget_master", "Budget Master", "mastery", 100),
+        ("credit_builder", "Credit Builder", "mastery", 100),
+        ("saver", "Saver", "mastery", 75),
+        ("xp_1000", "Thousandaire", "xp", 50),
+        ("perfect_10", "Perfect Ten", "accuracy", 60),
+        ("night_owl", "Night Owl", "secret", 20),
+        ("remit_smart", "Smart Sender", "mastery", 80),
+        ("tax_ready", "Tax Ready", "mastery", 90),
     ];
     let mut achievements = Vec::new();
     let mut ach_ids = Vec::new();
@@ -264,7 +349,12 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
         let last = *r.pick(LAST);
         let created = JAN_2024 + r.below(365) as i64 * DAY + r.below(DAY as u64) as i64;
         let last_active = created + r.below(120) as i64 * DAY + r.below(DAY as u64) as i64;
-        let mut email = format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), n);
+        let mut email = format!(
+            "{}.{}{}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase(),
+            n
+        );
         if r.chance(15) {
             email = format!("  {}  ", email.to_uppercase());
         }
@@ -285,7 +375,10 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
             "financial_goals": goals,
         };
         if r.chance(80) {
-            profile.insert("english_proficiency", *r.pick(&["basic", "intermediate", "advanced", "fluent"]));
+            profile.insert(
+                "english_proficiency",
+                *r.pick(&["basic", "intermediate", "advanced", "fluent"]),
+            );
         }
         let streak = r.below(30) as i32;
         let mut learner = doc! {
@@ -317,7 +410,13 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
             }
             used.push(kc);
             let p = (r.float() * 1000.0).round() / 1000.0;
-            let status = if p > 0.9 { "mastered" } else if p > 0.3 { "in_progress" } else { *r.pick(&["locked", "unlocked"]) };
+            let status = if p > 0.9 {
+                "mastered"
+            } else if p > 0.3 {
+                "in_progress"
+            } else {
+                *r.pick(&["locked", "unlocked"])
+            };
             let unlocked_at = created + r.below(30) as i64 * DAY;
             let mut s = doc! {
                 "_id": r.oid(),
@@ -361,7 +460,10 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                 "created_at": date(created + k * 3_600_000 + r.below(3_600_000) as i64),
             };
             if r.chance(80) {
-                let m = items[item].get_array("kc_mappings").ok().and_then(|a| a.first().cloned());
+                let m = items[item]
+                    .get_array("kc_mappings")
+                    .ok()
+                    .and_then(|a| a.first().cloned());
                 if let Some(Bson::Document(m)) = m {
                     it.insert("kc_id", m.get("kc_id").cloned().unwrap_or(Bson::Null));
                 }
@@ -370,8 +472,22 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                 let correct = r.chance(65);
                 it.insert("correct", correct);
                 it.insert("response", doc! { "selected": if correct { "b" } else { "a" }, "changed_answer": r.chance(10) });
-                it.insert("score", dec(if correct { "1.0000" } else { *r.pick(&["0.0000", "0.2500", "0.5000"]) }));
-                it.insert("rating", if correct { 3 + r.below(2) as i32 } else { 1 + r.below(2) as i32 });
+                it.insert(
+                    "score",
+                    dec(if correct {
+                        "1.0000"
+                    } else {
+                        *r.pick(&["0.0000", "0.2500", "0.5000"])
+                    }),
+                );
+                it.insert(
+                    "rating",
+                    if correct {
+                        3 + r.below(2) as i32
+                    } else {
+                        1 + r.below(2) as i32
+                    },
+                );
             }
             interactions.push(it);
         }
@@ -454,16 +570,22 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
             d.remove("email");
         });
         b(1, &|d| {
-            d.get_document_mut("gamification").expect("g").insert("total_xp", Bson::Int64(3_000_000_000));
+            d.get_document_mut("gamification")
+                .expect("g")
+                .insert("total_xp", Bson::Int64(3_000_000_000));
         });
         b(2, &|d| {
             d.insert("display_name", "x".repeat(300));
         });
         b(3, &|d| {
-            d.get_document_mut("gamification").expect("g").insert("daily_goal_minutes", 1.5);
+            d.get_document_mut("gamification")
+                .expect("g")
+                .insert("daily_goal_minutes", 1.5);
         });
         b(4, &|d| {
-            d.get_document_mut("gamification").expect("g").insert("streak_last_date", "last tuesday");
+            d.get_document_mut("gamification")
+                .expect("g")
+                .insert("streak_last_date", "last tuesday");
         });
         let mut orphan = interactions[0].clone();
         orphan.insert("_id", r.oid());
@@ -489,7 +611,9 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
 
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 fn write(data: &Data, out: &Path, json: bool, only: &[String]) -> std::io::Result<()> {
@@ -531,9 +655,16 @@ fn main() {
     let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
+        let mut val = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
+        };
         match a.as_str() {
-            "--learners" => learners = val().parse().unwrap_or_else(|_| usage("--learners takes a number")),
+            "--learners" => {
+                learners = val()
+                    .parse()
+                    .unwrap_or_else(|_| usage("--learners takes a number"))
+            }
             "--out" => out = PathBuf::from(val()),
             "--format" => match val().as_str() {
                 "bson" => json = false,
@@ -541,7 +672,11 @@ fn main() {
                 other => usage(&format!("unknown format {other}")),
             },
             "--bad" => bad = true,
-            "--seed" => seed = val().parse().unwrap_or_else(|_| usage("--seed takes a number")),
+            "--seed" => {
+                seed = val()
+                    .parse()
+                    .unwrap_or_else(|_| usage("--seed takes a number"))
+            }
             "--only" => only.push(val()),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
@@ -552,7 +687,12 @@ fn main() {
         eprintln!("error: writing {}: {e}", out.display());
         std::process::exit(1);
     }
-    let total: usize = data.collections.iter().filter(|(n, _)| only.is_empty() || only.iter().any(|o| o == n)).map(|(_, d)| d.len()).sum();
+    let total: usize = data
+        .collections
+        .iter()
+        .filter(|(n, _)| only.is_empty() || only.iter().any(|o| o == n))
+        .map(|(_, d)| d.len())
+        .sum();
     eprintln!("wrote {total} documents to {}", out.display());
 }
 
@@ -560,6 +700,8 @@ fn usage(msg: &str) -> ! {
     if !msg.is_empty() {
         eprintln!("error: {msg}");
     }
-    eprintln!("usage: generate [--learners N] [--out DIR] [--format bson|json] [--bad] [--seed N] [--only COLLECTION]...");
+    eprintln!(
+        "usage: generate [--learners N] [--out DIR] [--format bson|json] [--bad] [--seed N] [--only COLLECTION]..."
+    );
     std::process::exit(if msg.is_empty() { 0 } else { 2 });
 }

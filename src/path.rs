@@ -37,7 +37,10 @@ enum Kind {
     Simple(Vec<Segment>),
     /// `simple[*]`: every element of the array at a simple path, borrowed.
     Each(Vec<Segment>),
-    General { query: Box<JpQuery>, definite: bool },
+    General {
+        query: Box<JpQuery>,
+        definite: bool,
+    },
 }
 
 /// A path checked and compiled once, evaluated per document.
@@ -100,7 +103,11 @@ impl CompiledPath {
             });
         }
         if let Some(segs) = trimmed[1..].strip_suffix("[*]").and_then(parse_simple) {
-            return Ok(CompiledPath { text: trimmed.to_string(), root, kind: Kind::Each(segs) });
+            return Ok(CompiledPath {
+                text: trimmed.to_string(),
+                root,
+                kind: Kind::Each(segs),
+            });
         }
         // jsonpath-rust only knows `$` as a root; `@` paths are evaluated
         // against the element, so they parse as `$` paths.
@@ -136,7 +143,14 @@ impl CompiledPath {
 
     /// Whether the path can select several values (`[*]`, `..`, filters, slices).
     pub fn is_multi(&self) -> bool {
-        matches!(self.kind, Kind::Each(_) | Kind::General { definite: false, .. })
+        matches!(
+            self.kind,
+            Kind::Each(_)
+                | Kind::General {
+                    definite: false,
+                    ..
+                }
+        )
     }
 
     /// The top-level field this path reads, for server-side projection;
@@ -321,9 +335,17 @@ mod tests {
         let d = doc();
         let p = CompiledPath::parse("$.kcs[*]").unwrap();
         assert!(p.is_fast() && p.is_multi());
-        assert!(matches!(p.eval(&d, None).unwrap(), Found::Borrowed(RawBsonRef::Array(_))));
-        let none = CompiledPath::parse("$.profile.name[*]").unwrap().eval(&d, None).unwrap();
-        let Some(RawBsonRef::Array(a)) = none.as_ref() else { panic!() };
+        assert!(matches!(
+            p.eval(&d, None).unwrap(),
+            Found::Borrowed(RawBsonRef::Array(_))
+        ));
+        let none = CompiledPath::parse("$.profile.name[*]")
+            .unwrap()
+            .eval(&d, None)
+            .unwrap();
+        let Some(RawBsonRef::Array(a)) = none.as_ref() else {
+            panic!()
+        };
         assert!(a.is_empty());
     }
 

@@ -78,11 +78,18 @@ impl TableSink {
         let self_cols: Vec<&str> = m.self_references().map(|(_, c)| c.name.as_str()).collect();
         let is_self = |c: &ColumnPlan| self_cols.contains(&c.name.as_str());
         let key_match = |a: &str, b: &str| {
-            key.iter().map(|k| format!("{a}.{k} = {b}.{k}")).collect::<Vec<_>>().join(" AND ")
+            key.iter()
+                .map(|k| format!("{a}.{k} = {b}.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
         };
 
         let copy = format!("COPY {stage} (__ord, {}) FROM STDIN", names.join(", "));
-        let key_list = key.iter().map(|k| format!("a.{k}")).collect::<Vec<_>>().join(", ");
+        let key_list = key
+            .iter()
+            .map(|k| format!("a.{k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let dedupe = format!(
             "DELETE FROM {stage} a USING {stage} b WHERE {} AND a.__ord < b.__ord RETURNING a.__ord, b.__ord",
             key_match("a", "b")
@@ -93,7 +100,9 @@ impl TableSink {
         // here rather than failing the whole chunk.
         let mut orphans = Vec::new();
         for c in &cols {
-            let Some(target) = &c.references else { continue };
+            let Some(target) = &c.references else {
+                continue;
+            };
             if is_self(c) {
                 continue;
             }
@@ -110,13 +119,23 @@ impl TableSink {
             ));
         }
 
-        let updatable: Vec<&&ColumnPlan> =
-            cols.iter().filter(|c| !m.key.iter().any(|&k| m.columns[k].name == c.name) && !is_self(c)).collect();
+        let updatable: Vec<&&ColumnPlan> = cols
+            .iter()
+            .filter(|c| !m.key.iter().any(|&k| m.columns[k].name == c.name) && !is_self(c))
+            .collect();
         let update = (!updatable.is_empty()).then(|| {
-            let sets: Vec<String> =
-                updatable.iter().map(|c| format!("{} = {}", quote(&c.name), update_value(c))).collect();
-            let old: Vec<String> = updatable.iter().map(|c| comparable(c, format!("t.{}", quote(&c.name)))).collect();
-            let new: Vec<String> = updatable.iter().map(|c| comparable(c, update_value(c))).collect();
+            let sets: Vec<String> = updatable
+                .iter()
+                .map(|c| format!("{} = {}", quote(&c.name), update_value(c)))
+                .collect();
+            let old: Vec<String> = updatable
+                .iter()
+                .map(|c| comparable(c, format!("t.{}", quote(&c.name))))
+                .collect();
+            let new: Vec<String> = updatable
+                .iter()
+                .map(|c| comparable(c, update_value(c)))
+                .collect();
             format!(
                 "UPDATE {table} t SET {} FROM {stage} s WHERE {} AND ({}) IS DISTINCT FROM ({})",
                 sets.join(", "),
@@ -127,7 +146,13 @@ impl TableSink {
         });
         let values: Vec<String> = cols
             .iter()
-            .map(|c| if is_self(c) { "NULL".to_string() } else { insert_value(c) })
+            .map(|c| {
+                if is_self(c) {
+                    "NULL".to_string()
+                } else {
+                    insert_value(c)
+                }
+            })
             .collect();
         let insert = format!(
             "INSERT INTO {table} ({}) SELECT {} FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {})",
@@ -139,26 +164,57 @@ impl TableSink {
             (None, None)
         } else {
             let side = format!("fm_selfref_{slot}");
-            let cols: Vec<String> = key.iter().cloned().chain(self_cols.iter().map(|c| quote(c))).collect();
+            let cols: Vec<String> = key
+                .iter()
+                .cloned()
+                .chain(self_cols.iter().map(|c| quote(c)))
+                .collect();
             let save = format!(
                 "INSERT INTO {side} ({c}) SELECT {c} FROM {stage} ON CONFLICT ({k}) DO UPDATE SET {u}",
                 c = cols.join(", "),
                 k = key.join(", "),
-                u = self_cols.iter().map(|c| format!("{q} = EXCLUDED.{q}", q = quote(c))).collect::<Vec<_>>().join(", ")
+                u = self_cols
+                    .iter()
+                    .map(|c| format!("{q} = EXCLUDED.{q}", q = quote(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             (Some(side), Some(save))
         };
         let self_targets = self_cols
             .iter()
-            .map(|c| (c.to_string(), referenced_column(plan, &m.table, c, &m.table)))
+            .map(|c| {
+                (
+                    c.to_string(),
+                    referenced_column(plan, &m.table, c, &m.table),
+                )
+            })
             .collect();
-        TableSink { table, stage, selfref, copy, dedupe, orphans, update, insert, save_selfrefs, self_targets, key_text }
+        TableSink {
+            table,
+            stage,
+            selfref,
+            copy,
+            dedupe,
+            orphans,
+            update,
+            insert,
+            save_selfrefs,
+            self_targets,
+            key_text,
+        }
     }
 
     /// Creates the temporary tables on this connection.
-    pub async fn prepare(&self, conn: &mut PgConnection, m: &MappingPlan) -> Result<(), sqlx::Error> {
+    pub async fn prepare(
+        &self,
+        conn: &mut PgConnection,
+        m: &MappingPlan,
+    ) -> Result<(), sqlx::Error> {
         let cols: Vec<String> = m.columns.iter().map(|c| quote(&c.name)).collect();
-        sqlx::query(sql(format!("DROP TABLE IF EXISTS {}", self.stage))).execute(&mut *conn).await?;
+        sqlx::query(sql(format!("DROP TABLE IF EXISTS {}", self.stage)))
+            .execute(&mut *conn)
+            .await?;
         // Same column types as the target, none of its constraints.
         sqlx::query(sql(format!(
                 "CREATE TEMP TABLE {} ON COMMIT DELETE ROWS AS SELECT 0::integer AS __ord, {} FROM {} WITH NO DATA",
@@ -170,15 +226,23 @@ impl TableSink {
         if let Some(side) = &self.selfref {
             let key: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
             let selfs: Vec<String> = m.self_references().map(|(_, c)| quote(&c.name)).collect();
-            sqlx::query(sql(format!("DROP TABLE IF EXISTS {side}"))).execute(&mut *conn).await?;
+            sqlx::query(sql(format!("DROP TABLE IF EXISTS {side}")))
+                .execute(&mut *conn)
+                .await?;
             sqlx::query(sql(format!(
-                    "CREATE TEMP TABLE {side} AS SELECT {}, {} FROM {} WITH NO DATA",
-                    key.join(", "),
-                    selfs.join(", "),
-                    self.table
-                ))).execute(&mut *conn)
+                "CREATE TEMP TABLE {side} AS SELECT {}, {} FROM {} WITH NO DATA",
+                key.join(", "),
+                selfs.join(", "),
+                self.table
+            )))
+            .execute(&mut *conn)
             .await?;
-            sqlx::query(sql(format!("ALTER TABLE {side} ADD PRIMARY KEY ({})", key.join(", ")))).execute(&mut *conn).await?;
+            sqlx::query(sql(format!(
+                "ALTER TABLE {side} ADD PRIMARY KEY ({})",
+                key.join(", ")
+            )))
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }
@@ -219,11 +283,19 @@ impl TableSink {
         sqlx::query("SAVEPOINT fm_chunk").execute(&mut *tx).await?;
         let result = match self.apply(&mut tx, None).await {
             Ok((updated, inserted)) => {
-                sqlx::query("RELEASE SAVEPOINT fm_chunk").execute(&mut *tx).await?;
-                ChunkResult { inserted, updated, unchanged: remaining as u64 - inserted - updated }
+                sqlx::query("RELEASE SAVEPOINT fm_chunk")
+                    .execute(&mut *tx)
+                    .await?;
+                ChunkResult {
+                    inserted,
+                    updated,
+                    unchanged: remaining as u64 - inserted - updated,
+                }
             }
             Err(e) if is_row_error(&e) => {
-                sqlx::query("ROLLBACK TO SAVEPOINT fm_chunk").execute(&mut *tx).await?;
+                sqlx::query("ROLLBACK TO SAVEPOINT fm_chunk")
+                    .execute(&mut *tx)
+                    .await?;
                 self.row_by_row(&mut tx, rejected).await?
             }
             Err(e) => return Err(e),
@@ -235,16 +307,26 @@ impl TableSink {
     }
 
     /// UPDATE then INSERT from staging, for every row or for one `__ord`.
-    async fn apply(&self, tx: &mut PgConnection, ord: Option<i32>) -> Result<(u64, u64), sqlx::Error> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        ord: Option<i32>,
+    ) -> Result<(u64, u64), sqlx::Error> {
         let only = |sql: &str| match ord {
             Some(o) => format!("{sql} AND s.__ord = {o}"),
             None => sql.to_string(),
         };
         let updated = match &self.update {
-            Some(u) => sqlx::query(sql(only(u))).execute(&mut *tx).await?.rows_affected(),
+            Some(u) => sqlx::query(sql(only(u)))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
             None => 0,
         };
-        let inserted = sqlx::query(sql(only(&self.insert))).execute(&mut *tx).await?.rows_affected();
+        let inserted = sqlx::query(sql(only(&self.insert)))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         Ok((updated, inserted))
     }
 
@@ -255,34 +337,53 @@ impl TableSink {
         tx: &mut PgConnection,
         rejected: &mut Vec<DbRejection>,
     ) -> Result<ChunkResult, sqlx::Error> {
-        let ords: Vec<i32> = sqlx::query_scalar(sql(format!("SELECT __ord FROM {} ORDER BY __ord", self.stage)))
-            .fetch_all(&mut *tx)
-            .await?;
+        let ords: Vec<i32> = sqlx::query_scalar(sql(format!(
+            "SELECT __ord FROM {} ORDER BY __ord",
+            self.stage
+        )))
+        .fetch_all(&mut *tx)
+        .await?;
         let mut r = ChunkResult::default();
         for ord in ords {
             sqlx::query("SAVEPOINT fm_row").execute(&mut *tx).await?;
             match self.apply(tx, Some(ord)).await {
                 Ok((u, i)) => {
-                    sqlx::query("RELEASE SAVEPOINT fm_row").execute(&mut *tx).await?;
+                    sqlx::query("RELEASE SAVEPOINT fm_row")
+                        .execute(&mut *tx)
+                        .await?;
                     r.updated += u;
                     r.inserted += i;
                     if u + i == 0 {
                         r.unchanged += 1;
                     }
                 }
-                Err(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT fm_row").execute(&mut *tx).await?;
-                    let detail = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|p| p.detail());
+                Err(sqlx::Error::Database(e))
+                    if e.code()
+                        .is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
+                {
+                    sqlx::query("ROLLBACK TO SAVEPOINT fm_row")
+                        .execute(&mut *tx)
+                        .await?;
+                    let detail = e
+                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .and_then(|p| p.detail());
                     rejected.push(DbRejection {
                         ord: ord as usize,
-                        column: e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|p| p.column().map(str::to_string)),
+                        column: e
+                            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                            .and_then(|p| p.column().map(str::to_string)),
                         reason: match detail {
                             Some(d) => format!("{} ({d})", e.message()),
                             None => e.message().to_string(),
                         },
                     });
                     // The row must not be counted as loaded: drop it from staging.
-                    sqlx::query(sql(format!("DELETE FROM {} WHERE __ord = {ord}", self.stage))).execute(&mut *tx).await?;
+                    sqlx::query(sql(format!(
+                        "DELETE FROM {} WHERE __ord = {ord}",
+                        self.stage
+                    )))
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -292,23 +393,35 @@ impl TableSink {
 
     /// The second pass for self-references: sets every pending parent that
     /// exists; reports those that do not (their rows keep NULL).
-    pub async fn finish(&self, conn: &mut PgConnection, m: &MappingPlan) -> Result<Vec<Dangling>, sqlx::Error> {
-        let Some(side) = &self.selfref else { return Ok(Vec::new()) };
+    pub async fn finish(
+        &self,
+        conn: &mut PgConnection,
+        m: &MappingPlan,
+    ) -> Result<Vec<Dangling>, sqlx::Error> {
+        let Some(side) = &self.selfref else {
+            return Ok(Vec::new());
+        };
         let mut dangling = Vec::new();
         let mut tx = conn.begin().await?;
         for (name, target) in &self.self_targets {
             let col = quote(name);
             let rc = quote(target);
-            let key_match: Vec<String> =
-                m.key.iter().map(|&i| format!("t.{k} = s.{k}", k = quote(&m.columns[i].name))).collect();
+            let key_match: Vec<String> = m
+                .key
+                .iter()
+                .map(|&i| format!("t.{k} = s.{k}", k = quote(&m.columns[i].name)))
+                .collect();
             let missing = format!(
                 "SELECT {}, s.{col}::text FROM {side} s WHERE s.{col} IS NOT NULL AND NOT EXISTS \
                  (SELECT 1 FROM {} p WHERE p.{rc} = s.{col})",
-                self.key_text,
-                self.table
+                self.key_text, self.table
             );
             for row in sqlx::query(sql(&missing)).fetch_all(&mut *tx).await? {
-                dangling.push(Dangling { key: row.try_get(0)?, column: name.clone(), target: row.try_get(1)? });
+                dangling.push(Dangling {
+                    key: row.try_get(0)?,
+                    column: name.clone(),
+                    target: row.try_get(1)?,
+                });
             }
             let update = format!(
                 "UPDATE {t} t SET {col} = s.{col} FROM {side} s WHERE {km} AND t.{col} IS DISTINCT FROM s.{col} \
@@ -341,21 +454,29 @@ fn server_default(c: &ColumnPlan) -> Option<String> {
     match &c.default {
         DefaultPlan::Now => Some("now()".into()),
         DefaultPlan::Schema(SchemaDefault::Now) => Some("now()".into()),
-        DefaultPlan::Schema(SchemaDefault::Constant(v) | SchemaDefault::Expression(v)) => Some(v.clone()),
+        DefaultPlan::Schema(SchemaDefault::Constant(v) | SchemaDefault::Expression(v)) => {
+            Some(v.clone())
+        }
         DefaultPlan::Value(_) | DefaultPlan::None => None,
     }
 }
 
 /// `json` has no equality operator; its text is what was loaded, so compare that.
 fn comparable(c: &ColumnPlan, expr: String) -> String {
-    if c.ty == crate::schema::SqlType::Json { format!("({expr})::text") } else { expr }
+    if c.ty == crate::schema::SqlType::Json {
+        format!("({expr})::text")
+    } else {
+        expr
+    }
 }
 
 /// Data exceptions (class 22) and integrity violations (class 23) are the
 /// row's fault and become rejects; anything else is the run's problem.
 fn is_row_error(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
         _ => false,
     }
 }
@@ -374,7 +495,8 @@ fn insert_value(c: &ColumnPlan) -> String {
 fn update_value(c: &ColumnPlan) -> String {
     let q = quote(&c.name);
     match &c.default {
-        DefaultPlan::Now | DefaultPlan::Schema(SchemaDefault::Now | SchemaDefault::Expression(_)) => {
+        DefaultPlan::Now
+        | DefaultPlan::Schema(SchemaDefault::Now | SchemaDefault::Expression(_)) => {
             format!("COALESCE(s.{q}, t.{q})")
         }
         DefaultPlan::Schema(SchemaDefault::Constant(v)) => format!("COALESCE(s.{q}, {v})"),

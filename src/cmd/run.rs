@@ -14,8 +14,12 @@ pub async fn run(args: RunArgs) -> u8 {
         eprintln!("error: {e}");
         return exit::FAILED;
     }
-    let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
-    if args.source.source.starts_with("mongodb://") || args.source.source.starts_with("mongodb+srv://") {
+    let Some(plan) = super::load_plan(&args.mappings) else {
+        return exit::FAILED;
+    };
+    if args.source.source.starts_with("mongodb://")
+        || args.source.source.starts_with("mongodb+srv://")
+    {
         eprintln!(
             "error: live MongoDB sources are not supported yet; export with `mongodump` and pass the dump directory"
         );
@@ -38,7 +42,9 @@ pub async fn run(args: RunArgs) -> u8 {
     let mut conn = None;
     if !args.dry_run {
         let Some(url) = args.target.as_deref() else {
-            eprintln!("error: no target: pass --target postgres://… or set DATABASE_URL (or use --dry-run)");
+            eprintln!(
+                "error: no target: pass --target postgres://… or set DATABASE_URL (or use --dry-run)"
+            );
             return exit::FAILED;
         };
         match prepare_target(url, &plan, args.no_schema).await {
@@ -56,7 +62,11 @@ pub async fn run(args: RunArgs) -> u8 {
         dry_run: args.dry_run,
         max_rejects: args.max_rejects,
         only: args.collections.clone(),
-        progress: if bars { ProgressMode::Bars } else { ProgressMode::Lines },
+        progress: if bars {
+            ProgressMode::Bars
+        } else {
+            ProgressMode::Lines
+        },
     };
     let mut rejects = RejectsFile::new(&args.rejects);
     let result = tokio::select! {
@@ -88,11 +98,23 @@ pub async fn run(args: RunArgs) -> u8 {
             }
         }
     }
-    tracing::info!(rejected = report.rejected(), seconds = report.seconds, "run finished");
-    if report.rejected() > 0 { exit::REJECTS } else { exit::OK }
+    tracing::info!(
+        rejected = report.rejected(),
+        seconds = report.seconds,
+        "run finished"
+    );
+    if report.rejected() > 0 {
+        exit::REJECTS
+    } else {
+        exit::OK
+    }
 }
 
-async fn prepare_target(url: &str, plan: &crate::plan::Plan, no_schema: bool) -> Result<sqlx::PgConnection, target::TargetError> {
+async fn prepare_target(
+    url: &str,
+    plan: &crate::plan::Plan,
+    no_schema: bool,
+) -> Result<sqlx::PgConnection, target::TargetError> {
     if !no_schema && target::ensure_database(url).await? {
         eprintln!("created database {}", redact(url));
         tracing::info!("created database {}", redact(url));
@@ -102,7 +124,11 @@ async fn prepare_target(url: &str, plan: &crate::plan::Plan, no_schema: bool) ->
         let applied = target::apply_schema(&mut conn, &plan.schema_dir).await?;
         for m in &applied {
             eprintln!("applied schema migration {} {}", m.version, m.description);
-            tracing::info!(version = m.version, "applied schema migration {}", m.description);
+            tracing::info!(
+                version = m.version,
+                "applied schema migration {}",
+                m.description
+            );
         }
     }
     let tables: Vec<&str> = plan.mappings.iter().map(|m| m.table.as_str()).collect();

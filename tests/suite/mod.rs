@@ -1,1 +1,3 @@
 mod check;
+mod db;
+mod run;
