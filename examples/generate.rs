@@ -70,23 +70,11 @@ fn dec(s: &str) -> Bson {
 }
 
 const FIRST: &[&str] = &[
-    "Ana", "Luis", "Priya", "Wei", "Fatima", "Juan", "Olga", "Kwame", "Mei", "Diego", "Amina",
-    "Ivan", "Sofia", "Arjun", "Nadia", "Tomás",
+    "Ana", "Luis", "Priya", "Wei", "Fatima", "Juan", "Olga", "Kwame", "Mei", "Diego", "Amina", "Ivan", "Sofia",
+    "Arjun", "Nadia", "Tomás",
 ];
-const LAST: &[&str] = &[
-    "García",
-    "Patel",
-    "Chen",
-    "Okafor",
-    "Nguyen",
-    "Kowalski",
-    "Hernández",
-    "Singh",
-    "Ali",
-    "Rossi",
-    "Kim",
-    "Mensah",
-];
+const LAST: &[&str] =
+    &["García", "Patel", "Chen", "Okafor", "Nguyen", "Kowalski", "Hernández", "Singh", "Ali", "Rossi", "Kim", "Mensah"];
 const LANGS: &[(&str, &str)] = &[
     ("Spanish", "Mexico"),
     ("Hindi", "India"),
@@ -98,40 +86,11 @@ const LANGS: &[(&str, &str)] = &[
     ("Yoruba", "Nigeria"),
     ("Portuguese", "Brazil"),
 ];
-const STATUS: &[&str] = &[
-    "H1B",
-    "F1",
-    "Green Card",
-    "Citizen",
-    "Refugee",
-    "DACA",
-    "L1",
-];
-const GOALS: &[&str] = &[
-    "save", "invest", "credit", "budget", "remit", "retire", "home", "debt",
-];
-const TZS: &[&str] = &[
-    "America/New_York",
-    "America/Chicago",
-    "America/Los_Angeles",
-    "America/Denver",
-];
-const DOMAINS: &[&str] = &[
-    "budgeting",
-    "banking",
-    "credit",
-    "taxes",
-    "investing",
-    "remittances",
-];
-const BLOOM: &[&str] = &[
-    "remember",
-    "understand",
-    "apply",
-    "analyze",
-    "evaluate",
-    "Create",
-];
+const STATUS: &[&str] = &["H1B", "F1", "Green Card", "Citizen", "Refugee", "DACA", "L1"];
+const GOALS: &[&str] = &["save", "invest", "credit", "budget", "remit", "retire", "home", "debt"];
+const TZS: &[&str] = &["America/New_York", "America/Chicago", "America/Los_Angeles", "America/Denver"];
+const DOMAINS: &[&str] = &["budgeting", "banking", "credit", "taxes", "investing", "remittances"];
+const BLOOM: &[&str] = &["remember", "understand", "apply", "analyze", "evaluate", "Create"];
 const COUNTRIES: &[&str] = &["mx", "IN", "cn", "VN", "eg", "PH", "pl", "NG", "br"];
 
 struct Data {
@@ -176,10 +135,7 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                 "created_at": date(JAN_2024 + d as i64 * DAY + i as i64 * 3_600_000),
             };
             if r.chance(80) {
-                kc.insert(
-                    "description",
-                    format!("What to know about {domain}, part {}.", i + 1),
-                );
+                kc.insert("description", format!("What to know about {domain}, part {}.", i + 1));
             } else if r.chance(50) {
                 kc.insert("description", "");
             }
@@ -193,10 +149,7 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                 None => {}
             }
             if r.chance(60) {
-                kc.insert(
-                    "updated_at",
-                    date(JAN_2024 + 200 * DAY + r.below(100) as i64 * DAY),
-                );
+                kc.insert("updated_at", date(JAN_2024 + 200 * DAY + r.below(100) as i64 * DAY));
             }
             kcs.push(kc);
             kc_ids.push(*id);
@@ -215,10 +168,7 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                 seen.push(other);
                 let mut p = doc! { "kc_id": other, "required": !r.chance(20) };
                 if r.chance(70) {
-                    p.insert(
-                        "min_mastery",
-                        [0.5, 0.6, 0.7, 0.75, 0.8, 0.9][r.below(6) as usize],
-                    );
+                    p.insert("min_mastery", [0.5, 0.6, 0.7, 0.75, 0.8, 0.9][r.below(6) as usize]);
                 }
                 pre.push(Bson::Document(p));
             }
@@ -231,13 +181,7 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
     let mut item_ids = Vec::new();
     for i in 0..(kc_ids.len() * 3) {
         let id = r.oid();
-        let kind = *r.pick(&[
-            "multiple_choice",
-            "multiple_choice",
-            "true_false",
-            "video",
-            "interactive",
-        ]);
+        let kind = *r.pick(&["multiple_choice", "multiple_choice", "true_false", "video", "interactive"]);
         let mut content = doc! {
             "question": format!("Question {i}: what would you do with ${}?", 100 + r.below(900)),
             "explanation": "Because saving first protects you from surprises.",
@@ -285,16 +229,12 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
             "created_at": date(JAN_2024 + r.below(300) as i64 * DAY),
         };
         if kind != "video" && r.chance(60) {
-            item.get_document_mut("irt").expect("irt").insert(
-                "guessing",
-                dec(["0.250", "0.200", "0.333", "0.5"][r.below(4) as usize]),
-            );
+            item.get_document_mut("irt")
+                .expect("irt")
+                .insert("guessing", dec(["0.250", "0.200", "0.333", "0.5"][r.below(4) as usize]));
         }
         if kind == "video" {
-            item.insert(
-                "media",
-                doc! { "url": format!("https://cdn.finlit.example/v/{i}.mp4") },
-            );
+            item.insert("media", doc! { "url": format!("https://cdn.finlit.example/v/{i}.mp4") });
         }
         if r.chance(30) {
             item.insert("cultural_variants", doc! { "MX": { "question": "¿Qué harías con 2,000 pesos?" }, "IN": { "question": "What would you do with ₹5,000?" } });
@@ -349,12 +289,7 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
         let last = *r.pick(LAST);
         let created = JAN_2024 + r.below(365) as i64 * DAY + r.below(DAY as u64) as i64;
         let last_active = created + r.below(120) as i64 * DAY + r.below(DAY as u64) as i64;
-        let mut email = format!(
-            "{}.{}{}@example.com",
-            first.to_lowercase(),
-            last.to_lowercase(),
-            n
-        );
+        let mut email = format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), n);
         if r.chance(15) {
             email = format!("  {}  ", email.to_uppercase());
         }
@@ -375,10 +310,7 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
             "financial_goals": goals,
         };
         if r.chance(80) {
-            profile.insert(
-                "english_proficiency",
-                *r.pick(&["basic", "intermediate", "advanced", "fluent"]),
-            );
+            profile.insert("english_proficiency", *r.pick(&["basic", "intermediate", "advanced", "fluent"]));
         }
         let streak = r.below(30) as i32;
         let mut learner = doc! {
@@ -432,13 +364,16 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                 "updated_at": date(last_active),
             };
             if status != "locked" {
-                s.insert("fsrs", doc! {
-                    "stability": (r.float() * 3000.0).round() / 100.0,
-                    "difficulty": (1.0 + r.float() * 9.0 * 100.0).round() / 100.0,
-                    "reps": r.below(20) as i32, "lapses": r.below(4) as i32,
-                    "state": *r.pick(&["learning", "review", "relearning"]),
-                    "last_review": date(last_active), "due": date(last_active + (1 + r.below(20) as i64) * DAY),
-                });
+                s.insert(
+                    "fsrs",
+                    doc! {
+                        "stability": (r.float() * 3000.0).round() / 100.0,
+                        "difficulty": (1.0 + r.float() * 9.0 * 100.0).round() / 100.0,
+                        "reps": r.below(20) as i32, "lapses": r.below(4) as i32,
+                        "state": *r.pick(&["learning", "review", "relearning"]),
+                        "last_review": date(last_active), "due": date(last_active + (1 + r.below(20) as i64) * DAY),
+                    },
+                );
             }
             states.push(s);
         }
@@ -460,10 +395,7 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                 "created_at": date(created + k * 3_600_000 + r.below(3_600_000) as i64),
             };
             if r.chance(80) {
-                let m = items[item]
-                    .get_array("kc_mappings")
-                    .ok()
-                    .and_then(|a| a.first().cloned());
+                let m = items[item].get_array("kc_mappings").ok().and_then(|a| a.first().cloned());
                 if let Some(Bson::Document(m)) = m {
                     it.insert("kc_id", m.get("kc_id").cloned().unwrap_or(Bson::Null));
                 }
@@ -471,23 +403,12 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
             if kind == "answer" {
                 let correct = r.chance(65);
                 it.insert("correct", correct);
-                it.insert("response", doc! { "selected": if correct { "b" } else { "a" }, "changed_answer": r.chance(10) });
                 it.insert(
-                    "score",
-                    dec(if correct {
-                        "1.0000"
-                    } else {
-                        *r.pick(&["0.0000", "0.2500", "0.5000"])
-                    }),
+                    "response",
+                    doc! { "selected": if correct { "b" } else { "a" }, "changed_answer": r.chance(10) },
                 );
-                it.insert(
-                    "rating",
-                    if correct {
-                        3 + r.below(2) as i32
-                    } else {
-                        1 + r.below(2) as i32
-                    },
-                );
+                it.insert("score", dec(if correct { "1.0000" } else { *r.pick(&["0.0000", "0.2500", "0.5000"]) }));
+                it.insert("rating", if correct { 3 + r.below(2) as i32 } else { 1 + r.below(2) as i32 });
             }
             interactions.push(it);
         }
@@ -570,22 +491,16 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
             d.remove("email");
         });
         b(1, &|d| {
-            d.get_document_mut("gamification")
-                .expect("g")
-                .insert("total_xp", Bson::Int64(3_000_000_000));
+            d.get_document_mut("gamification").expect("g").insert("total_xp", Bson::Int64(3_000_000_000));
         });
         b(2, &|d| {
             d.insert("display_name", "x".repeat(300));
         });
         b(3, &|d| {
-            d.get_document_mut("gamification")
-                .expect("g")
-                .insert("daily_goal_minutes", 1.5);
+            d.get_document_mut("gamification").expect("g").insert("daily_goal_minutes", 1.5);
         });
         b(4, &|d| {
-            d.get_document_mut("gamification")
-                .expect("g")
-                .insert("streak_last_date", "last tuesday");
+            d.get_document_mut("gamification").expect("g").insert("streak_last_date", "last tuesday");
         });
         let mut orphan = interactions[0].clone();
         orphan.insert("_id", r.oid());
@@ -611,9 +526,7 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
 
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-        .unwrap_or_default()
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
 }
 
 fn write(data: &Data, out: &Path, json: bool, only: &[String]) -> std::io::Result<()> {
@@ -655,16 +568,9 @@ fn main() {
     let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
-        };
+        let mut val = || args.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
         match a.as_str() {
-            "--learners" => {
-                learners = val()
-                    .parse()
-                    .unwrap_or_else(|_| usage("--learners takes a number"))
-            }
+            "--learners" => learners = val().parse().unwrap_or_else(|_| usage("--learners takes a number")),
             "--out" => out = PathBuf::from(val()),
             "--format" => match val().as_str() {
                 "bson" => json = false,
@@ -672,11 +578,7 @@ fn main() {
                 other => usage(&format!("unknown format {other}")),
             },
             "--bad" => bad = true,
-            "--seed" => {
-                seed = val()
-                    .parse()
-                    .unwrap_or_else(|_| usage("--seed takes a number"))
-            }
+            "--seed" => seed = val().parse().unwrap_or_else(|_| usage("--seed takes a number")),
             "--only" => only.push(val()),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),

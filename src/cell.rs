@@ -192,39 +192,18 @@ mod tests {
             (Cell::Double(0.1), "0.1"),
             (Cell::Bool(true), "t"),
             (Cell::Date(d), "1969-07-20"),
+            (Cell::Date(NaiveDate::from_ymd_opt(-43, 3, 15).unwrap()), "0044-03-15 BC"),
+            (Cell::Timestamp(d.and_hms_milli_opt(20, 17, 40, 500).unwrap()), "1969-07-20 20:17:40.5"),
+            (Cell::Timestamptz(d.and_hms_opt(0, 0, 0).unwrap().and_utc()), "1969-07-20 00:00:00+00"),
             (
-                Cell::Date(NaiveDate::from_ymd_opt(-43, 3, 15).unwrap()),
-                "0044-03-15 BC",
-            ),
-            (
-                Cell::Timestamp(d.and_hms_milli_opt(20, 17, 40, 500).unwrap()),
-                "1969-07-20 20:17:40.5",
-            ),
-            (
-                Cell::Timestamptz(d.and_hms_opt(0, 0, 0).unwrap().and_utc()),
-                "1969-07-20 00:00:00+00",
-            ),
-            (
-                Cell::Timestamp(
-                    NaiveDate::from_ymd_opt(-43, 3, 15)
-                        .unwrap()
-                        .and_hms_opt(12, 0, 0)
-                        .unwrap(),
-                ),
+                Cell::Timestamp(NaiveDate::from_ymd_opt(-43, 3, 15).unwrap().and_hms_opt(12, 0, 0).unwrap()),
                 "0044-03-15 12:00:00 BC",
             ),
             (
-                Cell::Array(vec![
-                    Cell::Text("a b".into()),
-                    Cell::Null,
-                    Cell::Text("q\"\\".into()),
-                ]),
+                Cell::Array(vec![Cell::Text("a b".into()), Cell::Null, Cell::Text("q\"\\".into())]),
                 "{\"a b\",NULL,\"q\\\\\"\\\\\\\\\"}",
             ),
-            (
-                Cell::Json("{\"a\":\"x\\ny\"}".into()),
-                "{\"a\":\"x\\\\ny\"}",
-            ),
+            (Cell::Json("{\"a\":\"x\\ny\"}".into()), "{\"a\":\"x\\\\ny\"}"),
         ];
         for (cell, expected) in cases {
             assert_eq!(copy(cell.clone()), expected, "{cell:?}");

@@ -65,12 +65,7 @@ pub enum Command {
 pub struct SourceArgs {
     /// A mongodump directory (*.bson) or a directory of extended-JSON files
     /// (*.json, *.jsonl); a collection is a file, named by its stem.
-    #[arg(
-        long,
-        env = "MONGO_URI",
-        value_name = "PATH_OR_URI",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "MONGO_URI", value_name = "PATH_OR_URI", hide_env_values = true)]
     pub source: String,
 }
 
@@ -81,12 +76,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// PostgreSQL connection string. Not needed with --dry-run.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        value_name = "POSTGRES_URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DATABASE_URL", value_name = "POSTGRES_URL", hide_env_values = true)]
     pub target: Option<String>,
     /// Load only these mappings (by mapping, collection or table name); repeatable.
     #[arg(long = "collection", value_name = "NAME")]
@@ -179,10 +169,7 @@ pub fn main() -> ExitCode {
 }
 
 fn with_runtime(f: impl std::future::Future<Output = u8>) -> u8 {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt.block_on(f),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -195,19 +182,11 @@ fn with_runtime(f: impl std::future::Future<Output = u8>) -> u8 {
 pub fn init_logging(log_file: Option<&std::path::Path>, quiet_stderr: bool) -> Result<(), String> {
     use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::prelude::*;
-    let stderr_level = if quiet_stderr {
-        LevelFilter::WARN
-    } else {
-        LevelFilter::INFO
-    };
+    let stderr_level = if quiet_stderr { LevelFilter::WARN } else { LevelFilter::INFO };
     use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
     // The tool's own events; libraries (sqlx notices) only when they warn.
-    let only_ours = |level| {
-        Targets::new()
-            .with_target("finlit_map", level)
-            .with_default(LevelFilter::WARN)
-    };
+    let only_ours = |level| Targets::new().with_target("finlit_map", level).with_default(LevelFilter::WARN);
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -231,9 +210,6 @@ pub fn init_logging(log_file: Option<&std::path::Path>, quiet_stderr: bool) -> R
         }
         None => None,
     };
-    let _ = tracing_subscriber::registry()
-        .with(stderr)
-        .with(file)
-        .try_init();
+    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
     Ok(())
 }

@@ -30,11 +30,7 @@ pub struct CoerceRules {
 
 impl Default for CoerceRules {
     fn default() -> Self {
-        CoerceRules {
-            tz: Tz::UTC,
-            json: JsonForm::default(),
-            ns: IdNamespace::default(),
-        }
+        CoerceRules { tz: Tz::UTC, json: JsonForm::default(), ns: IdNamespace::default() }
     }
 }
 
@@ -78,11 +74,7 @@ pub fn preview(v: RawBsonRef<'_>) -> String {
     match v {
         RawBsonRef::String(s) => {
             let short: String = s.chars().take(40).collect();
-            if short.len() < s.len() {
-                format!("{short:?}…")
-            } else {
-                format!("{short:?}")
-            }
+            if short.len() < s.len() { format!("{short:?}…") } else { format!("{short:?}") }
         }
         RawBsonRef::Double(d) => d.to_string(),
         RawBsonRef::Int32(i) => i.to_string(),
@@ -99,11 +91,7 @@ pub fn preview(v: RawBsonRef<'_>) -> String {
 
 /// Coerces a non-null value. Null and missing are handled by the caller
 /// (they depend on `default` and `required`, not on the type).
-pub fn coerce<'a>(
-    v: RawBsonRef<'a>,
-    ty: &SqlType,
-    rules: &CoerceRules,
-) -> Result<Cell<'a>, String> {
+pub fn coerce<'a>(v: RawBsonRef<'a>, ty: &SqlType, rules: &CoerceRules) -> Result<Cell<'a>, String> {
     match ty {
         SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
             let text: Cow<'a, str> = match v {
@@ -112,17 +100,12 @@ pub fn coerce<'a>(
                 RawBsonRef::Int32(i) => Cow::Owned(i.to_string()),
                 RawBsonRef::Int64(i) => Cow::Owned(i.to_string()),
                 RawBsonRef::Double(d) => Cow::Owned(float_text(d)),
-                RawBsonRef::Decimal128(d) => {
-                    Cow::Owned(decimal_text(&d.to_string()).ok_or_else(|| refuse(v, ty))?)
-                }
+                RawBsonRef::Decimal128(d) => Cow::Owned(decimal_text(&d.to_string()).ok_or_else(|| refuse(v, ty))?),
                 RawBsonRef::Boolean(b) => Cow::Borrowed(if b { "true" } else { "false" }),
                 RawBsonRef::DateTime(d) => Cow::Owned(crate::json::iso_date(d)),
-                RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Uuid => Cow::Owned(
-                    Uuid::from_slice(b.bytes)
-                        .map_err(|e| e.to_string())?
-                        .hyphenated()
-                        .to_string(),
-                ),
+                RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Uuid => {
+                    Cow::Owned(Uuid::from_slice(b.bytes).map_err(|e| e.to_string())?.hyphenated().to_string())
+                }
                 _ => return Err(refuse(v, ty)),
             };
             check_text(text, ty)
@@ -135,11 +118,10 @@ pub fn coerce<'a>(
                 RawBsonRef::Int32(i) => i.to_string(),
                 RawBsonRef::Int64(i) => i.to_string(),
                 RawBsonRef::Double(d) => float_text(d),
-                RawBsonRef::Decimal128(d) => {
-                    decimal_text(&d.to_string()).ok_or_else(|| refuse(v, ty))?
+                RawBsonRef::Decimal128(d) => decimal_text(&d.to_string()).ok_or_else(|| refuse(v, ty))?,
+                RawBsonRef::String(s) => {
+                    decimal_text(s).ok_or_else(|| format!("string {} is not a number", preview(v)))?
                 }
-                RawBsonRef::String(s) => decimal_text(s)
-                    .ok_or_else(|| format!("string {} is not a number", preview(v)))?,
                 _ => return Err(refuse(v, ty)),
             };
             check_numeric(text, *limits)
@@ -148,16 +130,11 @@ pub fn coerce<'a>(
             RawBsonRef::Double(d) => Ok(Cell::Double(d)),
             RawBsonRef::Int32(i) => Ok(Cell::Double(f64::from(i))),
             RawBsonRef::Int64(i) if i.unsigned_abs() <= 1 << 53 => Ok(Cell::Double(i as f64)),
-            RawBsonRef::Int64(i) => Err(format!(
-                "int64 {i} has more digits than double precision keeps"
-            )),
+            RawBsonRef::Int64(i) => Err(format!("int64 {i} has more digits than double precision keeps")),
             RawBsonRef::Decimal128(_) | RawBsonRef::String(_) => {
                 let text = decimal_or_refuse(v, ty)?;
                 let d: f64 = text.parse().map_err(|_| refuse(v, ty))?;
-                if float_text(d) == text
-                    || !d.is_finite() && text.contains("Infinity")
-                    || d.is_nan()
-                {
+                if float_text(d) == text || !d.is_finite() && text.contains("Infinity") || d.is_nan() {
                     Ok(Cell::Double(d))
                 } else {
                     Err(format!(
@@ -216,16 +193,12 @@ pub fn coerce<'a>(
         SqlType::Timestamp => wall_clock(v, ty, rules).map(Cell::Timestamp),
         SqlType::Timestamptz => instant(v, ty, rules).map(Cell::Timestamptz),
         SqlType::Uuid => match v {
-            RawBsonRef::Binary(b)
-                if matches!(b.subtype, BinarySubtype::Uuid | BinarySubtype::UuidOld) =>
-            {
-                Uuid::from_slice(b.bytes)
-                    .map(Cell::Uuid)
-                    .map_err(|e| format!("bad UUID binary: {e}"))
+            RawBsonRef::Binary(b) if matches!(b.subtype, BinarySubtype::Uuid | BinarySubtype::UuidOld) => {
+                Uuid::from_slice(b.bytes).map(Cell::Uuid).map_err(|e| format!("bad UUID binary: {e}"))
             }
-            RawBsonRef::String(s) if s.len() == 36 => Uuid::try_parse(s)
-                .map(Cell::Uuid)
-                .map_err(|_| format!("string {} is not a UUID", preview(v))),
+            RawBsonRef::String(s) if s.len() == 36 => {
+                Uuid::try_parse(s).map(Cell::Uuid).map_err(|_| format!("string {} is not a UUID", preview(v)))
+            }
             _ => Err(refuse(v, ty)),
         },
         SqlType::Json | SqlType::Jsonb => {
@@ -290,10 +263,7 @@ fn int_in<'a>(v: RawBsonRef<'_>, ty: &SqlType, lo: i64, hi: i64) -> Result<Cell<
         RawBsonRef::Int64(i) => i,
         RawBsonRef::Double(d) => {
             if !d.is_finite() || d.fract() != 0.0 {
-                return Err(format!(
-                    "double {} is not a whole number; {ty} would round it",
-                    float_text(d)
-                ));
+                return Err(format!("double {} is not a whole number; {ty} would round it", float_text(d)));
             }
             // 2^63 itself is not an i64; the range test below catches the rest.
             const TWO_63: f64 = 9_223_372_036_854_775_808.0;
@@ -305,23 +275,14 @@ fn int_in<'a>(v: RawBsonRef<'_>, ty: &SqlType, lo: i64, hi: i64) -> Result<Cell<
         RawBsonRef::Decimal128(_) | RawBsonRef::String(_) => {
             let text = decimal_or_refuse(v, ty)?;
             if text.contains('.') || text.contains('N') || text.contains('I') {
-                return Err(format!(
-                    "{} {} is not a whole number; {ty} would round it",
-                    bson_kind(v),
-                    preview(v)
-                ));
+                return Err(format!("{} {} is not a whole number; {ty} would round it", bson_kind(v), preview(v)));
             }
-            text.parse::<i64>()
-                .map_err(|_| format!("{} {} is out of range for {ty}", bson_kind(v), preview(v)))?
+            text.parse::<i64>().map_err(|_| format!("{} {} is out of range for {ty}", bson_kind(v), preview(v)))?
         }
         _ => return Err(refuse(v, ty)),
     };
     if n < lo || n > hi {
-        return Err(format!(
-            "{} {} is out of range for {ty}",
-            bson_kind(v),
-            preview(v)
-        ));
+        return Err(format!("{} {} is out of range for {ty}", bson_kind(v), preview(v)));
     }
     Ok(Cell::Int(n))
 }
@@ -334,9 +295,7 @@ fn check_numeric<'a>(text: String, limits: Option<(u32, u32)>) -> Result<Cell<'a
     if text.ends_with("Infinity") {
         return match limits {
             None => Ok(Cell::Numeric(text)),
-            Some((p, s)) => Err(format!(
-                "{text} cannot go into numeric({p},{s}); only unconstrained numeric holds it"
-            )),
+            Some((p, s)) => Err(format!("{text} cannot go into numeric({p},{s}); only unconstrained numeric holds it")),
         };
     }
     if let Some((p, s)) = limits {
@@ -345,10 +304,7 @@ fn check_numeric<'a>(text: String, limits: Option<(u32, u32)>) -> Result<Cell<'a
         let frac = frac.trim_end_matches('0');
         let int = int.trim_start_matches('0');
         if frac.len() > s as usize {
-            return Err(format!(
-                "{text} has {} decimal places; numeric({p},{s}) would round it",
-                frac.len()
-            ));
+            return Err(format!("{text} has {} decimal places; numeric({p},{s}) would round it", frac.len()));
         }
         if int.len() > (p - s) as usize {
             return Err(format!("{text} is too large for numeric({p},{s})"));
@@ -362,11 +318,7 @@ pub fn float_text(d: f64) -> String {
     if d.is_nan() {
         "NaN".into()
     } else if d.is_infinite() {
-        if d > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
+        if d > 0.0 { "Infinity".into() } else { "-Infinity".into() }
     } else {
         format!("{d}")
     }
@@ -391,9 +343,7 @@ pub fn decimal_text(raw: &str) -> Option<String> {
         None => (rest, 0),
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
+    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
     // All digits, and where the decimal point falls in them.
@@ -403,20 +353,11 @@ pub fn decimal_text(raw: &str) -> Option<String> {
         return None;
     }
     let (int_part, frac_part) = if point <= 0 {
-        (
-            "0".to_string(),
-            format!("{}{}", "0".repeat((-point) as usize), digits),
-        )
+        ("0".to_string(), format!("{}{}", "0".repeat((-point) as usize), digits))
     } else if point as usize >= digits.len() {
-        (
-            format!("{}{}", digits, "0".repeat(point as usize - digits.len())),
-            String::new(),
-        )
+        (format!("{}{}", digits, "0".repeat(point as usize - digits.len())), String::new())
     } else {
-        (
-            digits[..point as usize].to_string(),
-            digits[point as usize..].to_string(),
-        )
+        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
     };
     let int_part = int_part.trim_start_matches('0');
     let int_part = if int_part.is_empty() { "0" } else { int_part };
@@ -438,57 +379,41 @@ fn instant(v: RawBsonRef<'_>, ty: &SqlType, rules: &CoerceRules) -> Result<DateT
     match v {
         RawBsonRef::DateTime(d) => DateTime::from_timestamp_millis(d.timestamp_millis())
             .ok_or_else(|| format!("date {} ms is out of range", d.timestamp_millis())),
-        RawBsonRef::Timestamp(t) => {
-            DateTime::from_timestamp(i64::from(t.time), 0).ok_or_else(|| refuse(v, ty))
-        }
+        RawBsonRef::Timestamp(t) => DateTime::from_timestamp(i64::from(t.time), 0).ok_or_else(|| refuse(v, ty)),
         RawBsonRef::String(s) => {
             if let Ok(d) = DateTime::parse_from_rfc3339(s) {
                 return Ok(d.with_timezone(&Utc));
             }
-            let naive = parse_naive(s)
-                .ok_or_else(|| format!("string {} is not a date or time", preview(v)))?;
-            local_to_utc(naive, rules.tz)
-                .ok_or_else(|| format!("{naive} does not exist in {}", rules.tz))
+            let naive = parse_naive(s).ok_or_else(|| format!("string {} is not a date or time", preview(v)))?;
+            local_to_utc(naive, rules.tz).ok_or_else(|| format!("{naive} does not exist in {}", rules.tz))
         }
         _ => Err(refuse(v, ty)),
     }
 }
 
 /// The wall-clock time of a value in the declared zone.
-fn wall_clock(
-    v: RawBsonRef<'_>,
-    ty: &SqlType,
-    rules: &CoerceRules,
-) -> Result<NaiveDateTime, String> {
+fn wall_clock(v: RawBsonRef<'_>, ty: &SqlType, rules: &CoerceRules) -> Result<NaiveDateTime, String> {
     if let RawBsonRef::String(s) = v
         && DateTime::parse_from_rfc3339(s).is_err()
     {
         // A string without an offset already is wall-clock time.
-        return parse_naive(s)
-            .ok_or_else(|| format!("string {} is not a date or time", preview(v)));
+        return parse_naive(s).ok_or_else(|| format!("string {} is not a date or time", preview(v)));
     }
     let utc = instant(v, ty, rules)?;
     Ok(utc.with_timezone(&rules.tz).naive_local())
 }
 
 fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
-    tz.from_local_datetime(&naive)
-        .earliest()
-        .map(|d| d.with_timezone(&Utc))
+    tz.from_local_datetime(&naive).earliest().map(|d| d.with_timezone(&Utc))
 }
 
 fn parse_naive(s: &str) -> Option<NaiveDateTime> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Some(d.and_time(NaiveTime::MIN));
     }
-    [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
 }
 
 #[cfg(test)]
@@ -509,11 +434,7 @@ mod tests {
     }
 
     fn ms(y: i32, m: u32, d: u32, h: u32, min: u32) -> RawBsonRef<'static> {
-        let t = NaiveDate::from_ymd_opt(y, m, d)
-            .unwrap()
-            .and_hms_opt(h, min, 0)
-            .unwrap()
-            .and_utc();
+        let t = NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, min, 0).unwrap().and_utc();
         RawBsonRef::DateTime(bson::DateTime::from_millis(t.timestamp_millis()))
     }
 
@@ -530,135 +451,52 @@ mod tests {
         let arr_ints = rawdoc! { "v": [1, 2, bson::RawBson::Null] };
         let arr_mixed = rawdoc! { "v": [1, 2.5] };
         let arr_strs = rawdoc! { "v": ["a", "b c"] };
-        let uuid_bin = bson::Binary {
-            subtype: BinarySubtype::Uuid,
-            bytes: vec![7; 16],
-        };
+        let uuid_bin = bson::Binary { subtype: BinarySubtype::Uuid, bytes: vec![7; 16] };
         let uuid_raw = rawdoc! { "u": uuid_bin };
         let rows: Vec<(RawBsonRef, &str, &str)> = vec![
             // text and varchar(n)
             (RawBsonRef::String("héllo"), "varchar(5)", "héllo"),
-            (
-                RawBsonRef::String("héllo!"),
-                "varchar(5)",
-                "ERR string of 6 characters is longer than varchar(5)",
-            ),
-            (
-                RawBsonRef::String(&long),
-                "varchar(255)",
-                "ERR string of 256 characters",
-            ),
+            (RawBsonRef::String("héllo!"), "varchar(5)", "ERR string of 6 characters is longer than varchar(5)"),
+            (RawBsonRef::String(&long), "varchar(255)", "ERR string of 256 characters"),
             (RawBsonRef::String(&long), "text", &long),
-            (
-                RawBsonRef::String("a\0b"),
-                "text",
-                "ERR text cannot hold the NUL",
-            ),
-            (
-                RawBsonRef::ObjectId(oid),
-                "text",
-                "507f1f77bcf86cd799439011",
-            ),
+            (RawBsonRef::String("a\0b"), "text", "ERR text cannot hold the NUL"),
+            (RawBsonRef::ObjectId(oid), "text", "507f1f77bcf86cd799439011"),
             (RawBsonRef::Int64(42), "text", "42"),
             (RawBsonRef::Boolean(true), "varchar(5)", "true"),
-            (
-                RawBsonRef::Document(&doc),
-                "text",
-                "ERR document {…} cannot go into text; use a json",
-            ),
+            (RawBsonRef::Document(&doc), "text", "ERR document {…} cannot go into text; use a json"),
             (RawBsonRef::String("ab"), "char(2)", "ab"),
             // integers: exact or refused
             (RawBsonRef::Int32(i32::MAX), "integer", "2147483647"),
-            (
-                RawBsonRef::Int64(3_000_000_000),
-                "integer",
-                "ERR int64 3000000000 is out of range for integer",
-            ),
+            (RawBsonRef::Int64(3_000_000_000), "integer", "ERR int64 3000000000 is out of range for integer"),
             (RawBsonRef::Int64(3_000_000_000), "bigint", "3000000000"),
-            (
-                RawBsonRef::Int32(40_000),
-                "smallint",
-                "ERR int32 40000 is out of range for smallint",
-            ),
-            (
-                RawBsonRef::Double(1.5),
-                "integer",
-                "ERR double 1.5 is not a whole number",
-            ),
+            (RawBsonRef::Int32(40_000), "smallint", "ERR int32 40000 is out of range for smallint"),
+            (RawBsonRef::Double(1.5), "integer", "ERR double 1.5 is not a whole number"),
             (RawBsonRef::Double(7.0), "integer", "7"),
-            (
-                RawBsonRef::Double(f64::NAN),
-                "integer",
-                "ERR double NaN is not a whole number",
-            ),
-            (
-                RawBsonRef::Double(1e19),
-                "bigint",
-                "ERR double 10000000000000000000 is out of range",
-            ),
+            (RawBsonRef::Double(f64::NAN), "integer", "ERR double NaN is not a whole number"),
+            (RawBsonRef::Double(1e19), "bigint", "ERR double 10000000000000000000 is out of range"),
             (dec("12"), "integer", "12"),
             (dec("1.2E+1"), "integer", "12"),
-            (
-                dec("12.5"),
-                "integer",
-                "ERR decimal128 12.5 is not a whole number",
-            ),
+            (dec("12.5"), "integer", "ERR decimal128 12.5 is not a whole number"),
             (RawBsonRef::String("17"), "integer", "17"),
-            (
-                RawBsonRef::String("17x"),
-                "integer",
-                "ERR string \"17x\" is not a number",
-            ),
-            (
-                RawBsonRef::Boolean(true),
-                "integer",
-                "ERR bool true cannot go into integer",
-            ),
+            (RawBsonRef::String("17x"), "integer", "ERR string \"17x\" is not a number"),
+            (RawBsonRef::Boolean(true), "integer", "ERR bool true cannot go into integer"),
             // numeric: Decimal128 exactly, scale and precision checked
-            (
-                dec("12345678901234567890.123456789"),
-                "numeric",
-                "12345678901234567890.123456789",
-            ),
+            (dec("12345678901234567890.123456789"), "numeric", "12345678901234567890.123456789"),
             (dec("1.50"), "numeric(4,1)", "1.50"),
-            (
-                dec("1.25"),
-                "numeric(4,1)",
-                "ERR 1.25 has 2 decimal places; numeric(4,1) would round it",
-            ),
-            (
-                dec("12345"),
-                "numeric(4,1)",
-                "ERR 12345 is too large for numeric(4,1)",
-            ),
+            (dec("1.25"), "numeric(4,1)", "ERR 1.25 has 2 decimal places; numeric(4,1) would round it"),
+            (dec("12345"), "numeric(4,1)", "ERR 12345 is too large for numeric(4,1)"),
             (dec("-1E-3"), "numeric", "-0.001"),
             (RawBsonRef::Double(0.1), "numeric(3,2)", "0.1"),
             (RawBsonRef::Double(f64::NAN), "numeric(5,2)", "NaN"),
             (RawBsonRef::Double(f64::INFINITY), "numeric", "Infinity"),
-            (
-                RawBsonRef::Double(f64::INFINITY),
-                "numeric(5,2)",
-                "ERR Infinity cannot go into numeric(5,2)",
-            ),
+            (RawBsonRef::Double(f64::INFINITY), "numeric(5,2)", "ERR Infinity cannot go into numeric(5,2)"),
             (dec("NaN"), "numeric", "NaN"),
             (dec("-Infinity"), "numeric", "-Infinity"),
-            (
-                RawBsonRef::Int64(i64::MAX),
-                "numeric",
-                "9223372036854775807",
-            ),
+            (RawBsonRef::Int64(i64::MAX), "numeric", "9223372036854775807"),
             // floating point: no silent rounding
             (RawBsonRef::Double(0.1), "double precision", "0.1"),
-            (
-                RawBsonRef::Int64(1 << 53),
-                "double precision",
-                "9007199254740992",
-            ),
-            (
-                RawBsonRef::Int64((1 << 53) + 1),
-                "double precision",
-                "ERR int64 9007199254740993 has more digits",
-            ),
+            (RawBsonRef::Int64(1 << 53), "double precision", "9007199254740992"),
+            (RawBsonRef::Int64((1 << 53) + 1), "double precision", "ERR int64 9007199254740993 has more digits"),
             (dec("0.1"), "double precision", "0.1"),
             (
                 dec("0.10000000000000000001"),
@@ -666,134 +504,53 @@ mod tests {
                 "ERR decimal128 0.10000000000000000001 would be rounded",
             ),
             (RawBsonRef::Double(0.1), "real", "0.10000000149011612"),
-            (
-                RawBsonRef::Double(0.123456789),
-                "real",
-                "ERR double 0.123456789 would be rounded",
-            ),
+            (RawBsonRef::Double(0.123456789), "real", "ERR double 0.123456789 would be rounded"),
             (RawBsonRef::Double(f64::NEG_INFINITY), "real", "-Infinity"),
             // boolean
             (RawBsonRef::Boolean(false), "boolean", "f"),
             (RawBsonRef::Int32(1), "boolean", "t"),
-            (
-                RawBsonRef::Int32(2),
-                "boolean",
-                "ERR int32 2 cannot go into boolean",
-            ),
-            (
-                RawBsonRef::String("yes"),
-                "boolean",
-                "ERR string \"yes\" cannot go into boolean",
-            ),
+            (RawBsonRef::Int32(2), "boolean", "ERR int32 2 cannot go into boolean"),
+            (RawBsonRef::String("yes"), "boolean", "ERR string \"yes\" cannot go into boolean"),
             // dates and times (UTC rule), before 1970 too
             (ms(2025, 1, 15, 0, 0), "date", "2025-01-15"),
             (ms(1969, 7, 20, 0, 0), "date", "1969-07-20"),
             (ms(1901, 12, 13, 20, 45), "timestamp", "1901-12-13 20:45:00"),
-            (
-                ms(2025, 1, 15, 14, 30),
-                "date",
-                "ERR date 2025-01-15T14:30:00Z has a time of day (14:30:00 in UTC)",
-            ),
-            (
-                ms(1960, 1, 1, 0, 0),
-                "timestamptz",
-                "1960-01-01 00:00:00+00",
-            ),
+            (ms(2025, 1, 15, 14, 30), "date", "ERR date 2025-01-15T14:30:00Z has a time of day (14:30:00 in UTC)"),
+            (ms(1960, 1, 1, 0, 0), "timestamptz", "1960-01-01 00:00:00+00"),
             (RawBsonRef::String("2025-01-15"), "date", "2025-01-15"),
-            (
-                RawBsonRef::String("2025-02-30"),
-                "date",
-                "ERR string \"2025-02-30\" is not a date or time",
-            ),
-            (
-                RawBsonRef::String("2025-01-15T10:00:00+02:00"),
-                "timestamptz",
-                "2025-01-15 08:00:00+00",
-            ),
-            (
-                RawBsonRef::String("2025-01-15 10:00:00"),
-                "timestamp",
-                "2025-01-15 10:00:00",
-            ),
-            (
-                RawBsonRef::Int64(5),
-                "date",
-                "ERR int64 5 cannot go into date",
-            ),
+            (RawBsonRef::String("2025-02-30"), "date", "ERR string \"2025-02-30\" is not a date or time"),
+            (RawBsonRef::String("2025-01-15T10:00:00+02:00"), "timestamptz", "2025-01-15 08:00:00+00"),
+            (RawBsonRef::String("2025-01-15 10:00:00"), "timestamp", "2025-01-15 10:00:00"),
+            (RawBsonRef::Int64(5), "date", "ERR int64 5 cannot go into date"),
             // uuid
             (
                 RawBsonRef::String("6f1c2c4e-1111-4222-8333-944455556666"),
                 "uuid",
                 "6f1c2c4e-1111-4222-8333-944455556666",
             ),
-            (
-                RawBsonRef::String("not-a-uuid"),
-                "uuid",
-                "ERR string \"not-a-uuid\" cannot go into uuid",
-            ),
-            (
-                uuid_raw.get("u").unwrap().unwrap(),
-                "uuid",
-                "07070707-0707-0707-0707-070707070707",
-            ),
-            (
-                RawBsonRef::ObjectId(oid),
-                "uuid",
-                "ERR objectId 507f1f77bcf86cd799439011 cannot go into uuid; use `id",
-            ),
+            (RawBsonRef::String("not-a-uuid"), "uuid", "ERR string \"not-a-uuid\" cannot go into uuid"),
+            (uuid_raw.get("u").unwrap().unwrap(), "uuid", "07070707-0707-0707-0707-070707070707"),
+            (RawBsonRef::ObjectId(oid), "uuid", "ERR objectId 507f1f77bcf86cd799439011 cannot go into uuid; use `id"),
             // json and arrays
-            (
-                RawBsonRef::Document(&doc),
-                "jsonb",
-                r#"{"a":1,"b":[1,"x"]}"#,
-            ),
+            (RawBsonRef::Document(&doc), "jsonb", r#"{"a":1,"b":[1,"x"]}"#),
             (RawBsonRef::String("x"), "json", r#""x""#),
-            (
-                RawBsonRef::Double(f64::NAN),
-                "jsonb",
-                "ERR the double NaN has no JSON form",
-            ),
-            (
-                RawBsonRef::String("a\0"),
-                "jsonb",
-                "ERR jsonb cannot hold the NUL",
-            ),
-            (
-                arr_ints.get("v").unwrap().unwrap(),
-                "integer[]",
-                r#"{"1","2",NULL}"#,
-            ),
-            (
-                arr_mixed.get("v").unwrap().unwrap(),
-                "integer[]",
-                "ERR element 1: double 2.5 is not a whole number",
-            ),
-            (
-                arr_strs.get("v").unwrap().unwrap(),
-                "text[]",
-                r#"{"a","b c"}"#,
-            ),
-            (
-                RawBsonRef::String("a"),
-                "text[]",
-                "ERR string \"a\" cannot go into text[]",
-            ),
+            (RawBsonRef::Double(f64::NAN), "jsonb", "ERR the double NaN has no JSON form"),
+            (RawBsonRef::String("a\0"), "jsonb", "ERR jsonb cannot hold the NUL"),
+            (arr_ints.get("v").unwrap().unwrap(), "integer[]", r#"{"1","2",NULL}"#),
+            (arr_mixed.get("v").unwrap().unwrap(), "integer[]", "ERR element 1: double 2.5 is not a whole number"),
+            (arr_strs.get("v").unwrap().unwrap(), "text[]", r#"{"a","b c"}"#),
+            (RawBsonRef::String("a"), "text[]", "ERR string \"a\" cannot go into text[]"),
         ];
         let rules = CoerceRules::default();
         let mut failures = Vec::new();
         for (v, ty, expected) in rows {
             let got = ok(coerce(v, &t(ty), &rules));
             let pass = match expected.strip_prefix("ERR ") {
-                Some(prefix) => got
-                    .strip_prefix("ERR ")
-                    .is_some_and(|g| g.starts_with(prefix)),
+                Some(prefix) => got.strip_prefix("ERR ").is_some_and(|g| g.starts_with(prefix)),
                 None => got == expected,
             };
             if !pass {
-                failures.push(format!(
-                    "{} {v:?} -> {ty}: expected {expected:?}, got {got:?}",
-                    bson_kind(v)
-                ));
+                failures.push(format!("{} {v:?} -> {ty}: expected {expected:?}, got {got:?}", bson_kind(v)));
             }
         }
         assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -801,23 +558,11 @@ mod tests {
 
     #[test]
     fn time_zone_rule_moves_wall_clock() {
-        let rules = CoerceRules {
-            tz: "America/New_York".parse().unwrap(),
-            ..Default::default()
-        };
+        let rules = CoerceRules { tz: "America/New_York".parse().unwrap(), ..Default::default() };
         // 2025-01-15T05:00Z is midnight in New York.
-        assert_eq!(
-            ok(coerce(ms(2025, 1, 15, 5, 0), &SqlType::Date, &rules)),
-            "2025-01-15"
-        );
-        assert_eq!(
-            ok(coerce(ms(2025, 1, 15, 5, 0), &SqlType::Timestamp, &rules)),
-            "2025-01-15 00:00:00"
-        );
-        assert_eq!(
-            ok(coerce(ms(2025, 1, 15, 5, 0), &SqlType::Timestamptz, &rules)),
-            "2025-01-15 05:00:00+00"
-        );
+        assert_eq!(ok(coerce(ms(2025, 1, 15, 5, 0), &SqlType::Date, &rules)), "2025-01-15");
+        assert_eq!(ok(coerce(ms(2025, 1, 15, 5, 0), &SqlType::Timestamp, &rules)), "2025-01-15 00:00:00");
+        assert_eq!(ok(coerce(ms(2025, 1, 15, 5, 0), &SqlType::Timestamptz, &rules)), "2025-01-15 05:00:00+00");
     }
 
     #[test]

@@ -37,17 +37,12 @@ pub struct Compiled {
 pub fn compile_dir(dir: &Path, schema_dir: Option<&Path>) -> Compiled {
     let mut diags = Diagnostics::default();
     let (project, specs) = spec::load_dir(dir, &mut diags);
-    let schema_dir = schema_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| resolve_schema_dir(dir, &project));
+    let schema_dir = schema_dir.map(Path::to_path_buf).unwrap_or_else(|| resolve_schema_dir(dir, &project));
     let schema = Schema::load_dir(&schema_dir, &mut diags);
     let plan = compile(&project, &specs, schema, schema_dir, &mut diags);
     diags.sort();
     let plan = if diags.has_errors() { None } else { Some(plan) };
-    Compiled {
-        plan,
-        diagnostics: diags,
-    }
+    Compiled { plan, diagnostics: diags }
 }
 
 fn resolve_schema_dir(dir: &Path, project: &ProjectSpec) -> PathBuf {
@@ -55,11 +50,7 @@ fn resolve_schema_dir(dir: &Path, project: &ProjectSpec) -> PathBuf {
         return dir.join(&s.value);
     }
     let beside = dir.join("..").join("schema");
-    if beside.is_dir() {
-        beside
-    } else {
-        PathBuf::from("schema")
-    }
+    if beside.is_dir() { beside } else { PathBuf::from("schema") }
 }
 
 /// Compiles parsed specs against a schema. The plan is complete only when
@@ -72,25 +63,18 @@ pub fn compile(
     diags: &mut Diagnostics,
 ) -> Plan {
     let defaults = ProjectDefaults::new(project, diags);
-    let loaded: BTreeMap<&str, Vec<&MappingSpec>> =
-        specs.iter().fold(BTreeMap::new(), |mut m, s| {
-            if let Some(t) = &s.table {
-                m.entry(t.value.as_str()).or_default().push(s);
-            }
-            m
-        });
+    let loaded: BTreeMap<&str, Vec<&MappingSpec>> = specs.iter().fold(BTreeMap::new(), |mut m, s| {
+        if let Some(t) = &s.table {
+            m.entry(t.value.as_str()).or_default().push(s);
+        }
+        m
+    });
     let mut mappings = Vec::new();
     // (mapping index, referenced table, span of the reference) for cycle messages.
     let mut edges: Vec<(usize, String, SourceFile, Range<usize>)> = Vec::new();
     for spec in specs {
-        let mut cx = MappingCx {
-            spec,
-            schema: &schema,
-            loaded: &loaded,
-            defaults: &defaults,
-            diags,
-            edges: Vec::new(),
-        };
+        let mut cx =
+            MappingCx { spec, schema: &schema, loaded: &loaded, defaults: &defaults, diags, edges: Vec::new() };
         if let Some(m) = cx.compile() {
             let idx = mappings.len();
             edges.extend(cx.edges.into_iter().map(|(t, f, s)| (idx, t, f, s)));
@@ -113,13 +97,7 @@ pub fn compile(
         }
         new_stages.push(s);
     }
-    Plan {
-        mappings: ordered,
-        stages: new_stages,
-        schema,
-        schema_dir,
-        namespace: defaults.rules.ns,
-    }
+    Plan { mappings: ordered, stages: new_stages, schema, schema_dir, namespace: defaults.rules.ns }
 }
 
 struct ProjectDefaults {
@@ -155,11 +133,11 @@ fn parse_tz(tz: &Option<Sp<String>>, file: &SourceFile, diags: &mut Diagnostics)
         Ok(t) => Some(t),
         Err(_) => {
             let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
-            let mut d = Diagnostic::error(
-                Code::InvalidValue,
-                format!("unknown time zone `{}`", tz.value),
-            )
-            .at(file, tz.span.clone(), "not an IANA time zone");
+            let mut d = Diagnostic::error(Code::InvalidValue, format!("unknown time zone `{}`", tz.value)).at(
+                file,
+                tz.span.clone(),
+                "not an IANA time zone",
+            );
             if let Some(s) = did_you_mean(&tz.value, names) {
                 d = d.help(format!("did you mean `{s}`?"));
             }
@@ -215,8 +193,7 @@ impl MappingCx<'_> {
 
     fn compile(&mut self) -> Option<MappingPlan> {
         let spec = self.spec;
-        let (Some(source), Some(table_name), Some(key)) = (&spec.source, &spec.table, &spec.key)
-        else {
+        let (Some(source), Some(table_name), Some(key)) = (&spec.source, &spec.table, &spec.key) else {
             return None;
         };
         let Some(table) = self.schema.table(&table_name.value) else {
@@ -225,10 +202,7 @@ impl MappingCx<'_> {
                 format!("table `{}` is not in the schema", table_name.value),
             )
             .at(self.file(), table_name.span.clone(), "unknown table");
-            d = match did_you_mean(
-                &table_name.value,
-                self.schema.tables.keys().map(String::as_str),
-            ) {
+            d = match did_you_mean(&table_name.value, self.schema.tables.keys().map(String::as_str)) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help("tables are defined by the CREATE TABLE statements in schema/"),
             };
@@ -254,11 +228,8 @@ impl MappingCx<'_> {
         }
         self.unmapped(table);
         let key_idx = self.key(key, table, &columns);
-        let mut depends_on: Vec<String> = columns
-            .iter()
-            .filter_map(|c| c.references.clone())
-            .filter(|t| *t != table.name)
-            .collect();
+        let mut depends_on: Vec<String> =
+            columns.iter().filter_map(|c| c.references.clone()).filter(|t| *t != table.name).collect();
         depends_on.sort();
         depends_on.dedup();
         let fields = projection(&columns, unwind.as_ref(), &spec.filter);
@@ -283,15 +254,10 @@ impl MappingCx<'_> {
                     self.diags.push(
                         Diagnostic::error(
                             Code::UnwindPathOutside,
-                            format!(
-                                "`{}` reads an unwind element, but this mapping has no `unwind`",
-                                p.value
-                            ),
+                            format!("`{}` reads an unwind element, but this mapping has no `unwind`", p.value),
                         )
                         .at(self.file(), p.span.clone(), "`@` needs `unwind`")
-                        .help(
-                            "read from the document with `$.…`, or add `unwind = \"$.array[*]\"`",
-                        ),
+                        .help("read from the document with `$.…`, or add `unwind = \"$.array[*]\"`"),
                     );
                     return None;
                 }
@@ -321,16 +287,9 @@ impl MappingCx<'_> {
         self.diags.push(
             Diagnostic::error(
                 Code::UnwindNotArray,
-                format!(
-                    "`unwind = \"{}\"` selects one value, not the elements of an array",
-                    u.value
-                ),
+                format!("`unwind = \"{}\"` selects one value, not the elements of an array", u.value),
             )
-            .at(
-                self.file(),
-                u.span.clone(),
-                "cannot yield an array's elements",
-            )
+            .at(self.file(), u.span.clone(), "cannot yield an array's elements")
             .help(help),
         );
         None
@@ -349,13 +308,7 @@ impl MappingCx<'_> {
         Some(FilterPlan { path, test })
     }
 
-    fn column(
-        &mut self,
-        c: &ColumnSpec,
-        table: &Table,
-        mut rules: CoerceRules,
-        unwinding: bool,
-    ) -> Option<ColumnPlan> {
+    fn column(&mut self, c: &ColumnSpec, table: &Table, mut rules: CoerceRules, unwinding: bool) -> Option<ColumnPlan> {
         let file = self.spec.file.clone();
         let Some(col) = table.column(&c.name.value) else {
             let mut d = Diagnostic::error(
@@ -363,22 +316,13 @@ impl MappingCx<'_> {
                 format!("table `{}` has no column `{}`", table.name, c.name.value),
             )
             .at(&file, c.name.span.clone(), "unknown column")
-            .also(
-                &table.file,
-                table.span.clone(),
-                format!("`{}` is defined here", table.name),
-            );
+            .also(&table.file, table.span.clone(), format!("`{}` is defined here", table.name));
             d = match did_you_mean(&c.name.value, table.columns.iter().map(|c| c.name.as_str())) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help(format!(
                     "columns of `{}`: {}",
                     table.name,
-                    table
-                        .columns
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
                 )),
             };
             self.diags.push(d);
@@ -407,13 +351,11 @@ impl MappingCx<'_> {
                     ty = parsed;
                 }
                 Err(e) => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            Code::InvalidValue,
-                            format!("unknown type `{}`", t.value),
-                        )
-                        .at(&file, t.span.clone(), e),
-                    );
+                    self.diags.push(Diagnostic::error(Code::InvalidValue, format!("unknown type `{}`", t.value)).at(
+                        &file,
+                        t.span.clone(),
+                        e,
+                    ));
                     return None;
                 }
             }
@@ -422,10 +364,7 @@ impl MappingCx<'_> {
             self.diags.push(
                 Diagnostic::error(
                     Code::UnsupportedType,
-                    format!(
-                        "column `{}` has type {}, which finlit-map does not write",
-                        col.name, col.ty
-                    ),
+                    format!("column `{}` has type {}, which finlit-map does not write", col.name, col.ty),
                 )
                 .at(&file, c.name.span.clone(), "unsupported type")
                 .also(&table.file, col.span.clone(), "declared here")
@@ -445,11 +384,7 @@ impl MappingCx<'_> {
                             format!("`id` derives a UUID, but `{}` is {}", col.name, col.ty),
                         )
                         .at(&file, p.span.clone(), "yields uuid")
-                        .also(
-                            &table.file,
-                            col.span.clone(),
-                            format!("declared {}", col.ty),
-                        )
+                        .also(&table.file, col.span.clone(), format!("declared {}", col.ty))
                         .help("use `from` to copy the value as it is, or make the column UUID"),
                     );
                     return None;
@@ -465,8 +400,7 @@ impl MappingCx<'_> {
             .filter_map(|t| match Transform::parse(&t.value) {
                 Some(t) => Some(t),
                 None => {
-                    self.diags
-                        .push(bad_choice(&file, t, "transform", Transform::NAMES));
+                    self.diags.push(bad_choice(&file, t, "transform", Transform::NAMES));
                     None
                 }
             })
@@ -477,11 +411,8 @@ impl MappingCx<'_> {
             let b = literal_bson(&v.value);
             if let Err(e) = coerce(b.as_raw_bson_ref(), &ty, &rules) {
                 self.diags.push(
-                    Diagnostic::error(
-                        Code::TypeMismatch,
-                        format!("`map` value for `{}` does not fit {ty}", k.value),
-                    )
-                    .at(&file, v.span.clone(), e),
+                    Diagnostic::error(Code::TypeMismatch, format!("`map` value for `{}` does not fit {ty}", k.value))
+                        .at(&file, v.span.clone(), e),
                 );
             }
             map.push((k.value.clone(), b));
@@ -496,12 +427,9 @@ impl MappingCx<'_> {
         };
         if matches!(value, ValuePlan::DefaultOnly) && matches!(default, DefaultPlan::None) {
             self.diags.push(
-                Diagnostic::error(
-                    Code::MissingKey,
-                    format!("column `{}` has no `from`, `id` or `default`", col.name),
-                )
-                .at(&file, c.span.clone(), "no value")
-                .help("write `column = \"$.path\"`, or give it a `default`"),
+                Diagnostic::error(Code::MissingKey, format!("column `{}` has no `from`, `id` or `default`", col.name))
+                    .at(&file, c.span.clone(), "no value")
+                    .help("write `column = \"$.path\"`, or give it a `default`"),
             );
         }
 
@@ -542,11 +470,7 @@ impl MappingCx<'_> {
                         format!("default for `{}` does not fit its type {ty}", col.name),
                     )
                     .at(&file, d.span.clone(), format!("{} : {e}", d.value.kind()))
-                    .also(
-                        &table.file,
-                        col.span.clone(),
-                        format!("declared {}", col.ty),
-                    ),
+                    .also(&table.file, col.span.clone(), format!("declared {}", col.ty)),
                 );
                 None
             }
@@ -596,31 +520,21 @@ impl MappingCx<'_> {
                         ),
                     )
                     .at(&file, r.span.clone(), format!("says `{}`", r.value))
-                    .also(
-                        &fk.file,
-                        fk.span.clone(),
-                        format!("foreign key to `{}`", fk.ref_table),
-                    ),
+                    .also(&fk.file, fk.span.clone(), format!("foreign key to `{}`", fk.ref_table)),
                 );
                 return None;
             }
             (Some(r), _) => (r.value.clone(), r.span.clone()),
-            (None, Some(fk)) if matches!(value, ValuePlan::Id(_)) => {
-                (fk.ref_table.clone(), c.span.clone())
-            }
+            (None, Some(fk)) if matches!(value, ValuePlan::Id(_)) => (fk.ref_table.clone(), c.span.clone()),
             _ => return None,
         };
         if self.schema.table(&target.0).is_none() {
             let mut d = Diagnostic::error(
                 Code::UnknownTable,
-                format!(
-                    "`references = \"{}\"`: no such table in the schema",
-                    target.0
-                ),
+                format!("`references = \"{}\"`: no such table in the schema", target.0),
             )
             .at(&file, target.1.clone(), "unknown table");
-            if let Some(s) = did_you_mean(&target.0, self.schema.tables.keys().map(String::as_str))
-            {
+            if let Some(s) = did_you_mean(&target.0, self.schema.tables.keys().map(String::as_str)) {
                 d = d.help(format!("did you mean `{s}`?"));
             }
             self.diags.push(d);
@@ -630,20 +544,10 @@ impl MappingCx<'_> {
             self.diags.push(
                 Diagnostic::error(
                     Code::ReferenceNotLoaded,
-                    format!(
-                        "`{}` references `{}`, which no mapping loads",
-                        col.name, target.0
-                    ),
+                    format!("`{}` references `{}`, which no mapping loads", col.name, target.0),
                 )
-                .at(
-                    &file,
-                    target.1.clone(),
-                    format!("no mapping has `table = \"{}\"`", target.0),
-                )
-                .help(format!(
-                    "add a mapping for `{}`, or drop the reference",
-                    target.0
-                )),
+                .at(&file, target.1.clone(), format!("no mapping has `table = \"{}\"`", target.0))
+                .help(format!("add a mapping for `{}`, or drop the reference", target.0)),
             );
             return None;
         }
@@ -651,10 +555,7 @@ impl MappingCx<'_> {
             self.diags.push(
                 Diagnostic::error(
                     Code::TypeMismatch,
-                    format!(
-                        "self-reference `{}` is NOT NULL, so a child cannot load before its parent",
-                        col.name
-                    ),
+                    format!("self-reference `{}` is NOT NULL, so a child cannot load before its parent", col.name),
                 )
                 .at(&file, target.1.clone(), "self-reference")
                 .also(&table.file, col.span.clone(), "NOT NULL here")
@@ -668,19 +569,17 @@ impl MappingCx<'_> {
     }
 
     fn unmapped(&mut self, table: &Table) {
-        let mapped: BTreeSet<&str> = self
-            .spec
-            .columns
-            .iter()
-            .map(|c| c.name.value.as_str())
-            .collect();
+        let mapped: BTreeSet<&str> = self.spec.columns.iter().map(|c| c.name.value.as_str()).collect();
         for col in &table.columns {
             if col.not_null && col.default.is_none() && !mapped.contains(col.name.as_str()) {
                 let file = self.spec.file.clone();
                 self.diags.push(
                     Diagnostic::error(
                         Code::UnmappedNotNull,
-                        format!("column `{}.{}` is NOT NULL without a default, and the mapping leaves it out", table.name, col.name),
+                        format!(
+                            "column `{}.{}` is NOT NULL without a default, and the mapping leaves it out",
+                            table.name, col.name
+                        ),
                     )
                     .at(&file, self.spec.columns_span.clone(), format!("`{}` missing from [columns]", col.name))
                     .also(&table.file, col.span.clone(), "NOT NULL, no DEFAULT")
@@ -690,12 +589,7 @@ impl MappingCx<'_> {
         }
     }
 
-    fn key(
-        &mut self,
-        key: &Sp<Vec<Sp<String>>>,
-        table: &Table,
-        columns: &[ColumnPlan],
-    ) -> Option<Vec<usize>> {
+    fn key(&mut self, key: &Sp<Vec<Sp<String>>>, table: &Table, columns: &[ColumnPlan]) -> Option<Vec<usize>> {
         let file = self.spec.file.clone();
         let mut idx = Vec::new();
         let mut ok = true;
@@ -708,21 +602,10 @@ impl MappingCx<'_> {
                     let msg = if known {
                         format!("key column `{}` is not mapped", k.value)
                     } else {
-                        format!(
-                            "key column `{}` is not a column of `{}`",
-                            k.value, table.name
-                        )
+                        format!("key column `{}` is not a column of `{}`", k.value, table.name)
                     };
-                    let code = if known {
-                        Code::MissingKey
-                    } else {
-                        Code::UnknownColumn
-                    };
-                    self.diags.push(Diagnostic::error(code, msg).at(
-                        &file,
-                        k.span.clone(),
-                        "not in [columns]",
-                    ));
+                    let code = if known { Code::MissingKey } else { Code::UnknownColumn };
+                    self.diags.push(Diagnostic::error(code, msg).at(&file, k.span.clone(), "not in [columns]"));
                 }
             }
         }
@@ -732,7 +615,11 @@ impl MappingCx<'_> {
                 self.diags.push(
                     Diagnostic::error(
                         Code::KeyNotUnique,
-                        format!("key ({}) is neither the primary key nor a unique key of `{}`", names.join(", "), table.name),
+                        format!(
+                            "key ({}) is neither the primary key nor a unique key of `{}`",
+                            names.join(", "),
+                            table.name
+                        ),
                     )
                     .at(&file, key.span.clone(), "not unique in the schema")
                     .also(&table.file, table.span.clone(), format!("primary key ({})", table.primary_key.join(", ")))
@@ -792,11 +679,7 @@ fn projection(
         .filter(|p| p.root() == Root::Document)
         .collect();
     paths.extend(unwind.cloned());
-    paths.extend(
-        filter
-            .iter()
-            .filter_map(|f| CompiledPath::parse(&f.path.value).ok()),
-    );
+    paths.extend(filter.iter().filter_map(|f| CompiledPath::parse(&f.path.value).ok()));
     for p in paths {
         fields.insert(p.top_field()?.to_string());
     }
@@ -838,20 +721,15 @@ fn check_overlaps(specs: &[MappingSpec], diags: &mut Diagnostics) {
 /// Whether two mappings derive their key columns the same way from the same collection.
 fn same_key_space(a: &MappingSpec, b: &MappingSpec) -> bool {
     let src = |m: &MappingSpec| m.source.as_ref().map(|s| s.value.clone());
-    if src(a) != src(b)
-        || a.unwind.as_ref().map(|u| &u.value) != b.unwind.as_ref().map(|u| &u.value)
-    {
+    if src(a) != src(b) || a.unwind.as_ref().map(|u| &u.value) != b.unwind.as_ref().map(|u| &u.value) {
         return false;
     }
     let derivation = |m: &MappingSpec, col: &str| {
-        m.columns
-            .iter()
-            .find(|c| c.name.value == col)
-            .map(|c| match &c.source {
-                ValueSource::Path(p) => format!("from {}", p.value),
-                ValueSource::Id(p) => format!("id {}", p.value),
-                ValueSource::None => "default".into(),
-            })
+        m.columns.iter().find(|c| c.name.value == col).map(|c| match &c.source {
+            ValueSource::Path(p) => format!("from {}", p.value),
+            ValueSource::Id(p) => format!("id {}", p.value),
+            ValueSource::None => "default".into(),
+        })
     };
     let Some(key) = &a.key else { return false };
     key.value.iter().all(|k| {
@@ -872,26 +750,23 @@ fn filters_disjoint(a: &MappingSpec, b: &MappingSpec) -> bool {
         }
     };
     a.filter.iter().any(|fa| {
-        b.filter
-            .iter()
-            .filter(|fb| fb.path.value == fa.path.value)
-            .any(|fb| match (&fa.test.value, &fb.test.value) {
-                (T::Exists(x), T::Exists(y)) => x != y,
-                (ta, tb) => match (accepted(ta), accepted(tb)) {
-                    (Some(va), Some(vb)) => va.iter().all(|v| !vb.contains(v)),
-                    (Some(va), None) => match tb {
-                        T::NotIn(ex) => va.iter().all(|v| ex.contains(v)),
-                        T::NotEquals(ex) => va.iter().all(|v| v == ex),
-                        _ => false,
-                    },
-                    (None, Some(vb)) => match ta {
-                        T::NotIn(ex) => vb.iter().all(|v| ex.contains(v)),
-                        T::NotEquals(ex) => vb.iter().all(|v| v == ex),
-                        _ => false,
-                    },
-                    (None, None) => false,
+        b.filter.iter().filter(|fb| fb.path.value == fa.path.value).any(|fb| match (&fa.test.value, &fb.test.value) {
+            (T::Exists(x), T::Exists(y)) => x != y,
+            (ta, tb) => match (accepted(ta), accepted(tb)) {
+                (Some(va), Some(vb)) => va.iter().all(|v| !vb.contains(v)),
+                (Some(va), None) => match tb {
+                    T::NotIn(ex) => va.iter().all(|v| ex.contains(v)),
+                    T::NotEquals(ex) => va.iter().all(|v| v == ex),
+                    _ => false,
                 },
-            })
+                (None, Some(vb)) => match ta {
+                    T::NotIn(ex) => vb.iter().all(|v| ex.contains(v)),
+                    T::NotEquals(ex) => vb.iter().all(|v| v == ex),
+                    _ => false,
+                },
+                (None, None) => false,
+            },
+        })
     })
 }
 
@@ -915,9 +790,7 @@ fn order(
     let mut done = vec![false; n];
     let mut stages = Vec::new();
     loop {
-        let ready: Vec<usize> = (0..n)
-            .filter(|&i| !done[i] && deps[i].iter().all(|&d| done[d]))
-            .collect();
+        let ready: Vec<usize> = (0..n).filter(|&i| !done[i] && deps[i].iter().all(|&d| done[d])).collect();
         if ready.is_empty() {
             break;
         }
@@ -938,28 +811,14 @@ fn order(
             if !reported.insert(canon) {
                 continue;
             }
-            let names: Vec<&str> = cycle
-                .iter()
-                .chain(cycle.first())
-                .map(|&i| mappings[i].name.as_str())
-                .collect();
+            let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(|&i| mappings[i].name.as_str()).collect();
             let mut d = Diagnostic::error(Code::DependencyCycle, format!("dependency cycle: {}", names.join(" -> ")))
                 .help("one of these references must go, or become a nullable self-reference of a single table");
-            for w in cycle
-                .windows(2)
-                .chain(std::iter::once(&[cycle[cycle.len() - 1], cycle[0]][..]))
-            {
+            for w in cycle.windows(2).chain(std::iter::once(&[cycle[cycle.len() - 1], cycle[0]][..])) {
                 let (from, to) = (w[0], w[1]);
-                if let Some((_, t, f, s)) = edges
-                    .iter()
-                    .find(|(i, t, _, _)| *i == from && *t == mappings[to].table)
-                {
+                if let Some((_, t, f, s)) = edges.iter().find(|(i, t, _, _)| *i == from && *t == mappings[to].table) {
                     let label = format!("{} references {t}", mappings[from].name);
-                    d = if d.primary.is_none() {
-                        d.at(f, s.clone(), label)
-                    } else {
-                        d.also(f, s.clone(), label)
-                    };
+                    d = if d.primary.is_none() { d.at(f, s.clone(), label) } else { d.also(f, s.clone(), label) };
                 }
             }
             diags.push(d);
@@ -996,11 +855,7 @@ mod tests {
     fn shipped_mappings_compile_cleanly() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let c = compile_dir(&root.join("mappings"), Some(&root.join("schema")));
-        assert!(
-            c.diagnostics.is_empty(),
-            "{}",
-            c.diagnostics.render_text(false)
-        );
+        assert!(c.diagnostics.is_empty(), "{}", c.diagnostics.render_text(false));
         let plan = c.plan.unwrap();
         assert!(plan.stages.len() >= 2);
         // Every mapping loads after everything it references.
@@ -1008,11 +863,7 @@ mod tests {
         for stage in &plan.stages {
             for &i in stage {
                 for d in &plan.mappings[i].depends_on {
-                    assert!(
-                        loaded.contains(d.as_str()),
-                        "{} before {d}",
-                        plan.mappings[i].name
-                    );
+                    assert!(loaded.contains(d.as_str()), "{} before {d}", plan.mappings[i].name);
                 }
             }
             for &i in stage {

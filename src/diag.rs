@@ -25,9 +25,7 @@ pub struct SourceFile {
 
 impl fmt::Debug for SourceFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SourceFile")
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("SourceFile").field("path", &self.path).finish()
     }
 }
 
@@ -53,11 +51,7 @@ impl SourceFile {
         let mut offset = 0;
         for (i, l) in self.text.split_inclusive('\n').enumerate() {
             if i + 1 == line {
-                let col_bytes: usize = l
-                    .chars()
-                    .take(col.saturating_sub(1))
-                    .map(char::len_utf8)
-                    .sum();
+                let col_bytes: usize = l.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
                 return offset + col_bytes;
             }
             offset += l.len();
@@ -177,28 +171,17 @@ impl Diagnostic {
     }
 
     pub fn warning(code: Code, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Self::error(code, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Self::error(code, message) }
     }
 
     pub fn at(mut self, file: &SourceFile, span: Range<usize>, label: impl Into<String>) -> Self {
         let text = label.into();
-        self.primary = Some(Label {
-            file: file.clone(),
-            span,
-            text: (!text.is_empty()).then_some(text),
-        });
+        self.primary = Some(Label { file: file.clone(), span, text: (!text.is_empty()).then_some(text) });
         self
     }
 
     pub fn also(mut self, file: &SourceFile, span: Range<usize>, label: impl Into<String>) -> Self {
-        self.secondary.push(Label {
-            file: file.clone(),
-            span,
-            text: Some(label.into()),
-        });
+        self.secondary.push(Label { file: file.clone(), span, text: Some(label.into()) });
         self
     }
 
@@ -273,14 +256,7 @@ impl<'a> Report<'a> {
             Some((path, line, col)) => format!("{path}:{line}:{col}: {}", diag.message),
             None => diag.message.clone(),
         };
-        Report {
-            diag,
-            labels,
-            file,
-            title,
-            nested: false,
-            related,
-        }
+        Report { diag, labels, file, title, nested: false, related }
     }
 }
 
@@ -315,10 +291,7 @@ impl miette::Diagnostic for Report<'_> {
         if self.nested {
             return None;
         }
-        self.diag
-            .help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
@@ -341,9 +314,7 @@ impl miette::Diagnostic for Report<'_> {
         if self.related.is_empty() {
             return None;
         }
-        Some(Box::new(
-            self.related.iter().map(|r| r as &dyn miette::Diagnostic),
-        ))
+        Some(Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic)))
     }
 }
 
@@ -367,17 +338,11 @@ impl Diagnostics {
     }
 
     pub fn error_count(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.items.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
     pub fn warning_count(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|d| d.severity == Severity::Warning)
-            .count()
+        self.items.iter().filter(|d| d.severity == Severity::Warning).count()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
@@ -392,26 +357,15 @@ impl Diagnostics {
     /// checks ran in.
     pub fn sort(&mut self) {
         self.items.sort_by(|a, b| {
-            let key = |d: &Diagnostic| {
-                d.primary
-                    .as_ref()
-                    .map(|l| (l.file.path.clone(), l.span.start))
-            };
+            let key = |d: &Diagnostic| d.primary.as_ref().map(|l| (l.file.path.clone(), l.span.start));
             key(a).cmp(&key(b)).then(a.message.cmp(&b.message))
         });
     }
 
     /// Renders every diagnostic as miette draws it; `color` for terminals.
     pub fn render_text(&self, color: bool) -> String {
-        let theme = if color {
-            GraphicalTheme::unicode()
-        } else {
-            GraphicalTheme::unicode_nocolor()
-        };
-        let handler = GraphicalReportHandler::new_themed(theme)
-            .with_width(100)
-            .with_links(false)
-            .with_urls(false);
+        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false).with_urls(false);
         let mut out = String::new();
         for d in &self.items {
             let report = Report::new(d);
@@ -434,10 +388,7 @@ impl Diagnostics {
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

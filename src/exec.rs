@@ -28,21 +28,11 @@ pub enum ExecError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("mapping `{mapping}`: PostgreSQL: {source}")]
-    Db {
-        mapping: String,
-        source: sqlx::Error,
-    },
+    Db { mapping: String, source: sqlx::Error },
     #[error("writing the rejects file {path}: {source}")]
-    Rejects {
-        path: String,
-        source: std::io::Error,
-    },
+    Rejects { path: String, source: std::io::Error },
     #[error("stopped: {count} rejects, more than --max-rejects {limit} (see {path})")]
-    TooManyRejects {
-        limit: u64,
-        count: u64,
-        path: String,
-    },
+    TooManyRejects { limit: u64, count: u64, path: String },
     #[error("no mapping or collection is named {0}")]
     UnknownSelection(String),
     #[error("the reading thread of mapping `{0}` stopped unexpectedly")]
@@ -67,6 +57,8 @@ pub struct RunOptions {
     /// Mapping or collection names; empty for all.
     pub only: Vec<String>,
     pub progress: ProgressMode,
+    /// The ledger run that inserted keys are recorded under.
+    pub run_id: i64,
 }
 
 impl Default for RunOptions {
@@ -77,6 +69,7 @@ impl Default for RunOptions {
             max_rejects: None,
             only: Vec::new(),
             progress: ProgressMode::Quiet,
+            run_id: 0,
         }
     }
 }
@@ -84,23 +77,14 @@ impl Default for RunOptions {
 /// Which mappings a run loads, in plan order.
 pub fn select<'p>(plan: &'p Plan, only: &[String]) -> Result<Vec<&'p MappingPlan>, ExecError> {
     for name in only {
-        if !plan
-            .mappings
-            .iter()
-            .any(|m| &m.name == name || &m.source == name || &m.table == name)
-        {
+        if !plan.mappings.iter().any(|m| &m.name == name || &m.source == name || &m.table == name) {
             return Err(ExecError::UnknownSelection(name.clone()));
         }
     }
     Ok(plan
         .mappings
         .iter()
-        .filter(|m| {
-            only.is_empty()
-                || only
-                    .iter()
-                    .any(|n| n == &m.name || n == &m.source || n == &m.table)
-        })
+        .filter(|m| only.is_empty() || only.iter().any(|n| n == &m.name || n == &m.source || n == &m.table))
         .collect())
 }
 
@@ -156,10 +140,7 @@ pub async fn run(
         ProgressMode::Bars => ProgressDrawTarget::stderr(),
         _ => ProgressDrawTarget::hidden(),
     });
-    let mut report = RunReport {
-        dry_run: opts.dry_run,
-        ..Default::default()
-    };
+    let mut report = RunReport { dry_run: opts.dry_run, ..Default::default() };
     let mut total_rejects = 0u64;
     for (slot, m) in plan.mappings.iter().enumerate() {
         if !selected.iter().any(|s| std::ptr::eq(*s, m)) {
@@ -175,24 +156,11 @@ pub async fn run(
             });
             continue;
         }
-        let r = run_mapping(
-            plan,
-            m,
-            slot,
-            source,
-            conn.as_deref_mut(),
-            opts,
-            rejects,
-            &bars,
-            &mut total_rejects,
-        )
-        .await?;
+        let r =
+            run_mapping(plan, m, slot, source, conn.as_deref_mut(), opts, rejects, &bars, &mut total_rejects).await?;
         report.mappings.push(r);
     }
-    rejects.flush().map_err(|source| ExecError::Rejects {
-        path: rejects.path().display().to_string(),
-        source,
-    })?;
+    rejects.flush().map_err(|source| ExecError::Rejects { path: rejects.path().display().to_string(), source })?;
     report.seconds = started.elapsed().as_secs_f64();
     if rejects.written > 0 {
         report.rejects_file = Some(rejects.path().display().to_string());
@@ -213,15 +181,13 @@ async fn run_mapping(
     total_rejects: &mut u64,
 ) -> Result<MappingReport, ExecError> {
     let started = Instant::now();
-    let db = |source| ExecError::Db {
-        mapping: m.name.clone(),
-        source,
-    };
+    let db = |source| ExecError::Db { mapping: m.name.clone(), source };
     let expected = source.count(&m.source).and_then(Result::ok);
     let bar = progress_bar(bars, m, expected, opts.progress);
     tracing::info!(mapping = %m.name, source = %m.source, table = %m.table, documents = ?expected, "mapping started");
 
-    let sink = TableSink::new(plan, m, slot);
+    let mut sink = TableSink::new(plan, m, slot);
+    sink.run_id = opts.run_id;
     if let Some(c) = conn.as_deref_mut() {
         sink.prepare(c, m).await.map_err(db)?;
     }
@@ -256,10 +222,7 @@ async fn run_mapping(
         let mut db_rejects: Vec<DbRejection> = Vec::new();
         match conn.as_deref_mut() {
             Some(c) if !chunk.rows.is_empty() => {
-                let (res, tx) = sink
-                    .load_chunk(c, &chunk.copy, chunk.rows.len(), &mut db_rejects)
-                    .await
-                    .map_err(db)?;
+                let (res, tx) = sink.load_chunk(c, &chunk.copy, chunk.rows.len(), &mut db_rejects).await.map_err(db)?;
                 tx.commit().await.map_err(db)?;
                 r.inserted += res.inserted;
                 r.updated += res.updated;
@@ -270,10 +233,9 @@ async fn run_mapping(
             None => r.loaded += chunk.rows.len() as u64,
         }
         let mut write = |rec: RejectRecord<'_>| {
-            rejects.write(&rec).map_err(|source| ExecError::Rejects {
-                path: rejects.path().display().to_string(),
-                source,
-            })
+            rejects
+                .write(&rec)
+                .map_err(|source| ExecError::Rejects { path: rejects.path().display().to_string(), source })
         };
         for (doc, rej) in &chunk.rejects {
             write(RejectRecord {
@@ -327,7 +289,7 @@ async fn run_mapping(
     if reader.join().is_err() {
         return Err(ExecError::ReaderPanicked(m.name.clone()));
     }
-    if let Some(c) = conn {
+    if let Some(c) = conn.as_deref_mut() {
         for d in sink.finish(c, m).await.map_err(db)? {
             r.dangling += 1;
             let reason = format!(
@@ -343,28 +305,17 @@ async fn run_mapping(
                     reason: &reason,
                     document: None,
                 })
-                .map_err(|source| ExecError::Rejects {
-                    path: rejects.path().display().to_string(),
-                    source,
-                })?;
+                .map_err(|source| ExecError::Rejects { path: rejects.path().display().to_string(), source })?;
         }
     }
     r.columns = m
         .columns
         .iter()
         .zip(stats)
-        .map(|(c, s)| ColumnReport {
-            column: c.name.clone(),
-            nulls: s.nulls,
-            defaults: s.defaults,
-        })
+        .map(|(c, s)| ColumnReport { column: c.name.clone(), nulls: s.nulls, defaults: s.defaults })
         .collect();
     r.seconds = started.elapsed().as_secs_f64();
-    r.rows_per_second = if r.seconds > 0.0 {
-        r.loaded as f64 / r.seconds
-    } else {
-        0.0
-    };
+    r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
     bar.finish();
     tracing::info!(
         mapping = %m.name, read = r.read, loaded = r.loaded, inserted = r.inserted, updated = r.updated,
@@ -374,12 +325,7 @@ async fn run_mapping(
 }
 
 /// The reading side: documents → rows → COPY text, chunk by chunk.
-fn produce(
-    m: &MappingPlan,
-    source: &FileSource,
-    batch: usize,
-    tx: &mpsc::Sender<Result<Produced, SourceError>>,
-) {
+fn produce(m: &MappingPlan, source: &FileSource, batch: usize, tx: &mpsc::Sender<Result<Produced, SourceError>>) {
     let mut reader = match source.documents(&m.source, 0) {
         Some(Ok(r)) => r,
         Some(Err(e)) => {
@@ -407,10 +353,7 @@ fn produce(
             RowEvent::Row { element, cells } => {
                 chunk.read += 1;
                 write_row(&mut chunk.copy, chunk.rows.len(), &cells);
-                chunk.rows.push(Origin {
-                    doc: doc_index as u32,
-                    element: element.map(|e| e as u32),
-                });
+                chunk.rows.push(Origin { doc: doc_index as u32, element: element.map(|e| e as u32) });
             }
             RowEvent::Rejected(r) => {
                 chunk.read += 1;
@@ -435,21 +378,14 @@ fn produce(
     let _ = tx.blocking_send(Ok(Produced::Done(mapper.stats)));
 }
 
-fn progress_bar(
-    bars: &MultiProgress,
-    m: &MappingPlan,
-    len: Option<u64>,
-    mode: ProgressMode,
-) -> ProgressBar {
+fn progress_bar(bars: &MultiProgress, m: &MappingPlan, len: Option<u64>, mode: ProgressMode) -> ProgressBar {
     if mode != ProgressMode::Bars {
         return ProgressBar::hidden();
     }
     let bar = bars.add(ProgressBar::new(len.unwrap_or(0)));
-    let style = ProgressStyle::with_template(
-        "{prefix:24} [{bar:30}] {pos:>9}/{len:9} docs {per_sec:>12} eta {eta:>4}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let style = ProgressStyle::with_template("{prefix:24} [{bar:30}] {pos:>9}/{len:9} docs {per_sec:>12} eta {eta:>4}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(m.name.clone());
     bar

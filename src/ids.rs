@@ -25,14 +25,11 @@ impl Default for IdNamespace {
 
 impl IdNamespace {
     pub fn object_id(&self, oid: &ObjectId) -> Uuid {
-        let hex = oid
-            .bytes()
-            .iter()
-            .fold(String::with_capacity(24), |mut s, b| {
-                use std::fmt::Write;
-                let _ = write!(s, "{b:02x}");
-                s
-            });
+        let hex = oid.bytes().iter().fold(String::with_capacity(24), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        });
         Uuid::new_v5(&self.0, hex.as_bytes())
     }
 
@@ -44,9 +41,7 @@ impl IdNamespace {
             RawBsonRef::String(_) => Err("an empty string is not an id".into()),
             RawBsonRef::Int32(i) => Ok(Uuid::new_v5(&self.0, i.to_string().as_bytes())),
             RawBsonRef::Int64(i) => Ok(Uuid::new_v5(&self.0, i.to_string().as_bytes())),
-            RawBsonRef::Binary(b)
-                if matches!(b.subtype, BinarySubtype::Uuid | BinarySubtype::UuidOld) =>
-            {
+            RawBsonRef::Binary(b) if matches!(b.subtype, BinarySubtype::Uuid | BinarySubtype::UuidOld) => {
                 let u = Uuid::from_slice(b.bytes).map_err(|e| format!("bad UUID binary: {e}"))?;
                 Ok(Uuid::new_v5(&self.0, u.hyphenated().to_string().as_bytes()))
             }
@@ -68,16 +63,9 @@ mod tests {
         let oid = ObjectId::parse_str("507f1f77bcf86cd799439011").unwrap();
         let a = ns.derive(RawBsonRef::ObjectId(oid)).unwrap();
         assert_eq!(a, ns.derive(RawBsonRef::ObjectId(oid)).unwrap());
-        assert_eq!(
-            a,
-            ns.derive(RawBsonRef::String("507f1f77bcf86cd799439011"))
-                .unwrap()
-        );
+        assert_eq!(a, ns.derive(RawBsonRef::String("507f1f77bcf86cd799439011")).unwrap());
         assert_eq!(a.get_version_num(), 5);
-        assert_eq!(
-            ns.derive(RawBsonRef::Int32(7)).unwrap(),
-            ns.derive(RawBsonRef::Int64(7)).unwrap()
-        );
+        assert_eq!(ns.derive(RawBsonRef::Int32(7)).unwrap(), ns.derive(RawBsonRef::Int64(7)).unwrap());
         assert!(ns.derive(RawBsonRef::Double(1.5)).is_err());
         let other = IdNamespace(Uuid::from_u128(1));
         assert_ne!(a, other.derive(RawBsonRef::ObjectId(oid)).unwrap());

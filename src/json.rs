@@ -45,10 +45,7 @@ pub struct JsonForm {
 
 impl Default for JsonForm {
     fn default() -> Self {
-        JsonForm {
-            object_ids: ObjectIdForm::Hex,
-            dates: DateForm::Iso,
-        }
+        JsonForm { object_ids: ObjectIdForm::Hex, dates: DateForm::Iso }
     }
 }
 
@@ -78,12 +75,7 @@ impl DateForm {
 
 /// Writes `v` as JSON text. Fails only on values JSON cannot hold in the
 /// declared form (a NaN double, a NUL character for jsonb).
-pub fn write_json(
-    v: RawBsonRef<'_>,
-    form: &JsonForm,
-    ns: &IdNamespace,
-    out: &mut String,
-) -> Result<(), String> {
+pub fn write_json(v: RawBsonRef<'_>, form: &JsonForm, ns: &IdNamespace, out: &mut String) -> Result<(), String> {
     match v {
         RawBsonRef::Document(d) => {
             out.push('{');
@@ -121,13 +113,7 @@ pub fn write_json(
         }
         RawBsonRef::Double(d) => return Err(format!("the double {d} has no JSON form")),
         RawBsonRef::Decimal128(d) => match crate::coerce::decimal_text(&d.to_string()) {
-            Some(t)
-                if t.chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_digit() || c == '-') =>
-            {
-                out.push_str(&t)
-            }
+            Some(t) if t.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '-') => out.push_str(&t),
             _ => return Err(format!("the decimal {d} has no JSON form")),
         },
         RawBsonRef::Boolean(b) => out.push_str(if b { "true" } else { "false" }),
@@ -160,10 +146,7 @@ pub fn write_json(
             {
                 write_str(&u.hyphenated().to_string(), out);
             } else {
-                write_str(
-                    &base64::engine::general_purpose::STANDARD.encode(b.bytes),
-                    out,
-                );
+                write_str(&base64::engine::general_purpose::STANDARD.encode(b.bytes), out);
             }
         }
         other => {
@@ -213,37 +196,31 @@ mod tests {
         let d = rawdoc! { "id": oid, "at": bson::DateTime::from_millis(-1000), "n": 3_i64, "s": "a\"b\n" };
         let ns = IdNamespace::default();
         let cases = [
-            (ObjectIdForm::Hex, DateForm::Iso, r#"{"id":"507f1f77bcf86cd799439011","at":"1969-12-31T23:59:59Z","n":3,"s":"a\"b\n"}"#.to_string()),
-            (ObjectIdForm::Extended, DateForm::Millis, r#"{"id":{"$oid":"507f1f77bcf86cd799439011"},"at":-1000,"n":3,"s":"a\"b\n"}"#.to_string()),
+            (
+                ObjectIdForm::Hex,
+                DateForm::Iso,
+                r#"{"id":"507f1f77bcf86cd799439011","at":"1969-12-31T23:59:59Z","n":3,"s":"a\"b\n"}"#.to_string(),
+            ),
+            (
+                ObjectIdForm::Extended,
+                DateForm::Millis,
+                r#"{"id":{"$oid":"507f1f77bcf86cd799439011"},"at":-1000,"n":3,"s":"a\"b\n"}"#.to_string(),
+            ),
             (
                 ObjectIdForm::Uuid,
                 DateForm::Extended,
-                format!(r#"{{"id":"{}","at":{{"$date":"1969-12-31T23:59:59Z"}},"n":3,"s":"a\"b\n"}}"#, ns.object_id(&oid)),
+                format!(
+                    r#"{{"id":"{}","at":{{"$date":"1969-12-31T23:59:59Z"}},"n":3,"s":"a\"b\n"}}"#,
+                    ns.object_id(&oid)
+                ),
             ),
         ];
         for (o, dt, expected) in cases {
             let mut out = String::new();
-            write_json(
-                RawBsonRef::Document(&d),
-                &JsonForm {
-                    object_ids: o,
-                    dates: dt,
-                },
-                &ns,
-                &mut out,
-            )
-            .unwrap();
+            write_json(RawBsonRef::Document(&d), &JsonForm { object_ids: o, dates: dt }, &ns, &mut out).unwrap();
             assert_eq!(out, expected);
         }
         let mut out = String::new();
-        assert!(
-            write_json(
-                RawBsonRef::Double(f64::NAN),
-                &JsonForm::default(),
-                &ns,
-                &mut out
-            )
-            .is_err()
-        );
+        assert!(write_json(RawBsonRef::Double(f64::NAN), &JsonForm::default(), &ns, &mut out).is_err());
     }
 }

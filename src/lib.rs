@@ -24,6 +24,7 @@ pub mod diag;
 pub mod exec;
 pub mod ids;
 pub mod json;
+pub mod ledger;
 pub mod path;
 pub mod plan;
 pub mod rejects;

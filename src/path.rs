@@ -90,24 +90,14 @@ impl CompiledPath {
             Some('$') => Root::Document,
             Some('@') => Root::Element,
             _ => {
-                return Err(
-                    "a path starts with `$` (the document) or `@` (the unwind element)".into(),
-                );
+                return Err("a path starts with `$` (the document) or `@` (the unwind element)".into());
             }
         };
         if let Some(segs) = parse_simple(&trimmed[1..]) {
-            return Ok(CompiledPath {
-                text: trimmed.to_string(),
-                root,
-                kind: Kind::Simple(segs),
-            });
+            return Ok(CompiledPath { text: trimmed.to_string(), root, kind: Kind::Simple(segs) });
         }
         if let Some(segs) = trimmed[1..].strip_suffix("[*]").and_then(parse_simple) {
-            return Ok(CompiledPath {
-                text: trimmed.to_string(),
-                root,
-                kind: Kind::Each(segs),
-            });
+            return Ok(CompiledPath { text: trimmed.to_string(), root, kind: Kind::Each(segs) });
         }
         // jsonpath-rust only knows `$` as a root; `@` paths are evaluated
         // against the element, so they parse as `$` paths.
@@ -116,10 +106,7 @@ impl CompiledPath {
         Ok(CompiledPath {
             text: trimmed.to_string(),
             root,
-            kind: Kind::General {
-                query: Box::new(query),
-                definite: is_definite(&trimmed[1..]),
-            },
+            kind: Kind::General { query: Box::new(query), definite: is_definite(&trimmed[1..]) },
         })
     }
 
@@ -143,14 +130,7 @@ impl CompiledPath {
 
     /// Whether the path can select several values (`[*]`, `..`, filters, slices).
     pub fn is_multi(&self) -> bool {
-        matches!(
-            self.kind,
-            Kind::Each(_)
-                | Kind::General {
-                    definite: false,
-                    ..
-                }
-        )
+        matches!(self.kind, Kind::Each(_) | Kind::General { definite: false, .. })
     }
 
     /// The top-level field this path reads, for server-side projection;
@@ -176,27 +156,18 @@ impl CompiledPath {
     /// Evaluates against a document and an optional current element. A
     /// multi-valued path yields an array of what it selected (empty when
     /// nothing matched); a definite path yields one value or `Missing`.
-    pub fn eval<'a>(
-        &self,
-        doc: &'a RawDocument,
-        element: Option<RawBsonRef<'a>>,
-    ) -> Result<Found<'a>, String> {
+    pub fn eval<'a>(&self, doc: &'a RawDocument, element: Option<RawBsonRef<'a>>) -> Result<Found<'a>, String> {
         let start = match self.root {
             Root::Document => RawBsonRef::Document(doc),
             Root::Element => match element {
                 Some(e) => e,
                 None => {
-                    return Err(format!(
-                        "`{}` reads the unwind element, but there is none",
-                        self.text
-                    ));
+                    return Err(format!("`{}` reads the unwind element, but there is none", self.text));
                 }
             },
         };
         match &self.kind {
-            Kind::Simple(segs) => {
-                walk(start, segs).map(|v| v.map_or(Found::Missing, Found::Borrowed))
-            }
+            Kind::Simple(segs) => walk(start, segs).map(|v| v.map_or(Found::Missing, Found::Borrowed)),
             // The array itself stands for "each element": callers iterate it.
             Kind::Each(segs) => match walk(start, segs)? {
                 Some(a @ RawBsonRef::Array(_)) => Ok(Found::Borrowed(a)),
@@ -204,8 +175,7 @@ impl CompiledPath {
             },
             Kind::General { query, definite } => {
                 let json = to_extjson(start)?;
-                let hits = js_path_process(query, &json)
-                    .map_err(|e| format!("JSONPath `{}`: {e}", self.text))?;
+                let hits = js_path_process(query, &json).map_err(|e| format!("JSONPath `{}`: {e}", self.text))?;
                 let mut values = Vec::with_capacity(hits.len());
                 for h in hits {
                     values.push(from_extjson(h.val().clone())?);
@@ -247,8 +217,7 @@ fn to_extjson(v: RawBsonRef<'_>) -> Result<serde_json::Value, String> {
 }
 
 fn from_extjson(v: serde_json::Value) -> Result<RawBson, String> {
-    let b = Bson::try_from(v)
-        .map_err(|e| format!("cannot convert a JSONPath result back to BSON: {e}"))?;
+    let b = Bson::try_from(v).map_err(|e| format!("cannot convert a JSONPath result back to BSON: {e}"))?;
     RawBson::try_from(b).map_err(|e| format!("cannot convert a JSONPath result back to BSON: {e}"))
 }
 
@@ -259,11 +228,7 @@ fn parse_simple(mut s: &str) -> Option<Vec<Segment>> {
         if let Some(rest) = s.strip_prefix('.') {
             let end = rest.find(['.', '[']).unwrap_or(rest.len());
             let name = &rest[..end];
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
                 return None;
             }
             segs.push(Segment::Key(name.to_string()));
@@ -335,17 +300,9 @@ mod tests {
         let d = doc();
         let p = CompiledPath::parse("$.kcs[*]").unwrap();
         assert!(p.is_fast() && p.is_multi());
-        assert!(matches!(
-            p.eval(&d, None).unwrap(),
-            Found::Borrowed(RawBsonRef::Array(_))
-        ));
-        let none = CompiledPath::parse("$.profile.name[*]")
-            .unwrap()
-            .eval(&d, None)
-            .unwrap();
-        let Some(RawBsonRef::Array(a)) = none.as_ref() else {
-            panic!()
-        };
+        assert!(matches!(p.eval(&d, None).unwrap(), Found::Borrowed(RawBsonRef::Array(_))));
+        let none = CompiledPath::parse("$.profile.name[*]").unwrap().eval(&d, None).unwrap();
+        let Some(RawBsonRef::Array(a)) = none.as_ref() else { panic!() };
         assert!(a.is_empty());
     }
 
@@ -355,39 +312,21 @@ mod tests {
         let p = CompiledPath::parse("$.kcs[*].kc").unwrap();
         assert!(!p.is_simple() && p.is_multi());
         let found = p.eval(&d, None).unwrap();
-        let Some(RawBsonRef::Array(a)) = found.as_ref() else {
-            panic!("{found:?}")
-        };
-        let kcs: Vec<_> = a
-            .into_iter()
-            .map(|v| v.unwrap().as_i32().unwrap())
-            .collect();
+        let Some(RawBsonRef::Array(a)) = found.as_ref() else { panic!("{found:?}") };
+        let kcs: Vec<_> = a.into_iter().map(|v| v.unwrap().as_i32().unwrap()).collect();
         assert_eq!(kcs, vec![1, 2]);
         let p = CompiledPath::parse("$.kcs[?(@.w > 0.7)].kc").unwrap();
         let found = p.eval(&d, None).unwrap();
-        let Some(RawBsonRef::Array(a)) = found.as_ref() else {
-            panic!()
-        };
+        let Some(RawBsonRef::Array(a)) = found.as_ref() else { panic!() };
         assert_eq!(a.into_iter().count(), 1);
     }
 
     #[test]
     fn element_paths_read_the_element() {
         let d = doc();
-        let el = d
-            .get("kcs")
-            .unwrap()
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .get(1)
-            .unwrap()
-            .unwrap();
+        let el = d.get("kcs").unwrap().unwrap().as_array().unwrap().get(1).unwrap().unwrap();
         let p = CompiledPath::parse("@.w").unwrap();
-        assert_eq!(
-            p.eval(&d, Some(el)).unwrap().as_ref(),
-            Some(RawBsonRef::Double(1.0))
-        );
+        assert_eq!(p.eval(&d, Some(el)).unwrap().as_ref(), Some(RawBsonRef::Double(1.0)));
         let whole = CompiledPath::parse("@").unwrap();
         assert_eq!(whole.eval(&d, Some(el)).unwrap().as_ref(), Some(el));
     }
@@ -396,13 +335,7 @@ mod tests {
     fn bad_paths_are_errors() {
         assert!(CompiledPath::parse("profile.name").is_err());
         assert!(CompiledPath::parse("$.a[?(@.x ==)]").is_err());
-        assert_eq!(
-            CompiledPath::parse("$.profile.name").unwrap().top_field(),
-            Some("profile")
-        );
-        assert_eq!(
-            CompiledPath::parse("$.kcs[*].kc").unwrap().top_field(),
-            Some("kcs")
-        );
+        assert_eq!(CompiledPath::parse("$.profile.name").unwrap().top_field(), Some("profile"));
+        assert_eq!(CompiledPath::parse("$.kcs[*].kc").unwrap().top_field(), Some("kcs"));
     }
 }

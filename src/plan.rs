@@ -54,19 +54,13 @@ pub struct MappingPlan {
 
 impl MappingPlan {
     pub fn key_names(&self) -> Vec<&str> {
-        self.key
-            .iter()
-            .map(|&i| self.columns[i].name.as_str())
-            .collect()
+        self.key.iter().map(|&i| self.columns[i].name.as_str()).collect()
     }
 
     /// Columns that point at the mapping's own table (a tree): they are
     /// loaded in a second pass, once every row of the table exists.
     pub fn self_references(&self) -> impl Iterator<Item = (usize, &ColumnPlan)> {
-        self.columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.references.as_deref() == Some(self.table.as_str()))
+        self.columns.iter().enumerate().filter(|(_, c)| c.references.as_deref() == Some(self.table.as_str()))
     }
 }
 
@@ -134,18 +128,13 @@ impl ColumnPlan {
         let target = match &self.value {
             ValuePlan::Id(_) => "uuid5".to_string(),
             _ if self.ty.is_temporal() => format!("{} ({})", self.ty, self.rules.tz),
-            _ if self.ty.is_json() => format!(
-                "{} (ids {:?}, dates {:?})",
-                self.ty, self.rules.json.object_ids, self.rules.json.dates
-            )
-            .to_lowercase(),
+            _ if self.ty.is_json() => {
+                format!("{} (ids {:?}, dates {:?})", self.ty, self.rules.json.object_ids, self.rules.json.dates)
+                    .to_lowercase()
+            }
             _ => self.ty.to_string(),
         };
-        let mut steps: Vec<String> = self
-            .transforms
-            .iter()
-            .map(|t| t.name().to_string())
-            .collect();
+        let mut steps: Vec<String> = self.transforms.iter().map(|t| t.name().to_string()).collect();
         if !self.map.is_empty() {
             steps.push(format!("map[{}]", self.map.len()));
         }
@@ -194,19 +183,9 @@ impl Plan {
                     let _ = writeln!(out, "    filter: {} {:?}", f.path, f.test);
                 }
                 let w = m.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
-                let ws = m
-                    .columns
-                    .iter()
-                    .map(|c| c.source_text().len())
-                    .max()
-                    .unwrap_or(0);
+                let ws = m.columns.iter().map(|c| c.source_text().len()).max().unwrap_or(0);
                 for c in &m.columns {
-                    let mut line = format!(
-                        "    {:w$}  {:ws$}  -> {}",
-                        c.name,
-                        c.source_text(),
-                        c.coercion_text()
-                    );
+                    let mut line = format!("    {:w$}  {:ws$}  -> {}", c.name, c.source_text(), c.coercion_text());
                     if c.required {
                         line.push_str("  required");
                     }
@@ -251,11 +230,8 @@ impl Plan {
                 })
             })
             .collect();
-        let stages: Vec<Vec<&str>> = self
-            .stages
-            .iter()
-            .map(|s| s.iter().map(|&i| self.mappings[i].name.as_str()).collect())
-            .collect();
+        let stages: Vec<Vec<&str>> =
+            self.stages.iter().map(|s| s.iter().map(|&i| self.mappings[i].name.as_str()).collect()).collect();
         serde_json::to_string_pretty(&json!({
             "namespace": self.namespace.0.to_string(),
             "stages": stages,
@@ -267,18 +243,13 @@ impl Plan {
     /// The reference graph in Graphviz: one node per mapping, edges point
     /// at what must load first; stages are ranks.
     pub fn render_dot(&self) -> String {
-        let mut out = String::from(
-            "digraph finlit_map {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n",
-        );
+        let mut out =
+            String::from("digraph finlit_map {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n");
         for (n, stage) in self.stages.iter().enumerate() {
             let _ = writeln!(out, "  subgraph stage_{} {{ rank=same;", n + 1);
             for &i in stage {
                 let m = &self.mappings[i];
-                let _ = writeln!(
-                    out,
-                    "    \"{}\" [label=\"{}\\n{} -> {}\"];",
-                    m.name, m.name, m.source, m.table
-                );
+                let _ = writeln!(out, "    \"{}\" [label=\"{}\\n{} -> {}\"];", m.name, m.name, m.source, m.table);
             }
             out.push_str("  }\n");
         }
@@ -286,11 +257,7 @@ impl Plan {
             for c in &m.columns {
                 let Some(t) = &c.references else { continue };
                 for target in self.mappings.iter().filter(|o| &o.table == t) {
-                    let _ = writeln!(
-                        out,
-                        "  \"{}\" -> \"{}\" [label=\"{}\"];",
-                        m.name, target.name, c.name
-                    );
+                    let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"];", m.name, target.name, c.name);
                 }
             }
         }

@@ -29,11 +29,7 @@ pub struct RejectRecord<'a> {
 impl RejectsFile {
     /// The file is created on the first reject, so a clean run leaves none.
     pub fn new(path: &Path) -> RejectsFile {
-        RejectsFile {
-            path: path.to_path_buf(),
-            out: None,
-            written: 0,
-        }
+        RejectsFile { path: path.to_path_buf(), out: None, written: 0 }
     }
 
     pub fn path(&self) -> &Path {
@@ -46,9 +42,8 @@ impl RejectsFile {
         }
         let (id, doc) = match r.document {
             Some(d) => {
-                let b = bson::Document::try_from(d)
-                    .map(|d| Bson::Document(d).into_relaxed_extjson())
-                    .unwrap_or_default();
+                let b =
+                    bson::Document::try_from(d).map(|d| Bson::Document(d).into_relaxed_extjson()).unwrap_or_default();
                 (b.get("_id").cloned().unwrap_or_default(), b)
             }
             None => (serde_json::Value::Null, serde_json::Value::Null),

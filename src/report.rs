@@ -62,27 +62,14 @@ impl RunReport {
 
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        let w = self
-            .mappings
-            .iter()
-            .map(|m| m.mapping.len())
-            .max()
-            .unwrap_or(7)
-            .max(7);
-        let loaded_head = if self.dry_run {
-            "would load"
-        } else {
-            "loaded (new/changed/same)"
-        };
+        let w = self.mappings.iter().map(|m| m.mapping.len()).max().unwrap_or(7).max(7);
+        let loaded_head = if self.dry_run { "would load" } else { "loaded (new/changed/same)" };
         let _ = writeln!(
             out,
             "{:w$}  {:>9}  {:>28}  {:>8}  {:>8}  {:>8}  {:>10}",
             "mapping", "read", loaded_head, "rejected", "filtered", "seconds", "rows/s"
         );
-        let mut total = MappingReport {
-            mapping: "total".into(),
-            ..Default::default()
-        };
+        let mut total = MappingReport { mapping: "total".into(), ..Default::default() };
         for m in &self.mappings {
             write_line(&mut out, m, w, self.dry_run);
             total.read += m.read;
@@ -94,18 +81,10 @@ impl RunReport {
             total.filtered += m.filtered;
         }
         total.seconds = self.seconds;
-        total.rows_per_second = if self.seconds > 0.0 {
-            total.loaded as f64 / self.seconds
-        } else {
-            0.0
-        };
+        total.rows_per_second = if self.seconds > 0.0 { total.loaded as f64 / self.seconds } else { 0.0 };
         write_line(&mut out, &total, w, self.dry_run);
         for m in self.mappings.iter().filter(|m| !m.balanced()) {
-            let _ = writeln!(
-                out,
-                "warning: {}: read {} != loaded + rejected + filtered",
-                m.mapping, m.read
-            );
+            let _ = writeln!(out, "warning: {}: read {} != loaded + rejected + filtered", m.mapping, m.read);
         }
         for m in self.mappings.iter().filter(|m| m.dangling > 0) {
             let _ = writeln!(
@@ -135,10 +114,7 @@ fn write_line(out: &mut String, m: &MappingReport, w: usize, dry_run: bool) {
     let loaded = if dry_run {
         m.loaded.to_string()
     } else {
-        format!(
-            "{} ({}/{}/{})",
-            m.loaded, m.inserted, m.updated, m.unchanged
-        )
+        format!("{} ({}/{}/{})", m.loaded, m.inserted, m.updated, m.unchanged)
     };
     let _ = writeln!(
         out,

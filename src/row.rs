@@ -48,10 +48,7 @@ pub struct RowMapper<'p> {
 
 impl<'p> RowMapper<'p> {
     pub fn new(plan: &'p MappingPlan) -> Self {
-        RowMapper {
-            plan,
-            stats: vec![ColumnStats::default(); plan.columns.len()],
-        }
+        RowMapper { plan, stats: vec![ColumnStats::default(); plan.columns.len()] }
     }
 
     pub fn plan(&self) -> &MappingPlan {
@@ -63,11 +60,7 @@ impl<'p> RowMapper<'p> {
         let passes = match self.passes_filter(doc) {
             Ok(p) => p,
             Err(reason) => {
-                emit(RowEvent::Rejected(Rejection {
-                    element: None,
-                    column: None,
-                    reason,
-                }));
+                emit(RowEvent::Rejected(Rejection { element: None, column: None, reason }));
                 return;
             }
         };
@@ -82,11 +75,7 @@ impl<'p> RowMapper<'p> {
         let found = match unwind.eval(doc, None) {
             Ok(f) => f,
             Err(reason) => {
-                emit(RowEvent::Rejected(Rejection {
-                    element: None,
-                    column: None,
-                    reason,
-                }));
+                emit(RowEvent::Rejected(Rejection { element: None, column: None, reason }));
                 return;
             }
         };
@@ -139,22 +128,13 @@ impl<'p> RowMapper<'p> {
         Ok(true)
     }
 
-    fn row<'a>(
-        &mut self,
-        doc: &'a RawDocument,
-        el: Option<RawBsonRef<'a>>,
-        i: Option<usize>,
-    ) -> RowEvent<'a> {
+    fn row<'a>(&mut self, doc: &'a RawDocument, el: Option<RawBsonRef<'a>>, i: Option<usize>) -> RowEvent<'a> {
         let mut cells = Vec::with_capacity(self.plan.columns.len());
         for (ci, col) in self.plan.columns.iter().enumerate() {
             match value(col, doc, el, &mut self.stats[ci]) {
                 Ok(c) => cells.push(c),
                 Err(reason) => {
-                    return RowEvent::Rejected(Rejection {
-                        element: i,
-                        column: Some(col.name.clone()),
-                        reason,
-                    });
+                    return RowEvent::Rejected(Rejection { element: i, column: Some(col.name.clone()), reason });
                 }
             }
         }
@@ -163,19 +143,14 @@ impl<'p> RowMapper<'p> {
 }
 
 fn malformed(i: usize, e: bson::error::Error) -> RowEvent<'static> {
-    RowEvent::Rejected(Rejection {
-        element: Some(i),
-        column: None,
-        reason: format!("malformed BSON: {e}"),
-    })
+    RowEvent::Rejected(Rejection { element: Some(i), column: None, reason: format!("malformed BSON: {e}") })
 }
 
 fn into_owned(e: RowEvent<'_>) -> RowEvent<'static> {
     match e {
-        RowEvent::Row { element, cells } => RowEvent::Row {
-            element,
-            cells: cells.into_iter().map(Cell::into_owned).collect(),
-        },
+        RowEvent::Row { element, cells } => {
+            RowEvent::Row { element, cells: cells.into_iter().map(Cell::into_owned).collect() }
+        }
         RowEvent::Rejected(r) => RowEvent::Rejected(r),
         RowEvent::Filtered(n) => RowEvent::Filtered(n),
     }
@@ -232,11 +207,7 @@ fn value<'a>(
     let cell = match v {
         Val::Absent => {
             if col.required {
-                let what = if was_present {
-                    "became empty"
-                } else {
-                    "is missing or null"
-                };
+                let what = if was_present { "became empty" } else { "is missing or null" };
                 return Err(format!("required value {what}"));
             }
             match &col.default {
@@ -302,10 +273,7 @@ fn matches(v: RawBsonRef<'_>, want: &RawBson) -> bool {
         }
     }
     if let RawBsonRef::Array(a) = v {
-        return a
-            .into_iter()
-            .flatten()
-            .any(|e| !matches!(e, RawBsonRef::Array(_)) && matches(e, want));
+        return a.into_iter().flatten().any(|e| !matches!(e, RawBsonRef::Array(_)) && matches(e, want));
     }
     false
 }
@@ -345,11 +313,9 @@ mod tests {
         let mut out = Vec::new();
         RowMapper::new(m).map(doc, |e| {
             out.push(match e {
-                RowEvent::Row { cells, .. } => cells
-                    .iter()
-                    .map(|c| c.to_pg_text().unwrap_or_else(|| "NULL".into()))
-                    .collect::<Vec<_>>()
-                    .join("|"),
+                RowEvent::Row { cells, .. } => {
+                    cells.iter().map(|c| c.to_pg_text().unwrap_or_else(|| "NULL".into())).collect::<Vec<_>>().join("|")
+                }
                 RowEvent::Rejected(r) => {
                     format!("REJECT {:?} {:?}: {}", r.element, r.column, r.reason)
                 }
@@ -359,7 +325,8 @@ mod tests {
         out
     }
 
-    const SQL: &str = "CREATE TABLE t (id UUID PRIMARY KEY, email VARCHAR(20) NOT NULL, lvl VARCHAR(10) DEFAULT 'x', n INTEGER);
+    const SQL: &str =
+        "CREATE TABLE t (id UUID PRIMARY KEY, email VARCHAR(20) NOT NULL, lvl VARCHAR(10) DEFAULT 'x', n INTEGER);
                        CREATE TABLE c (t_id UUID NOT NULL, k TEXT NOT NULL, w NUMERIC(3,2), PRIMARY KEY (t_id, k));";
 
     #[test]
@@ -377,22 +344,14 @@ lvl = { from = "$.level", map = { beginner = "novice" } }
 n = { from = "$.n", default = 7 }
 "#,
         );
-        let id_uuid = crate::ids::IdNamespace::default()
-            .derive(RawBsonRef::Int32(1))
-            .unwrap();
+        let id_uuid = crate::ids::IdNamespace::default().derive(RawBsonRef::Int32(1)).unwrap();
         assert_eq!(
-            rows(
-                &m,
-                &rawdoc! { "_id": 1, "email": " A@B.io ", "level": "beginner", "n": 3 }
-            ),
+            rows(&m, &rawdoc! { "_id": 1, "email": " A@B.io ", "level": "beginner", "n": 3 }),
             vec![format!("{id_uuid}|a@b.io|novice|3")]
         );
         // missing -> mapping default; null level -> schema default (NULL in staging)
         assert_eq!(
-            rows(
-                &m,
-                &rawdoc! { "_id": 1, "email": "a", "level": bson::RawBson::Null }
-            ),
+            rows(&m, &rawdoc! { "_id": 1, "email": "a", "level": bson::RawBson::Null }),
             vec![format!("{id_uuid}|a|NULL|7")]
         );
         assert_eq!(
@@ -401,14 +360,9 @@ n = { from = "$.n", default = 7 }
         );
         assert_eq!(
             rows(&m, &rawdoc! { "_id": 1, "email": "a", "n": 1.5 }),
-            vec![
-                "REJECT None Some(\"n\"): double 1.5 is not a whole number; integer would round it"
-            ]
+            vec!["REJECT None Some(\"n\"): double 1.5 is not a whole number; integer would round it"]
         );
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 1, "email": "a", "kind": "bot" }),
-            vec!["FILTERED 1"]
-        );
+        assert_eq!(rows(&m, &rawdoc! { "_id": 1, "email": "a", "kind": "bot" }), vec!["FILTERED 1"]);
     }
 
     #[test]
@@ -425,9 +379,7 @@ k = "@.k"
 w = { from = "@.w", default = 1 }
 "#,
         );
-        let u = crate::ids::IdNamespace::default()
-            .derive(RawBsonRef::Int32(9))
-            .unwrap();
+        let u = crate::ids::IdNamespace::default().derive(RawBsonRef::Int32(9)).unwrap();
         let doc = rawdoc! { "_id": 9, "items": [ { "k": "a", "w": 0.5 }, { "k": "b" }, { "w": 0.1 }, { "k": "c", "w": 1.234 } ] };
         assert_eq!(
             rows(&m, &doc),

@@ -10,8 +10,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use sqlparser::ast::{
-    self, AlterTableOperation, ColumnOption, DataType, Expr, ObjectName, Spanned, Statement,
-    TableConstraint,
+    self, AlterTableOperation, ColumnOption, DataType, Expr, ObjectName, Spanned, Statement, TableConstraint,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -46,9 +45,7 @@ pub enum SqlType {
 
 impl SqlType {
     pub fn from_ast(t: &DataType) -> SqlType {
-        use sqlparser::ast::{
-            ArrayElemTypeDef as A, CharacterLength, ExactNumberInfo as N, TimezoneInfo as Tz,
-        };
+        use sqlparser::ast::{ArrayElemTypeDef as A, CharacterLength, ExactNumberInfo as N, TimezoneInfo as Tz};
         let len = |l: &Option<CharacterLength>| match l {
             Some(CharacterLength::IntegerLength { length, .. }) => u32::try_from(*length).ok(),
             _ => None,
@@ -63,9 +60,7 @@ impl SqlType {
             DataType::Numeric(n) | DataType::Decimal(n) => match n {
                 N::None => SqlType::Numeric(None),
                 N::Precision(p) => SqlType::Numeric(Some((*p as u32, 0))),
-                N::PrecisionAndScale(p, s) => {
-                    SqlType::Numeric(Some((*p as u32, (*s).max(0) as u32)))
-                }
+                N::PrecisionAndScale(p, s) => SqlType::Numeric(Some((*p as u32, (*s).max(0) as u32))),
             },
             DataType::Real | DataType::Float4 => SqlType::Real,
             DataType::DoublePrecision | DataType::Float8 | DataType::Double(_) => SqlType::Double,
@@ -78,9 +73,9 @@ impl SqlType {
             DataType::Uuid => SqlType::Uuid,
             DataType::JSON => SqlType::Json,
             DataType::JSONB => SqlType::Jsonb,
-            DataType::Array(
-                A::SquareBracket(inner, _) | A::Qualified(inner, _) | A::AngleBracket(inner),
-            ) => SqlType::Array(Box::new(SqlType::from_ast(inner))),
+            DataType::Array(A::SquareBracket(inner, _) | A::Qualified(inner, _) | A::AngleBracket(inner)) => {
+                SqlType::Array(Box::new(SqlType::from_ast(inner)))
+            }
             DataType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
                 "timestamptz" => SqlType::Timestamptz,
                 "int" | "int4" | "serial" => SqlType::Integer,
@@ -94,9 +89,7 @@ impl SqlType {
     /// Parses a type as written in a mapping's `type = "..."`.
     pub fn parse(text: &str) -> Result<SqlType, String> {
         let dialect = PostgreSqlDialect {};
-        let mut p = Parser::new(&dialect)
-            .try_with_sql(text)
-            .map_err(|e| e.to_string())?;
+        let mut p = Parser::new(&dialect).try_with_sql(text).map_err(|e| e.to_string())?;
         let t = p.parse_data_type().map_err(|e| e.to_string())?;
         match SqlType::from_ast(&t) {
             SqlType::Other(o) => Err(format!("`{o}` is not a type finlit-map writes")),
@@ -105,10 +98,7 @@ impl SqlType {
     }
 
     pub fn is_temporal(&self) -> bool {
-        matches!(
-            self,
-            SqlType::Date | SqlType::Timestamp | SqlType::Timestamptz
-        )
+        matches!(self, SqlType::Date | SqlType::Timestamp | SqlType::Timestamptz)
     }
 
     pub fn is_json(&self) -> bool {
@@ -200,16 +190,13 @@ impl Table {
 
     /// Whether `cols` (in any order) is exactly the primary key or a unique key.
     pub fn is_unique_key(&self, cols: &[&str]) -> bool {
-        let same =
-            |k: &[String]| k.len() == cols.len() && cols.iter().all(|c| k.iter().any(|x| x == c));
+        let same = |k: &[String]| k.len() == cols.len() && cols.iter().all(|c| k.iter().any(|x| x == c));
         same(&self.primary_key) || self.uniques.iter().any(|u| same(u))
     }
 
     /// The single-column foreign key on `column`, if any.
     pub fn foreign_key_on(&self, column: &str) -> Option<&ForeignKey> {
-        self.foreign_keys
-            .iter()
-            .find(|fk| fk.columns.len() == 1 && fk.columns[0] == column)
+        self.foreign_keys.iter().find(|fk| fk.columns.len() == 1 && fk.columns[0] == column)
     }
 }
 
@@ -237,20 +224,14 @@ impl Schema {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) => {
-                diags.push(Diagnostic::error(
-                    Code::Io,
-                    format!("cannot read schema directory {}: {e}", dir.display()),
-                ));
+                diags.push(Diagnostic::error(Code::Io, format!("cannot read schema directory {}: {e}", dir.display())));
                 return schema;
             }
         };
         let mut files: Vec<MigrationFile> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 name.ends_with(".sql") && !name.ends_with(".down.sql")
             })
             .filter_map(|path| {
@@ -263,10 +244,7 @@ impl Schema {
         for f in &files {
             match std::fs::read_to_string(&f.path) {
                 Ok(text) => schema.add_sql(&SourceFile::new(f.path.clone(), text), diags),
-                Err(e) => diags.push(Diagnostic::error(
-                    Code::Io,
-                    format!("cannot read {}: {e}", f.path.display()),
-                )),
+                Err(e) => diags.push(Diagnostic::error(Code::Io, format!("cannot read {}: {e}", f.path.display()))),
             }
         }
         schema.files = files;
@@ -281,9 +259,7 @@ impl Schema {
             Err(e) => {
                 let msg = e.to_string();
                 let span = sql_error_span(file, &msg);
-                diags.push(
-                    Diagnostic::error(Code::SqlSyntax, "SQL syntax error").at(file, span, msg),
-                );
+                diags.push(Diagnostic::error(Code::SqlSyntax, "SQL syntax error").at(file, span, msg));
                 return;
             }
         };
@@ -294,15 +270,8 @@ impl Schema {
                     let name = table_name(&at.name);
                     let Some(table) = self.tables.get_mut(&name) else {
                         diags.push(
-                            Diagnostic::error(
-                                Code::SchemaConflict,
-                                format!("ALTER TABLE of unknown table `{name}`"),
-                            )
-                            .at(
-                                file,
-                                span_of(file, at.name.span()),
-                                "not created before",
-                            ),
+                            Diagnostic::error(Code::SchemaConflict, format!("ALTER TABLE of unknown table `{name}`"))
+                                .at(file, span_of(file, at.name.span()), "not created before"),
                         );
                         continue;
                     };
@@ -311,28 +280,17 @@ impl Schema {
                             AlterTableOperation::AddConstraint { constraint, .. } => {
                                 add_constraint(table, file, constraint)
                             }
-                            AlterTableOperation::AddColumn { column_def, .. } => {
-                                add_column(table, file, column_def)
-                            }
+                            AlterTableOperation::AddColumn { column_def, .. } => add_column(table, file, column_def),
                             _ => {}
                         }
                     }
                 }
                 Statement::CreateIndex(ci) if ci.unique && ci.predicate.is_none() => {
                     if let Some(t) = self.tables.get_mut(&table_name(&ci.table_name)) {
-                        t.uniques.push(
-                            ci.columns
-                                .iter()
-                                .map(|c| c.column.expr.to_string())
-                                .collect(),
-                        );
+                        t.uniques.push(ci.columns.iter().map(|c| c.column.expr.to_string()).collect());
                     }
                 }
-                Statement::Drop {
-                    object_type: ast::ObjectType::Table,
-                    names,
-                    ..
-                } => {
+                Statement::Drop { object_type: ast::ObjectType::Table, names, .. } => {
                     for n in names {
                         self.tables.remove(&table_name(n));
                     }
@@ -347,12 +305,9 @@ impl Schema {
         let span = span_of(file, ct.name.span());
         if let Some(prev) = self.tables.get(&name) {
             diags.push(
-                Diagnostic::error(
-                    Code::SchemaConflict,
-                    format!("table `{name}` is created twice"),
-                )
-                .at(file, span, "created again here")
-                .also(&prev.file, prev.span.clone(), "first created here"),
+                Diagnostic::error(Code::SchemaConflict, format!("table `{name}` is created twice"))
+                    .at(file, span, "created again here")
+                    .also(&prev.file, prev.span.clone(), "first created here"),
             );
             return;
         }
@@ -383,8 +338,7 @@ fn add_column(table: &mut Table, file: &SourceFile, c: &ast::ColumnDef) {
         default: None,
         span: span_of(file, c.name.span),
     };
-    if matches!(&c.data_type, DataType::Custom(n, _) if n.to_string().to_ascii_lowercase().contains("serial"))
-    {
+    if matches!(&c.data_type, DataType::Custom(n, _) if n.to_string().to_ascii_lowercase().contains("serial")) {
         col.default = Some(SchemaDefault::Expression("nextval(...)".into()));
     }
     for opt in &c.options {
@@ -399,11 +353,7 @@ fn add_column(table: &mut Table, file: &SourceFile, c: &ast::ColumnDef) {
             ColumnOption::ForeignKey(fk) => table.foreign_keys.push(ForeignKey {
                 columns: vec![col.name.clone()],
                 ref_table: table_name(&fk.foreign_table),
-                ref_columns: fk
-                    .referred_columns
-                    .iter()
-                    .map(|i| i.value.clone())
-                    .collect(),
+                ref_columns: fk.referred_columns.iter().map(|i| i.value.clone()).collect(),
                 file: file.clone(),
                 span: span_of(file, opt.option.span()),
             }),
@@ -417,11 +367,7 @@ fn add_column(table: &mut Table, file: &SourceFile, c: &ast::ColumnDef) {
 }
 
 fn add_constraint(table: &mut Table, file: &SourceFile, c: &TableConstraint) {
-    let names = |cols: &[ast::IndexColumn]| {
-        cols.iter()
-            .map(|c| c.column.expr.to_string())
-            .collect::<Vec<_>>()
-    };
+    let names = |cols: &[ast::IndexColumn]| cols.iter().map(|c| c.column.expr.to_string()).collect::<Vec<_>>();
     match c {
         TableConstraint::PrimaryKey(pk) => {
             table.primary_key = names(&pk.columns);
@@ -435,11 +381,7 @@ fn add_constraint(table: &mut Table, file: &SourceFile, c: &TableConstraint) {
         TableConstraint::ForeignKey(fk) => table.foreign_keys.push(ForeignKey {
             columns: fk.columns.iter().map(|i| i.value.clone()).collect(),
             ref_table: table_name(&fk.foreign_table),
-            ref_columns: fk
-                .referred_columns
-                .iter()
-                .map(|i| i.value.clone())
-                .collect(),
+            ref_columns: fk.referred_columns.iter().map(|i| i.value.clone()).collect(),
             file: file.clone(),
             span: span_of(file, c.span()),
         }),
@@ -453,25 +395,20 @@ fn schema_default(e: &Expr) -> SchemaDefault {
             ast::Value::Null => SchemaDefault::Expression("NULL".into()),
             other => SchemaDefault::Constant(other.to_string()),
         },
-        Expr::UnaryOp {
-            op: ast::UnaryOperator::Minus,
-            expr,
-        } if matches!(**expr, Expr::Value(_)) => SchemaDefault::Constant(e.to_string()),
+        Expr::UnaryOp { op: ast::UnaryOperator::Minus, expr } if matches!(**expr, Expr::Value(_)) => {
+            SchemaDefault::Constant(e.to_string())
+        }
         Expr::Cast { expr, .. } | Expr::Nested(expr) => match schema_default(expr) {
             SchemaDefault::Constant(_) => SchemaDefault::Constant(e.to_string()),
             other => other,
         },
         Expr::Function(f) => match f.name.to_string().to_ascii_lowercase().as_str() {
-            "now"
-            | "current_timestamp"
-            | "current_date"
-            | "localtimestamp"
-            | "transaction_timestamp" => SchemaDefault::Now,
+            "now" | "current_timestamp" | "current_date" | "localtimestamp" | "transaction_timestamp" => {
+                SchemaDefault::Now
+            }
             _ => SchemaDefault::Expression(e.to_string()),
         },
-        Expr::Identifier(i) if i.value.eq_ignore_ascii_case("current_timestamp") => {
-            SchemaDefault::Now
-        }
+        Expr::Identifier(i) if i.value.eq_ignore_ascii_case("current_timestamp") => SchemaDefault::Now,
         _ => SchemaDefault::Expression(e.to_string()),
     }
 }
@@ -496,9 +433,7 @@ fn span_of(file: &SourceFile, s: sqlparser::tokenizer::Span) -> Range<usize> {
         return 0..0;
     }
     let start = file.offset_of(s.start.line as usize, s.start.column as usize);
-    let end = file
-        .offset_of(s.end.line as usize, s.end.column as usize)
-        .max(start);
+    let end = file.offset_of(s.end.line as usize, s.end.column as usize).max(start);
     start..end
 }
 
@@ -506,12 +441,7 @@ fn span_of(file: &SourceFile, s: sqlparser::tokenizer::Span) -> Range<usize> {
 fn sql_error_span(file: &SourceFile, msg: &str) -> Range<usize> {
     let num_after = |tag: &str| -> Option<usize> {
         let i = msg.find(tag)? + tag.len();
-        msg[i..]
-            .trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
+        msg[i..].trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
     };
     match (num_after("Line:"), num_after("Column:")) {
         (Some(l), Some(c)) => {
@@ -545,16 +475,10 @@ mod tests {
         let a = s.table("a").unwrap();
         assert_eq!(a.primary_key, vec!["id"]);
         assert_eq!(a.column("n").unwrap().ty, SqlType::Varchar(Some(50)));
-        assert_eq!(
-            a.column("n").unwrap().default,
-            Some(SchemaDefault::Constant("'x'".into()))
-        );
+        assert_eq!(a.column("n").unwrap().default, Some(SchemaDefault::Constant("'x'".into())));
         assert_eq!(a.column("t").unwrap().default, Some(SchemaDefault::Now));
         let b = s.table("b").unwrap();
-        assert_eq!(
-            b.column("k").unwrap().ty,
-            SqlType::Array(Box::new(SqlType::Text))
-        );
+        assert_eq!(b.column("k").unwrap().ty, SqlType::Array(Box::new(SqlType::Text)));
         assert_eq!(b.column("w").unwrap().ty, SqlType::Numeric(Some((4, 3))));
         assert_eq!(b.column("tz").unwrap().ty, SqlType::Timestamptz);
         assert!(b.is_unique_key(&["w", "a_id"]));
@@ -572,14 +496,8 @@ mod tests {
 
     #[test]
     fn type_override_parses() {
-        assert_eq!(
-            SqlType::parse("varchar(10)").unwrap(),
-            SqlType::Varchar(Some(10))
-        );
-        assert_eq!(
-            SqlType::parse("integer[]").unwrap(),
-            SqlType::Array(Box::new(SqlType::Integer))
-        );
+        assert_eq!(SqlType::parse("varchar(10)").unwrap(), SqlType::Varchar(Some(10)));
+        assert_eq!(SqlType::parse("integer[]").unwrap(), SqlType::Array(Box::new(SqlType::Integer)));
         assert!(SqlType::parse("geometry").is_err());
     }
 }

@@ -64,7 +64,10 @@ pub struct TableSink {
     save_selfrefs: Option<String>,
     /// (self-referencing column, the column of the same table it points at).
     self_targets: Vec<(String, String)>,
-    key_text: String,
+    /// The key columns of a staged row joined as text, for messages.
+    key_display: String,
+    /// The ledger's run this sink records inserted keys under.
+    pub run_id: i64,
 }
 
 impl TableSink {
@@ -77,24 +80,16 @@ impl TableSink {
         let key: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
         let self_cols: Vec<&str> = m.self_references().map(|(_, c)| c.name.as_str()).collect();
         let is_self = |c: &ColumnPlan| self_cols.contains(&c.name.as_str());
-        let key_match = |a: &str, b: &str| {
-            key.iter()
-                .map(|k| format!("{a}.{k} = {b}.{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
+        let key_match =
+            |a: &str, b: &str| key.iter().map(|k| format!("{a}.{k} = {b}.{k}")).collect::<Vec<_>>().join(" AND ");
 
         let copy = format!("COPY {stage} (__ord, {}) FROM STDIN", names.join(", "));
-        let key_list = key
-            .iter()
-            .map(|k| format!("a.{k}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let key_list = key.iter().map(|k| format!("a.{k}")).collect::<Vec<_>>().join(", ");
         let dedupe = format!(
             "DELETE FROM {stage} a USING {stage} b WHERE {} AND a.__ord < b.__ord RETURNING a.__ord, b.__ord",
             key_match("a", "b")
         );
-        let key_text = format!("concat_ws(', ', {})", key_list.replace("a.", "s."));
+        let key_display = format!("concat_ws(', ', {})", key_list.replace("a.", "s."));
 
         // Foreign keys to other tables: a row pointing at nothing is rejected
         // here rather than failing the whole chunk.
@@ -119,56 +114,46 @@ impl TableSink {
             ));
         }
 
-        let updatable: Vec<&&ColumnPlan> = cols
-            .iter()
-            .filter(|c| !m.key.iter().any(|&k| m.columns[k].name == c.name) && !is_self(c))
-            .collect();
+        let updatable: Vec<&&ColumnPlan> =
+            cols.iter().filter(|c| !m.key.iter().any(|&k| m.columns[k].name == c.name) && !is_self(c)).collect();
         let update = (!updatable.is_empty()).then(|| {
-            let sets: Vec<String> = updatable
-                .iter()
-                .map(|c| format!("{} = {}", quote(&c.name), update_value(c)))
-                .collect();
-            let old: Vec<String> = updatable
-                .iter()
-                .map(|c| comparable(c, format!("t.{}", quote(&c.name))))
-                .collect();
-            let new: Vec<String> = updatable
-                .iter()
-                .map(|c| comparable(c, update_value(c)))
-                .collect();
+            let sets: Vec<String> =
+                updatable.iter().map(|c| format!("{} = {}", quote(&c.name), update_value(c))).collect();
+            let old: Vec<String> = updatable.iter().map(|c| comparable(c, format!("t.{}", quote(&c.name)))).collect();
+            let new: Vec<String> = updatable.iter().map(|c| comparable(c, update_value(c))).collect();
             format!(
-                "UPDATE {table} t SET {} FROM {stage} s WHERE {} AND ({}) IS DISTINCT FROM ({})",
+                "UPDATE {table} t SET {} FROM {stage} s WHERE {} AND ({}) IS DISTINCT FROM ({}){{ORD}}",
                 sets.join(", "),
                 key_match("t", "s"),
                 old.join(", "),
                 new.join(", ")
             )
         });
-        let values: Vec<String> = cols
-            .iter()
-            .map(|c| {
-                if is_self(c) {
-                    "NULL".to_string()
-                } else {
-                    insert_value(c)
-                }
-            })
-            .collect();
+        let values: Vec<String> =
+            cols.iter().map(|c| if is_self(c) { "NULL".to_string() } else { insert_value(c) }).collect();
+        // Inserted keys go to the ledger in the same statement, so rollback
+        // knows exactly which rows a migration produced. `{ORD}` narrows the
+        // statement to one staged row on the row-by-row path.
+        let ins_keys = key.iter().map(|k| format!("ins.{k}")).collect::<Vec<_>>();
         let insert = format!(
-            "INSERT INTO {table} ({}) SELECT {} FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {})",
+            "WITH ins AS (INSERT INTO {table} ({}) SELECT {} FROM {stage} s \
+             WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {}){{ORD}} RETURNING {}), \
+             rec AS (INSERT INTO finlit_map.loaded_keys (table_name, key, mapping, run_id) \
+             SELECT {}, {}, {}, $1 FROM ins ON CONFLICT DO NOTHING) \
+             SELECT count(*) FROM ins",
             names.join(", "),
             values.join(", "),
-            key_match("t", "s")
+            key_match("t", "s"),
+            key.join(", "),
+            literal(&m.table),
+            key_text(&ins_keys),
+            literal(&m.name),
         );
         let (selfref, save_selfrefs) = if self_cols.is_empty() {
             (None, None)
         } else {
             let side = format!("fm_selfref_{slot}");
-            let cols: Vec<String> = key
-                .iter()
-                .cloned()
-                .chain(self_cols.iter().map(|c| quote(c)))
-                .collect();
+            let cols: Vec<String> = key.iter().cloned().chain(self_cols.iter().map(|c| quote(c))).collect();
             let save = format!(
                 "INSERT INTO {side} ({c}) SELECT {c} FROM {stage} ON CONFLICT ({k}) DO UPDATE SET {u}",
                 c = cols.join(", "),
@@ -181,15 +166,8 @@ impl TableSink {
             );
             (Some(side), Some(save))
         };
-        let self_targets = self_cols
-            .iter()
-            .map(|c| {
-                (
-                    c.to_string(),
-                    referenced_column(plan, &m.table, c, &m.table),
-                )
-            })
-            .collect();
+        let self_targets =
+            self_cols.iter().map(|c| (c.to_string(), referenced_column(plan, &m.table, c, &m.table))).collect();
         TableSink {
             table,
             stage,
@@ -201,34 +179,28 @@ impl TableSink {
             insert,
             save_selfrefs,
             self_targets,
-            key_text,
+            key_display,
+            run_id: 0,
         }
     }
 
     /// Creates the temporary tables on this connection.
-    pub async fn prepare(
-        &self,
-        conn: &mut PgConnection,
-        m: &MappingPlan,
-    ) -> Result<(), sqlx::Error> {
+    pub async fn prepare(&self, conn: &mut PgConnection, m: &MappingPlan) -> Result<(), sqlx::Error> {
         let cols: Vec<String> = m.columns.iter().map(|c| quote(&c.name)).collect();
-        sqlx::query(sql(format!("DROP TABLE IF EXISTS {}", self.stage)))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(sql(format!("DROP TABLE IF EXISTS {}", self.stage))).execute(&mut *conn).await?;
         // Same column types as the target, none of its constraints.
         sqlx::query(sql(format!(
-                "CREATE TEMP TABLE {} ON COMMIT DELETE ROWS AS SELECT 0::integer AS __ord, {} FROM {} WITH NO DATA",
-                self.stage,
-                cols.join(", "),
-                self.table
-            ))).execute(&mut *conn)
+            "CREATE TEMP TABLE {} ON COMMIT DELETE ROWS AS SELECT 0::integer AS __ord, {} FROM {} WITH NO DATA",
+            self.stage,
+            cols.join(", "),
+            self.table
+        )))
+        .execute(&mut *conn)
         .await?;
         if let Some(side) = &self.selfref {
             let key: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
             let selfs: Vec<String> = m.self_references().map(|(_, c)| quote(&c.name)).collect();
-            sqlx::query(sql(format!("DROP TABLE IF EXISTS {side}")))
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(sql(format!("DROP TABLE IF EXISTS {side}"))).execute(&mut *conn).await?;
             sqlx::query(sql(format!(
                 "CREATE TEMP TABLE {side} AS SELECT {}, {} FROM {} WITH NO DATA",
                 key.join(", "),
@@ -237,12 +209,9 @@ impl TableSink {
             )))
             .execute(&mut *conn)
             .await?;
-            sqlx::query(sql(format!(
-                "ALTER TABLE {side} ADD PRIMARY KEY ({})",
-                key.join(", ")
-            )))
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query(sql(format!("ALTER TABLE {side} ADD PRIMARY KEY ({})", key.join(", "))))
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }
@@ -266,7 +235,9 @@ impl TableSink {
             rejected.push(DbRejection {
                 ord: ord as usize,
                 column: None,
-                reason: format!("duplicate key: row {later} of the same chunk has the same key, and the later one wins"),
+                reason: format!(
+                    "duplicate key: row {later} of the same chunk has the same key, and the later one wins"
+                ),
             });
         }
         for (col, stmt) in &self.orphans {
@@ -283,19 +254,11 @@ impl TableSink {
         sqlx::query("SAVEPOINT fm_chunk").execute(&mut *tx).await?;
         let result = match self.apply(&mut tx, None).await {
             Ok((updated, inserted)) => {
-                sqlx::query("RELEASE SAVEPOINT fm_chunk")
-                    .execute(&mut *tx)
-                    .await?;
-                ChunkResult {
-                    inserted,
-                    updated,
-                    unchanged: remaining as u64 - inserted - updated,
-                }
+                sqlx::query("RELEASE SAVEPOINT fm_chunk").execute(&mut *tx).await?;
+                ChunkResult { inserted, updated, unchanged: remaining as u64 - inserted - updated }
             }
             Err(e) if is_row_error(&e) => {
-                sqlx::query("ROLLBACK TO SAVEPOINT fm_chunk")
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query("ROLLBACK TO SAVEPOINT fm_chunk").execute(&mut *tx).await?;
                 self.row_by_row(&mut tx, rejected).await?
             }
             Err(e) => return Err(e),
@@ -307,27 +270,17 @@ impl TableSink {
     }
 
     /// UPDATE then INSERT from staging, for every row or for one `__ord`.
-    async fn apply(
-        &self,
-        tx: &mut PgConnection,
-        ord: Option<i32>,
-    ) -> Result<(u64, u64), sqlx::Error> {
-        let only = |sql: &str| match ord {
-            Some(o) => format!("{sql} AND s.__ord = {o}"),
-            None => sql.to_string(),
+    async fn apply(&self, tx: &mut PgConnection, ord: Option<i32>) -> Result<(u64, u64), sqlx::Error> {
+        let only = |stmt: &str| match ord {
+            Some(o) => stmt.replace("{ORD}", &format!(" AND s.__ord = {o}")),
+            None => stmt.replace("{ORD}", ""),
         };
         let updated = match &self.update {
-            Some(u) => sqlx::query(sql(only(u)))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
+            Some(u) => sqlx::query(sql(only(u))).execute(&mut *tx).await?.rows_affected(),
             None => 0,
         };
-        let inserted = sqlx::query(sql(only(&self.insert)))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        Ok((updated, inserted))
+        let inserted: i64 = sqlx::query_scalar(sql(only(&self.insert))).bind(self.run_id).fetch_one(&mut *tx).await?;
+        Ok((updated, inserted as u64))
     }
 
     /// The slow path: each row in its own savepoint, so one bad row is
@@ -337,20 +290,15 @@ impl TableSink {
         tx: &mut PgConnection,
         rejected: &mut Vec<DbRejection>,
     ) -> Result<ChunkResult, sqlx::Error> {
-        let ords: Vec<i32> = sqlx::query_scalar(sql(format!(
-            "SELECT __ord FROM {} ORDER BY __ord",
-            self.stage
-        )))
-        .fetch_all(&mut *tx)
-        .await?;
+        let ords: Vec<i32> = sqlx::query_scalar(sql(format!("SELECT __ord FROM {} ORDER BY __ord", self.stage)))
+            .fetch_all(&mut *tx)
+            .await?;
         let mut r = ChunkResult::default();
         for ord in ords {
             sqlx::query("SAVEPOINT fm_row").execute(&mut *tx).await?;
             match self.apply(tx, Some(ord)).await {
                 Ok((u, i)) => {
-                    sqlx::query("RELEASE SAVEPOINT fm_row")
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query("RELEASE SAVEPOINT fm_row").execute(&mut *tx).await?;
                     r.updated += u;
                     r.inserted += i;
                     if u + i == 0 {
@@ -358,15 +306,10 @@ impl TableSink {
                     }
                 }
                 Err(sqlx::Error::Database(e))
-                    if e.code()
-                        .is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
+                    if e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
                 {
-                    sqlx::query("ROLLBACK TO SAVEPOINT fm_row")
-                        .execute(&mut *tx)
-                        .await?;
-                    let detail = e
-                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                        .and_then(|p| p.detail());
+                    sqlx::query("ROLLBACK TO SAVEPOINT fm_row").execute(&mut *tx).await?;
+                    let detail = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|p| p.detail());
                     rejected.push(DbRejection {
                         ord: ord as usize,
                         column: e
@@ -378,12 +321,9 @@ impl TableSink {
                         },
                     });
                     // The row must not be counted as loaded: drop it from staging.
-                    sqlx::query(sql(format!(
-                        "DELETE FROM {} WHERE __ord = {ord}",
-                        self.stage
-                    )))
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(sql(format!("DELETE FROM {} WHERE __ord = {ord}", self.stage)))
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -393,11 +333,7 @@ impl TableSink {
 
     /// The second pass for self-references: sets every pending parent that
     /// exists; reports those that do not (their rows keep NULL).
-    pub async fn finish(
-        &self,
-        conn: &mut PgConnection,
-        m: &MappingPlan,
-    ) -> Result<Vec<Dangling>, sqlx::Error> {
+    pub async fn finish(&self, conn: &mut PgConnection, m: &MappingPlan) -> Result<Vec<Dangling>, sqlx::Error> {
         let Some(side) = &self.selfref else {
             return Ok(Vec::new());
         };
@@ -406,22 +342,15 @@ impl TableSink {
         for (name, target) in &self.self_targets {
             let col = quote(name);
             let rc = quote(target);
-            let key_match: Vec<String> = m
-                .key
-                .iter()
-                .map(|&i| format!("t.{k} = s.{k}", k = quote(&m.columns[i].name)))
-                .collect();
+            let key_match: Vec<String> =
+                m.key.iter().map(|&i| format!("t.{k} = s.{k}", k = quote(&m.columns[i].name))).collect();
             let missing = format!(
                 "SELECT {}, s.{col}::text FROM {side} s WHERE s.{col} IS NOT NULL AND NOT EXISTS \
                  (SELECT 1 FROM {} p WHERE p.{rc} = s.{col})",
-                self.key_text, self.table
+                self.key_display, self.table
             );
             for row in sqlx::query(sql(&missing)).fetch_all(&mut *tx).await? {
-                dangling.push(Dangling {
-                    key: row.try_get(0)?,
-                    column: name.clone(),
-                    target: row.try_get(1)?,
-                });
+                dangling.push(Dangling { key: row.try_get(0)?, column: name.clone(), target: row.try_get(1)? });
             }
             let update = format!(
                 "UPDATE {t} t SET {col} = s.{col} FROM {side} s WHERE {km} AND t.{col} IS DISTINCT FROM s.{col} \
@@ -444,39 +373,41 @@ fn referenced_column(plan: &Plan, table: &str, column: &str, target: &str) -> St
     {
         return c.clone();
     }
-    plan.schema
-        .table(target)
-        .and_then(|t| t.primary_key.first().cloned())
-        .unwrap_or_else(|| "id".to_string())
+    plan.schema.table(target).and_then(|t| t.primary_key.first().cloned()).unwrap_or_else(|| "id".to_string())
 }
 
 fn server_default(c: &ColumnPlan) -> Option<String> {
     match &c.default {
         DefaultPlan::Now => Some("now()".into()),
         DefaultPlan::Schema(SchemaDefault::Now) => Some("now()".into()),
-        DefaultPlan::Schema(SchemaDefault::Constant(v) | SchemaDefault::Expression(v)) => {
-            Some(v.clone())
-        }
+        DefaultPlan::Schema(SchemaDefault::Constant(v) | SchemaDefault::Expression(v)) => Some(v.clone()),
         DefaultPlan::Value(_) | DefaultPlan::None => None,
+    }
+}
+
+/// A SQL string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A row's key as one text value, the same for the ledger and for rollback.
+pub fn key_text(cols: &[String]) -> String {
+    match cols {
+        [one] => format!("{one}::text"),
+        many => format!("ROW({})::text", many.join(", ")),
     }
 }
 
 /// `json` has no equality operator; its text is what was loaded, so compare that.
 fn comparable(c: &ColumnPlan, expr: String) -> String {
-    if c.ty == crate::schema::SqlType::Json {
-        format!("({expr})::text")
-    } else {
-        expr
-    }
+    if c.ty == crate::schema::SqlType::Json { format!("({expr})::text") } else { expr }
 }
 
 /// Data exceptions (class 22) and integrity violations (class 23) are the
 /// row's fault and become rejects; anything else is the run's problem.
 fn is_row_error(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
         _ => false,
     }
 }
@@ -495,8 +426,7 @@ fn insert_value(c: &ColumnPlan) -> String {
 fn update_value(c: &ColumnPlan) -> String {
     let q = quote(&c.name);
     match &c.default {
-        DefaultPlan::Now
-        | DefaultPlan::Schema(SchemaDefault::Now | SchemaDefault::Expression(_)) => {
+        DefaultPlan::Now | DefaultPlan::Schema(SchemaDefault::Now | SchemaDefault::Expression(_)) => {
             format!("COALESCE(s.{q}, t.{q})")
         }
         DefaultPlan::Schema(SchemaDefault::Constant(v)) => format!("COALESCE(s.{q}, {v})"),

@@ -20,27 +20,12 @@ use thiserror::Error;
 pub enum SourceError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error(
-        "{path}: truncated document at byte offset {offset}: it declares {declared} bytes, {available} remain"
-    )]
-    Truncated {
-        path: PathBuf,
-        offset: u64,
-        declared: u32,
-        available: u64,
-    },
+    #[error("{path}: truncated document at byte offset {offset}: it declares {declared} bytes, {available} remain")]
+    Truncated { path: PathBuf, offset: u64, declared: u32, available: u64 },
     #[error("{path}: corrupt document at byte offset {offset}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, offset: u64, reason: String },
     #[error("{path}:{line}: {reason}")]
-    BadJson {
-        path: PathBuf,
-        line: u64,
-        reason: String,
-    },
+    BadJson { path: PathBuf, line: u64, reason: String },
     #[error("{path}: {reason}")]
     Unsupported { path: PathBuf, reason: String },
     #[error("source {path}: {reason}")]
@@ -89,23 +74,16 @@ impl FileSource {
                 reason: "not a .bson, .json or .jsonl file".into(),
             })?;
             let root = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-            return Ok(FileSource {
-                root,
-                collections: BTreeMap::from([(file.name.clone(), file)]),
-            });
+            return Ok(FileSource { root, collections: BTreeMap::from([(file.name.clone(), file)]) });
         }
         let mut collections = scan(path)?;
         if collections.is_empty() {
             // mongodump writes DIR/<database>/<collection>.bson.
-            let subdirs: Vec<PathBuf> =
-                read_dir(path)?.into_iter().filter(|p| p.is_dir()).collect();
+            let subdirs: Vec<PathBuf> = read_dir(path)?.into_iter().filter(|p| p.is_dir()).collect();
             if let [only] = subdirs.as_slice() {
                 collections = scan(only)?;
                 if !collections.is_empty() {
-                    return Ok(FileSource {
-                        root: only.clone(),
-                        collections,
-                    });
+                    return Ok(FileSource { root: only.clone(), collections });
                 }
             }
             return Err(SourceError::NotFound {
@@ -113,18 +91,11 @@ impl FileSource {
                 reason: "no collection files (*.bson, *.json, *.jsonl) found".into(),
             });
         }
-        Ok(FileSource {
-            root: path.to_path_buf(),
-            collections,
-        })
+        Ok(FileSource { root: path.to_path_buf(), collections })
     }
 
     /// Documents in the collection; `None` when the source does not have it.
-    pub fn documents(
-        &self,
-        collection: &str,
-        skip_to: u64,
-    ) -> Option<Result<DocReader, SourceError>> {
+    pub fn documents(&self, collection: &str, skip_to: u64) -> Option<Result<DocReader, SourceError>> {
         let f = self.collections.get(collection)?;
         Some(DocReader::open(f, skip_to))
     }
@@ -137,14 +108,9 @@ impl FileSource {
 }
 
 fn read_dir(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
-    let io_err = |source| SourceError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut out: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(io_err)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let io_err = |source| SourceError::Io { path: path.to_path_buf(), source };
+    let mut out: Vec<PathBuf> =
+        std::fs::read_dir(path).map_err(io_err)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     out.sort();
     Ok(out)
 }
@@ -171,10 +137,7 @@ fn scan(dir: &Path) -> Result<BTreeMap<String, CollectionFile>, SourceError> {
 }
 
 fn classify(p: &Path) -> Result<Option<CollectionFile>, SourceError> {
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if name.ends_with(".gz") {
         return Err(SourceError::Unsupported {
             path: p.to_path_buf(),
@@ -186,47 +149,27 @@ fn classify(p: &Path) -> Result<Option<CollectionFile>, SourceError> {
     }
     let (stem, format) = if let Some(s) = name.strip_suffix(".bson") {
         (s, FileFormat::Bson)
-    } else if let Some(s) = name
-        .strip_suffix(".jsonl")
-        .or_else(|| name.strip_suffix(".ndjson"))
-    {
+    } else if let Some(s) = name.strip_suffix(".jsonl").or_else(|| name.strip_suffix(".ndjson")) {
         (s, FileFormat::JsonLines)
     } else if let Some(s) = name.strip_suffix(".json") {
         (s, json_layout(p)?)
     } else {
         return Ok(None);
     };
-    Ok(Some(CollectionFile {
-        name: stem.to_string(),
-        path: p.to_path_buf(),
-        format,
-    }))
+    Ok(Some(CollectionFile { name: stem.to_string(), path: p.to_path_buf(), format }))
 }
 
 /// A `.json` file is an array when its first non-blank byte is `[`.
 fn json_layout(p: &Path) -> Result<FileFormat, SourceError> {
-    let mut f = File::open(p).map_err(|source| SourceError::Io {
-        path: p.to_path_buf(),
-        source,
-    })?;
+    let mut f = File::open(p).map_err(|source| SourceError::Io { path: p.to_path_buf(), source })?;
     let mut buf = [0u8; 512];
-    let n = f.read(&mut buf).map_err(|source| SourceError::Io {
-        path: p.to_path_buf(),
-        source,
-    })?;
+    let n = f.read(&mut buf).map_err(|source| SourceError::Io { path: p.to_path_buf(), source })?;
     let first = buf[..n].iter().find(|b| !b.is_ascii_whitespace());
-    Ok(if first == Some(&b'[') {
-        FileFormat::JsonArray
-    } else {
-        FileFormat::JsonLines
-    })
+    Ok(if first == Some(&b'[') { FileFormat::JsonArray } else { FileFormat::JsonLines })
 }
 
 fn count(f: &CollectionFile) -> Result<u64, SourceError> {
-    let io_err = |source| SourceError::Io {
-        path: f.path.clone(),
-        source,
-    };
+    let io_err = |source| SourceError::Io { path: f.path.clone(), source };
     match f.format {
         FileFormat::Bson => {
             // Hop from length header to length header; the payload is not read.
@@ -253,11 +196,7 @@ fn count(f: &CollectionFile) -> Result<u64, SourceError> {
             let reader = BufReader::new(File::open(&f.path).map_err(io_err)?);
             let mut n = 0;
             for line in reader.split(b'\n') {
-                if line
-                    .map_err(io_err)?
-                    .iter()
-                    .any(|b| !b.is_ascii_whitespace())
-                {
+                if line.map_err(io_err)?.iter().any(|b| !b.is_ascii_whitespace()) {
                     n += 1;
                 }
             }
@@ -293,10 +232,7 @@ pub struct DocReader {
 impl DocReader {
     /// Opens a file; `skip_to` is a `position()` a previous run reached.
     pub fn open(f: &CollectionFile, skip_to: u64) -> Result<DocReader, SourceError> {
-        let io_err = |source| SourceError::Io {
-            path: f.path.clone(),
-            source,
-        };
+        let io_err = |source| SourceError::Io { path: f.path.clone(), source };
         let file = File::open(&f.path).map_err(io_err)?;
         let file_len = file.metadata().map_err(io_err)?.len();
         let mut r = DocReader {
@@ -319,11 +255,7 @@ impl DocReader {
                 FileFormat::JsonLines => {
                     while r.pos < skip_to {
                         r.line_buf.clear();
-                        if r.reader
-                            .read_until(b'\n', &mut r.line_buf)
-                            .map_err(io_err)?
-                            == 0
-                        {
+                        if r.reader.read_until(b'\n', &mut r.line_buf).map_err(io_err)? == 0 {
                             break;
                         }
                         r.pos += 1;
@@ -352,10 +284,7 @@ impl DocReader {
     }
 
     fn io(&self, source: io::Error) -> SourceError {
-        SourceError::Io {
-            path: self.path.clone(),
-            source,
-        }
+        SourceError::Io { path: self.path.clone(), source }
     }
 
     fn next_bson(&mut self) -> Result<Option<SourceDoc>, SourceError> {
@@ -363,10 +292,7 @@ impl DocReader {
         let mut header = [0u8; 4];
         let mut got = 0;
         while got < 4 {
-            let n = self
-                .reader
-                .read(&mut header[got..])
-                .map_err(|e| self.io(e))?;
+            let n = self.reader.read(&mut header[got..]).map_err(|e| self.io(e))?;
             if n == 0 {
                 break;
             }
@@ -376,12 +302,7 @@ impl DocReader {
             return Ok(None);
         }
         if got < 4 {
-            return Err(SourceError::Truncated {
-                path: self.path.clone(),
-                offset,
-                declared: 4,
-                available: got as u64,
-            });
+            return Err(SourceError::Truncated { path: self.path.clone(), offset, declared: 4, available: got as u64 });
         }
         let declared = u32::from_le_bytes(header);
         // BSON documents are at most 16 MiB; allow headroom, refuse garbage.
@@ -394,18 +315,11 @@ impl DocReader {
         }
         let available = self.file_len.saturating_sub(offset);
         if u64::from(declared) > available {
-            return Err(SourceError::Truncated {
-                path: self.path.clone(),
-                offset,
-                declared,
-                available,
-            });
+            return Err(SourceError::Truncated { path: self.path.clone(), offset, declared, available });
         }
         let mut bytes = vec![0u8; declared as usize];
         bytes[..4].copy_from_slice(&header);
-        self.reader
-            .read_exact(&mut bytes[4..])
-            .map_err(|e| self.io(e))?;
+        self.reader.read_exact(&mut bytes[4..]).map_err(|e| self.io(e))?;
         if bytes[bytes.len() - 1] != 0 {
             return Err(SourceError::Corrupt {
                 path: self.path.clone(),
@@ -419,19 +333,13 @@ impl DocReader {
             offset,
             reason: e.to_string(),
         })?;
-        Ok(Some(SourceDoc {
-            doc,
-            position: offset,
-        }))
+        Ok(Some(SourceDoc { doc, position: offset }))
     }
 
     fn next_json_line(&mut self) -> Result<Option<SourceDoc>, SourceError> {
         loop {
             self.line_buf.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.line_buf)
-                .map_err(|e| self.io(e))?;
+            let n = self.reader.read_until(b'\n', &mut self.line_buf).map_err(|e| self.io(e))?;
             if n == 0 {
                 return Ok(None);
             }
@@ -445,10 +353,7 @@ impl DocReader {
                 line,
                 reason,
             })?;
-            return Ok(Some(SourceDoc {
-                doc,
-                position: line,
-            }));
+            return Ok(Some(SourceDoc { doc, position: line }));
         }
     }
 
@@ -456,30 +361,17 @@ impl DocReader {
     /// tracking strings and nesting, so the array is never held whole.
     fn next_raw_json(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
         // Split the borrows: the reader's buffer is read while positions change.
-        let DocReader {
-            path,
-            reader,
-            pos,
-            array_started,
-            array_done,
-            ..
-        } = self;
+        let DocReader { path, reader, pos, array_started, array_done, .. } = self;
         if *array_done {
             return Ok(None);
         }
-        let bad = |line: u64, reason: &str| SourceError::BadJson {
-            path: path.clone(),
-            line,
-            reason: reason.to_string(),
-        };
+        let bad =
+            |line: u64, reason: &str| SourceError::BadJson { path: path.clone(), line, reason: reason.to_string() };
         let mut out = Vec::new();
         let mut depth = 0usize;
         let (mut in_str, mut escaped) = (false, false);
         loop {
-            let buf = reader.fill_buf().map_err(|source| SourceError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let buf = reader.fill_buf().map_err(|source| SourceError::Io { path: path.clone(), source })?;
             if buf.is_empty() {
                 return Err(bad(*pos, "the JSON array ends early (truncated file?)"));
             }
@@ -537,11 +429,7 @@ impl DocReader {
             reader.consume(used);
             if finished {
                 let blank = out.iter().all(|b| b.is_ascii_whitespace());
-                return Ok(if blank && *array_done {
-                    None
-                } else {
-                    Some(out)
-                });
+                return Ok(if blank && *array_done { None } else { Some(out) });
             }
         }
     }
@@ -552,15 +440,9 @@ impl DocReader {
             return Ok(None);
         };
         self.elements += 1;
-        let doc = json_to_doc(&bytes).map_err(|reason| SourceError::BadJson {
-            path: self.path.clone(),
-            line,
-            reason,
-        })?;
-        Ok(Some(SourceDoc {
-            doc,
-            position: line,
-        }))
+        let doc =
+            json_to_doc(&bytes).map_err(|reason| SourceError::BadJson { path: self.path.clone(), line, reason })?;
+        Ok(Some(SourceDoc { doc, position: line }))
     }
 }
 
@@ -579,8 +461,7 @@ impl Iterator for DocReader {
 
 /// Extended JSON (canonical, relaxed or legacy) → raw BSON.
 pub fn json_to_doc(bytes: &[u8]) -> Result<RawDocumentBuf, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     if !value.is_object() {
         return Err("a document must be a JSON object".into());
     }
@@ -603,10 +484,7 @@ mod tests {
     }
 
     fn ids(src: &FileSource, coll: &str) -> Result<Vec<i32>, SourceError> {
-        src.documents(coll, 0)
-            .unwrap()?
-            .map(|d| d.map(|d| d.doc.get_i32("n").unwrap()))
-            .collect()
+        src.documents(coll, 0).unwrap()?.map(|d| d.map(|d| d.doc.get_i32("n").unwrap())).collect()
     }
 
     #[test]
@@ -623,11 +501,7 @@ mod tests {
             "b.jsonl",
             b"{\"n\": {\"$numberInt\": \"0\"}, \"d\": {\"$date\": \"1960-01-01T00:00:00Z\"}}\n\n{\"n\": 1, \"x\": \"a]b,c\"}\n",
         );
-        write(
-            dir.path(),
-            "c.json",
-            b" [ {\"n\": 0, \"s\": \"}]\\\"\"},\n {\"n\": 1, \"a\": [1,{\"b\":2}]} ]\n",
-        );
+        write(dir.path(), "c.json", b" [ {\"n\": 0, \"s\": \"}]\\\"\"},\n {\"n\": 1, \"a\": [1,{\"b\":2}]} ]\n");
         let src = FileSource::open(dir.path()).unwrap();
         assert_eq!(src.collections.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(ids(&src, "a").unwrap(), vec![0, 1, 2]);
@@ -648,10 +522,7 @@ mod tests {
         write(dir.path(), "t.bson", &bytes);
         let src = FileSource::open(dir.path()).unwrap();
         let err = ids(&src, "t").unwrap_err().to_string();
-        assert!(
-            err.contains("t.bson") && err.contains(&format!("byte offset {}", one.len())),
-            "{err}"
-        );
+        assert!(err.contains("t.bson") && err.contains(&format!("byte offset {}", one.len())), "{err}");
     }
 
     #[test]
@@ -677,20 +548,12 @@ mod tests {
         r.next();
         r.next();
         let pos = r.position();
-        let rest: Vec<i32> = src
-            .documents("a", pos)
-            .unwrap()
-            .unwrap()
-            .map(|d| d.unwrap().doc.get_i32("n").unwrap())
-            .collect();
+        let rest: Vec<i32> =
+            src.documents("a", pos).unwrap().unwrap().map(|d| d.unwrap().doc.get_i32("n").unwrap()).collect();
         assert_eq!(rest, vec![2, 3]);
         // JSON lines: resume at line 2.
-        let rest: Vec<i32> = src
-            .documents("b", 2)
-            .unwrap()
-            .unwrap()
-            .map(|d| d.unwrap().doc.get_i32("n").unwrap())
-            .collect();
+        let rest: Vec<i32> =
+            src.documents("b", 2).unwrap().unwrap().map(|d| d.unwrap().doc.get_i32("n").unwrap()).collect();
         assert_eq!(rest, vec![1, 2]);
     }
 }

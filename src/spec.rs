@@ -139,28 +139,9 @@ pub struct ColumnSpec {
     pub span: Range<usize>,
 }
 
-const MAPPING_KEYS: &[&str] = &[
-    "source",
-    "table",
-    "key",
-    "unwind",
-    "time_zone",
-    "json",
-    "filter",
-    "columns",
-];
-const COLUMN_KEYS: &[&str] = &[
-    "from",
-    "id",
-    "references",
-    "required",
-    "default",
-    "transform",
-    "map",
-    "type",
-    "time_zone",
-    "json",
-];
+const MAPPING_KEYS: &[&str] = &["source", "table", "key", "unwind", "time_zone", "json", "filter", "columns"];
+const COLUMN_KEYS: &[&str] =
+    &["from", "id", "references", "required", "default", "transform", "map", "type", "time_zone", "json"];
 const PROJECT_KEYS: &[&str] = &["namespace", "schema", "time_zone", "json"];
 const JSON_KEYS: &[&str] = &["object_ids", "dates"];
 const FILTER_KEYS: &[&str] = &["path", "equals", "not_equals", "in", "not_in", "exists"];
@@ -174,10 +155,7 @@ pub fn load_dir(dir: &Path, diags: &mut Diagnostics) -> (ProjectSpec, Vec<Mappin
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            diags.push(Diagnostic::error(
-                Code::Io,
-                format!("cannot read mapping directory {}: {e}", dir.display()),
-            ));
+            diags.push(Diagnostic::error(Code::Io, format!("cannot read mapping directory {}: {e}", dir.display())));
             return (project, mappings);
         }
     };
@@ -190,10 +168,7 @@ pub fn load_dir(dir: &Path, diags: &mut Diagnostics) -> (ProjectSpec, Vec<Mappin
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                diags.push(Diagnostic::error(
-                    Code::Io,
-                    format!("cannot read {}: {e}", path.display()),
-                ));
+                diags.push(Diagnostic::error(Code::Io, format!("cannot read {}: {e}", path.display())));
                 continue;
             }
         };
@@ -228,10 +203,7 @@ fn parse_toml<'a>(file: &'a SourceFile, diags: &mut Diagnostics) -> Option<Spann
 pub fn parse_project(file: &SourceFile, diags: &mut Diagnostics) -> Option<ProjectSpec> {
     let root = parse_toml(file, diags)?;
     let mut cx = Cx { file, diags };
-    let mut p = ProjectSpec {
-        file: Some(file.clone()),
-        ..Default::default()
-    };
+    let mut p = ProjectSpec { file: Some(file.clone()), ..Default::default() };
     for (k, v) in root.get_ref().iter() {
         match k.get_ref().as_ref() {
             "namespace" => p.namespace = cx.string(v),
@@ -246,11 +218,7 @@ pub fn parse_project(file: &SourceFile, diags: &mut Diagnostics) -> Option<Proje
 
 pub fn parse_mapping(file: &SourceFile, diags: &mut Diagnostics) -> Option<MappingSpec> {
     let root = parse_toml(file, diags)?;
-    let name = file
-        .path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = file.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut cx = Cx { file, diags };
     let mut m = MappingSpec {
         file: file.clone(),
@@ -284,30 +252,21 @@ pub fn parse_mapping(file: &SourceFile, diags: &mut Diagnostics) -> Option<Mappi
         }
     }
     let whole = 0..0;
-    for (key, present) in [
-        ("source", m.source.is_some()),
-        ("table", m.table.is_some()),
-        ("key", m.key.is_some()),
-    ] {
+    for (key, present) in [("source", m.source.is_some()), ("table", m.table.is_some()), ("key", m.key.is_some())] {
         if !present {
             cx.diags.push(
-                Diagnostic::error(
-                    Code::MissingKey,
-                    format!("mapping `{}` has no `{key}`", m.name),
-                )
-                .at(file, whole.clone(), format!("`{key}` is required"))
-                .help(format!("add `{key} = \"...\"` at the top of the file")),
+                Diagnostic::error(Code::MissingKey, format!("mapping `{}` has no `{key}`", m.name))
+                    .at(file, whole.clone(), format!("`{key}` is required"))
+                    .help(format!("add `{key} = \"...\"` at the top of the file")),
             );
         }
     }
     if !saw_columns {
-        cx.diags.push(
-            Diagnostic::error(
-                Code::MissingKey,
-                format!("mapping `{}` has no [columns] table", m.name),
-            )
-            .at(file, whole, "no columns"),
-        );
+        cx.diags.push(Diagnostic::error(Code::MissingKey, format!("mapping `{}` has no [columns] table", m.name)).at(
+            file,
+            whole,
+            "no columns",
+        ));
     }
     Some(m)
 }
@@ -336,17 +295,20 @@ fn kind(v: &DeValue) -> &'static str {
 impl Cx<'_> {
     fn wrong(&mut self, v: &Val, expected: &str) {
         self.diags.push(
-            Diagnostic::error(
-                Code::InvalidValue,
-                format!("expected {expected}, found {}", kind(v.get_ref())),
-            )
-            .at(self.file, v.span(), format!("expected {expected}")),
+            Diagnostic::error(Code::InvalidValue, format!("expected {expected}, found {}", kind(v.get_ref()))).at(
+                self.file,
+                v.span(),
+                format!("expected {expected}"),
+            ),
         );
     }
 
     fn unknown_key(&mut self, k: &Key, name: &str, allowed: &[&str], place: &str) {
-        let mut d = Diagnostic::error(Code::UnknownKey, format!("unknown key `{name}` in {place}"))
-            .at(self.file, k.span(), "unknown key");
+        let mut d = Diagnostic::error(Code::UnknownKey, format!("unknown key `{name}` in {place}")).at(
+            self.file,
+            k.span(),
+            "unknown key",
+        );
         d = match did_you_mean(name, allowed.iter().copied()) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
             None => d.help(format!("known keys: {}", allowed.join(", "))),
@@ -375,12 +337,10 @@ impl Cx<'_> {
     }
 
     fn literal(&mut self, v: &Val) -> Option<Sp<Literal>> {
-        literal_of(v.get_ref())
-            .map(|l| Sp::new(l, v.span()))
-            .or_else(|| {
-                self.wrong(v, "a string, number, boolean, date, array or table");
-                None
-            })
+        literal_of(v.get_ref()).map(|l| Sp::new(l, v.span())).or_else(|| {
+            self.wrong(v, "a string, number, boolean, date, array or table");
+            None
+        })
     }
 
     fn table<'t, 'i>(&mut self, v: &'t Val<'i>, expected: &str) -> Option<&'t DeTable<'i>> {
@@ -409,10 +369,7 @@ impl Cx<'_> {
 
     fn json(&mut self, v: &Val) -> JsonSpec {
         let mut j = JsonSpec::default();
-        let Some(t) = self.table(
-            v,
-            "a table such as { object_ids = \"hex\", dates = \"iso\" }",
-        ) else {
+        let Some(t) = self.table(v, "a table such as { object_ids = \"hex\", dates = \"iso\" }") else {
             return j;
         };
         for (k, v) in t.iter() {
@@ -430,10 +387,7 @@ impl Cx<'_> {
             DeValue::Array(a) => a.iter().collect(),
             DeValue::Table(_) => vec![v],
             _ => {
-                self.wrong(
-                    v,
-                    "an array of conditions such as { path = \"$.deleted\", exists = false }",
-                );
+                self.wrong(v, "an array of conditions such as { path = \"$.deleted\", exists = false }");
                 return Vec::new();
             }
         };
@@ -471,12 +425,9 @@ impl Cx<'_> {
             if let Some(p) = parsed {
                 if test.is_some() {
                     self.diags.push(
-                        Diagnostic::error(
-                            Code::InvalidValue,
-                            "a filter condition has more than one test",
-                        )
-                        .at(self.file, k.span(), "second test")
-                        .help("write one condition per test: conditions are combined with AND"),
+                        Diagnostic::error(Code::InvalidValue, "a filter condition has more than one test")
+                            .at(self.file, k.span(), "second test")
+                            .help("write one condition per test: conditions are combined with AND"),
                     );
                 } else {
                     test = Some(Sp::new(p, val.span()));
@@ -484,19 +435,12 @@ impl Cx<'_> {
             }
         }
         match (path, test) {
-            (Some(path), Some(test)) => Some(FilterSpec {
-                path,
-                test,
-                span: v.span(),
-            }),
+            (Some(path), Some(test)) => Some(FilterSpec { path, test, span: v.span() }),
             _ => {
                 self.diags.push(
-                    Diagnostic::error(
-                        Code::MissingKey,
-                        "a filter condition needs `path` and one test",
-                    )
-                    .at(self.file, v.span(), "incomplete condition")
-                    .help("tests: equals, not_equals, in, not_in, exists"),
+                    Diagnostic::error(Code::MissingKey, "a filter condition needs `path` and one test")
+                        .at(self.file, v.span(), "incomplete condition")
+                        .help("tests: equals, not_equals, in, not_in, exists"),
                 );
                 None
             }
@@ -525,15 +469,10 @@ impl Cx<'_> {
                 span,
             };
             match v.get_ref() {
-                DeValue::String(s) => {
-                    c.source = ValueSource::Path(Sp::new(s.to_string(), v.span()))
-                }
+                DeValue::String(s) => c.source = ValueSource::Path(Sp::new(s.to_string(), v.span())),
                 DeValue::Table(t) => self.column_table(&mut c, t),
                 _ => {
-                    self.wrong(
-                        v,
-                        "a JSONPath string or a column table such as { from = \"$.x\" }",
-                    );
+                    self.wrong(v, "a JSONPath string or a column table such as { from = \"$.x\" }");
                     continue;
                 }
             }
@@ -549,12 +488,9 @@ impl Cx<'_> {
                     let Some(path) = self.string(v) else { continue };
                     if c.source != ValueSource::None {
                         self.diags.push(
-                            Diagnostic::error(
-                                Code::InvalidValue,
-                                "a column takes `from` or `id`, not both",
-                            )
-                            .at(self.file, k.span(), "second source")
-                            .help("`id` already reads the path; drop `from`"),
+                            Diagnostic::error(Code::InvalidValue, "a column takes `from` or `id`, not both")
+                                .at(self.file, k.span(), "second source")
+                                .help("`id` already reads the path; drop `from`"),
                         );
                     } else if k.get_ref().as_ref() == "id" {
                         c.source = ValueSource::Id(path);
@@ -567,17 +503,14 @@ impl Cx<'_> {
                 "default" => c.default = self.literal(v),
                 "transform" => match v.get_ref() {
                     DeValue::String(s) => c.transform = vec![Sp::new(s.to_string(), v.span())],
-                    DeValue::Array(a) => {
-                        c.transform = a.iter().filter_map(|i| self.string(i)).collect()
-                    }
+                    DeValue::Array(a) => c.transform = a.iter().filter_map(|i| self.string(i)).collect(),
                     _ => self.wrong(v, "a transform name or an array of them"),
                 },
                 "map" => {
                     if let Some(t) = self.table(v, "a table of `\"source value\" = target value`") {
                         for (mk, mv) in t.iter() {
                             if let Some(l) = self.literal(mv) {
-                                c.map
-                                    .push((Sp::new(mk.get_ref().to_string(), mk.span()), l));
+                                c.map.push((Sp::new(mk.get_ref().to_string(), mk.span()), l));
                             }
                         }
                     }
@@ -598,15 +531,9 @@ fn literal_of(v: &DeValue) -> Option<Literal> {
         DeValue::Float(f) => Literal::Float(f.as_str().replace('_', "").parse().ok()?),
         DeValue::Boolean(b) => Literal::Bool(*b),
         DeValue::Datetime(d) => Literal::Datetime(d.to_string()),
-        DeValue::Array(a) => Literal::Array(
-            a.iter()
-                .map(|i| literal_of(i.get_ref()))
-                .collect::<Option<_>>()?,
-        ),
+        DeValue::Array(a) => Literal::Array(a.iter().map(|i| literal_of(i.get_ref())).collect::<Option<_>>()?),
         DeValue::Table(t) => Literal::Table(
-            t.iter()
-                .map(|(k, v)| Some((k.get_ref().to_string(), literal_of(v.get_ref())?)))
-                .collect::<Option<_>>()?,
+            t.iter().map(|(k, v)| Some((k.get_ref().to_string(), literal_of(v.get_ref())?))).collect::<Option<_>>()?,
         ),
     })
 }
@@ -639,10 +566,7 @@ b = { id = "$._id", references = "t", required = true, default = 3, transform = 
         assert_eq!(m.columns.len(), 2);
         assert!(matches!(m.columns[0].source, ValueSource::Path(_)));
         assert!(matches!(m.columns[1].source, ValueSource::Id(_)));
-        assert_eq!(
-            m.columns[1].default.as_ref().unwrap().value,
-            Literal::Integer(3)
-        );
+        assert_eq!(m.columns[1].default.as_ref().unwrap().value, Literal::Integer(3));
         assert_eq!(m.columns[1].map[0].1.value, Literal::String("y".into()));
     }
 
@@ -679,12 +603,6 @@ a = "$.x"
         assert!(d.is_empty(), "{}", d.render_text(false));
         let f = m.unwrap().filter;
         assert_eq!(f[0].test.value, FilterTest::Exists(false));
-        assert_eq!(
-            f[1].test.value,
-            FilterTest::In(vec![
-                Literal::String("a".into()),
-                Literal::String("b".into())
-            ])
-        );
+        assert_eq!(f[1].test.value, FilterTest::In(vec![Literal::String("a".into()), Literal::String("b".into())]));
     }
 }

@@ -17,15 +17,10 @@ pub enum TargetError {
     #[error("cannot create database {url}: {source}")]
     Create { url: String, source: sqlx::Error },
     #[error("schema migrations in {dir}: {source}")]
-    Migrate {
-        dir: String,
-        source: sqlx::migrate::MigrateError,
-    },
+    Migrate { dir: String, source: sqlx::migrate::MigrateError },
     #[error("{0}")]
     Sql(#[from] sqlx::Error),
-    #[error(
-        "table `{0}` does not exist in the target; run `finlit-map schema apply` or drop --no-schema"
-    )]
+    #[error("table `{0}` does not exist in the target; run `finlit-map schema apply` or drop --no-schema")]
     MissingTable(String),
 }
 
@@ -38,55 +33,30 @@ pub fn redact(url: &str) -> String {
         if let Some(at) = rest[..authority_end].rfind('@') {
             let userinfo = &rest[..at];
             if let Some(colon) = userinfo.find(':') {
-                return format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &rest[at..]
-                );
+                return format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &rest[at..]);
             }
         }
         return url.to_string();
     }
     // A key=value connection string: hide any password= field.
     url.split_whitespace()
-        .map(|p| {
-            if p.starts_with("password=") {
-                "password=***"
-            } else {
-                p
-            }
-        })
+        .map(|p| if p.starts_with("password=") { "password=***" } else { p })
         .collect::<Vec<_>>()
         .join(" ")
 }
 
 pub async fn connect(url: &str) -> Result<PgConnection, TargetError> {
-    PgConnection::connect(url)
-        .await
-        .map_err(|source| TargetError::Connect {
-            url: redact(url),
-            source,
-        })
+    PgConnection::connect(url).await.map_err(|source| TargetError::Connect { url: redact(url), source })
 }
 
 /// Creates the database named in `url` if it does not exist; says whether it did.
 pub async fn ensure_database(url: &str) -> Result<bool, TargetError> {
-    let exists = Postgres::database_exists(url)
-        .await
-        .map_err(|source| TargetError::Connect {
-            url: redact(url),
-            source,
-        })?;
+    let exists =
+        Postgres::database_exists(url).await.map_err(|source| TargetError::Connect { url: redact(url), source })?;
     if exists {
         return Ok(false);
     }
-    Postgres::create_database(url)
-        .await
-        .map_err(|source| TargetError::Create {
-            url: redact(url),
-            source,
-        })?;
+    Postgres::create_database(url).await.map_err(|source| TargetError::Create { url: redact(url), source })?;
     Ok(true)
 }
 
@@ -103,28 +73,14 @@ pub struct MigrationState {
 pub async fn migrator(dir: &Path) -> Result<Migrator, TargetError> {
     Migrator::new(dir.to_path_buf())
         .await
-        .map_err(|source| TargetError::Migrate {
-            dir: dir.display().to_string(),
-            source,
-        })
+        .map_err(|source| TargetError::Migrate { dir: dir.display().to_string(), source })
 }
 
-pub async fn migration_states(
-    conn: &mut PgConnection,
-    dir: &Path,
-) -> Result<Vec<MigrationState>, TargetError> {
+pub async fn migration_states(conn: &mut PgConnection, dir: &Path) -> Result<Vec<MigrationState>, TargetError> {
     let m = migrator(dir).await?;
-    let err = |source| TargetError::Migrate {
-        dir: dir.display().to_string(),
-        source,
-    };
-    conn.ensure_migrations_table("_sqlx_migrations")
-        .await
-        .map_err(err)?;
-    let applied = conn
-        .list_applied_migrations("_sqlx_migrations")
-        .await
-        .map_err(err)?;
+    let err = |source| TargetError::Migrate { dir: dir.display().to_string(), source };
+    conn.ensure_migrations_table("_sqlx_migrations").await.map_err(err)?;
+    let applied = conn.list_applied_migrations("_sqlx_migrations").await.map_err(err)?;
     Ok(m.iter()
         .filter(|mig| mig.migration_type.is_up_migration())
         .map(|mig| {
@@ -140,23 +96,11 @@ pub async fn migration_states(
 }
 
 /// Applies pending migrations; returns the ones applied.
-pub async fn apply_schema(
-    conn: &mut PgConnection,
-    dir: &Path,
-) -> Result<Vec<MigrationState>, TargetError> {
-    let pending: Vec<MigrationState> = migration_states(conn, dir)
-        .await?
-        .into_iter()
-        .filter(|m| !m.applied)
-        .collect();
+pub async fn apply_schema(conn: &mut PgConnection, dir: &Path) -> Result<Vec<MigrationState>, TargetError> {
+    let pending: Vec<MigrationState> = migration_states(conn, dir).await?.into_iter().filter(|m| !m.applied).collect();
     if !pending.is_empty() {
         let m = migrator(dir).await?;
-        m.run(&mut *conn)
-            .await
-            .map_err(|source| TargetError::Migrate {
-                dir: dir.display().to_string(),
-                source,
-            })?;
+        m.run(&mut *conn).await.map_err(|source| TargetError::Migrate { dir: dir.display().to_string(), source })?;
     }
     Ok(pending)
 }
@@ -181,15 +125,9 @@ mod tests {
 
     #[test]
     fn passwords_never_show() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
-        assert_eq!(
-            redact("host=h password=secret dbname=x"),
-            "host=h password=*** dbname=x"
-        );
+        assert_eq!(redact("host=h password=secret dbname=x"), "host=h password=*** dbname=x");
         assert_eq!(
             redact("mongodb://app:pw@m1,m2/finlit?replicaSet=rs"),
             "mongodb://app:***@m1,m2/finlit?replicaSet=rs"

@@ -25,14 +25,8 @@ pub enum Transform {
 }
 
 impl Transform {
-    pub const NAMES: &'static [&'static str] = &[
-        "trim",
-        "lowercase",
-        "uppercase",
-        "collapse_whitespace",
-        "empty_to_null",
-        "date",
-    ];
+    pub const NAMES: &'static [&'static str] =
+        &["trim", "lowercase", "uppercase", "collapse_whitespace", "empty_to_null", "date"];
 
     pub fn parse(s: &str) -> Option<Transform> {
         Some(match s {
@@ -61,10 +55,7 @@ impl Transform {
     pub fn apply(self, v: RawBsonRef<'_>, tz: Tz) -> Result<Option<RawBson>, String> {
         if self == Transform::Date {
             let RawBsonRef::DateTime(d) = v else {
-                return Err(format!(
-                    "transform `date` expects a date, got {}",
-                    crate::coerce::bson_kind(v)
-                ));
+                return Err(format!("transform `date` expects a date, got {}", crate::coerce::bson_kind(v)));
             };
             let utc = chrono::DateTime::from_timestamp_millis(d.timestamp_millis())
                 .ok_or_else(|| "date out of range".to_string())?;
@@ -73,16 +64,10 @@ impl Transform {
                 .from_local_datetime(&day)
                 .earliest()
                 .ok_or_else(|| format!("midnight of {day} does not exist in {tz}"))?;
-            return Ok(Some(RawBson::DateTime(bson::DateTime::from_millis(
-                midnight.timestamp_millis(),
-            ))));
+            return Ok(Some(RawBson::DateTime(bson::DateTime::from_millis(midnight.timestamp_millis()))));
         }
         let RawBsonRef::String(s) = v else {
-            return Err(format!(
-                "transform `{}` expects a string, got {}",
-                self.name(),
-                crate::coerce::bson_kind(v)
-            ));
+            return Err(format!("transform `{}` expects a string, got {}", self.name(), crate::coerce::bson_kind(v)));
         };
         let out = match self {
             Transform::Trim => s.trim().to_string(),
@@ -113,16 +98,9 @@ mod tests {
         assert_eq!(s(Transform::Uppercase, "ab"), "AB");
         assert_eq!(s(Transform::CollapseWhitespace, " a \t b\n"), "a b");
         assert_eq!(s(Transform::EmptyToNull, "  "), "<null>");
-        assert!(
-            Transform::Trim
-                .apply(RawBsonRef::Int32(1), Tz::UTC)
-                .is_err()
-        );
+        assert!(Transform::Trim.apply(RawBsonRef::Int32(1), Tz::UTC).is_err());
         let noon = bson::DateTime::from_millis(1_736_942_400_000); // 2025-01-15T12:00Z
-        let Some(RawBson::DateTime(d)) = Transform::Date
-            .apply(RawBsonRef::DateTime(noon), Tz::UTC)
-            .unwrap()
-        else {
+        let Some(RawBson::DateTime(d)) = Transform::Date.apply(RawBsonRef::DateTime(noon), Tz::UTC).unwrap() else {
             panic!()
         };
         assert_eq!(d.timestamp_millis(), 1_736_899_200_000);

@@ -16,11 +16,7 @@ pub fn run(args: &CheckArgs) -> u8 {
             match &compiled.plan {
                 Some(p) => eprintln!(
                     "{}: {} mappings, {} stages, {} warnings",
-                    if d.is_empty() {
-                        "ok"
-                    } else {
-                        "ok with warnings"
-                    },
+                    if d.is_empty() { "ok" } else { "ok with warnings" },
                     p.mappings.len(),
                     p.stages.len(),
                     d.warning_count()
@@ -29,9 +25,5 @@ pub fn run(args: &CheckArgs) -> u8 {
             }
         }
     }
-    if d.has_errors() {
-        exit::FAILED
-    } else {
-        exit::OK
-    }
+    if d.has_errors() { exit::FAILED } else { exit::OK }
 }

@@ -17,19 +17,11 @@ pub fn run(args: &ListArgs) -> u8 {
     let readers = |coll: &str| -> String {
         plan.as_ref()
             .map(|p| {
-                p.mappings
-                    .iter()
-                    .filter(|m| m.source == coll)
-                    .map(|m| m.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                p.mappings.iter().filter(|m| m.source == coll).map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
             })
             .unwrap_or_default()
     };
-    println!(
-        "{:28} {:>10}  {:10}  mappings",
-        "collection", "documents", "format"
-    );
+    println!("{:28} {:>10}  {:10}  mappings", "collection", "documents", "format");
     let mut failed = false;
     for (name, f) in &source.collections {
         let count = match source.count(name) {
@@ -46,23 +38,12 @@ pub fn run(args: &ListArgs) -> u8 {
             name,
             count,
             format!("{:?}", f.format).to_lowercase(),
-            if used.is_empty() {
-                "(none)".into()
-            } else {
-                used
-            }
+            if used.is_empty() { "(none)".into() } else { used }
         );
     }
     if let Some(p) = &plan {
-        for m in p
-            .mappings
-            .iter()
-            .filter(|m| !source.collections.contains_key(&m.source))
-        {
-            println!(
-                "{:28} {:>10}  {:10}  {} (collection missing from the source)",
-                m.source, "-", "-", m.name
-            );
+        for m in p.mappings.iter().filter(|m| !source.collections.contains_key(&m.source)) {
+            println!("{:28} {:>10}  {:10}  {} (collection missing from the source)", m.source, "-", "-", m.name);
         }
     }
     if failed { exit::FAILED } else { exit::OK }

@@ -17,9 +17,7 @@ pub async fn run(args: RunArgs) -> u8 {
     let Some(plan) = super::load_plan(&args.mappings) else {
         return exit::FAILED;
     };
-    if args.source.source.starts_with("mongodb://")
-        || args.source.source.starts_with("mongodb+srv://")
-    {
+    if args.source.source.starts_with("mongodb://") || args.source.source.starts_with("mongodb+srv://") {
         eprintln!(
             "error: live MongoDB sources are not supported yet; export with `mongodump` and pass the dump directory"
         );
@@ -42,9 +40,7 @@ pub async fn run(args: RunArgs) -> u8 {
     let mut conn = None;
     if !args.dry_run {
         let Some(url) = args.target.as_deref() else {
-            eprintln!(
-                "error: no target: pass --target postgres://… or set DATABASE_URL (or use --dry-run)"
-            );
+            eprintln!("error: no target: pass --target postgres://… or set DATABASE_URL (or use --dry-run)");
             return exit::FAILED;
         };
         match prepare_target(url, &plan, args.no_schema).await {
@@ -57,22 +53,30 @@ pub async fn run(args: RunArgs) -> u8 {
         }
     }
 
+    let mut run_id = 0;
+    if let Some(c) = conn.as_mut() {
+        match crate::ledger::start_run(c, &redact(&args.source.source)).await {
+            Ok(id) => run_id = id,
+            Err(e) => {
+                eprintln!("error: recording the run in the target: {e}");
+                return exit::FAILED;
+            }
+        }
+    }
     let opts = RunOptions {
         batch_size: args.batch_size,
         dry_run: args.dry_run,
         max_rejects: args.max_rejects,
         only: args.collections.clone(),
-        progress: if bars {
-            ProgressMode::Bars
-        } else {
-            ProgressMode::Lines
-        },
+        progress: if bars { ProgressMode::Bars } else { ProgressMode::Lines },
+        run_id,
     };
     let mut rejects = RejectsFile::new(&args.rejects);
     let result = tokio::select! {
         r = exec::run(&plan, &source, conn.as_mut(), &opts, &mut rejects) => r,
         _ = tokio::signal::ctrl_c() => {
             let _ = rejects.flush();
+            finish(conn.as_mut(), run_id, "interrupted").await;
             eprintln!("interrupted: committed chunks stay loaded; run the same command again to finish");
             tracing::warn!("interrupted");
             return 130;
@@ -81,11 +85,13 @@ pub async fn run(args: RunArgs) -> u8 {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
+            finish(conn.as_mut(), run_id, "failed").await;
             eprintln!("error: {e}");
             tracing::error!("{e}");
             return exit::FAILED;
         }
     };
+    finish(conn.as_mut(), run_id, if report.rejected() > 0 { "finished with rejects" } else { "ok" }).await;
     match args.format {
         CheckFormat::Json => println!("{}", report.render_json()),
         CheckFormat::Text => {
@@ -98,15 +104,16 @@ pub async fn run(args: RunArgs) -> u8 {
             }
         }
     }
-    tracing::info!(
-        rejected = report.rejected(),
-        seconds = report.seconds,
-        "run finished"
-    );
-    if report.rejected() > 0 {
-        exit::REJECTS
-    } else {
-        exit::OK
+    tracing::info!(rejected = report.rejected(), seconds = report.seconds, "run finished");
+    if report.rejected() > 0 { exit::REJECTS } else { exit::OK }
+}
+
+/// Records the run's outcome; a failure to do so is logged, not fatal.
+async fn finish(conn: Option<&mut sqlx::PgConnection>, run_id: i64, outcome: &str) {
+    if let Some(c) = conn
+        && let Err(e) = crate::ledger::finish_run(c, run_id, outcome).await
+    {
+        tracing::warn!("could not record the run's outcome: {e}");
     }
 }
 
@@ -124,14 +131,11 @@ async fn prepare_target(
         let applied = target::apply_schema(&mut conn, &plan.schema_dir).await?;
         for m in &applied {
             eprintln!("applied schema migration {} {}", m.version, m.description);
-            tracing::info!(
-                version = m.version,
-                "applied schema migration {}",
-                m.description
-            );
+            tracing::info!(version = m.version, "applied schema migration {}", m.description);
         }
     }
     let tables: Vec<&str> = plan.mappings.iter().map(|m| m.table.as_str()).collect();
     target::check_tables(&mut conn, &tables).await?;
+    crate::ledger::ensure(&mut conn).await?;
     Ok(conn)
 }

@@ -19,11 +19,7 @@ fn check(dir: &str, schema: &str, extra: &[&str]) -> (i32, String, String) {
         .args(extra)
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
 /// Each problem `check` must catch: a fixture directory and a snapshot of
@@ -60,10 +56,7 @@ fn every_problem_is_rendered_with_location_and_code() {
 fn sql_syntax_error_points_into_the_sql() {
     let (status, _, stderr) = check("sql-syntax/mappings", "sql-syntax/schema", &[]);
     assert_eq!(status, 1);
-    assert!(
-        stderr.contains("sql-syntax/schema/0001_bad.up.sql:3:31"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("sql-syntax/schema/0001_bad.up.sql:3:31"), "{stderr}");
     insta::assert_snapshot!("sql-syntax", stderr);
 }
 
@@ -72,12 +65,8 @@ fn a_broken_directory_reports_everything_in_one_run() {
     let (status, stdout, _) = check("broken", "schema", &["--format", "json"]);
     assert_eq!(status, 1);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let mut codes: Vec<&str> = v["diagnostics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["code"].as_str().unwrap())
-        .collect();
+    let mut codes: Vec<&str> =
+        v["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
     codes.sort();
     codes.dedup();
     for want in [
@@ -97,10 +86,7 @@ fn a_broken_directory_reports_everything_in_one_run() {
     // Every diagnostic has a file, a line and a column.
     for d in v["diagnostics"].as_array().unwrap() {
         let loc = &d["location"];
-        assert!(
-            loc["file"].is_string() && loc["line"].as_u64().unwrap() >= 1,
-            "{d}"
-        );
+        assert!(loc["file"].is_string() && loc["line"].as_u64().unwrap() >= 1, "{d}");
     }
 }
 
@@ -113,12 +99,8 @@ fn disjoint_filters_may_share_a_table() {
 #[test]
 fn shipped_mappings_pass() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::cargo_bin("finlit-map")
-        .unwrap()
-        .current_dir(root)
-        .args(["check", "mappings/"])
-        .output()
-        .unwrap();
+    let out =
+        Command::cargo_bin("finlit-map").unwrap().current_dir(root).args(["check", "mappings/"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("ok: 12 mappings"), "{stderr}");
@@ -138,24 +120,13 @@ fn plan_shows_order_types_and_graph() {
         String::from_utf8(out.stdout).unwrap()
     };
     let text = run("text");
-    assert!(
-        text.contains("stage 1:") && text.contains("stage 2:"),
-        "{text}"
-    );
+    assert!(text.contains("stage 1:") && text.contains("stage 2:"), "{text}");
     assert!(text.contains("self-reference: parent_kc_id"), "{text}");
     let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
     let stages = json["stages"].as_array().unwrap();
-    let stage_of = |name: &str| {
-        stages
-            .iter()
-            .position(|s| s.as_array().unwrap().iter().any(|m| m == name))
-            .unwrap()
-    };
+    let stage_of = |name: &str| stages.iter().position(|s| s.as_array().unwrap().iter().any(|m| m == name)).unwrap();
     assert!(stage_of("learners") < stage_of("interactions"));
     assert!(stage_of("learning_items") < stage_of("item_kc_mappings"));
     let dot = run("dot");
-    assert!(
-        dot.starts_with("digraph") && dot.contains("\"interactions\" -> \"learners\""),
-        "{dot}"
-    );
+    assert!(dot.starts_with("digraph") && dot.contains("\"interactions\" -> \"learners\""), "{dot}");
 }

@@ -7,8 +7,7 @@ use sqlx::{Connection, PgConnection};
 
 /// The server the tests use; `FINLIT_TEST_PG` overrides it.
 pub fn server() -> String {
-    std::env::var("FINLIT_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+    std::env::var("FINLIT_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
 }
 
 pub struct TestDb {
@@ -22,24 +21,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 impl TestDb {
     /// A fresh name; the database itself is created by `finlit-map run` (or `create`).
     pub fn new(tag: &str) -> TestDb {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "fm_test_{tag}_{}_{}_{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        TestDb {
-            url: format!("{}/{name}", server()),
-            name,
-            rt,
-        }
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("fm_test_{tag}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        TestDb { url: format!("{}/{name}", server()), name, rt }
     }
 
     pub fn create(&self) {
@@ -50,13 +35,8 @@ impl TestDb {
         let url = format!("{}/postgres", server());
         let sql = sql.to_string();
         self.rt.block_on(async move {
-            let mut c = PgConnection::connect(&url)
-                .await
-                .expect("connect to the test server");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut c)
-                .await
-                .expect("admin statement");
+            let mut c = PgConnection::connect(&url).await.expect("connect to the test server");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("admin statement");
         });
     }
 
@@ -65,13 +45,11 @@ impl TestDb {
         let name = self.name.clone();
         self.rt.block_on(async move {
             let mut c = PgConnection::connect(&url).await.unwrap();
-            sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
-            )
-            .bind(name)
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
+            sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(name)
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
         })
     }
 
@@ -82,17 +60,8 @@ impl TestDb {
         self.rt.block_on(async move {
             use sqlx::Row;
             let mut c = PgConnection::connect(&url).await.unwrap();
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&mut c)
-                .await
-                .unwrap();
-            rows.iter()
-                .map(|r| {
-                    (0..r.len())
-                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
-                        .collect()
-                })
-                .collect()
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut c).await.unwrap();
+            rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<Option<String>, _>(i).unwrap()).collect()).collect()
         })
     }
 
@@ -105,18 +74,13 @@ impl TestDb {
         let sql = sql.to_string();
         self.rt.block_on(async move {
             let mut c = PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut c)
-                .await
-                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.unwrap();
         });
     }
 
     /// A digest of a table's whole content, to compare runs.
     pub fn digest(&self, table: &str) -> String {
-        self.one(&format!(
-            "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{table}\" t"
-        ))
+        self.one(&format!("SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{table}\" t"))
     }
 }
 
@@ -127,9 +91,7 @@ impl Drop for TestDb {
         self.rt.block_on(async move {
             if let Ok(mut c) = PgConnection::connect(&url).await {
                 let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut c)
-                    .await;
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
             }
         });
     }

@@ -52,12 +52,7 @@ fn read_bson(path: &Path) -> Vec<Document> {
 }
 
 fn mapping<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["mappings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["mapping"] == name)
-        .unwrap()
+    report["mappings"].as_array().unwrap().iter().find(|m| m["mapping"] == name).unwrap()
 }
 
 fn tables() -> [&'static str; 12] {
@@ -83,10 +78,7 @@ fn the_example_dump_loads_completely_and_a_rerun_changes_nothing() {
     let work = tempfile::tempdir().unwrap();
     let (code, report, stderr) = run(work.path(), &dump(), &db.url, &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stderr.contains("created database") && stderr.contains("applied schema migration 4"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("created database") && stderr.contains("applied schema migration 4"), "{stderr}");
 
     // Every table holds what the source implies, counted here from the BSON itself.
     let docs: BTreeMap<&str, Vec<Document>> = tables()
@@ -95,44 +87,24 @@ fn the_example_dump_loads_completely_and_a_rerun_changes_nothing() {
         .map(|t| (*t, read_bson(&dump().join(format!("{t}.bson")))))
         .collect();
     let array_len = |coll: &str, field: &str| -> usize {
-        docs[coll]
-            .iter()
-            .map(|d| d.get_array(field).map(|a| a.len()).unwrap_or(0))
-            .sum()
+        docs[coll].iter().map(|d| d.get_array(field).map(|a| a.len()).unwrap_or(0)).sum()
     };
     let mut expected: BTreeMap<&str, usize> = docs.iter().map(|(t, d)| (*t, d.len())).collect();
-    expected.insert(
-        "item_kc_mappings",
-        array_len("learning_items", "kc_mappings"),
-    );
-    expected.insert(
-        "kc_prerequisites",
-        array_len("knowledge_components", "prerequisites"),
-    );
+    expected.insert("item_kc_mappings", array_len("learning_items", "kc_mappings"));
+    expected.insert("kc_prerequisites", array_len("knowledge_components", "prerequisites"));
     for t in tables() {
-        let n: usize = db
-            .one(&format!("SELECT count(*)::text FROM {t}"))
-            .parse()
-            .unwrap();
+        let n: usize = db.one(&format!("SELECT count(*)::text FROM {t}")).parse().unwrap();
         assert_eq!(n, expected[t], "{t}");
         assert!(n > 0, "{t} is empty");
     }
     for m in report["mappings"].as_array().unwrap() {
-        let sum = m["loaded"].as_u64().unwrap()
-            + m["rejected"].as_u64().unwrap()
-            + m["filtered"].as_u64().unwrap();
+        let sum = m["loaded"].as_u64().unwrap() + m["rejected"].as_u64().unwrap() + m["filtered"].as_u64().unwrap();
         assert_eq!(m["read"].as_u64().unwrap(), sum, "{m}");
     }
 
     // Self-references: every child found its parent although children come first.
-    let with_parent = docs["knowledge_components"]
-        .iter()
-        .filter(|d| d.get_object_id("parent_id").is_ok())
-        .count();
-    assert_eq!(
-        db.one("SELECT count(parent_kc_id)::text FROM knowledge_components"),
-        with_parent.to_string()
-    );
+    let with_parent = docs["knowledge_components"].iter().filter(|d| d.get_object_id("parent_id").is_ok()).count();
+    assert_eq!(db.one("SELECT count(parent_kc_id)::text FROM knowledge_components"), with_parent.to_string());
 
     // No orphan foreign keys anywhere (every FK of the schema, checked generically).
     let fks = db.rows(
@@ -156,19 +128,12 @@ fn the_example_dump_loads_completely_and_a_rerun_changes_nothing() {
     let (code, report2, stderr) = run(work.path(), &dump(), &db.url, &[]);
     assert_eq!(code, 0, "{stderr}");
     for m in report2["mappings"].as_array().unwrap() {
-        assert_eq!(
-            (m["inserted"].as_u64(), m["updated"].as_u64()),
-            (Some(0), Some(0)),
-            "{m}"
-        );
+        assert_eq!((m["inserted"].as_u64(), m["updated"].as_u64()), (Some(0), Some(0)), "{m}");
     }
     let after: Vec<String> = tables().iter().map(|t| db.digest(t)).collect();
     assert_eq!(before, after);
     assert!(work.path().join("migration.log").exists());
-    assert!(
-        !work.path().join("rejects.jsonl").exists(),
-        "a clean run writes no rejects file"
-    );
+    assert!(!work.path().join("rejects.jsonl").exists(), "a clean run writes no rejects file");
 }
 
 #[test]
@@ -182,102 +147,42 @@ fn a_learner_row_equals_its_document_column_by_column() {
     // One learner with every optional field, one relying on defaults and transforms.
     let full = learners
         .iter()
-        .find(|d| {
-            d.get_document("profile")
-                .unwrap()
-                .contains_key("english_proficiency")
-                && d.contains_key("timezone")
-        })
+        .find(|d| d.get_document("profile").unwrap().contains_key("english_proficiency") && d.contains_key("timezone"))
         .unwrap();
     let sparse = learners
         .iter()
         .find(|d| {
-            !d.get_document("profile")
-                .unwrap()
-                .contains_key("english_proficiency")
-                && !d.contains_key("timezone")
+            !d.get_document("profile").unwrap().contains_key("english_proficiency") && !d.contains_key("timezone")
         })
         .unwrap();
     for d in [full, sparse] {
         let id = uuid::Uuid::new_v5(&ns, d.get_object_id("_id").unwrap().to_hex().as_bytes());
         let p = d.get_document("profile").unwrap();
         let g = d.get_document("gamification").unwrap();
-        let ts = |v: &bson::Bson| {
-            v.as_datetime()
-                .unwrap()
-                .to_chrono()
-                .format("%Y-%m-%d %H:%M:%S%.3f")
-                .to_string()
-        };
+        let ts = |v: &bson::Bson| v.as_datetime().unwrap().to_chrono().format("%Y-%m-%d %H:%M:%S%.3f").to_string();
         let level = d.get_str("financial_experience_level").unwrap();
-        let goals: Vec<String> = p
-            .get_array("financial_goals")
-            .unwrap()
-            .iter()
-            .map(|v| format!("\"{}\"", v.as_str().unwrap()))
-            .collect();
+        let goals: Vec<String> =
+            p.get_array("financial_goals").unwrap().iter().map(|v| format!("\"{}\"", v.as_str().unwrap())).collect();
         let expected: Vec<(&str, String)> = vec![
             ("learner_id", id.to_string()),
             ("email", d.get_str("email").unwrap().trim().to_lowercase()),
-            (
-                "display_name",
-                d.get_str("display_name").unwrap().to_string(),
-            ),
-            (
-                "native_language",
-                p.get_str("native_language").unwrap().to_string(),
-            ),
-            (
-                "english_proficiency",
-                p.get_str("english_proficiency")
-                    .unwrap_or("intermediate")
-                    .to_string(),
-            ),
-            (
-                "immigration_status",
-                p.get_str("immigration_status").unwrap().to_string(),
-            ),
-            (
-                "financial_experience_level",
-                if level == "beginner" {
-                    "novice".into()
-                } else {
-                    level.to_string()
-                },
-            ),
-            (
-                "daily_goal_minutes",
-                g.get_i32("daily_goal_minutes").unwrap().to_string(),
-            ),
-            (
-                "timezone",
-                d.get_str("timezone")
-                    .unwrap_or("America/New_York")
-                    .to_string(),
-            ),
-            (
-                "streak_count",
-                g.get_i32("streak_count").unwrap().to_string(),
-            ),
+            ("display_name", d.get_str("display_name").unwrap().to_string()),
+            ("native_language", p.get_str("native_language").unwrap().to_string()),
+            ("english_proficiency", p.get_str("english_proficiency").unwrap_or("intermediate").to_string()),
+            ("immigration_status", p.get_str("immigration_status").unwrap().to_string()),
+            ("financial_experience_level", if level == "beginner" { "novice".into() } else { level.to_string() }),
+            ("daily_goal_minutes", g.get_i32("daily_goal_minutes").unwrap().to_string()),
+            ("timezone", d.get_str("timezone").unwrap_or("America/New_York").to_string()),
+            ("streak_count", g.get_i32("streak_count").unwrap().to_string()),
             (
                 "streak_last_date",
-                g.get_datetime("streak_last_date")
-                    .unwrap()
-                    .to_chrono()
-                    .format("%Y-%m-%d")
-                    .to_string(),
+                g.get_datetime("streak_last_date").unwrap().to_chrono().format("%Y-%m-%d").to_string(),
             ),
             ("total_xp", g.get_i32("total_xp").unwrap().to_string()),
-            (
-                "country_of_origin",
-                p.get_str("country_of_origin").unwrap().to_string(),
-            ),
+            ("country_of_origin", p.get_str("country_of_origin").unwrap().to_string()),
             ("visa_type", p.get_str("visa_type").unwrap().to_string()),
             ("has_ssn", p.get_bool("has_ssn").unwrap().to_string()),
-            (
-                "sends_remittances",
-                p.get_bool("sends_remittances").unwrap().to_string(),
-            ),
+            ("sends_remittances", p.get_bool("sends_remittances").unwrap().to_string()),
             ("financial_goals", format!("[{}]", goals.join(","))),
             ("created_at", ts(d.get("created_at").unwrap())),
             ("last_active_at", ts(d.get("last_active_at").unwrap())),
@@ -292,16 +197,9 @@ fn a_learner_row_equals_its_document_column_by_column() {
                 _ => format!("{c}::text"),
             })
             .collect();
-        let row = &db.rows(&format!(
-            "SELECT {} FROM learners WHERE learner_id = '{id}'",
-            cols.join(", ")
-        ))[0];
+        let row = &db.rows(&format!("SELECT {} FROM learners WHERE learner_id = '{id}'", cols.join(", ")))[0];
         for ((col, want), got) in expected.iter().zip(row) {
-            assert_eq!(
-                got.as_deref(),
-                Some(want.as_str()),
-                "learner {id} column {col}"
-            );
+            assert_eq!(got.as_deref(), Some(want.as_str()), "learner {id} column {col}");
         }
     }
 }
@@ -322,33 +220,18 @@ fn an_edited_document_updates_its_row() {
     let db = TestDb::new("edit");
     let work = tempfile::tempdir().unwrap();
     let src = json_source(&[("learners", LEARNER)]);
-    let (code, _, stderr) = run(
-        work.path(),
-        src.path(),
-        &db.url,
-        &["--collection", "learners"],
-    );
+    let (code, _, stderr) = run(work.path(), src.path(), &db.url, &["--collection", "learners"]);
     assert_eq!(code, 0, "{stderr}");
     let created = db.one("SELECT created_at::text FROM learners");
     std::fs::write(
         src.path().join("learners.jsonl"),
-        LEARNER
-            .replace("\"Ana\"", "\"Ana María\"")
-            .replace(":10,", ":25,"),
+        LEARNER.replace("\"Ana\"", "\"Ana María\"").replace(":10,", ":25,"),
     )
     .unwrap();
-    let (code, report, stderr) = run(
-        work.path(),
-        src.path(),
-        &db.url,
-        &["--collection", "learners"],
-    );
+    let (code, report, stderr) = run(work.path(), src.path(), &db.url, &["--collection", "learners"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(mapping(&report, "learners")["updated"], 1);
-    assert_eq!(
-        db.one("SELECT display_name || ' ' || total_xp FROM learners"),
-        "Ana María 25"
-    );
+    assert_eq!(db.one("SELECT display_name || ' ' || total_xp FROM learners"), "Ana María 25");
     assert_eq!(db.one("SELECT created_at::text FROM learners"), created);
     assert_eq!(db.one("SELECT count(*)::text FROM learners"), "1");
 }
@@ -362,35 +245,23 @@ fn bad_documents_go_to_the_rejects_file_and_the_rest_loads() {
         LEARNER.to_string(),
         good2,
         // wrong type: a string where an integer belongs
-        LEARNER
-            .replace("01\"}", "03\"}")
-            .replace("ana@", "c@")
-            .replace("\"total_xp\":10", "\"total_xp\":\"lots\""),
+        LEARNER.replace("01\"}", "03\"}").replace("ana@", "c@").replace("\"total_xp\":10", "\"total_xp\":\"lots\""),
         // missing required field
-        LEARNER
-            .replace("01\"}", "04\"}")
-            .replace("\"email\":\"ana@example.com\",", ""),
+        LEARNER.replace("01\"}", "04\"}").replace("\"email\":\"ana@example.com\",", ""),
         // out of range for INTEGER
         LEARNER
             .replace("01\"}", "05\"}")
             .replace("ana@", "e@")
-            .replace(
-                "\"streak_count\":1",
-                "\"streak_count\":{\"$numberLong\":\"3000000000\"}",
-            ),
+            .replace("\"streak_count\":1", "\"streak_count\":{\"$numberLong\":\"3000000000\"}"),
         // over VARCHAR(255)
-        LEARNER
-            .replace("01\"}", "06\"}")
-            .replace("ana@", "f@")
-            .replace("\"Ana\"", &format!("\"{}\"", "x".repeat(256))),
+        LEARNER.replace("01\"}", "06\"}").replace("ana@", "f@").replace("\"Ana\"", &format!("\"{}\"", "x".repeat(256))),
         // the same email as the first: the UNIQUE constraint rejects it in the database
         LEARNER.replace("01\"}", "07\"}"),
     ];
     let interactions = [
         r#"{"_id":{"$oid":"65b000000000000000000001"},"learner_id":{"$oid":"65a000000000000000000001"},"item_id":{"$oid":"65c000000000000000000001"},"created_at":{"$date":"2025-01-02T00:00:00Z"}}"#,
     ];
-    let items =
-        r#"{"_id":{"$oid":"65c000000000000000000001"},"type":"video","title":"T","content":{}}"#;
+    let items = r#"{"_id":{"$oid":"65c000000000000000000001"},"type":"video","title":"T","content":{}}"#;
     let orphan = interactions[0]
         .replace("b000000000000000000001", "b000000000000000000002")
         .replace("a000000000000000000001", "a0000000000000000000ff");
@@ -403,26 +274,11 @@ fn bad_documents_go_to_the_rejects_file_and_the_rest_loads() {
         work.path(),
         src.path(),
         &db.url,
-        &[
-            "--collection",
-            "learners",
-            "--collection",
-            "learning_items",
-            "--collection",
-            "interactions",
-        ],
+        &["--collection", "learners", "--collection", "learning_items", "--collection", "interactions"],
     );
     assert_eq!(code, 3, "exit code 3 = finished with rejects\n{stderr}");
     let l = mapping(&report, "learners");
-    assert_eq!(
-        (
-            l["read"].as_u64(),
-            l["loaded"].as_u64(),
-            l["rejected"].as_u64()
-        ),
-        (Some(7), Some(2), Some(5)),
-        "{l}"
-    );
+    assert_eq!((l["read"].as_u64(), l["loaded"].as_u64(), l["rejected"].as_u64()), (Some(7), Some(2), Some(5)), "{l}");
     assert_eq!(mapping(&report, "interactions")["rejected"], 1);
     assert_eq!(db.one("SELECT count(*)::text FROM learners"), "2");
     assert_eq!(db.one("SELECT count(*)::text FROM interactions"), "1");
@@ -433,42 +289,15 @@ fn bad_documents_go_to_the_rejects_file_and_the_rest_loads() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let by_id = |oid: &str| {
-        rejects
-            .iter()
-            .find(|r| r["_id"]["$oid"] == oid)
-            .unwrap_or_else(|| panic!("{oid} not rejected: {rejects:?}"))
+        rejects.iter().find(|r| r["_id"]["$oid"] == oid).unwrap_or_else(|| panic!("{oid} not rejected: {rejects:?}"))
     };
     let expect = [
-        (
-            "65a000000000000000000003",
-            "total_xp",
-            "string \"lots\" is not a number",
-        ),
-        (
-            "65a000000000000000000004",
-            "email",
-            "required value is missing or null",
-        ),
-        (
-            "65a000000000000000000005",
-            "streak_count",
-            "int64 3000000000 is out of range for integer",
-        ),
-        (
-            "65a000000000000000000006",
-            "display_name",
-            "string of 256 characters is longer than varchar(255)",
-        ),
-        (
-            "65a000000000000000000007",
-            "",
-            "duplicate key value violates unique constraint",
-        ),
-        (
-            "65b000000000000000000002",
-            "learner_id",
-            "which is not in the referenced table",
-        ),
+        ("65a000000000000000000003", "total_xp", "string \"lots\" is not a number"),
+        ("65a000000000000000000004", "email", "required value is missing or null"),
+        ("65a000000000000000000005", "streak_count", "int64 3000000000 is out of range for integer"),
+        ("65a000000000000000000006", "display_name", "string of 256 characters is longer than varchar(255)"),
+        ("65a000000000000000000007", "", "duplicate key value violates unique constraint"),
+        ("65b000000000000000000002", "learner_id", "which is not in the referenced table"),
     ];
     for (oid, column, reason) in expect {
         let r = by_id(oid);
@@ -476,10 +305,7 @@ fn bad_documents_go_to_the_rejects_file_and_the_rest_loads() {
         if !column.is_empty() {
             assert_eq!(r["column"], column, "{r}");
         }
-        assert_eq!(
-            r["document"]["_id"]["$oid"], oid,
-            "the document itself is kept"
-        );
+        assert_eq!(r["document"]["_id"]["$oid"], oid, "the document itself is kept");
     }
 }
 
@@ -503,22 +329,10 @@ fn a_truncated_bson_file_fails_with_a_clear_message() {
     let work = tempfile::tempdir().unwrap();
     let src = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(dump().join("achievements.bson")).unwrap();
-    std::fs::write(
-        src.path().join("achievements.bson"),
-        &bytes[..bytes.len() - 40],
-    )
-    .unwrap();
-    let (code, _, stderr) = run(
-        work.path(),
-        src.path(),
-        &db.url,
-        &["--collection", "achievements"],
-    );
+    std::fs::write(src.path().join("achievements.bson"), &bytes[..bytes.len() - 40]).unwrap();
+    let (code, _, stderr) = run(work.path(), src.path(), &db.url, &["--collection", "achievements"]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(
-        stderr.contains("achievements.bson: truncated document at byte offset"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("achievements.bson: truncated document at byte offset"), "{stderr}");
     // Nothing half-loaded: the chunk holding the broken document is never committed.
     assert_eq!(db.one("SELECT count(*)::text FROM achievements"), "0");
 }

@@ -1,0 +1,136 @@
+//! The tool's own records in the target database, in a schema of its own
+//! (`finlit_map`): every run and its outcome, what each mapping did, and the
+//! key of every row a migration inserted, so `rollback` removes those rows
+//! and only those, and `status` can tell when each mapping last ran.
+//!
+//! Knows SQL; nothing of sources or TOML.
+
+use sqlx::{PgConnection, Row};
+
+use crate::report::MappingReport;
+
+pub const SCHEMA: &str = "finlit_map";
+
+const DDL: &str = "
+CREATE SCHEMA IF NOT EXISTS finlit_map;
+CREATE TABLE IF NOT EXISTS finlit_map.runs (
+    run_id      BIGSERIAL PRIMARY KEY,
+    started_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    finished_at TIMESTAMPTZ,
+    outcome     TEXT NOT NULL DEFAULT 'running',
+    source      TEXT
+);
+CREATE TABLE IF NOT EXISTS finlit_map.mapping_runs (
+    run_id      BIGINT NOT NULL REFERENCES finlit_map.runs (run_id),
+    mapping     TEXT NOT NULL,
+    table_name  TEXT NOT NULL,
+    documents   BIGINT NOT NULL,
+    read        BIGINT NOT NULL,
+    loaded      BIGINT NOT NULL,
+    inserted    BIGINT NOT NULL,
+    updated     BIGINT NOT NULL,
+    rejected    BIGINT NOT NULL,
+    filtered    BIGINT NOT NULL,
+    seconds     DOUBLE PRECISION NOT NULL,
+    finished_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, mapping)
+);
+-- The key (as text) of every row a migration inserted.
+CREATE TABLE IF NOT EXISTS finlit_map.loaded_keys (
+    table_name TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    mapping    TEXT NOT NULL,
+    run_id     BIGINT NOT NULL,
+    PRIMARY KEY (table_name, key)
+);
+";
+
+pub async fn ensure(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    // Parallel first runs may race on CREATE ... IF NOT EXISTS; an advisory lock serializes them.
+    sqlx::query("SELECT pg_advisory_lock(727274)").execute(&mut *conn).await?;
+    let r = sqlx::raw_sql(DDL).execute(&mut *conn).await;
+    sqlx::query("SELECT pg_advisory_unlock(727274)").execute(&mut *conn).await?;
+    r.map(|_| ())
+}
+
+pub async fn start_run(conn: &mut PgConnection, source: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("INSERT INTO finlit_map.runs (source) VALUES ($1) RETURNING run_id")
+        .bind(source)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn record_mapping(conn: &mut PgConnection, run_id: i64, m: &MappingReport) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO finlit_map.mapping_runs
+         (run_id, mapping, table_name, documents, read, loaded, inserted, updated, rejected, filtered, seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (run_id, mapping) DO UPDATE SET loaded = EXCLUDED.loaded",
+    )
+    .bind(run_id)
+    .bind(&m.mapping)
+    .bind(&m.table)
+    .bind(m.documents as i64)
+    .bind(m.read as i64)
+    .bind(m.loaded as i64)
+    .bind(m.inserted as i64)
+    .bind(m.updated as i64)
+    .bind(m.rejected as i64)
+    .bind(m.filtered as i64)
+    .bind(m.seconds)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn finish_run(conn: &mut PgConnection, run_id: i64, outcome: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE finlit_map.runs SET finished_at = now(), outcome = $2 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(outcome)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The last recorded run of a mapping.
+#[derive(Debug, Clone)]
+pub struct LastRun {
+    pub finished_at: String,
+    pub outcome: String,
+    pub read: i64,
+    pub loaded: i64,
+    pub rejected: i64,
+    pub filtered: i64,
+}
+
+/// The last run of each mapping, if the ledger exists.
+pub async fn last_runs(conn: &mut PgConnection) -> Result<Vec<(String, LastRun)>, sqlx::Error> {
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('finlit_map.mapping_runs')::text").fetch_one(&mut *conn).await?;
+    if exists.is_none() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT DISTINCT ON (m.mapping) m.mapping, to_char(m.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC',
+                r.outcome, m.read, m.loaded, m.rejected, m.filtered
+         FROM finlit_map.mapping_runs m JOIN finlit_map.runs r USING (run_id)
+         ORDER BY m.mapping, m.run_id DESC",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                LastRun {
+                    finished_at: r.try_get(1)?,
+                    outcome: r.try_get(2)?,
+                    read: r.try_get(3)?,
+                    loaded: r.try_get(4)?,
+                    rejected: r.try_get(5)?,
+                    filtered: r.try_get(6)?,
+                },
+            ))
+        })
+        .collect()
+}
