@@ -59,6 +59,129 @@ pub enum Command {
     Run(RunArgs),
     /// List the source's collections, their document counts and the mappings that read them.
     List(ListArgs),
+    /// Prove a migration: counts, sampled content column by column, and integrity.
+    ///
+    /// Counts compare what the source gives (after filters; array elements
+    /// for unwind mappings) with the table and the last run's rejects.
+    /// Sampled documents are transformed again through the same plan and
+    /// compared with their rows, found by key. Integrity finds foreign keys
+    /// that point at nothing and rows that no source document produces.
+    /// Exit 0 when everything passes, 1 otherwise.
+    Validate(ValidateArgs),
+    /// Remove what migrations loaded, and only that: rows the application
+    /// wrote into the same tables stay.
+    ///
+    /// Dependants go before what they reference, in one transaction.
+    /// Nothing is deleted without --confirm; --dry-run shows what would go.
+    /// --all asks for the database name as a second confirmation (typed on a
+    /// terminal, or given as `--confirm DBNAME` without one).
+    Rollback(RollbackArgs),
+    /// For each mapping: source count, target count, and the last run's time and outcome.
+    Status(StatusArgs),
+    /// The schema in schema/ as versioned migrations: apply, status, revert.
+    Schema(SchemaArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// PostgreSQL connection string.
+    #[arg(long, env = "DATABASE_URL", value_name = "POSTGRES_URL", hide_env_values = true)]
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub mappings: MappingDirArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Validate only these mappings (by mapping, collection or table name); repeatable.
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+    /// Documents per mapping compared column by column.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub sample: usize,
+    /// Only compare counts (skip content and integrity).
+    #[arg(long)]
+    pub count_only: bool,
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub mappings: MappingDirArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Roll back these mappings' tables (by mapping, collection or table name); repeatable.
+    #[arg(long = "collection", value_name = "NAME", conflicts_with = "all")]
+    pub collections: Vec<String>,
+    /// Roll back every table the mappings load.
+    #[arg(long)]
+    pub all: bool,
+    /// Show what would be deleted, table by table; delete nothing.
+    #[arg(long, conflicts_with = "confirm")]
+    pub dry_run: bool,
+    /// Really delete. With --all, give the database name: `--confirm finlit`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "DBNAME")]
+    pub confirm: Option<String>,
+    /// Also roll back mapped tables whose migrated rows point at the rows removed.
+    #[arg(long)]
+    pub cascade: bool,
+    /// Show every table's row count (migrated and other rows) and stop.
+    #[arg(long)]
+    pub counts: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub mappings: MappingDirArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Also count the source's documents.
+    #[arg(long, env = "MONGO_URI", value_name = "PATH", hide_env_values = true)]
+    pub source: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SchemaArgs {
+    #[command(subcommand)]
+    pub action: SchemaAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchemaAction {
+    /// Create the database if needed and apply pending migrations (like `flask db upgrade`).
+    Apply(SchemaOpts),
+    /// List migrations: applied, pending, or changed since applied (like `flask db current`).
+    Status(SchemaOpts),
+    /// Revert applied migrations down to a version (like `flask db downgrade`).
+    Revert(RevertArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SchemaOpts {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Directory of migrations (`NNNN_name.up.sql` and `.down.sql`).
+    #[arg(long, default_value = "schema", value_name = "DIR")]
+    pub schema: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct RevertArgs {
+    #[command(flatten)]
+    pub opts: SchemaOpts,
+    /// Keep migrations up to this version; revert the later ones. Default: revert the last one.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<i64>,
+    /// Really revert (it drops tables and their data).
+    #[arg(long)]
+    pub confirm: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -164,6 +287,10 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => cmd::plan::run(&a),
         Command::Run(a) => with_runtime(cmd::run::run(a)),
         Command::List(a) => cmd::list::run(&a),
+        Command::Validate(a) => with_runtime(cmd::validate::run(a)),
+        Command::Rollback(a) => with_runtime(cmd::rollback::run(a)),
+        Command::Status(a) => with_runtime(cmd::status::run(a)),
+        Command::Schema(a) => with_runtime(cmd::schema::run(a)),
     };
     ExitCode::from(code)
 }

@@ -316,6 +316,9 @@ async fn run_mapping(
         .collect();
     r.seconds = started.elapsed().as_secs_f64();
     r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
+    if let Some(c) = conn {
+        crate::ledger::record_mapping(c, opts.run_id, &r).await.map_err(db)?;
+    }
     bar.finish();
     tracing::info!(
         mapping = %m.name, read = r.read, loaded = r.loaded, inserted = r.inserted, updated = r.updated,

@@ -105,6 +105,12 @@ pub async fn apply_schema(conn: &mut PgConnection, dir: &Path) -> Result<Vec<Mig
     Ok(pending)
 }
 
+/// Reverts applied migrations with versions above `to`, newest first.
+pub async fn revert_schema(conn: &mut PgConnection, dir: &Path, to: i64) -> Result<(), TargetError> {
+    let m = migrator(dir).await?;
+    m.undo(&mut *conn, to).await.map_err(|source| TargetError::Migrate { dir: dir.display().to_string(), source })
+}
+
 /// Fails with a clear message when a table the plan loads is missing.
 pub async fn check_tables(conn: &mut PgConnection, tables: &[&str]) -> Result<(), TargetError> {
     for t in tables {

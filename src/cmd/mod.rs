@@ -4,7 +4,11 @@
 pub mod check;
 pub mod list;
 pub mod plan;
+pub mod rollback;
 pub mod run;
+pub mod schema;
+pub mod status;
+pub mod validate;
 
 use crate::compile::compile_dir;
 use crate::plan::Plan;
@@ -17,4 +21,17 @@ pub fn load_plan(args: &crate::cli::MappingDirArgs) -> Option<Plan> {
         eprintln!("the mappings have errors: fix them first (`finlit-map check` shows them too)");
     }
     compiled.plan
+}
+
+/// Prints an error line and gives the failure exit code.
+pub fn fail(e: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {e}");
+    crate::cli::exit::FAILED
+}
+
+/// The database name of a connection string (what `--confirm` must repeat).
+pub fn database_name(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = after_scheme.split_once('/').map_or("", |(_, p)| p);
+    path.split(['?', '#']).next().unwrap_or("").to_string()
 }

@@ -19,25 +19,12 @@ pub struct TestDb {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl TestDb {
-    /// A fresh name; the database itself is created by `finlit-map run` (or `create`).
+    /// A fresh name; the database itself is created by `finlit-map run` or `schema apply`.
     pub fn new(tag: &str) -> TestDb {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let name = format!("fm_test_{tag}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         TestDb { url: format!("{}/{name}", server()), name, rt }
-    }
-
-    pub fn create(&self) {
-        self.admin(&format!("CREATE DATABASE \"{}\"", self.name));
-    }
-
-    fn admin(&self, sql: &str) {
-        let url = format!("{}/postgres", server());
-        let sql = sql.to_string();
-        self.rt.block_on(async move {
-            let mut c = PgConnection::connect(&url).await.expect("connect to the test server");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("admin statement");
-        });
     }
 
     pub fn exists(&self) -> bool {

@@ -1,3 +1,4 @@
 mod check;
 mod db;
+mod manage;
 mod run;

@@ -1,0 +1,87 @@
+//! `finlit-map rollback`: remove what migrations loaded, with dry run and confirmation.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use crate::cli::{RollbackArgs, exit};
+use crate::rollback::{counts, execute, plan_rollback};
+use crate::target::{self, redact};
+
+pub async fn run(args: RollbackArgs) -> u8 {
+    let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
+    let url = &args.target.target;
+    let mut conn = match target::connect(url).await {
+        Ok(c) => c,
+        Err(e) => return super::fail(e),
+    };
+    if args.counts {
+        return match counts(&plan, &mut conn).await {
+            Ok(rows) => {
+                println!("{:28} {:>10} {:>10} {:>10}", "table", "rows", "migrated", "other");
+                for r in rows {
+                    println!("{:28} {:>10} {:>10} {:>10}", r.table, r.total, r.migrated, r.total - r.migrated);
+                }
+                exit::OK
+            }
+            Err(e) => super::fail(e),
+        };
+    }
+    let tables: Vec<String> = if args.all {
+        let mut t: Vec<String> = plan.mappings.iter().map(|m| m.table.clone()).collect();
+        t.dedup();
+        t
+    } else if args.collections.is_empty() {
+        return super::fail("say what to roll back: --collection NAME (repeatable) or --all");
+    } else {
+        match crate::exec::select(&plan, &args.collections) {
+            Ok(ms) => ms.iter().map(|m| m.table.clone()).collect(),
+            Err(e) => return super::fail(e),
+        }
+    };
+    if !args.dry_run && args.confirm.is_none() {
+        return super::fail("nothing deleted: add --dry-run to see what would go, or --confirm to delete");
+    }
+    let steps = match plan_rollback(&plan, &tables, args.cascade, &mut conn).await {
+        Ok(s) => s,
+        Err(e) => return super::fail(e),
+    };
+    let total: u64 = steps.iter().map(|s| s.migrated).sum();
+    let verb = if args.dry_run { "would delete" } else { "will delete" };
+    for s in &steps {
+        println!("{:28} {verb} {:>8} migrated rows ({} other rows stay)", s.table, s.migrated, s.total - s.migrated);
+    }
+    if args.dry_run {
+        println!("dry run: {total} rows in {} tables would be deleted; nothing was", steps.len());
+        return exit::OK;
+    }
+    if args.all {
+        let db = super::database_name(url);
+        let given = args.confirm.clone().unwrap_or_default();
+        if given != db {
+            if std::io::stdin().is_terminal() && given.is_empty() {
+                eprint!(
+                    "This deletes {total} rows from {} tables of {}.\nType the database name to confirm: ",
+                    steps.len(),
+                    redact(url)
+                );
+                let _ = std::io::stderr().flush();
+                let mut line = String::new();
+                let _ = std::io::stdin().lock().read_line(&mut line);
+                if line.trim() != db {
+                    return super::fail("not confirmed; nothing deleted");
+                }
+            } else {
+                return super::fail(format!(
+                    "--all needs the database name as a second confirmation: --confirm {db}; nothing deleted"
+                ));
+            }
+        }
+    }
+    match execute(&plan, &steps, &mut conn).await {
+        Ok(done) => {
+            let n: u64 = done.iter().map(|(_, d)| d).sum();
+            println!("rolled back: {n} rows deleted from {} tables", done.len());
+            exit::OK
+        }
+        Err(e) => super::fail(format!("{e}; nothing was deleted")),
+    }
+}

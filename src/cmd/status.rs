@@ -1,0 +1,46 @@
+//! `finlit-map status`: per mapping, source and target counts and the last run.
+
+use crate::cli::{StatusArgs, exit};
+use crate::source::FileSource;
+use crate::target;
+
+pub async fn run(args: StatusArgs) -> u8 {
+    let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
+    let source = match args.source.as_deref().map(|s| FileSource::open(std::path::Path::new(s))).transpose() {
+        Ok(s) => s,
+        Err(e) => return super::fail(e),
+    };
+    let mut conn = match target::connect(&args.target.target).await {
+        Ok(c) => c,
+        Err(e) => return super::fail(e),
+    };
+    let last = match crate::ledger::last_runs(&mut conn).await {
+        Ok(l) => l,
+        Err(e) => return super::fail(e),
+    };
+    println!(
+        "{:24} {:>10} {:>10}  {:23} {:22} {:>8} {:>8}",
+        "mapping", "source", "table rows", "last run", "outcome", "loaded", "rejected"
+    );
+    for m in &plan.mappings {
+        let src = source
+            .as_ref()
+            .and_then(|s| s.count(&m.source))
+            .and_then(Result::ok)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into());
+        let stmt = format!("SELECT count(*) FROM {}", crate::sink::quote(&m.table));
+        let rows = match sqlx::query_scalar::<_, i64>(crate::sink::sql(stmt)).fetch_one(&mut conn).await {
+            Ok(n) => n.to_string(),
+            Err(_) => "(no table)".into(),
+        };
+        match last.iter().find(|(name, _)| name == &m.name) {
+            Some((_, l)) => println!(
+                "{:24} {:>10} {:>10}  {:23} {:22} {:>8} {:>8}",
+                m.name, src, rows, l.finished_at, l.outcome, l.loaded, l.rejected
+            ),
+            None => println!("{:24} {:>10} {:>10}  {:23}", m.name, src, rows, "never"),
+        }
+    }
+    exit::OK
+}

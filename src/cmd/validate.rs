@@ -1,0 +1,32 @@
+//! `finlit-map validate`: counts, content and integrity of a migration.
+
+use crate::cli::{CheckFormat, ValidateArgs, exit};
+use crate::exec::select;
+use crate::source::FileSource;
+use crate::target;
+use crate::validate::validate;
+
+pub async fn run(args: ValidateArgs) -> u8 {
+    let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
+    let source = match FileSource::open(std::path::Path::new(&args.source.source)) {
+        Ok(s) => s,
+        Err(e) => return super::fail(e),
+    };
+    let mappings = match select(&plan, &args.collections) {
+        Ok(m) => m,
+        Err(e) => return super::fail(e),
+    };
+    let mut conn = match target::connect(&args.target.target).await {
+        Ok(c) => c,
+        Err(e) => return super::fail(e),
+    };
+    let report = match validate(&plan, &mappings, &source, &mut conn, args.sample, args.count_only).await {
+        Ok(r) => r,
+        Err(e) => return super::fail(e),
+    };
+    match args.format {
+        CheckFormat::Json => println!("{}", report.render_json()),
+        CheckFormat::Text => print!("{}", report.render_text()),
+    }
+    if report.passed { exit::OK } else { exit::FAILED }
+}

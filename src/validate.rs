@@ -1,0 +1,440 @@
+//! Proves a migration: counts, content and integrity, through the same plan
+//! that loaded it.
+//!
+//! Counts: what the source gives (after filters; array elements for
+//! `unwind`) against the table and the last run's rejects. Content: sampled
+//! source rows are transformed again and compared column by column with the
+//! row found by key. Integrity: foreign keys that point at nothing, and rows
+//! no source document produces.
+//!
+//! Knows the plan, the source and SQL; nothing of TOML or the command line.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgConnection, Row};
+
+use crate::cell::Cell;
+use crate::plan::{DefaultPlan, MappingPlan, Plan};
+use crate::row::{RowEvent, RowMapper};
+use crate::schema::SqlType;
+use crate::sink::quote;
+use crate::source::{FileSource, SourceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Mismatch {
+    pub table: String,
+    pub key: String,
+    pub column: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Orphans {
+    pub column: String,
+    pub references: String,
+    pub rows: u64,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableCheck {
+    pub table: String,
+    pub mappings: Vec<String>,
+    /// Rows the source gives for this table (after filters).
+    pub source_rows: u64,
+    pub target_rows: u64,
+    /// Rejects of each mapping's last run, when a run was recorded.
+    pub rejected_last_run: Option<u64>,
+    pub count_ok: bool,
+    pub sampled: u64,
+    pub sample_passed: u64,
+    pub mismatches: Vec<Mismatch>,
+    pub orphans: Vec<Orphans>,
+    /// Rows in the table whose key no source document produces.
+    pub extra_rows: u64,
+    pub extra_examples: Vec<String>,
+    /// Keys the source produces that the table lacks (beyond the last run's rejects).
+    pub missing_rows: u64,
+    pub missing_examples: Vec<String>,
+}
+
+impl TableCheck {
+    pub fn passed(&self, count_only: bool) -> bool {
+        self.count_ok
+            && (count_only
+                || (self.sample_passed == self.sampled
+                    && self.extra_rows == 0
+                    && self.orphans.is_empty()
+                    && self.missing_rows <= self.rejected_last_run.unwrap_or(0)))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationReport {
+    pub count_only: bool,
+    pub tables: Vec<TableCheck>,
+    pub passed: bool,
+}
+
+/// A key as text: each key column's PostgreSQL text, joined.
+fn key_string(parts: &[Option<String>]) -> String {
+    parts.iter().map(|p| p.as_deref().unwrap_or("NULL")).collect::<Vec<_>>().join(", ")
+}
+
+struct Sample {
+    key: Vec<Option<String>>,
+    cells: Vec<Cell<'static>>,
+}
+
+pub async fn validate(
+    plan: &Plan,
+    mappings: &[&MappingPlan],
+    source: &FileSource,
+    conn: &mut PgConnection,
+    sample: usize,
+    count_only: bool,
+) -> Result<ValidationReport, ValidateError> {
+    sqlx::query("SET TimeZone = 'UTC'").execute(&mut *conn).await?;
+    let last = crate::ledger::last_runs(conn).await?;
+    let mut tables: BTreeMap<String, TableCheck> = BTreeMap::new();
+    let mut keys_by_table: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    let mut samples: Vec<(&MappingPlan, Vec<Sample>)> = Vec::new();
+
+    for m in mappings {
+        let t = tables
+            .entry(m.table.clone())
+            .or_insert_with(|| TableCheck { table: m.table.clone(), ..Default::default() });
+        t.mappings.push(m.name.clone());
+        if let Some((_, l)) = last.iter().find(|(name, _)| name == &m.name) {
+            *t.rejected_last_run.get_or_insert(0) += l.rejected as u64;
+        }
+        let (rows, keys, picked) = scan(m, source, if count_only { 0 } else { sample })?;
+        t.source_rows += rows;
+        keys_by_table.entry(m.table.clone()).or_default().extend(keys);
+        samples.push((m, picked));
+    }
+
+    for t in tables.values_mut() {
+        t.target_rows =
+            sqlx::query_scalar::<_, i64>(crate::sink::sql(format!("SELECT count(*) FROM {}", quote(&t.table))))
+                .fetch_one(&mut *conn)
+                .await? as u64;
+        t.count_ok = t.target_rows + t.rejected_last_run.unwrap_or(0) == t.source_rows;
+    }
+    if !count_only {
+        for (m, picked) in &samples {
+            compare(plan, m, picked, conn, tables.get_mut(&m.table).expect("table checked above")).await?;
+        }
+        for t in tables.values_mut() {
+            integrity(plan, t, &keys_by_table[&t.table], mappings, conn).await?;
+        }
+    }
+    let tables: Vec<TableCheck> = tables.into_values().collect();
+    let passed = tables.iter().all(|t| t.passed(count_only));
+    Ok(ValidationReport { count_only, tables, passed })
+}
+
+/// Reads the whole collection through the mapping: how many rows it gives,
+/// their keys, and every n-th row for the content sample.
+fn scan(
+    m: &MappingPlan,
+    source: &FileSource,
+    sample: usize,
+) -> Result<(u64, HashSet<String>, Vec<Sample>), SourceError> {
+    let Some(reader) = source.documents(&m.source, 0) else {
+        return Ok((0, HashSet::new(), Vec::new()));
+    };
+    let total = source.count(&m.source).and_then(Result::ok).unwrap_or(0).max(1);
+    let stride = if sample == 0 { u64::MAX } else { (total / sample as u64).max(1) };
+    let mut mapper = RowMapper::new(m);
+    let (mut rows, mut keys, mut picked) = (0u64, HashSet::new(), Vec::new());
+    for (n, doc) in reader?.enumerate() {
+        let doc = doc?;
+        let take = sample > 0 && n as u64 % stride == 0 && picked.len() < sample;
+        mapper.map(&doc.doc, |ev| match ev {
+            RowEvent::Row { cells, .. } => {
+                rows += 1;
+                let key: Vec<Option<String>> = m.key.iter().map(|&i| cells[i].to_pg_text()).collect();
+                keys.insert(key_string(&key));
+                if take {
+                    picked.push(Sample { key, cells: cells.into_iter().map(Cell::into_owned).collect() });
+                }
+            }
+            RowEvent::Rejected(_) => rows += 1,
+            RowEvent::Filtered(_) => {}
+        });
+    }
+    Ok((rows, keys, picked))
+}
+
+async fn compare(
+    plan: &Plan,
+    m: &MappingPlan,
+    picked: &[Sample],
+    conn: &mut PgConnection,
+    t: &mut TableCheck,
+) -> Result<(), sqlx::Error> {
+    let key_cols: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
+    let cond: Vec<String> = key_cols.iter().enumerate().map(|(i, k)| format!("{k}::text = ${}", i + 1)).collect();
+    let stmt = format!("SELECT to_jsonb(t) FROM {} t WHERE {}", quote(&m.table), cond.join(" AND "));
+    for s in picked {
+        t.sampled += 1;
+        let mut q = sqlx::query_scalar::<_, Value>(crate::sink::sql(&stmt));
+        for k in &s.key {
+            q = q.bind(k.clone());
+        }
+        let key = key_string(&s.key);
+        let Some(row) = q.fetch_optional(&mut *conn).await? else {
+            t.mismatches.push(Mismatch {
+                table: m.table.clone(),
+                key,
+                column: "(row)".into(),
+                expected: "a row".into(),
+                actual: "no row with this key".into(),
+            });
+            continue;
+        };
+        let mut ok = true;
+        for (c, cell) in m.columns.iter().zip(&s.cells) {
+            // A server-side default fills a value the document did not have.
+            if cell.is_null() && matches!(c.default, DefaultPlan::Now | DefaultPlan::Schema(_)) {
+                continue;
+            }
+            let col_ty = plan.schema.table(&m.table).and_then(|t| t.column(&c.name)).map(|c| &c.ty);
+            let expected = cell_json(cell);
+            let mut actual = row.get(&c.name).cloned().unwrap_or(Value::Null);
+            if let (Some(SqlType::Char(_)), Value::String(s)) = (col_ty, &actual) {
+                actual = Value::String(s.trim_end().to_string());
+            }
+            if !same(&expected, &actual) {
+                ok = false;
+                t.mismatches.push(Mismatch {
+                    table: m.table.clone(),
+                    key: key.clone(),
+                    column: c.name.clone(),
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+        }
+        if ok {
+            t.sample_passed += 1;
+        }
+    }
+    Ok(())
+}
+
+async fn integrity(
+    plan: &Plan,
+    t: &mut TableCheck,
+    keys: &HashSet<String>,
+    mappings: &[&MappingPlan],
+    conn: &mut PgConnection,
+) -> Result<(), sqlx::Error> {
+    let Some(table) = plan.schema.table(&t.table) else { return Ok(()) };
+    for fk in table.foreign_keys.iter().filter(|fk| fk.columns.len() == 1 && fk.ref_columns.len() == 1) {
+        let (c, rt, rc) = (quote(&fk.columns[0]), quote(&fk.ref_table), quote(&fk.ref_columns[0]));
+        let stmt = format!(
+            "SELECT x.{c}::text FROM {} x WHERE x.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rt} r WHERE r.{rc} = x.{c})",
+            quote(&t.table)
+        );
+        let found: Vec<String> = sqlx::query_scalar(crate::sink::sql(stmt)).fetch_all(&mut *conn).await?;
+        if !found.is_empty() {
+            t.orphans.push(Orphans {
+                column: fk.columns[0].clone(),
+                references: fk.ref_table.clone(),
+                rows: found.len() as u64,
+                examples: found.into_iter().take(5).collect(),
+            });
+        }
+    }
+    // Rows no source document produces: the key set comes from the scan.
+    let Some(m) = mappings.iter().find(|m| m.table == t.table) else { return Ok(()) };
+    let cols: Vec<String> = m.key.iter().map(|&i| format!("{}::text", quote(&m.columns[i].name))).collect();
+    let rows = sqlx::query(crate::sink::sql(format!("SELECT {} FROM {}", cols.join(", "), quote(&t.table))))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut present = HashSet::with_capacity(rows.len());
+    for r in rows {
+        let parts: Vec<Option<String>> = (0..cols.len()).map(|i| r.try_get(i).ok()).collect();
+        let k = key_string(&parts);
+        if !keys.contains(&k) {
+            t.extra_rows += 1;
+            if t.extra_examples.len() < 5 {
+                t.extra_examples.push(k.clone());
+            }
+        }
+        present.insert(k);
+    }
+    let mut missing: Vec<&String> = keys.difference(&present).collect();
+    missing.sort();
+    t.missing_rows = missing.len() as u64;
+    t.missing_examples = missing.into_iter().take(5).cloned().collect();
+    Ok(())
+}
+
+/// A cell as PostgreSQL's `to_jsonb` shows the stored value.
+fn cell_json(c: &Cell<'_>) -> Value {
+    match c {
+        Cell::Null => Value::Null,
+        Cell::Int(i) => Value::from(*i),
+        Cell::Bool(b) => Value::Bool(*b),
+        Cell::Double(d) => number_or_text(*d),
+        // Through its shortest text, as PostgreSQL prints a real.
+        Cell::Real(r) => number_or_text(format!("{r}").parse().unwrap_or(f64::NAN)),
+        Cell::Numeric(n) => match n.parse::<f64>() {
+            Ok(f) if f.is_finite() => Value::from(f),
+            _ => Value::String(n.clone()),
+        },
+        Cell::Json(j) => serde_json::from_str(j).unwrap_or(Value::Null),
+        Cell::Array(items) => Value::Array(items.iter().map(cell_json).collect()),
+        Cell::Date(_) | Cell::Timestamp(_) | Cell::Timestamptz(_) => {
+            // to_jsonb writes ISO 8601: a `T` between date and time, `+00:00` for UTC.
+            let text = c.to_pg_text().unwrap_or_default();
+            let text = text.replacen(' ', "T", 1);
+            Value::String(match text.strip_suffix("+00") {
+                Some(t) => format!("{t}+00:00"),
+                None => text,
+            })
+        }
+        other => Value::String(other.to_pg_text().unwrap_or_default()),
+    }
+}
+
+fn number_or_text(d: f64) -> Value {
+    if d.is_finite() { Value::from(d) } else { Value::String(crate::coerce::float_text(d)) }
+}
+
+/// Equality that treats numbers by value (1 and 1.0, 1.000 and 1 are one number).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+impl ValidationReport {
+    pub fn render_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// One line per table, like the seeds' report, then every failure in detail.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mark = |ok: bool| if ok { "✅" } else { "❌" };
+        let mut out = String::from("Count validation\n");
+        for t in &self.tables {
+            let rej = t.rejected_last_run.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
+            let diff = t.source_rows as i64 - t.target_rows as i64 - t.rejected_last_run.unwrap_or(0) as i64;
+            let _ = writeln!(
+                out,
+                "{} {:24} | source: {:>8} | target: {:>8} | rejected last run: {:>6} | diff: {:>6}",
+                mark(t.count_ok),
+                t.table,
+                t.source_rows,
+                t.target_rows,
+                rej,
+                diff
+            );
+        }
+        if !self.count_only {
+            out.push_str("\nSample validation\n");
+            for t in &self.tables {
+                let pct = if t.sampled == 0 { 100.0 } else { 100.0 * t.sample_passed as f64 / t.sampled as f64 };
+                let _ = writeln!(
+                    out,
+                    "{} {:24} | {:>4}/{:<4} passed | {:5.1}%",
+                    mark(t.sample_passed == t.sampled),
+                    t.table,
+                    t.sample_passed,
+                    t.sampled,
+                    pct
+                );
+            }
+            out.push_str("\nIntegrity\n");
+            for t in &self.tables {
+                let orphans: u64 = t.orphans.iter().map(|o| o.rows).sum();
+                let missing = t.missing_rows.saturating_sub(t.rejected_last_run.unwrap_or(0));
+                let _ = writeln!(
+                    out,
+                    "{} {:24} | orphan references: {:>6} | missing rows: {:>6} | rows no source document produces: {:>6}",
+                    mark(orphans == 0 && t.extra_rows == 0 && missing == 0),
+                    t.table,
+                    orphans,
+                    missing,
+                    t.extra_rows
+                );
+            }
+        }
+        let mut details = String::new();
+        for t in &self.tables {
+            if !t.count_ok {
+                let _ = writeln!(
+                    details,
+                    "- {}: the source gives {} rows, the table holds {}, the last run rejected {}",
+                    t.table,
+                    t.source_rows,
+                    t.target_rows,
+                    t.rejected_last_run.map(|r| r.to_string()).unwrap_or_else(|| "(no run recorded)".into())
+                );
+            }
+            for m in &t.mismatches {
+                let _ = writeln!(
+                    details,
+                    "- {} key ({}) column {}: expected {}, found {}",
+                    m.table, m.key, m.column, m.expected, m.actual
+                );
+            }
+            for o in &t.orphans {
+                let _ = writeln!(
+                    details,
+                    "- {}.{}: {} rows point at no row of {} (e.g. {})",
+                    t.table,
+                    o.column,
+                    o.rows,
+                    o.references,
+                    o.examples.join(", ")
+                );
+            }
+            if t.missing_rows > t.rejected_last_run.unwrap_or(0) {
+                let _ = writeln!(
+                    details,
+                    "- {}: {} rows the source produces are not in the table (e.g. key {})",
+                    t.table,
+                    t.missing_rows,
+                    t.missing_examples.join("; ")
+                );
+            }
+            if t.extra_rows > 0 {
+                let _ = writeln!(
+                    details,
+                    "- {}: {} rows that no source document produces (e.g. key {})",
+                    t.table,
+                    t.extra_rows,
+                    t.extra_examples.join("; ")
+                );
+            }
+        }
+        if !details.is_empty() {
+            out.push_str("\nProblems\n");
+            out.push_str(&details);
+        }
+        let _ = writeln!(out, "\n{}", if self.passed { "validation passed" } else { "validation FAILED" });
+        out
+    }
+}

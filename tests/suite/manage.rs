@@ -1,0 +1,206 @@
+//! `validate`, `rollback`, `status` and `schema` against a real PostgreSQL.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+use super::db::TestDb;
+use super::run::run;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dump() -> std::path::PathBuf {
+    root().join("examples/finlit-dump")
+}
+
+/// Runs a finlit-map command with the shipped mappings; returns (exit code, stdout + stderr).
+fn tool(args: &[&str]) -> (i32, String) {
+    let out = Command::cargo_bin("finlit-map")
+        .unwrap()
+        .current_dir(root())
+        .env_remove("DATABASE_URL")
+        .env_remove("MONGO_URI")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn migrated(tag: &str) -> (TestDb, tempfile::TempDir) {
+    let db = TestDb::new(tag);
+    let work = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(work.path(), &dump(), &db.url, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    (db, work)
+}
+
+fn validate(db: &TestDb, extra: &[&str]) -> (i32, String) {
+    let d = dump();
+    let mut args = vec!["validate", "mappings", "--source", d.to_str().unwrap(), "--target", &db.url];
+    args.extend_from_slice(extra);
+    tool(&args)
+}
+
+#[test]
+fn validate_passes_after_a_migration_and_names_every_tampering() {
+    let (db, _work) = migrated("validate");
+    let (code, out) = validate(&db, &["--sample", "1000"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("validation passed") && !out.contains("❌"), "{out}");
+
+    // An altered value: named by table, key, column and both values.
+    let (id, name) = {
+        let r = &db.rows("SELECT learner_id::text, display_name FROM learners ORDER BY learner_id LIMIT 1")[0];
+        (r[0].clone().unwrap(), r[1].clone().unwrap())
+    };
+    db.exec(&format!("UPDATE learners SET display_name = 'Tampered' WHERE learner_id = '{id}'"));
+    let (code, out) = validate(&db, &["--sample", "1000", "--collection", "learners"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("learners key ({id}) column display_name: expected \"{name}\", found \"Tampered\"")),
+        "{out}"
+    );
+    // --count-only does not look at content.
+    let (code, out) = validate(&db, &["--count-only", "--collection", "learners"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("Sample validation"), "{out}");
+
+    // A deleted row: the count and the missing key.
+    let gone = db.one("SELECT interaction_id::text FROM interactions ORDER BY interaction_id LIMIT 1");
+    db.exec(&format!("DELETE FROM interactions WHERE interaction_id = '{gone}'"));
+    let (code, out) = validate(&db, &["--collection", "interactions"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("❌ interactions") && out.contains("diff:      1"), "{out}");
+    assert!(out.contains(&format!("are not in the table (e.g. key {gone})")), "{out}");
+
+    // An orphan foreign key (inserted with the constraint's triggers off).
+    db.exec(
+        "SET session_replication_role = replica;
+         INSERT INTO learner_skill_states (learner_id, kc_id) VALUES ('00000000-0000-0000-0000-0000000000aa', (SELECT kc_id FROM knowledge_components LIMIT 1));",
+    );
+    let (code, out) = validate(&db, &["--collection", "learner_skill_states"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("learner_skill_states.learner_id: 1 rows point at no row of learners (e.g. 00000000-0000-0000-0000-0000000000aa)"),
+        "{out}"
+    );
+    assert!(out.contains("rows that no source document produces"), "{out}");
+
+    // JSON for CI.
+    let (_, out) = validate(&db, &["--format", "json", "--sample", "1000", "--collection", "learners"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["tables"][0]["mismatches"][0]["column"], "display_name");
+}
+
+#[test]
+fn rollback_dry_run_deletes_nothing_and_refuses_to_orphan() {
+    let (db, _work) = migrated("rbdry");
+    let before = db.digest("learners");
+    let (code, out) = tool(&["rollback", "mappings", "--target", &db.url, "--all", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("learners") && out.contains("would delete      250 migrated rows"), "{out}");
+    assert_eq!(db.digest("learners"), before);
+    assert_eq!(db.one("SELECT count(*)::text FROM interactions"), "2000");
+
+    // Nothing is deleted without --confirm.
+    let (code, out) = tool(&["rollback", "mappings", "--target", &db.url, "--collection", "learners"]);
+    assert_eq!(code, 1, "{out}");
+    // Learners are still referenced by other mappings' rows: refuse and say which.
+    let (code, out) = tool(&["rollback", "mappings", "--target", &db.url, "--collection", "learners", "--confirm"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("2000 rows of interactions.learner_id still point at migrated rows of learners"), "{out}");
+    assert_eq!(db.one("SELECT count(*)::text FROM learners"), "250");
+    // With --cascade, the dependants go too.
+    let (code, out) =
+        tool(&["rollback", "mappings", "--target", &db.url, "--collection", "learners", "--confirm", "--cascade"]);
+    assert_eq!(code, 0, "{out}");
+    for t in ["learners", "interactions", "daily_progress", "learner_skill_states", "learner_achievements"] {
+        assert_eq!(db.one(&format!("SELECT count(*)::text FROM {t}")), "0", "{t}");
+    }
+    assert_eq!(db.one("SELECT count(*)::text FROM knowledge_components"), "37");
+}
+
+#[test]
+fn rollback_all_keeps_application_rows_and_a_rerun_restores_everything() {
+    let (db, work) = migrated("rball");
+    let tables =
+        ["learners", "knowledge_components", "learning_items", "item_kc_mappings", "interactions", "kc_prerequisites"];
+    let before: Vec<String> = tables.iter().map(|t| db.digest(t)).collect();
+    db.exec("INSERT INTO learners (learner_id, email) VALUES ('11111111-1111-1111-1111-111111111111', 'app-user@example.com')");
+
+    // --all without a terminal needs the database name.
+    let (code, out) = tool(&["rollback", "mappings", "--target", &db.url, "--all", "--confirm"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("--confirm {}", db.name)), "{out}");
+    let (code, out) = tool(&["rollback", "mappings", "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT string_agg(email, ',') FROM learners"), "app-user@example.com");
+    assert_eq!(db.one("SELECT count(*)::text FROM interactions"), "0");
+    let (_, counts) = tool(&["rollback", "mappings", "--target", &db.url, "--counts"]);
+    assert!(
+        counts
+            .lines()
+            .any(|l| l.starts_with("learners")
+                && l.split_whitespace().collect::<Vec<_>>() == ["learners", "1", "0", "1"]),
+        "{counts}"
+    );
+
+    // Rolling back and running again gives the same database.
+    db.exec("DELETE FROM learners WHERE email = 'app-user@example.com'");
+    let (code, _, stderr) = run(work.path(), &dump(), &db.url, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let after: Vec<String> = tables.iter().map(|t| db.digest(t)).collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn status_shows_counts_and_the_last_run() {
+    let (db, _work) = migrated("status");
+    let d = dump();
+    let (code, out) = tool(&["status", "mappings", "--target", &db.url, "--source", d.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let line = out.lines().find(|l| l.starts_with("learners ")).unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cols[1..3], ["250", "250"], "{line}");
+    assert!(line.contains("UTC ok") && line.ends_with("250        0"), "{line}");
+}
+
+#[test]
+fn schema_apply_status_and_revert() {
+    let db = TestDb::new("schema");
+    let schema = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(root().join("schema")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, schema.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let s = schema.path().to_str().unwrap();
+    let (code, out) = tool(&["schema", "apply", "--target", &db.url, "--schema", s]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("created database") && out.contains("applied 4 cultural context"), "{out}");
+
+    // A new migration appears: status lists it as pending.
+    std::fs::write(schema.path().join("0005_notes.up.sql"), "CREATE TABLE notes (id UUID PRIMARY KEY);").unwrap();
+    std::fs::write(schema.path().join("0005_notes.down.sql"), "DROP TABLE notes;").unwrap();
+    let (code, out) = tool(&["schema", "status", "--target", &db.url, "--schema", s]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().any(|l| l.contains("1  learners and content") && l.ends_with("applied")), "{out}");
+    assert!(out.lines().any(|l| l.contains("5  notes") && l.ends_with("pending")), "{out}");
+
+    let (code, out) = tool(&["schema", "apply", "--target", &db.url, "--schema", s]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT to_regclass('notes')::text"), "notes");
+
+    // Revert needs --confirm without a terminal; then the last migration is undone.
+    let (code, _) = tool(&["schema", "revert", "--target", &db.url, "--schema", s]);
+    assert_eq!(code, 1);
+    let (code, out) = tool(&["schema", "revert", "--target", &db.url, "--schema", s, "--confirm"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(db.rows("SELECT to_regclass('notes')::text")[0][0].is_none());
+    let (_, out) = tool(&["schema", "status", "--target", &db.url, "--schema", s]);
+    assert!(out.lines().any(|l| l.contains("5  notes") && l.ends_with("pending")), "{out}");
+    assert!(out.lines().any(|l| l.contains("4  cultural context") && l.ends_with("applied")), "{out}");
+}
