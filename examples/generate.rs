@@ -407,7 +407,9 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                     "response",
                     doc! { "selected": if correct { "b" } else { "a" }, "changed_answer": r.chance(10) },
                 );
-                it.insert("score", dec(if correct { "1.0000" } else { r.pick(&["0.0000", "0.2500", "0.5000"]) }));
+                let wrong: &[&str] = &["0.0000", "0.2500", "0.5000"];
+                let score: &str = if correct { "1.0000" } else { r.pick(wrong) };
+                it.insert("score", dec(score));
                 it.insert("rating", if correct { 3 + r.below(2) as i32 } else { 1 + r.below(2) as i32 });
             }
             interactions.push(it);
