@@ -408,7 +408,7 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
                     doc! { "selected": if correct { "b" } else { "a" }, "changed_answer": r.chance(10) },
                 );
                 let wrong: &[&str] = &["0.0000", "0.2500", "0.5000"];
-                let score: &str = if correct { "1.0000" } else { r.pick(wrong) };
+                let score: &str = if correct { "1.0000" } else { wrong[r.below(wrong.len() as u64) as usize] };
                 it.insert("score", dec(score));
                 it.insert("rating", if correct { 3 + r.below(2) as i32 } else { 1 + r.below(2) as i32 });
             }
