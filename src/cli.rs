@@ -142,9 +142,12 @@ pub struct StatusArgs {
     pub mappings: MappingDirArgs,
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Also count the source's documents.
-    #[arg(long, env = "MONGO_URI", value_name = "PATH", hide_env_values = true)]
+    /// Also count the source's documents (a path or a mongodb:// URI).
+    #[arg(long, env = "MONGO_URI", value_name = "PATH_OR_URI", hide_env_values = true)]
     pub source: Option<String>,
+    /// The database of a live source, when the URI does not name one.
+    #[arg(long, value_name = "NAME")]
+    pub source_db: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -186,10 +189,14 @@ pub struct RevertArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {
-    /// A mongodump directory (*.bson) or a directory of extended-JSON files
-    /// (*.json, *.jsonl); a collection is a file, named by its stem.
+    /// A live server (`mongodb://host/finlit`), a mongodump directory (*.bson)
+    /// or a directory of extended-JSON files (*.json, *.jsonl); a collection is
+    /// a file, named by its stem.
     #[arg(long, env = "MONGO_URI", value_name = "PATH_OR_URI", hide_env_values = true)]
     pub source: String,
+    /// The database of a live source, when the URI does not name one.
+    #[arg(long, value_name = "NAME")]
+    pub source_db: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -223,6 +230,9 @@ pub struct RunArgs {
     /// Do not create the database or apply schema/ migrations.
     #[arg(long)]
     pub no_schema: bool,
+    /// Start over instead of continuing an interrupted run from its checkpoints.
+    #[arg(long)]
+    pub restart: bool,
     /// `json` prints the summary as JSON on stdout.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
@@ -286,7 +296,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(&a),
         Command::Plan(a) => cmd::plan::run(&a),
         Command::Run(a) => with_runtime(cmd::run::run(a)),
-        Command::List(a) => cmd::list::run(&a),
+        Command::List(a) => with_runtime(cmd::list::run(a)),
         Command::Validate(a) => with_runtime(cmd::validate::run(a)),
         Command::Rollback(a) => with_runtime(cmd::rollback::run(a)),
         Command::Status(a) => with_runtime(cmd::status::run(a)),

@@ -3,25 +3,30 @@
 //!
 //! Reading and transforming run on a thread of their own and hand COPY-ready
 //! chunks to the loader through a bounded channel, so reading, transforming
-//! and writing overlap and at most a few chunks are in memory whatever the
-//! collection's size. Knows the plan, the source and the sink; nothing of
-//! TOML or of the command line.
+//! and writing overlap and only a few chunks are in memory whatever the
+//! collection's size. Each chunk commits together with its checkpoint (how
+//! far the mapping got), so an interrupted run continues where it stopped and
+//! ends with the same database as an uninterrupted one.
+//!
+//! Knows the plan, the source and the sink; nothing of TOML or of the command line.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::RawDocumentBuf;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use crate::ledger::{self, Progress};
 use crate::plan::{MappingPlan, Plan};
 use crate::rejects::{RejectRecord, RejectsFile};
 use crate::report::{ColumnReport, MappingReport, RunReport};
-use crate::row::{Rejection, RowEvent, RowMapper};
+use crate::row::{ColumnStats, Rejection, RowEvent, RowMapper};
 use crate::sink::{DbRejection, TableSink, write_row};
-use crate::source::{FileSource, SourceError};
+use crate::source::{Position, Source, SourceError};
 
 #[derive(Debug, Error)]
 pub enum ExecError {
@@ -37,6 +42,13 @@ pub enum ExecError {
     UnknownSelection(String),
     #[error("the reading thread of mapping `{0}` stopped unexpectedly")]
     ReaderPanicked(String),
+}
+
+impl ExecError {
+    /// Whether committed work survives and a re-run continues it.
+    pub fn resumable(&self) -> bool {
+        matches!(self, ExecError::Source(_) | ExecError::Db { .. } | ExecError::ReaderPanicked(_))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +69,7 @@ pub struct RunOptions {
     /// Mapping or collection names; empty for all.
     pub only: Vec<String>,
     pub progress: ProgressMode,
-    /// The ledger run that inserted keys are recorded under.
+    /// The ledger run that inserted keys and checkpoints are recorded under.
     pub run_id: i64,
 }
 
@@ -76,16 +88,13 @@ impl Default for RunOptions {
 
 /// Which mappings a run loads, in plan order.
 pub fn select<'p>(plan: &'p Plan, only: &[String]) -> Result<Vec<&'p MappingPlan>, ExecError> {
+    let hit = |m: &MappingPlan, n: &String| n == &m.name || n == &m.source || n == &m.table;
     for name in only {
-        if !plan.mappings.iter().any(|m| &m.name == name || &m.source == name || &m.table == name) {
+        if !plan.mappings.iter().any(|m| hit(m, name)) {
             return Err(ExecError::UnknownSelection(name.clone()));
         }
     }
-    Ok(plan
-        .mappings
-        .iter()
-        .filter(|m| only.is_empty() || only.iter().any(|n| n == &m.name || n == &m.source || n == &m.table))
-        .collect())
+    Ok(plan.mappings.iter().filter(|m| only.is_empty() || only.iter().any(|n| hit(m, n))).collect())
 }
 
 /// Where a staged row came from.
@@ -104,6 +113,8 @@ struct Chunk {
     documents: u64,
     read: u64,
     filtered: u64,
+    /// Where to continue once this chunk is committed.
+    position: Position,
 }
 
 impl Chunk {
@@ -116,6 +127,7 @@ impl Chunk {
             documents: 0,
             read: 0,
             filtered: 0,
+            position: Position::Offset { at: 0 },
         }
     }
 }
@@ -123,16 +135,20 @@ impl Chunk {
 enum Produced {
     Chunk(Chunk),
     /// The mapper's per-column counts, sent last.
-    Done(Vec<crate::row::ColumnStats>),
+    Done(Vec<ColumnStats>),
 }
 
-/// Runs the selected mappings stage by stage.
+type Chunks = mpsc::Receiver<Result<Produced, SourceError>>;
+
+/// Runs the selected mappings stage by stage; `resume` holds the progress of
+/// an interrupted run being continued.
 pub async fn run(
     plan: &Plan,
-    source: &FileSource,
+    source: &Source,
     mut conn: Option<&mut PgConnection>,
     opts: &RunOptions,
     rejects: &mut RejectsFile,
+    resume: &BTreeMap<String, Progress>,
 ) -> Result<RunReport, ExecError> {
     let started = Instant::now();
     let selected = select(plan, &opts.only)?;
@@ -146,7 +162,7 @@ pub async fn run(
         if !selected.iter().any(|s| std::ptr::eq(*s, m)) {
             continue;
         }
-        if !source.collections.contains_key(&m.source) {
+        if !source.has(&m.source) {
             tracing::warn!(mapping = %m.name, "the source has no collection `{}`: nothing to load", m.source);
             report.mappings.push(MappingReport {
                 mapping: m.name.clone(),
@@ -156,8 +172,16 @@ pub async fn run(
             });
             continue;
         }
-        let r =
-            run_mapping(plan, m, slot, source, conn.as_deref_mut(), opts, rejects, &bars, &mut total_rejects).await?;
+        let mut cx = MappingRun {
+            plan,
+            m,
+            source,
+            opts,
+            rejects: &mut *rejects,
+            bars: &bars,
+            total_rejects: &mut total_rejects,
+        };
+        let r = cx.run(slot, conn.as_deref_mut(), resume.get(&m.name)).await?;
         report.mappings.push(r);
     }
     rejects.flush().map_err(|source| ExecError::Rejects { path: rejects.path().display().to_string(), source })?;
@@ -168,183 +192,269 @@ pub async fn run(
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_mapping(
-    plan: &Plan,
-    m: &MappingPlan,
-    slot: usize,
-    source: &FileSource,
-    mut conn: Option<&mut PgConnection>,
-    opts: &RunOptions,
-    rejects: &mut RejectsFile,
-    bars: &MultiProgress,
-    total_rejects: &mut u64,
-) -> Result<MappingReport, ExecError> {
-    let started = Instant::now();
-    let db = |source| ExecError::Db { mapping: m.name.clone(), source };
-    let expected = source.count(&m.source).and_then(Result::ok);
-    let bar = progress_bar(bars, m, expected, opts.progress);
-    tracing::info!(mapping = %m.name, source = %m.source, table = %m.table, documents = ?expected, "mapping started");
+/// One mapping's run and what it needs.
+struct MappingRun<'a> {
+    plan: &'a Plan,
+    m: &'a MappingPlan,
+    source: &'a Source,
+    opts: &'a RunOptions,
+    rejects: &'a mut RejectsFile,
+    bars: &'a MultiProgress,
+    total_rejects: &'a mut u64,
+}
 
-    let mut sink = TableSink::new(plan, m, slot);
-    sink.run_id = opts.run_id;
-    if let Some(c) = conn.as_deref_mut() {
-        sink.prepare(c, m).await.map_err(db)?;
+impl MappingRun<'_> {
+    fn db(&self, source: sqlx::Error) -> ExecError {
+        ExecError::Db { mapping: self.m.name.clone(), source }
     }
 
-    let (tx, mut rx) = mpsc::channel::<Result<Produced, SourceError>>(2);
-    let reader = {
-        let plan_m = Arc::new(m.clone());
-        let source = source.clone();
-        let batch = opts.batch_size.max(1);
-        std::thread::spawn(move || produce(&plan_m, &source, batch, &tx))
-    };
+    fn rejects_err(&self, source: std::io::Error) -> ExecError {
+        ExecError::Rejects { path: self.rejects.path().display().to_string(), source }
+    }
 
-    let mut r = MappingReport {
-        mapping: m.name.clone(),
-        source: m.source.clone(),
-        table: m.table.clone(),
-        ..Default::default()
-    };
-    let mut last_line = Instant::now();
-    let mut stats = Vec::new();
-    while let Some(item) = rx.recv().await {
-        let chunk = match item? {
-            Produced::Chunk(c) => c,
-            Produced::Done(s) => {
-                stats = s;
-                break;
-            }
-        };
-        r.documents += chunk.documents;
-        r.read += chunk.read;
-        r.filtered += chunk.filtered;
-        let mut db_rejects: Vec<DbRejection> = Vec::new();
-        match conn.as_deref_mut() {
-            Some(c) if !chunk.rows.is_empty() => {
-                let (res, tx) = sink.load_chunk(c, &chunk.copy, chunk.rows.len(), &mut db_rejects).await.map_err(db)?;
-                tx.commit().await.map_err(db)?;
-                r.inserted += res.inserted;
-                r.updated += res.updated;
-                r.unchanged += res.unchanged;
-                r.loaded += res.inserted + res.updated + res.unchanged;
-            }
-            Some(_) => {}
-            None => r.loaded += chunk.rows.len() as u64,
+    async fn run(
+        &mut self,
+        slot: usize,
+        mut conn: Option<&mut PgConnection>,
+        prior: Option<&Progress>,
+    ) -> Result<MappingReport, ExecError> {
+        let m = self.m;
+        if let Some(p) = prior.filter(|p| p.done) {
+            tracing::info!(mapping = %m.name, "already loaded by the interrupted run; skipped");
+            let mut r = p.report.clone();
+            r.resumed = Some("loaded before the interruption".into());
+            return Ok(r);
         }
-        let mut write = |rec: RejectRecord<'_>| {
-            rejects
-                .write(&rec)
-                .map_err(|source| ExecError::Rejects { path: rejects.path().display().to_string(), source })
+        let started = Instant::now();
+        let mut r = match prior {
+            Some(p) => {
+                let mut r = p.report.clone();
+                r.resumed = Some(format!("continued after {} documents", r.documents));
+                r
+            }
+            None => MappingReport {
+                mapping: m.name.clone(),
+                source: m.source.clone(),
+                table: m.table.clone(),
+                ..Default::default()
+            },
         };
+        let from = prior.and_then(|p| p.position.clone());
+        let expected = self.source.count(m).await;
+        let bar = progress_bar(self.bars, m, expected, self.opts.progress);
+        bar.set_position(r.documents);
+        tracing::info!(mapping = %m.name, source = %m.source, table = %m.table, documents = ?expected, resumed = from.is_some(), "mapping started");
+
+        let mut sink = TableSink::new(self.plan, m, slot);
+        sink.run_id = self.opts.run_id;
+        if let Some(c) = conn.as_deref_mut() {
+            sink.prepare(c, m).await.map_err(|e| self.db(e))?;
+        }
+
+        let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size);
+        let mut last_line = Instant::now();
+        let mut stats = Vec::new();
+        while let Some(item) = rx.recv().await {
+            let chunk = match item? {
+                Produced::Chunk(c) => c,
+                Produced::Done(s) => {
+                    stats = s;
+                    break;
+                }
+            };
+            r.documents += chunk.documents;
+            r.read += chunk.read;
+            r.filtered += chunk.filtered;
+            let mut db_rejects: Vec<DbRejection> = Vec::new();
+            let tx = match conn.as_deref_mut() {
+                Some(c) if !chunk.rows.is_empty() => {
+                    let (res, tx) = sink
+                        .load_chunk(c, &chunk.copy, chunk.rows.len(), &mut db_rejects)
+                        .await
+                        .map_err(|e| self.db(e))?;
+                    r.inserted += res.inserted;
+                    r.updated += res.updated;
+                    r.unchanged += res.unchanged;
+                    r.loaded += res.inserted + res.updated + res.unchanged;
+                    Some(tx)
+                }
+                Some(c) => Some(c.begin().await.map_err(|e| self.db(e))?),
+                None => {
+                    r.loaded += chunk.rows.len() as u64;
+                    None
+                }
+            };
+            let rejected = self.write_rejects(&chunk, &db_rejects)?;
+            r.rejected += rejected;
+            *self.total_rejects += rejected;
+            // Rejects reach the disk before the chunk commits: a crash in
+            // between repeats a reject on resume rather than losing it.
+            self.rejects.flush().map_err(|e| self.rejects_err(e))?;
+            if let Some(mut tx) = tx {
+                ledger::save_progress(&mut tx, self.opts.run_id, &r, Some(&chunk.position), false)
+                    .await
+                    .map_err(|e| self.db(e))?;
+                tx.commit().await.map_err(|e| self.db(e))?;
+            }
+            if let Some(limit) = self.opts.max_rejects
+                && *self.total_rejects > limit
+            {
+                bar.abandon();
+                return Err(ExecError::TooManyRejects {
+                    limit,
+                    count: *self.total_rejects,
+                    path: self.rejects.path().display().to_string(),
+                });
+            }
+            bar.inc(chunk.documents);
+            if self.opts.progress == ProgressMode::Lines && last_line.elapsed() > Duration::from_secs(5) {
+                last_line = Instant::now();
+                let total = expected.map(|e| format!("/{e}")).unwrap_or_default();
+                tracing::info!(
+                    "{}: {}{} documents, {} rows loaded, {} rejected",
+                    m.name,
+                    r.documents,
+                    total,
+                    r.loaded,
+                    r.rejected
+                );
+            }
+        }
+        if reader.join().is_err() {
+            return Err(ExecError::ReaderPanicked(m.name.clone()));
+        }
+
+        if let Some(c) = conn {
+            let mut tx = c.begin().await.map_err(|e| self.db(e))?;
+            if sink.has_self_references() {
+                r.dangling = self.self_references(&sink, &mut tx).await?;
+            }
+            r.seconds += started.elapsed().as_secs_f64();
+            ledger::save_progress(&mut tx, self.opts.run_id, &r, None, true).await.map_err(|e| self.db(e))?;
+            ledger::record_mapping(&mut tx, self.opts.run_id, &r).await.map_err(|e| self.db(e))?;
+            tx.commit().await.map_err(|e| self.db(e))?;
+        } else {
+            r.seconds += started.elapsed().as_secs_f64();
+        }
+        r.columns = m
+            .columns
+            .iter()
+            .zip(stats)
+            .map(|(c, s)| ColumnReport { column: c.name.clone(), nulls: s.nulls, defaults: s.defaults })
+            .collect();
+        r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
+        bar.finish();
+        tracing::info!(
+            mapping = %m.name, read = r.read, loaded = r.loaded, inserted = r.inserted, updated = r.updated,
+            rejected = r.rejected, filtered = r.filtered, seconds = r.seconds, "mapping finished"
+        );
+        Ok(r)
+    }
+
+    /// Writes a chunk's rejects; returns how many.
+    fn write_rejects(&mut self, chunk: &Chunk, db_rejects: &[DbRejection]) -> Result<u64, ExecError> {
+        let m = self.m;
         for (doc, rej) in &chunk.rejects {
-            write(RejectRecord {
+            let rec = RejectRecord {
                 mapping: &m.name,
                 collection: &m.source,
                 element: rej.element,
                 column: rej.column.as_deref(),
                 reason: &rej.reason,
                 document: chunk.docs.get(*doc).map(|d| d.as_ref()),
-            })?;
+            };
+            self.rejects.write(&rec).map_err(|e| self.rejects_err(e))?;
         }
-        for rej in &db_rejects {
+        for rej in db_rejects {
             let origin = &chunk.rows[rej.ord];
-            write(RejectRecord {
+            let rec = RejectRecord {
                 mapping: &m.name,
                 collection: &m.source,
                 element: origin.element.map(|e| e as usize),
                 column: rej.column.as_deref(),
                 reason: &rej.reason,
                 document: chunk.docs.get(origin.doc as usize).map(|d| d.as_ref()),
-            })?;
+            };
+            self.rejects.write(&rec).map_err(|e| self.rejects_err(e))?;
         }
-        let rejected = (chunk.rejects.len() + db_rejects.len()) as u64;
-        r.rejected += rejected;
-        *total_rejects += rejected;
-        if let Some(limit) = opts.max_rejects
-            && *total_rejects > limit
-        {
-            bar.abandon();
-            let _ = rejects.flush();
-            return Err(ExecError::TooManyRejects {
-                limit,
-                count: *total_rejects,
-                path: rejects.path().display().to_string(),
-            });
-        }
-        bar.inc(chunk.documents);
-        if opts.progress == ProgressMode::Lines && last_line.elapsed() > Duration::from_secs(5) {
-            last_line = Instant::now();
-            let total = expected.map(|e| format!("/{e}")).unwrap_or_default();
-            tracing::info!(
-                "{}: {}{} documents, {} rows loaded, {} rejected",
-                m.name,
-                r.documents,
-                total,
-                r.loaded,
-                r.rejected
-            );
-        }
+        Ok((chunk.rejects.len() + db_rejects.len()) as u64)
     }
-    if reader.join().is_err() {
-        return Err(ExecError::ReaderPanicked(m.name.clone()));
-    }
-    if let Some(c) = conn.as_deref_mut() {
-        for d in sink.finish(c, m).await.map_err(db)? {
-            r.dangling += 1;
+
+    /// The second pass: the whole collection again into staging (one
+    /// transaction), then every self-reference set from it. Returns how many
+    /// point at rows that do not exist; those are reported as rejects.
+    async fn self_references(&mut self, sink: &TableSink, tx: &mut PgConnection) -> Result<u64, ExecError> {
+        let m = self.m;
+        let (mut rx, reader) = spawn_reader(self.source, m, None, self.opts.batch_size);
+        while let Some(item) = rx.recv().await {
+            match item? {
+                Produced::Chunk(c) if !c.rows.is_empty() => {
+                    sink.copy_to_stage(tx, &c.copy).await.map_err(|e| self.db(e))?;
+                }
+                Produced::Chunk(_) => {}
+                Produced::Done(_) => break,
+            }
+        }
+        if reader.join().is_err() {
+            return Err(ExecError::ReaderPanicked(m.name.clone()));
+        }
+        let dangling = sink.set_self_references(tx, m).await.map_err(|e| self.db(e))?;
+        for d in &dangling {
             let reason = format!(
                 "row ({}) keeps NULL in `{}`: it points at {}, which is not in `{}`",
                 d.key, d.column, d.target, m.table
             );
-            rejects
-                .write(&RejectRecord {
-                    mapping: &m.name,
-                    collection: &m.source,
-                    element: None,
-                    column: Some(&d.column),
-                    reason: &reason,
-                    document: None,
-                })
-                .map_err(|source| ExecError::Rejects { path: rejects.path().display().to_string(), source })?;
+            let rec = RejectRecord {
+                mapping: &m.name,
+                collection: &m.source,
+                element: None,
+                column: Some(&d.column),
+                reason: &reason,
+                document: None,
+            };
+            self.rejects.write(&rec).map_err(|e| self.rejects_err(e))?;
         }
+        Ok(dangling.len() as u64)
     }
-    r.columns = m
-        .columns
-        .iter()
-        .zip(stats)
-        .map(|(c, s)| ColumnReport { column: c.name.clone(), nulls: s.nulls, defaults: s.defaults })
-        .collect();
-    r.seconds = started.elapsed().as_secs_f64();
-    r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
-    if let Some(c) = conn {
-        crate::ledger::record_mapping(c, opts.run_id, &r).await.map_err(db)?;
-    }
-    bar.finish();
-    tracing::info!(
-        mapping = %m.name, read = r.read, loaded = r.loaded, inserted = r.inserted, updated = r.updated,
-        rejected = r.rejected, filtered = r.filtered, seconds = r.seconds, "mapping finished"
-    );
-    Ok(r)
+}
+
+/// Starts the reading side on a thread of its own.
+fn spawn_reader(
+    source: &Source,
+    m: &MappingPlan,
+    from: Option<Position>,
+    batch: usize,
+) -> (Chunks, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<Result<Produced, SourceError>>(2);
+    let m = Arc::new(m.clone());
+    let source = source.clone();
+    let rt = tokio::runtime::Handle::current();
+    let batch = batch.max(1);
+    let handle = std::thread::spawn(move || produce(&m, &source, from, batch, rt, &tx));
+    (rx, handle)
 }
 
 /// The reading side: documents → rows → COPY text, chunk by chunk.
-fn produce(m: &MappingPlan, source: &FileSource, batch: usize, tx: &mpsc::Sender<Result<Produced, SourceError>>) {
-    let mut reader = match source.documents(&m.source, 0) {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => {
+fn produce(
+    m: &MappingPlan,
+    source: &Source,
+    from: Option<Position>,
+    batch: usize,
+    rt: tokio::runtime::Handle,
+    tx: &mpsc::Sender<Result<Produced, SourceError>>,
+) {
+    let mut stream = match source.stream(m, from.as_ref(), batch, rt) {
+        Ok(s) => s,
+        Err(e) => {
             let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        None => {
-            let _ = tx.blocking_send(Ok(Produced::Done(Vec::new())));
             return;
         }
     };
     let mut mapper = RowMapper::new(m);
     let mut chunk = Chunk::new(batch);
-    for item in reader.by_ref() {
+    while let Some(item) = stream.next_doc() {
         let doc = match item {
-            Ok(d) => d.doc,
+            Ok(d) => d,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
                 return;
@@ -369,6 +479,7 @@ fn produce(m: &MappingPlan, source: &FileSource, batch: usize, tx: &mpsc::Sender
         });
         chunk.docs.push(doc);
         if chunk.rows.len() >= batch || chunk.docs.len() >= batch * 4 {
+            chunk.position = stream.position();
             let full = std::mem::replace(&mut chunk, Chunk::new(batch));
             if tx.blocking_send(Ok(Produced::Chunk(full))).is_err() {
                 return; // the loader stopped; its error is reported there
@@ -376,6 +487,7 @@ fn produce(m: &MappingPlan, source: &FileSource, batch: usize, tx: &mpsc::Sender
         }
     }
     if chunk.documents > 0 {
+        chunk.position = stream.position();
         let _ = tx.blocking_send(Ok(Produced::Chunk(chunk)));
     }
     let _ = tx.blocking_send(Ok(Produced::Done(mapper.stats)));

@@ -8,6 +8,7 @@
 use sqlx::{PgConnection, Row};
 
 use crate::report::MappingReport;
+use crate::source::Position;
 
 pub const SCHEMA: &str = "finlit_map";
 
@@ -33,6 +34,17 @@ CREATE TABLE IF NOT EXISTS finlit_map.mapping_runs (
     filtered    BIGINT NOT NULL,
     seconds     DOUBLE PRECISION NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, mapping)
+);
+-- How far each mapping of a run got: committed with every chunk, so an
+-- interrupted run continues where it stopped.
+CREATE TABLE IF NOT EXISTS finlit_map.progress (
+    run_id     BIGINT NOT NULL REFERENCES finlit_map.runs (run_id),
+    mapping    TEXT NOT NULL,
+    done       BOOLEAN NOT NULL DEFAULT FALSE,
+    position   JSONB,
+    report     JSONB NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, mapping)
 );
 -- The key (as text) of every row a migration inserted.
@@ -133,4 +145,83 @@ pub async fn last_runs(conn: &mut PgConnection) -> Result<Vec<(String, LastRun)>
             ))
         })
         .collect()
+}
+
+/// Where a mapping of an unfinished run stood.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub done: bool,
+    pub position: Option<Position>,
+    pub report: MappingReport,
+}
+
+/// The newest run from this source that did not finish (killed, failed,
+/// interrupted), with each mapping's progress: what `run` continues.
+pub async fn unfinished_run(
+    conn: &mut PgConnection,
+    source: &str,
+) -> Result<Option<(i64, Vec<(String, Progress)>)>, sqlx::Error> {
+    let run: Option<(i64, String)> =
+        sqlx::query_as("SELECT run_id, outcome FROM finlit_map.runs WHERE source = $1 ORDER BY run_id DESC LIMIT 1")
+            .bind(source)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((run_id, outcome)) = run else { return Ok(None) };
+    if !matches!(outcome.as_str(), "running" | "failed" | "interrupted") {
+        return Ok(None);
+    }
+    let rows = sqlx::query("SELECT mapping, done, position, report FROM finlit_map.progress WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let position: Option<serde_json::Value> = r.try_get(2)?;
+        let report: serde_json::Value = r.try_get(3)?;
+        out.push((
+            r.try_get(0)?,
+            Progress {
+                done: r.try_get(1)?,
+                position: position.and_then(|p| serde_json::from_value(p).ok()),
+                report: serde_json::from_value(report).unwrap_or_default(),
+            },
+        ));
+    }
+    Ok(Some((run_id, out)))
+}
+
+/// Marks an unfinished run as running again (it is being continued) or as
+/// abandoned (`--restart`).
+pub async fn set_outcome(conn: &mut PgConnection, run_id: i64, outcome: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE finlit_map.runs SET outcome = $2 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(outcome)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Records how far a mapping got; runs inside the chunk's transaction.
+pub async fn save_progress(
+    conn: &mut PgConnection,
+    run_id: i64,
+    report: &MappingReport,
+    position: Option<&Position>,
+    done: bool,
+) -> Result<(), sqlx::Error> {
+    let position = position.map(|p| serde_json::to_value(p).unwrap_or_default());
+    let report = serde_json::to_value(report).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO finlit_map.progress (run_id, mapping, done, position, report) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (run_id, mapping) DO UPDATE
+         SET done = EXCLUDED.done, position = EXCLUDED.position, report = EXCLUDED.report, updated_at = now()",
+    )
+    .bind(run_id)
+    .bind(&report["mapping"].as_str().unwrap_or_default().to_string())
+    .bind(done)
+    .bind(position)
+    .bind(report)
+    .execute(conn)
+    .await
+    .map(|_| ())
 }

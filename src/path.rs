@@ -133,6 +133,14 @@ impl CompiledPath {
         matches!(self.kind, Kind::Each(_) | Kind::General { definite: false, .. })
     }
 
+    /// The dotted segments of a plain `$.a.b` path, for a server-side query.
+    pub fn segments_for_query(&self) -> Option<&[Segment]> {
+        match (&self.kind, self.root) {
+            (Kind::Simple(s), Root::Document) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The top-level field this path reads, for server-side projection;
     /// `None` when the path may read anything.
     pub fn top_field(&self) -> Option<&str> {

@@ -13,6 +13,8 @@ use serde_json::json;
 pub struct RejectsFile {
     path: PathBuf,
     out: Option<BufWriter<File>>,
+    /// Continue the file of an interrupted run instead of starting anew.
+    append: bool,
     pub written: u64,
 }
 
@@ -28,8 +30,8 @@ pub struct RejectRecord<'a> {
 
 impl RejectsFile {
     /// The file is created on the first reject, so a clean run leaves none.
-    pub fn new(path: &Path) -> RejectsFile {
-        RejectsFile { path: path.to_path_buf(), out: None, written: 0 }
+    pub fn new(path: &Path, append: bool) -> RejectsFile {
+        RejectsFile { path: path.to_path_buf(), out: None, append, written: 0 }
     }
 
     pub fn path(&self) -> &Path {
@@ -38,7 +40,13 @@ impl RejectsFile {
 
     pub fn write(&mut self, r: &RejectRecord<'_>) -> std::io::Result<()> {
         if self.out.is_none() {
-            self.out = Some(BufWriter::new(File::create(&self.path)?));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(self.append)
+                .truncate(!self.append)
+                .open(&self.path)?;
+            self.out = Some(BufWriter::new(file));
         }
         let (id, doc) = match r.document {
             Some(d) => {

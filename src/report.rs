@@ -3,16 +3,17 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ColumnReport {
     pub column: String,
     pub nulls: u64,
     pub defaults: u64,
 }
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MappingReport {
     pub mapping: String,
     pub source: String,
@@ -32,6 +33,9 @@ pub struct MappingReport {
     pub dangling: u64,
     pub seconds: f64,
     pub rows_per_second: f64,
+    /// Set when this run continued an interrupted one: where it picked up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<String>,
     /// Per-column null and default counts (dry runs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<ColumnReport>,

@@ -55,13 +55,11 @@ pub fn quote(ident: &str) -> String {
 pub struct TableSink {
     table: String,
     stage: String,
-    selfref: Option<String>,
     copy: String,
     dedupe: String,
     orphans: Vec<(String, String)>,
     update: Option<String>,
     insert: String,
-    save_selfrefs: Option<String>,
     /// (self-referencing column, the column of the same table it points at).
     self_targets: Vec<(String, String)>,
     /// The key columns of a staged row joined as text, for messages.
@@ -149,39 +147,9 @@ impl TableSink {
             key_text(&ins_keys),
             literal(&m.name),
         );
-        let (selfref, save_selfrefs) = if self_cols.is_empty() {
-            (None, None)
-        } else {
-            let side = format!("fm_selfref_{slot}");
-            let cols: Vec<String> = key.iter().cloned().chain(self_cols.iter().map(|c| quote(c))).collect();
-            let save = format!(
-                "INSERT INTO {side} ({c}) SELECT {c} FROM {stage} ON CONFLICT ({k}) DO UPDATE SET {u}",
-                c = cols.join(", "),
-                k = key.join(", "),
-                u = self_cols
-                    .iter()
-                    .map(|c| format!("{q} = EXCLUDED.{q}", q = quote(c)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            (Some(side), Some(save))
-        };
         let self_targets =
             self_cols.iter().map(|c| (c.to_string(), referenced_column(plan, &m.table, c, &m.table))).collect();
-        TableSink {
-            table,
-            stage,
-            selfref,
-            copy,
-            dedupe,
-            orphans,
-            update,
-            insert,
-            save_selfrefs,
-            self_targets,
-            key_display,
-            run_id: 0,
-        }
+        TableSink { table, stage, copy, dedupe, orphans, update, insert, self_targets, key_display, run_id: 0 }
     }
 
     /// Creates the temporary tables on this connection.
@@ -197,22 +165,6 @@ impl TableSink {
         )))
         .execute(&mut *conn)
         .await?;
-        if let Some(side) = &self.selfref {
-            let key: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
-            let selfs: Vec<String> = m.self_references().map(|(_, c)| quote(&c.name)).collect();
-            sqlx::query(sql(format!("DROP TABLE IF EXISTS {side}"))).execute(&mut *conn).await?;
-            sqlx::query(sql(format!(
-                "CREATE TEMP TABLE {side} AS SELECT {}, {} FROM {} WITH NO DATA",
-                key.join(", "),
-                selfs.join(", "),
-                self.table
-            )))
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(sql(format!("ALTER TABLE {side} ADD PRIMARY KEY ({})", key.join(", "))))
-                .execute(&mut *conn)
-                .await?;
-        }
         Ok(())
     }
 
@@ -263,9 +215,6 @@ impl TableSink {
             }
             Err(e) => return Err(e),
         };
-        if let Some(save) = &self.save_selfrefs {
-            sqlx::query(sql(save)).execute(&mut *tx).await?;
-        }
         Ok((result, tx))
     }
 
@@ -331,36 +280,50 @@ impl TableSink {
         Ok(r)
     }
 
-    /// The second pass for self-references: sets every pending parent that
-    /// exists; reports those that do not (their rows keep NULL).
-    pub async fn finish(&self, conn: &mut PgConnection, m: &MappingPlan) -> Result<Vec<Dangling>, sqlx::Error> {
-        let Some(side) = &self.selfref else {
-            return Ok(Vec::new());
-        };
+    /// Whether this mapping needs the self-reference pass.
+    pub fn has_self_references(&self) -> bool {
+        !self.self_targets.is_empty()
+    }
+
+    /// Appends COPY rows to staging; the self-reference pass fills staging
+    /// with the whole collection inside one transaction.
+    pub async fn copy_to_stage(&self, tx: &mut PgConnection, data: &[u8]) -> Result<(), sqlx::Error> {
+        let mut copy = tx.copy_in_raw(&self.copy).await?;
+        copy.send(data).await?;
+        copy.finish().await?;
+        Ok(())
+    }
+
+    /// The second pass for self-references, once staging holds every row
+    /// of the collection: sets each parent that exists and reports those
+    /// that do not (their rows keep NULL). Derived from the source alone, so
+    /// a run continued after a crash sets every reference too.
+    pub async fn set_self_references(
+        &self,
+        tx: &mut PgConnection,
+        m: &MappingPlan,
+    ) -> Result<Vec<Dangling>, sqlx::Error> {
         let mut dangling = Vec::new();
-        let mut tx = conn.begin().await?;
+        let key_match: Vec<String> =
+            m.key.iter().map(|&i| format!("t.{k} = s.{k}", k = quote(&m.columns[i].name))).collect();
+        let key_match = key_match.join(" AND ");
         for (name, target) in &self.self_targets {
-            let col = quote(name);
-            let rc = quote(target);
-            let key_match: Vec<String> =
-                m.key.iter().map(|&i| format!("t.{k} = s.{k}", k = quote(&m.columns[i].name))).collect();
+            let (col, rc, t, stage) = (quote(name), quote(target), &self.table, &self.stage);
             let missing = format!(
-                "SELECT {}, s.{col}::text FROM {side} s WHERE s.{col} IS NOT NULL AND NOT EXISTS \
-                 (SELECT 1 FROM {} p WHERE p.{rc} = s.{col})",
-                self.key_display, self.table
+                "SELECT {}, s.{col}::text FROM {stage} s WHERE s.{col} IS NOT NULL \
+                 AND EXISTS (SELECT 1 FROM {t} t WHERE {key_match}) \
+                 AND NOT EXISTS (SELECT 1 FROM {t} p WHERE p.{rc} = s.{col})",
+                self.key_display,
             );
             for row in sqlx::query(sql(&missing)).fetch_all(&mut *tx).await? {
                 dangling.push(Dangling { key: row.try_get(0)?, column: name.clone(), target: row.try_get(1)? });
             }
             let update = format!(
-                "UPDATE {t} t SET {col} = s.{col} FROM {side} s WHERE {km} AND t.{col} IS DISTINCT FROM s.{col} \
+                "UPDATE {t} t SET {col} = s.{col} FROM {stage} s WHERE {key_match} AND t.{col} IS DISTINCT FROM s.{col} \
                  AND (s.{col} IS NULL OR EXISTS (SELECT 1 FROM {t} p WHERE p.{rc} = s.{col}))",
-                t = self.table,
-                km = key_match.join(" AND ")
             );
             sqlx::query(sql(&update)).execute(&mut *tx).await?;
         }
-        tx.commit().await?;
         Ok(dangling)
     }
 }

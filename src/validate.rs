@@ -20,7 +20,7 @@ use crate::plan::{DefaultPlan, MappingPlan, Plan};
 use crate::row::{RowEvent, RowMapper};
 use crate::schema::SqlType;
 use crate::sink::quote;
-use crate::source::{FileSource, SourceError};
+use crate::source::{Source, SourceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
@@ -100,7 +100,7 @@ struct Sample {
 pub async fn validate(
     plan: &Plan,
     mappings: &[&MappingPlan],
-    source: &FileSource,
+    source: &Source,
     conn: &mut PgConnection,
     sample: usize,
     count_only: bool,
@@ -119,7 +119,10 @@ pub async fn validate(
         if let Some((_, l)) = last.iter().find(|(name, _)| name == &m.name) {
             *t.rejected_last_run.get_or_insert(0) += l.rejected as u64;
         }
-        let (rows, keys, picked) = scan(m, source, if count_only { 0 } else { sample })?;
+        let total = source.count(m).await.unwrap_or(0);
+        let n = if count_only { 0 } else { sample };
+        // Reading drives the driver synchronously; keep it off the async workers.
+        let (rows, keys, picked) = tokio::task::block_in_place(|| scan(m, source, total, n))?;
         t.source_rows += rows;
         keys_by_table.entry(m.table.clone()).or_default().extend(keys);
         samples.push((m, picked));
@@ -149,20 +152,23 @@ pub async fn validate(
 /// their keys, and every n-th row for the content sample.
 fn scan(
     m: &MappingPlan,
-    source: &FileSource,
+    source: &Source,
+    total: u64,
     sample: usize,
 ) -> Result<(u64, HashSet<String>, Vec<Sample>), SourceError> {
-    let Some(reader) = source.documents(&m.source, 0) else {
+    if !source.has(&m.source) {
         return Ok((0, HashSet::new(), Vec::new()));
-    };
-    let total = source.count(&m.source).and_then(Result::ok).unwrap_or(0).max(1);
-    let stride = if sample == 0 { u64::MAX } else { (total / sample as u64).max(1) };
+    }
+    let mut stream = source.stream(m, None, 1000, tokio::runtime::Handle::current())?;
+    let stride = if sample == 0 { u64::MAX } else { (total.max(1) / sample as u64).max(1) };
     let mut mapper = RowMapper::new(m);
     let (mut rows, mut keys, mut picked) = (0u64, HashSet::new(), Vec::new());
-    for (n, doc) in reader?.enumerate() {
+    let mut n = 0u64;
+    while let Some(doc) = stream.next_doc() {
         let doc = doc?;
-        let take = sample > 0 && n as u64 % stride == 0 && picked.len() < sample;
-        mapper.map(&doc.doc, |ev| match ev {
+        let take = sample > 0 && n % stride == 0 && picked.len() < sample;
+        n += 1;
+        mapper.map(&doc, |ev| match ev {
             RowEvent::Row { cells, .. } => {
                 rows += 1;
                 let key: Vec<Option<String>> = m.key.iter().map(|&i| cells[i].to_pg_text()).collect();

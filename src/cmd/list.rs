@@ -2,15 +2,16 @@
 
 use crate::cli::{ListArgs, exit};
 use crate::compile::compile_dir;
-use crate::source::FileSource;
+use crate::source::Source;
 
-pub fn run(args: &ListArgs) -> u8 {
-    let source = match FileSource::open(std::path::Path::new(&args.source.source)) {
+pub async fn run(args: ListArgs) -> u8 {
+    let source = match Source::open(&args.source.source, args.source.source_db.as_deref()).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
+        Err(e) => return super::fail(e),
+    };
+    let collections = match source.collections().await {
+        Ok(c) => c,
+        Err(e) => return super::fail(e),
     };
     // The listing is useful even when the mappings do not compile.
     let plan = compile_dir(&args.mappings.dir, args.mappings.schema.as_deref()).plan;
@@ -22,29 +23,15 @@ pub fn run(args: &ListArgs) -> u8 {
             .unwrap_or_default()
     };
     println!("{:28} {:>10}  {:10}  mappings", "collection", "documents", "format");
-    let mut failed = false;
-    for (name, f) in &source.collections {
-        let count = match source.count(name) {
-            Some(Ok(n)) => n.to_string(),
-            Some(Err(e)) => {
-                failed = true;
-                format!("error: {e}")
-            }
-            None => "-".into(),
-        };
-        let used = readers(name);
-        println!(
-            "{:28} {:>10}  {:10}  {}",
-            name,
-            count,
-            format!("{:?}", f.format).to_lowercase(),
-            if used.is_empty() { "(none)".into() } else { used }
-        );
+    for c in &collections {
+        let used = readers(&c.name);
+        let count = c.documents.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
+        println!("{:28} {:>10}  {:10}  {}", c.name, count, c.kind, if used.is_empty() { "(none)" } else { &used });
     }
     if let Some(p) = &plan {
-        for m in p.mappings.iter().filter(|m| !source.collections.contains_key(&m.source)) {
+        for m in p.mappings.iter().filter(|m| !source.has(&m.source)) {
             println!("{:28} {:>10}  {:10}  {} (collection missing from the source)", m.source, "-", "-", m.name);
         }
     }
-    if failed { exit::FAILED } else { exit::OK }
+    exit::OK
 }

@@ -1,37 +1,29 @@
-//! `finlit-map run`: prepare the target, execute the plan, print the summary.
+//! `finlit-map run`: prepare the target, continue or start a run, execute
+//! the plan, print the summary.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use crate::cli::{CheckFormat, RunArgs, exit, init_logging};
 use crate::exec::{self, ProgressMode, RunOptions};
+use crate::ledger;
 use crate::rejects::RejectsFile;
-use crate::source::FileSource;
+use crate::source::Source;
 use crate::target::{self, redact};
 
 pub async fn run(args: RunArgs) -> u8 {
     let bars = std::io::stderr().is_terminal() && args.format == CheckFormat::Text;
     if let Err(e) = init_logging(Some(&args.log_file), bars) {
-        eprintln!("error: {e}");
-        return exit::FAILED;
+        return super::fail(e);
     }
-    let Some(plan) = super::load_plan(&args.mappings) else {
-        return exit::FAILED;
-    };
-    if args.source.source.starts_with("mongodb://") || args.source.source.starts_with("mongodb+srv://") {
-        eprintln!(
-            "error: live MongoDB sources are not supported yet; export with `mongodump` and pass the dump directory"
-        );
-        return exit::FAILED;
-    }
-    let source = match FileSource::open(std::path::Path::new(&args.source.source)) {
+    let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
+    let source_label = redact(&args.source.source);
+    let source = match Source::open(&args.source.source, args.source.source_db.as_deref()).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
+        Err(e) => return super::fail(e),
     };
     tracing::info!(
-        source = %redact(&args.source.source),
+        source = %source_label,
         target = %args.target.as_deref().map(redact).unwrap_or_else(|| "(none)".into()),
         dry_run = args.dry_run,
         "run started"
@@ -40,27 +32,44 @@ pub async fn run(args: RunArgs) -> u8 {
     let mut conn = None;
     if !args.dry_run {
         let Some(url) = args.target.as_deref() else {
-            eprintln!("error: no target: pass --target postgres://… or set DATABASE_URL (or use --dry-run)");
-            return exit::FAILED;
+            return super::fail("no target: pass --target postgres://… or set DATABASE_URL (or use --dry-run)");
         };
         match prepare_target(url, &plan, args.no_schema).await {
             Ok(c) => conn = Some(c),
             Err(e) => {
-                eprintln!("error: {e}");
                 tracing::error!("{e}");
-                return exit::FAILED;
+                return super::fail(e);
             }
         }
     }
 
+    // Continue the last run from this source if it did not finish.
     let mut run_id = 0;
+    let mut resume = BTreeMap::new();
     if let Some(c) = conn.as_mut() {
-        match crate::ledger::start_run(c, &redact(&args.source.source)).await {
-            Ok(id) => run_id = id,
-            Err(e) => {
-                eprintln!("error: recording the run in the target: {e}");
-                return exit::FAILED;
+        let started = async {
+            match ledger::unfinished_run(c, &source_label).await? {
+                Some((id, progress)) if !args.restart => {
+                    ledger::set_outcome(c, id, "running").await?;
+                    let done = progress.iter().filter(|(_, p)| p.done).count();
+                    eprintln!(
+                        "continuing interrupted run {id}: {done} mappings were complete, {} partly loaded (--restart starts over)",
+                        progress.len() - done
+                    );
+                    tracing::info!(run_id = id, "continuing an interrupted run");
+                    resume = progress.into_iter().collect();
+                    Ok::<i64, sqlx::Error>(id)
+                }
+                Some((id, _)) => {
+                    ledger::set_outcome(c, id, "abandoned").await?;
+                    ledger::start_run(c, &source_label).await
+                }
+                None => ledger::start_run(c, &source_label).await,
             }
+        };
+        match started.await {
+            Ok(id) => run_id = id,
+            Err(e) => return super::fail(format!("recording the run in the target: {e}")),
         }
     }
     let opts = RunOptions {
@@ -71,13 +80,13 @@ pub async fn run(args: RunArgs) -> u8 {
         progress: if bars { ProgressMode::Bars } else { ProgressMode::Lines },
         run_id,
     };
-    let mut rejects = RejectsFile::new(&args.rejects);
+    let mut rejects = RejectsFile::new(&args.rejects, !resume.is_empty());
     let result = tokio::select! {
-        r = exec::run(&plan, &source, conn.as_mut(), &opts, &mut rejects) => r,
+        r = exec::run(&plan, &source, conn.as_mut(), &opts, &mut rejects, &resume) => r,
         _ = tokio::signal::ctrl_c() => {
             let _ = rejects.flush();
             finish(conn.as_mut(), run_id, "interrupted").await;
-            eprintln!("interrupted: committed chunks stay loaded; run the same command again to finish");
+            eprintln!("interrupted: committed chunks stay loaded; run the same command again to continue");
             tracing::warn!("interrupted");
             return 130;
         }
@@ -86,8 +95,13 @@ pub async fn run(args: RunArgs) -> u8 {
         Ok(r) => r,
         Err(e) => {
             finish(conn.as_mut(), run_id, "failed").await;
-            eprintln!("error: {e}");
             tracing::error!("{e}");
+            eprintln!("error: {e}");
+            if e.resumable() && !args.dry_run {
+                eprintln!(
+                    "the chunks committed before the failure stay loaded; once the cause is fixed, run the same command again to continue from there"
+                );
+            }
             return exit::FAILED;
         }
     };
@@ -108,10 +122,11 @@ pub async fn run(args: RunArgs) -> u8 {
     if report.rejected() > 0 { exit::REJECTS } else { exit::OK }
 }
 
-/// Records the run's outcome; a failure to do so is logged, not fatal.
+/// Records the run's outcome; a failure to do so is logged, not fatal (a
+/// run left `running` is continued by the next one).
 async fn finish(conn: Option<&mut sqlx::PgConnection>, run_id: i64, outcome: &str) {
     if let Some(c) = conn
-        && let Err(e) = crate::ledger::finish_run(c, run_id, outcome).await
+        && let Err(e) = ledger::finish_run(c, run_id, outcome).await
     {
         tracing::warn!("could not record the run's outcome: {e}");
     }
@@ -136,6 +151,6 @@ async fn prepare_target(
     }
     let tables: Vec<&str> = plan.mappings.iter().map(|m| m.table.as_str()).collect();
     target::check_tables(&mut conn, &tables).await?;
-    crate::ledger::ensure(&mut conn).await?;
+    ledger::ensure(&mut conn).await?;
     Ok(conn)
 }

@@ -1,14 +1,17 @@
 //! `finlit-map status`: per mapping, source and target counts and the last run.
 
 use crate::cli::{StatusArgs, exit};
-use crate::source::FileSource;
+use crate::source::Source;
 use crate::target;
 
 pub async fn run(args: StatusArgs) -> u8 {
     let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
-    let source = match args.source.as_deref().map(|s| FileSource::open(std::path::Path::new(s))).transpose() {
-        Ok(s) => s,
-        Err(e) => return super::fail(e),
+    let source = match args.source.as_deref() {
+        Some(s) => match Source::open(s, args.source_db.as_deref()).await {
+            Ok(s) => Some(s),
+            Err(e) => return super::fail(e),
+        },
+        None => None,
     };
     let mut conn = match target::connect(&args.target.target).await {
         Ok(c) => c,
@@ -23,12 +26,10 @@ pub async fn run(args: StatusArgs) -> u8 {
         "mapping", "source", "table rows", "last run", "outcome", "loaded", "rejected"
     );
     for m in &plan.mappings {
-        let src = source
-            .as_ref()
-            .and_then(|s| s.count(&m.source))
-            .and_then(Result::ok)
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "-".into());
+        let src = match &source {
+            Some(s) => s.count(m).await.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            None => "-".into(),
+        };
         let stmt = format!("SELECT count(*) FROM {}", crate::sink::quote(&m.table));
         let rows = match sqlx::query_scalar::<_, i64>(crate::sink::sql(stmt)).fetch_one(&mut conn).await {
             Ok(n) => n.to_string(),

@@ -2,13 +2,13 @@
 
 use crate::cli::{CheckFormat, ValidateArgs, exit};
 use crate::exec::select;
-use crate::source::FileSource;
+use crate::source::Source;
 use crate::target;
 use crate::validate::validate;
 
 pub async fn run(args: ValidateArgs) -> u8 {
     let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
-    let source = match FileSource::open(std::path::Path::new(&args.source.source)) {
+    let source = match Source::open(&args.source.source, args.source.source_db.as_deref()).await {
         Ok(s) => s,
         Err(e) => return super::fail(e),
     };

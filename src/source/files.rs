@@ -1,10 +1,10 @@
-//! Where documents come from: a mongodump directory (`*.bson`) or
-//! extended-JSON files (`*.jsonl`/`*.json`: one document a line as mongoexport
-//! writes, or one array as Compass exports; canonical, relaxed or legacy).
+//! File sources: a mongodump directory (`*.bson`) or extended-JSON files
+//! (`*.jsonl`/`*.json`: one document a line as mongoexport writes, or one
+//! array as Compass exports; canonical, relaxed or legacy).
 //!
-//! A source yields raw BSON documents one at a time, with their position in
-//! the file, and never reads a whole collection into memory. A malformed or
-//! truncated file is an error naming the file and the byte offset or line.
+//! Documents are read one at a time, never a whole collection into memory.
+//! A malformed or truncated file is an error naming the file and the byte
+//! offset or line.
 //!
 //! Knows files and BSON; nothing of mappings, plans or PostgreSQL.
 
@@ -14,23 +14,8 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use bson::{Bson, RawDocumentBuf};
-use thiserror::Error;
 
-#[derive(Debug, Error)]
-pub enum SourceError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("{path}: truncated document at byte offset {offset}: it declares {declared} bytes, {available} remain")]
-    Truncated { path: PathBuf, offset: u64, declared: u32, available: u64 },
-    #[error("{path}: corrupt document at byte offset {offset}: {reason}")]
-    Corrupt { path: PathBuf, offset: u64, reason: String },
-    #[error("{path}:{line}: {reason}")]
-    BadJson { path: PathBuf, line: u64, reason: String },
-    #[error("{path}: {reason}")]
-    Unsupported { path: PathBuf, reason: String },
-    #[error("source {path}: {reason}")]
-    NotFound { path: PathBuf, reason: String },
-}
+pub use super::SourceError;
 
 /// How a collection file is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,163 @@
+//! Where documents come from: files (a mongodump directory or extended JSON)
+//! or a live MongoDB server. Both yield raw BSON documents one at a time,
+//! with a resume position a checkpoint can store and a later run can start
+//! from.
+//!
+//! Knows BSON, files and the MongoDB driver; nothing of mappings' columns or
+//! of PostgreSQL.
+
+mod files;
+mod mongo;
+
+use std::path::PathBuf;
+
+use bson::RawDocumentBuf;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use files::{CollectionFile, DocReader, FileFormat, FileSource, SourceDoc, json_to_doc};
+pub use mongo::{MongoSource, MongoStream};
+
+use crate::plan::MappingPlan;
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: truncated document at byte offset {offset}: it declares {declared} bytes, {available} remain")]
+    Truncated { path: PathBuf, offset: u64, declared: u32, available: u64 },
+    #[error("{path}: corrupt document at byte offset {offset}: {reason}")]
+    Corrupt { path: PathBuf, offset: u64, reason: String },
+    #[error("{path}:{line}: {reason}")]
+    BadJson { path: PathBuf, line: u64, reason: String },
+    #[error("{path}: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
+    #[error("source {path}: {reason}")]
+    NotFound { path: PathBuf, reason: String },
+    #[error("MongoDB {uri}: {reason}")]
+    Mongo { uri: String, reason: String },
+}
+
+/// Where to continue reading a collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Position {
+    /// Files: what `DocReader::position` returns (byte offset, line, element).
+    Offset { at: u64 },
+    /// A live server: documents are read in `_id` order; continue after this
+    /// `_id` (relaxed extended JSON).
+    AfterId { id: serde_json::Value },
+}
+
+/// A stream of one collection's documents.
+pub trait DocStream: Send {
+    fn next_doc(&mut self) -> Option<Result<RawDocumentBuf, SourceError>>;
+    /// Where a later run continues if everything read so far is committed.
+    fn position(&self) -> Position;
+}
+
+impl DocStream for DocReader {
+    fn next_doc(&mut self) -> Option<Result<RawDocumentBuf, SourceError>> {
+        self.next().map(|r| r.map(|d| d.doc))
+    }
+
+    fn position(&self) -> Position {
+        Position::Offset { at: DocReader::position(self) }
+    }
+}
+
+/// One collection as `list` shows it.
+#[derive(Debug, Clone)]
+pub struct CollectionInfo {
+    pub name: String,
+    pub documents: Option<u64>,
+    pub kind: String,
+}
+
+/// A source of documents, chosen by `--source`.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Files(FileSource),
+    Mongo(MongoSource),
+}
+
+impl Source {
+    /// `mongodb://…` or `mongodb+srv://…` is a live server; anything else a path.
+    pub async fn open(spec: &str, database: Option<&str>) -> Result<Source, SourceError> {
+        if spec.starts_with("mongodb://") || spec.starts_with("mongodb+srv://") {
+            Ok(Source::Mongo(MongoSource::connect(spec, database).await?))
+        } else {
+            Ok(Source::Files(FileSource::open(std::path::Path::new(spec))?))
+        }
+    }
+
+    pub fn has(&self, collection: &str) -> bool {
+        match self {
+            Source::Files(f) => f.collections.contains_key(collection),
+            Source::Mongo(m) => m.collections.iter().any(|c| c == collection),
+        }
+    }
+
+    /// Documents a mapping will read (after a filter the server applies).
+    pub async fn count(&self, m: &MappingPlan) -> Option<u64> {
+        match self {
+            Source::Files(f) => f.count(&m.source).and_then(Result::ok),
+            Source::Mongo(s) => s.count(&m.source, &mongo::pushdown(m)).await.ok(),
+        }
+    }
+
+    pub async fn collections(&self) -> Result<Vec<CollectionInfo>, SourceError> {
+        match self {
+            Source::Files(f) => Ok(f
+                .collections
+                .iter()
+                .map(|(name, c)| CollectionInfo {
+                    name: name.clone(),
+                    documents: f.count(name).and_then(Result::ok),
+                    kind: format!("{:?}", c.format).to_lowercase(),
+                })
+                .collect()),
+            Source::Mongo(s) => {
+                let mut out = Vec::new();
+                for name in &s.collections {
+                    let documents = s.count(name, &bson::Document::new()).await.ok();
+                    out.push(CollectionInfo { name: name.clone(), documents, kind: "collection".into() });
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Opens a mapping's collection at a position. A live stream drives the
+    /// driver through `rt`, so the stream can be read from a plain thread.
+    pub fn stream(
+        &self,
+        m: &MappingPlan,
+        from: Option<&Position>,
+        batch: usize,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Box<dyn DocStream>, SourceError> {
+        match self {
+            Source::Files(f) => {
+                let skip = match from {
+                    Some(Position::Offset { at }) => *at,
+                    _ => 0,
+                };
+                let Some(r) = f.documents(&m.source, skip) else {
+                    return Err(SourceError::NotFound {
+                        path: f.root.clone(),
+                        reason: format!("no collection `{}`", m.source),
+                    });
+                };
+                Ok(Box::new(r?))
+            }
+            Source::Mongo(s) => Ok(Box::new(MongoStream::open(s, m, from, batch, rt)?)),
+        }
+    }
+
+    /// Whether the server applies the mapping's filter (documents it
+    /// excludes are then never read).
+    pub fn filters_on_server(&self) -> bool {
+        matches!(self, Source::Mongo(_))
+    }
+}

@@ -1,0 +1,168 @@
+//! A live MongoDB server through the official driver.
+//!
+//! Each mapping's collection is read in `_id` order with a batch size,
+//! asking only for the fields the plan uses and letting the server apply the
+//! mapping's filter where it can, so a run can continue after the last `_id`
+//! a checkpoint recorded. Collections are listed with the `listCollections`
+//! command (not the typed helper) so that wire-compatible servers work too.
+
+use std::time::Duration;
+
+use bson::{Bson, Document, RawDocumentBuf, doc};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection, Cursor};
+
+use super::{DocStream, Position, SourceError};
+use crate::path::Segment;
+use crate::plan::{FilterTest, MappingPlan};
+use crate::target::redact;
+
+#[derive(Debug, Clone)]
+pub struct MongoSource {
+    uri: String,
+    client: Client,
+    pub database: String,
+    pub collections: Vec<String>,
+}
+
+impl MongoSource {
+    pub async fn connect(uri: &str, database: Option<&str>) -> Result<MongoSource, SourceError> {
+        let err = |reason: String| SourceError::Mongo { uri: redact(uri), reason };
+        let mut opts = ClientOptions::parse(uri).await.map_err(|e| err(e.to_string()))?;
+        // Fail in seconds, not the driver's 30, when the server is not there.
+        opts.server_selection_timeout.get_or_insert(Duration::from_secs(5));
+        opts.connect_timeout.get_or_insert(Duration::from_secs(5));
+        opts.app_name.get_or_insert("finlit-map".to_string());
+        let database = database
+            .map(str::to_string)
+            .or_else(|| opts.default_database.clone())
+            .ok_or_else(|| err("no database: put it in the URI (mongodb://host/finlit) or pass --source-db".into()))?;
+        let client = Client::with_options(opts).map_err(|e| err(e.to_string()))?;
+        let reply = client
+            .database(&database)
+            .run_command(doc! { "listCollections": 1, "nameOnly": true })
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let mut collections: Vec<String> = reply
+            .get_document("cursor")
+            .and_then(|c| c.get_array("firstBatch"))
+            .map(|batch| {
+                batch
+                    .iter()
+                    .filter_map(|c| c.as_document()?.get_str("name").ok().map(str::to_string))
+                    .filter(|n| !n.starts_with("system."))
+                    .collect()
+            })
+            .map_err(|e| err(format!("unexpected listCollections reply: {e}")))?;
+        collections.sort();
+        Ok(MongoSource { uri: uri.to_string(), client, database, collections })
+    }
+
+    fn collection(&self, name: &str) -> Collection<Document> {
+        self.client.database(&self.database).collection(name)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> SourceError {
+        SourceError::Mongo { uri: redact(&self.uri), reason: e.to_string() }
+    }
+
+    pub async fn count(&self, collection: &str, filter: &Document) -> Result<u64, SourceError> {
+        self.collection(collection).count_documents(filter.clone()).await.map_err(|e| self.err(e))
+    }
+}
+
+/// The server-side part of a mapping's filter: conditions on plain dotted
+/// paths. The engine applies the whole filter again to what arrives.
+pub fn pushdown(m: &MappingPlan) -> Document {
+    let mut and = Vec::new();
+    for f in &m.filter {
+        let Some(segs) = f.path.segments_for_query() else { continue };
+        let path: Vec<String> = segs
+            .iter()
+            .map(|s| match s {
+                Segment::Key(k) => k.clone(),
+                Segment::Index(i) => i.to_string(),
+            })
+            .collect();
+        let path = path.join(".");
+        let value = |b: &bson::RawBson| Bson::try_from(b.clone()).unwrap_or(Bson::Null);
+        let cond = match &f.test {
+            FilterTest::Equals(v) => doc! { &path: value(v) },
+            FilterTest::NotEquals(v) => doc! { &path: { "$ne": value(v) } },
+            FilterTest::In(vs) => doc! { &path: { "$in": vs.iter().map(value).collect::<Vec<_>>() } },
+            FilterTest::NotIn(vs) => doc! { &path: { "$nin": vs.iter().map(value).collect::<Vec<_>>() } },
+            FilterTest::Exists(b) => doc! { &path: { "$exists": *b } },
+        };
+        and.push(Bson::Document(cond));
+    }
+    if and.is_empty() {
+        Document::new()
+    } else {
+        doc! { "$and": and }
+    }
+}
+
+/// One collection read in `_id` order from a position.
+pub struct MongoStream {
+    cursor: Cursor<Document>,
+    rt: tokio::runtime::Handle,
+    uri: String,
+    last_id: Option<Bson>,
+    start: Option<Position>,
+}
+
+impl MongoStream {
+    pub fn open(
+        s: &MongoSource,
+        m: &MappingPlan,
+        from: Option<&Position>,
+        batch: usize,
+        rt: tokio::runtime::Handle,
+    ) -> Result<MongoStream, SourceError> {
+        let mut filter = pushdown(m);
+        if let Some(Position::AfterId { id }) = from {
+            let id = Bson::try_from(id.clone()).map_err(|e| s.err(format!("bad checkpoint: {e}")))?;
+            filter = if filter.is_empty() {
+                doc! { "_id": { "$gt": id } }
+            } else {
+                doc! { "$and": [ filter, { "_id": { "$gt": id } } ] }
+            };
+        }
+        let coll = s.collection(&m.source);
+        let mut find = coll.find(filter).sort(doc! { "_id": 1 }).batch_size(batch.clamp(1, 100_000) as u32);
+        if let Some(fields) = &m.fields {
+            let mut projection = Document::new();
+            for f in fields {
+                projection.insert(f, 1);
+            }
+            find = find.projection(projection);
+        }
+        let cursor = rt.block_on(async { find.await }).map_err(|e| s.err(e))?;
+        Ok(MongoStream { cursor, rt, uri: redact(&s.uri), last_id: None, start: from.cloned() })
+    }
+}
+
+impl DocStream for MongoStream {
+    fn next_doc(&mut self) -> Option<Result<RawDocumentBuf, SourceError>> {
+        let err =
+            |e: mongodb::error::Error, uri: &str| SourceError::Mongo { uri: uri.to_string(), reason: e.to_string() };
+        match self.rt.block_on(self.cursor.advance()) {
+            Ok(true) => {
+                let raw = self.cursor.current();
+                if let Ok(Some(id)) = raw.get("_id") {
+                    self.last_id = Bson::try_from(id).ok();
+                }
+                Some(Ok(raw.to_owned()))
+            }
+            Ok(false) => None,
+            Err(e) => Some(Err(err(e, &self.uri))),
+        }
+    }
+
+    fn position(&self) -> Position {
+        match &self.last_id {
+            Some(id) => Position::AfterId { id: id.clone().into_relaxed_extjson() },
+            None => self.start.clone().unwrap_or(Position::AfterId { id: serde_json::Value::Null }),
+        }
+    }
+}
