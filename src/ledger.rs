@@ -210,6 +210,7 @@ pub async fn save_progress(
     done: bool,
 ) -> Result<(), sqlx::Error> {
     let position = position.map(|p| serde_json::to_value(p).unwrap_or_default());
+    let mapping = report.mapping.clone();
     let report = serde_json::to_value(report).unwrap_or_default();
     sqlx::query(
         "INSERT INTO finlit_map.progress (run_id, mapping, done, position, report) VALUES ($1, $2, $3, $4, $5)
@@ -217,7 +218,7 @@ pub async fn save_progress(
          SET done = EXCLUDED.done, position = EXCLUDED.position, report = EXCLUDED.report, updated_at = now()",
     )
     .bind(run_id)
-    .bind(&report["mapping"].as_str().unwrap_or_default().to_string())
+    .bind(mapping)
     .bind(done)
     .bind(position)
     .bind(report)

@@ -52,6 +52,16 @@ impl TestDb {
         })
     }
 
+    /// Like `one`, but `None` when the database, the table or the row is not there yet.
+    pub fn try_one(&self, sql: &str) -> Option<String> {
+        let url = self.url.clone();
+        let sql = sql.to_string();
+        self.rt.block_on(async move {
+            let mut c = PgConnection::connect(&url).await.ok()?;
+            sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.ok()?
+        })
+    }
+
     pub fn one(&self, sql: &str) -> String {
         self.rows(sql)[0][0].clone().unwrap_or_default()
     }

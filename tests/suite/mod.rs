@@ -1,4 +1,6 @@
 mod check;
 mod db;
+mod live;
 mod manage;
+mod mongo;
 mod run;

@@ -1,0 +1,188 @@
+//! A live MongoDB source, interrupted runs and faults: every way a run can
+//! stop leaves a database from which the next run completes, identical to
+//! an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::db::TestDb;
+use super::mongo::MongoServer;
+use super::run::run;
+
+const TABLES: [&str; 12] = [
+    "learners",
+    "knowledge_components",
+    "learning_items",
+    "item_kc_mappings",
+    "learner_skill_states",
+    "interactions",
+    "achievements",
+    "learner_achievements",
+    "daily_progress",
+    "question_templates",
+    "cultural_contexts",
+    "kc_prerequisites",
+];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dump() -> PathBuf {
+    root().join("examples/finlit-dump")
+}
+
+fn digests(db: &TestDb) -> Vec<String> {
+    TABLES.iter().map(|t| db.digest(t)).collect()
+}
+
+/// An uninterrupted migration of `source`: the state every other path must reach.
+fn reference(source: &Path) -> Vec<String> {
+    let db = TestDb::new("ref");
+    let work = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(work.path(), source, &db.url, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    digests(&db)
+}
+
+/// Starts `finlit-map run` in the background with small chunks (many commits).
+fn spawn_run(cwd: &Path, source: &str, target: &str) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
+        .current_dir(cwd)
+        .env_remove("DATABASE_URL")
+        .env_remove("MONGO_URI")
+        .arg("run")
+        .arg(root().join("mappings"))
+        .args(["--source", source, "--target", target, "--batch-size", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Rows committed so far (the ledger's inserted keys).
+fn committed(db: &TestDb) -> u64 {
+    db.try_one("SELECT count(*)::text FROM finlit_map.loaded_keys").and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Waits until at least `rows` are committed; false if the run ended first.
+fn wait_for(db: &TestDb, child: &mut Child, rows: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if committed(db) >= rows {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+fn validate_green(db: &TestDb, source: &Path) {
+    let out = Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
+        .current_dir(root())
+        .args(["validate", "mappings", "--source", source.to_str().unwrap(), "--target", &db.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("validation passed"), "{text}");
+}
+
+#[test]
+fn a_live_source_gives_the_same_database_as_its_dump() {
+    let Some(server) = MongoServer::start() else { return };
+    let same = tempfile::tempdir().unwrap();
+    server.load(&dump(), same.path());
+    let expected = reference(same.path());
+
+    let db = TestDb::new("live");
+    let work = tempfile::tempdir().unwrap();
+    let (code, report, stderr) = run(work.path(), Path::new(&server.uri()), &db.url, &["--batch-size", "100"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["mappings"].as_array().unwrap().len(), 12);
+    assert_eq!(digests(&db), expected, "live and dump migrations differ");
+
+    // `list` reads the live server too.
+    let out = Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
+        .current_dir(root())
+        .args(["list", "mappings", "--source", &server.uri()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("interactions") && l.contains(" 2000 ")), "{text}");
+}
+
+#[test]
+fn kill_9_at_any_point_then_rerun_gives_the_uninterrupted_database() {
+    let expected = reference(&dump());
+    let mut interrupted = 0;
+    for rows in [200, 2600, 5000] {
+        let db = TestDb::new("kill");
+        let work = tempfile::tempdir().unwrap();
+        let mut child = spawn_run(work.path(), dump().to_str().unwrap(), &db.url);
+        if wait_for(&db, &mut child, rows) {
+            child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+            interrupted += 1;
+        }
+        let _ = finish(child);
+        let (code, _, stderr) = run(work.path(), &dump(), &db.url, &[]);
+        assert_eq!(code, 0, "after a kill at {rows} rows: {stderr}");
+        if committed(&db) > 0 && stderr.contains("continuing interrupted run") {
+            assert!(stderr.contains("partly loaded"), "{stderr}");
+        }
+        assert_eq!(digests(&db), expected, "after a kill at {rows} rows");
+        validate_green(&db, &dump());
+    }
+    assert!(interrupted >= 2, "the runs ended before they could be killed");
+}
+
+#[test]
+fn a_terminated_postgres_connection_fails_clearly_and_a_rerun_completes() {
+    let expected = reference(&dump());
+    let db = TestDb::new("pgterm");
+    let work = tempfile::tempdir().unwrap();
+    let mut child = spawn_run(work.path(), dump().to_str().unwrap(), &db.url);
+    assert!(wait_for(&db, &mut child, 1500), "the run ended early");
+    db.exec(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ));
+    let (code, stderr) = finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    assert!(stderr.contains("run the same command again to continue"), "{stderr}");
+    let (code, _, stderr) = run(work.path(), &dump(), &db.url, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("continuing interrupted run"), "{stderr}");
+    assert_eq!(digests(&db), expected);
+}
+
+#[test]
+fn a_mongodb_server_going_away_fails_clearly_and_a_rerun_after_restart_completes() {
+    let Some(mut server) = MongoServer::start() else { return };
+    let same = tempfile::tempdir().unwrap();
+    server.load(&dump(), same.path());
+    let expected = reference(same.path());
+
+    let db = TestDb::new("mongodown");
+    let work = tempfile::tempdir().unwrap();
+    let mut child = spawn_run(work.path(), &server.uri(), &db.url);
+    assert!(wait_for(&db, &mut child, 1500), "the run ended early");
+    server.kill();
+    let (code, stderr) = finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("MongoDB mongodb://127.0.0.1"), "{stderr}");
+
+    server.restart();
+    let (code, _, stderr) = run(work.path(), Path::new(&server.uri()), &db.url, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("continuing interrupted run"), "{stderr}");
+    assert_eq!(digests(&db), expected);
+}
