@@ -315,6 +315,9 @@ fn with_runtime(f: impl std::future::Future<Output = u8>) -> u8 {
     }
 }
 
+/// The tracing target of events that go to the log file but not to stderr.
+pub const LOG_FILE_ONLY: &str = "finlit_map::log_file_only";
+
 /// Logs go to stderr and, when given, appended to a file.
 pub fn init_logging(log_file: Option<&std::path::Path>, quiet_stderr: bool) -> Result<(), String> {
     use tracing_subscriber::filter::LevelFilter;
@@ -324,12 +327,14 @@ pub fn init_logging(log_file: Option<&std::path::Path>, quiet_stderr: bool) -> R
     use tracing_subscriber::filter::Targets;
     // The tool's own events; libraries (sqlx notices) only when they warn.
     let only_ours = |level| Targets::new().with_target("finlit_map", level).with_default(LevelFilter::WARN);
+    // Events for the log file only (errors already printed as one plain line).
+    let stderr_filter = only_ours(stderr_level).with_target(LOG_FILE_ONLY, LevelFilter::OFF);
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
-        .with_filter(only_ours(stderr_level));
+        .with_filter(stderr_filter);
     let file = match log_file {
         Some(p) => {
             let f = std::fs::OpenOptions::new()

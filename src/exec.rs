@@ -330,6 +330,7 @@ impl MappingRun<'_> {
                 r.dangling = self.self_references(&sink, &mut tx).await?;
             }
             r.seconds += started.elapsed().as_secs_f64();
+            r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
             ledger::save_progress(&mut tx, self.opts.run_id, &r, None, true).await.map_err(|e| self.db(e))?;
             ledger::record_mapping(&mut tx, self.opts.run_id, &r).await.map_err(|e| self.db(e))?;
             tx.commit().await.map_err(|e| self.db(e))?;

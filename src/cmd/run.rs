@@ -37,7 +37,7 @@ pub async fn run(args: RunArgs) -> u8 {
         match prepare_target(url, &plan, args.no_schema).await {
             Ok(c) => conn = Some(c),
             Err(e) => {
-                tracing::error!("{e}");
+                tracing::error!(target: crate::cli::LOG_FILE_ONLY, "{e}");
                 return super::fail(e);
             }
         }
@@ -95,7 +95,7 @@ pub async fn run(args: RunArgs) -> u8 {
         Ok(r) => r,
         Err(e) => {
             finish(conn.as_mut(), run_id, "failed").await;
-            tracing::error!("{e}");
+            tracing::error!(target: crate::cli::LOG_FILE_ONLY, "{e}");
             eprintln!("error: {e}");
             if e.resumable() && !args.dry_run {
                 eprintln!(
