@@ -283,55 +283,7 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
     let mut progress = Vec::new();
     let mut learner_ach = Vec::new();
     for n in 0..learners {
-        let id = r.oid();
-        let (lang, country) = *r.pick(LANGS);
-        let first = *r.pick(FIRST);
-        let last = *r.pick(LAST);
-        let created = JAN_2024 + r.below(365) as i64 * DAY + r.below(DAY as u64) as i64;
-        let last_active = created + r.below(120) as i64 * DAY + r.below(DAY as u64) as i64;
-        let mut email = format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), n);
-        if r.chance(15) {
-            email = format!("  {}  ", email.to_uppercase());
-        }
-        let mut goals = Vec::new();
-        for _ in 0..(1 + r.below(3)) {
-            let g = *r.pick(GOALS);
-            if !goals.contains(&g) {
-                goals.push(g);
-            }
-        }
-        let mut profile = doc! {
-            "native_language": lang,
-            "immigration_status": *r.pick(STATUS),
-            "country_of_origin": country,
-            "visa_type": *r.pick(STATUS),
-            "has_ssn": r.chance(60),
-            "sends_remittances": r.chance(45),
-            "financial_goals": goals,
-        };
-        if r.chance(80) {
-            profile.insert("english_proficiency", *r.pick(&["basic", "intermediate", "advanced", "fluent"]));
-        }
-        let streak = r.below(30) as i32;
-        let mut learner = doc! {
-            "_id": id,
-            "email": email,
-            "display_name": format!("{first} {last}"),
-            "profile": profile,
-            "gamification": {
-                "total_xp": r.below(20_000) as i32,
-                "streak_count": streak,
-                "streak_last_date": date(midnight(last_active)),
-                "daily_goal_minutes": *r.pick(&[5, 10, 15, 20, 30]),
-            },
-            "financial_experience_level": *r.pick(&["novice", "beginner", "intermediate", "advanced"]),
-            "timezone": *r.pick(TZS),
-            "created_at": date(created),
-            "last_active_at": date(last_active),
-        };
-        if r.chance(10) {
-            learner.remove("timezone");
-        }
+        let (learner, id, created, last_active) = learner_doc(&mut r, n);
         learner_docs.push(learner);
 
         let mut used = Vec::new();
@@ -526,6 +478,60 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
     }
 }
 
+/// One learner document, the seed's shape; also its id and dates for the documents that hang off it.
+fn learner_doc(r: &mut Rng, n: usize) -> (Document, ObjectId, i64, i64) {
+    let id = r.oid();
+    let (lang, country) = *r.pick(LANGS);
+    let first = *r.pick(FIRST);
+    let last = *r.pick(LAST);
+    let created = JAN_2024 + r.below(365) as i64 * DAY + r.below(DAY as u64) as i64;
+    let last_active = created + r.below(120) as i64 * DAY + r.below(DAY as u64) as i64;
+    let mut email = format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), n);
+    if r.chance(15) {
+        email = format!("  {}  ", email.to_uppercase());
+    }
+    let mut goals = Vec::new();
+    for _ in 0..(1 + r.below(3)) {
+        let g = *r.pick(GOALS);
+        if !goals.contains(&g) {
+            goals.push(g);
+        }
+    }
+    let mut profile = doc! {
+        "native_language": lang,
+        "immigration_status": *r.pick(STATUS),
+        "country_of_origin": country,
+        "visa_type": *r.pick(STATUS),
+        "has_ssn": r.chance(60),
+        "sends_remittances": r.chance(45),
+        "financial_goals": goals,
+    };
+    if r.chance(80) {
+        profile.insert("english_proficiency", *r.pick(&["basic", "intermediate", "advanced", "fluent"]));
+    }
+    let streak = r.below(30) as i32;
+    let mut learner = doc! {
+        "_id": id,
+        "email": email,
+        "display_name": format!("{first} {last}"),
+        "profile": profile,
+        "gamification": {
+            "total_xp": r.below(20_000) as i32,
+            "streak_count": streak,
+            "streak_last_date": date(midnight(last_active)),
+            "daily_goal_minutes": *r.pick(&[5, 10, 15, 20, 30]),
+        },
+        "financial_experience_level": *r.pick(&["novice", "beginner", "intermediate", "advanced"]),
+        "timezone": *r.pick(TZS),
+        "created_at": date(created),
+        "last_active_at": date(last_active),
+    };
+    if r.chance(10) {
+        learner.remove("timezone");
+    }
+    (learner, id, created, last_active)
+}
+
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
@@ -561,6 +567,24 @@ fn write(data: &Data, out: &Path, json: bool, only: &[String]) -> std::io::Resul
     Ok(())
 }
 
+/// Learners only, written as they are made: memory stays flat for millions.
+fn stream_learners(learners: usize, seed: u64, out: &Path, json: bool) -> std::io::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let mut r = Rng(seed);
+    let ext = if json { "jsonl" } else { "bson" };
+    let mut w = BufWriter::new(File::create(out.join(format!("learners.{ext}")))?);
+    for n in 0..learners {
+        let (d, ..) = learner_doc(&mut r, n);
+        if json {
+            serde_json::to_writer(&mut w, &Bson::Document(d).into_relaxed_extjson())?;
+            w.write_all(b"\n")?;
+        } else {
+            w.write_all(&bson::serialize_to_vec(&d).map_err(std::io::Error::other)?)?;
+        }
+    }
+    w.flush()
+}
+
 fn main() {
     let mut learners = 200usize;
     let mut out = PathBuf::from("finlit-dump");
@@ -585,6 +609,14 @@ fn main() {
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
+    }
+    if only == ["learners"] && !bad {
+        if let Err(e) = stream_learners(learners, seed, &out, json) {
+            eprintln!("error: writing {}: {e}", out.display());
+            std::process::exit(1);
+        }
+        eprintln!("wrote {learners} documents to {}", out.display());
+        return;
     }
     let data = generate(learners, bad, seed);
     if let Err(e) = write(&data, &out, json, &only) {

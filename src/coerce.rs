@@ -313,6 +313,29 @@ fn check_numeric<'a>(text: String, limits: Option<(u32, u32)>) -> Result<Cell<'a
     Ok(Cell::Numeric(text))
 }
 
+/// A schema DEFAULT constant as SQL text (`'novice'`, `10`, `TRUE`,
+/// `'{}'::jsonb`, `-1`) as a typed cell; `None` when it is not a plain constant.
+pub fn sql_constant(text: &str, ty: &SqlType, rules: &CoerceRules) -> Option<Cell<'static>> {
+    let mut t = text.trim();
+    // A trailing cast outside any quotes: `'{}'::jsonb`.
+    if let Some(i) = t.rfind("::")
+        && !t[i..].contains('\'')
+    {
+        t = t[..i].trim();
+    }
+    let t = t.trim_start_matches('(').trim_end_matches(')');
+    let value = if t.len() >= 2 && t.starts_with('\'') && t.ends_with('\'') {
+        t[1..t.len() - 1].replace("''", "'")
+    } else {
+        t.to_ascii_lowercase()
+    };
+    if ty.is_json() {
+        serde_json::from_str::<serde_json::Value>(&value).ok()?;
+        return Some(Cell::Json(value));
+    }
+    coerce(RawBsonRef::String(&value), ty, rules).ok().map(Cell::into_owned)
+}
+
 /// Shortest text that reads back as the same double; `NaN`, `Infinity`.
 pub fn float_text(d: f64) -> String {
     if d.is_nan() {
@@ -563,6 +586,25 @@ mod tests {
         assert_eq!(ok(coerce(ms(2025, 1, 15, 5, 0), &SqlType::Date, &rules)), "2025-01-15");
         assert_eq!(ok(coerce(ms(2025, 1, 15, 5, 0), &SqlType::Timestamp, &rules)), "2025-01-15 00:00:00");
         assert_eq!(ok(coerce(ms(2025, 1, 15, 5, 0), &SqlType::Timestamptz, &rules)), "2025-01-15 05:00:00+00");
+    }
+
+    #[test]
+    fn schema_constants() {
+        let r = CoerceRules::default();
+        let cases = [
+            ("'intermediate'", "varchar(50)", Some("intermediate")),
+            ("'it''s'", "text", Some("it's")),
+            ("10", "integer", Some("10")),
+            ("-1", "integer", Some("-1")),
+            ("TRUE", "boolean", Some("t")),
+            ("1.0", "numeric(4,3)", Some("1.0")),
+            ("'{}'::JSONB", "jsonb", Some("{}")),
+            ("nextval('s')", "integer", None),
+        ];
+        for (text, ty, want) in cases {
+            let got = sql_constant(text, &t(ty), &r).and_then(|c| c.to_pg_text());
+            assert_eq!(got.as_deref(), want, "{text}");
+        }
     }
 
     #[test]

@@ -20,12 +20,14 @@ use sqlx::{Connection, PgConnection};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use crate::cell::Cell;
 use crate::ledger::{self, Progress};
-use crate::plan::{MappingPlan, Plan};
+use crate::plan::{DefaultPlan, MappingPlan, Plan};
 use crate::rejects::{RejectRecord, RejectsFile};
 use crate::report::{ColumnReport, MappingReport, RunReport};
 use crate::row::{ColumnStats, Rejection, RowEvent, RowMapper};
-use crate::sink::{DbRejection, TableSink, write_row};
+use crate::schema::{SchemaDefault, SqlType};
+use crate::sink::{DbRejection, TableSink, key_text_of, quote, sql, write_row};
 use crate::source::{Position, Source, SourceError};
 
 #[derive(Debug, Error)]
@@ -115,6 +117,8 @@ struct Chunk {
     filtered: u64,
     /// Where to continue once this chunk is committed.
     position: Position,
+    /// The rows' keys, for the ledger, when copying straight into the table.
+    keys: Vec<String>,
 }
 
 impl Chunk {
@@ -128,7 +132,44 @@ impl Chunk {
             read: 0,
             filtered: 0,
             position: Position::Offset { at: 0 },
+            keys: Vec::new(),
         }
+    }
+}
+
+/// How rows are written when a mapping copies straight into its table
+/// (empty when the mapping began): the server-side defaults are filled in
+/// here, since COPY cannot ask for them per row, and self-references are
+/// left for the final pass.
+struct FastEncoding {
+    fill: Vec<Option<Cell<'static>>>,
+    null: Vec<bool>,
+    key: Vec<usize>,
+}
+
+impl FastEncoding {
+    /// `None` when a default only the server can compute (a sequence, a
+    /// function) might be needed: such mappings take the staging path.
+    fn for_mapping(m: &MappingPlan, now: chrono::DateTime<chrono::Utc>) -> Option<FastEncoding> {
+        let mut fill = Vec::with_capacity(m.columns.len());
+        for c in &m.columns {
+            let clock = || match c.ty {
+                SqlType::Date => Some(Cell::Date(now.with_timezone(&c.rules.tz).date_naive())),
+                SqlType::Timestamp => Some(Cell::Timestamp(now.with_timezone(&c.rules.tz).naive_local())),
+                SqlType::Timestamptz => Some(Cell::Timestamptz(now)),
+                _ => None,
+            };
+            fill.push(match &c.default {
+                DefaultPlan::None | DefaultPlan::Value(_) => None,
+                DefaultPlan::Now | DefaultPlan::Schema(SchemaDefault::Now) => Some(clock()?),
+                DefaultPlan::Schema(SchemaDefault::Constant(text)) => {
+                    Some(crate::coerce::sql_constant(text, &c.ty, &c.rules)?)
+                }
+                DefaultPlan::Schema(SchemaDefault::Expression(_)) => return None,
+            });
+        }
+        let null = m.columns.iter().map(|c| c.references.as_deref() == Some(m.table.as_str())).collect();
+        Some(FastEncoding { fill, null, key: m.key.clone() })
     }
 }
 
@@ -251,7 +292,20 @@ impl MappingRun<'_> {
             sink.prepare(c, m).await.map_err(|e| self.db(e))?;
         }
 
-        let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size);
+        // A first load into an empty table copies straight into it.
+        let mut fast = None;
+        if let Some(c) = conn.as_deref_mut()
+            && prior.is_none()
+        {
+            let stmt = format!("SELECT NOT EXISTS (SELECT 1 FROM {})", quote(&m.table));
+            let empty: bool = sqlx::query_scalar(sql(stmt)).fetch_one(&mut *c).await.map_err(|e| self.db(e))?;
+            if empty {
+                fast = FastEncoding::for_mapping(m, chrono::Utc::now()).map(Arc::new);
+            }
+        }
+        tracing::debug!(mapping = %m.name, direct_copy = fast.is_some());
+        let direct = fast.is_some();
+        let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size, fast);
         let mut last_line = Instant::now();
         let mut stats = Vec::new();
         while let Some(item) = rx.recv().await {
@@ -269,7 +323,13 @@ impl MappingRun<'_> {
             let tx = match conn.as_deref_mut() {
                 Some(c) if !chunk.rows.is_empty() => {
                     let (res, tx) = sink
-                        .load_chunk(c, &chunk.copy, chunk.rows.len(), &mut db_rejects)
+                        .load_chunk(
+                            c,
+                            &chunk.copy,
+                            chunk.rows.len(),
+                            direct.then_some(chunk.keys.as_slice()),
+                            &mut db_rejects,
+                        )
                         .await
                         .map_err(|e| self.db(e))?;
                     r.inserted += res.inserted;
@@ -386,7 +446,7 @@ impl MappingRun<'_> {
     /// point at rows that do not exist; those are reported as rejects.
     async fn self_references(&mut self, sink: &TableSink, tx: &mut PgConnection) -> Result<u64, ExecError> {
         let m = self.m;
-        let (mut rx, reader) = spawn_reader(self.source, m, None, self.opts.batch_size);
+        let (mut rx, reader) = spawn_reader(self.source, m, None, self.opts.batch_size, None);
         while let Some(item) = rx.recv().await {
             match item? {
                 Produced::Chunk(c) if !c.rows.is_empty() => {
@@ -425,13 +485,14 @@ fn spawn_reader(
     m: &MappingPlan,
     from: Option<Position>,
     batch: usize,
+    fast: Option<Arc<FastEncoding>>,
 ) -> (Chunks, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Result<Produced, SourceError>>(2);
     let m = Arc::new(m.clone());
     let source = source.clone();
     let rt = tokio::runtime::Handle::current();
     let batch = batch.max(1);
-    let handle = std::thread::spawn(move || produce(&m, &source, from, batch, rt, &tx));
+    let handle = std::thread::spawn(move || produce(&m, &source, from, batch, rt, fast.as_deref(), &tx));
     (rx, handle)
 }
 
@@ -442,6 +503,7 @@ fn produce(
     from: Option<Position>,
     batch: usize,
     rt: tokio::runtime::Handle,
+    fast: Option<&FastEncoding>,
     tx: &mpsc::Sender<Result<Produced, SourceError>>,
 ) {
     let mut stream = match source.stream(m, from.as_ref(), batch, rt) {
@@ -464,9 +526,22 @@ fn produce(
         let doc_index = chunk.docs.len();
         chunk.documents += 1;
         mapper.map(&doc, |ev| match ev {
-            RowEvent::Row { element, cells } => {
+            RowEvent::Row { element, mut cells } => {
                 chunk.read += 1;
-                write_row(&mut chunk.copy, chunk.rows.len(), &cells);
+                if let Some(f) = fast {
+                    for (i, c) in cells.iter_mut().enumerate() {
+                        if f.null[i] {
+                            *c = Cell::Null;
+                        } else if c.is_null()
+                            && let Some(v) = &f.fill[i]
+                        {
+                            *c = v.clone();
+                        }
+                    }
+                    let key: Vec<Option<String>> = f.key.iter().map(|&i| cells[i].to_pg_text()).collect();
+                    chunk.keys.push(key_text_of(&key));
+                }
+                write_row(&mut chunk.copy, &cells);
                 chunk.rows.push(Origin { doc: doc_index as u32, element: element.map(|e| e as u32) });
             }
             RowEvent::Rejected(r) => {

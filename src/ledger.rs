@@ -1,6 +1,6 @@
 //! The tool's own records in the target database, in a schema of its own
 //! (`finlit_map`): every run and its outcome, what each mapping did, and the
-//! key of every row a migration inserted, so `rollback` removes those rows
+//! keys of the rows a migration inserted (an array per chunk), so `rollback` removes those rows
 //! and only those, and `status` can tell when each mapping last ran.
 //!
 //! Knows SQL; nothing of sources or TOML.
@@ -47,14 +47,14 @@ CREATE TABLE IF NOT EXISTS finlit_map.progress (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, mapping)
 );
--- The key (as text) of every row a migration inserted.
-CREATE TABLE IF NOT EXISTS finlit_map.loaded_keys (
+-- The keys (as text) of the rows a migration inserted, one row per chunk.
+CREATE TABLE IF NOT EXISTS finlit_map.loaded_chunks (
     table_name TEXT NOT NULL,
-    key        TEXT NOT NULL,
     mapping    TEXT NOT NULL,
     run_id     BIGINT NOT NULL,
-    PRIMARY KEY (table_name, key)
+    keys       TEXT[] NOT NULL
 );
+CREATE INDEX IF NOT EXISTS loaded_chunks_table ON finlit_map.loaded_chunks (table_name, mapping);
 ";
 
 pub async fn ensure(conn: &mut PgConnection) -> Result<(), sqlx::Error> {

@@ -43,7 +43,7 @@ pub struct TableCount {
 
 async fn ledger_exists(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     let r: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('finlit_map.loaded_keys')::text").fetch_one(&mut *conn).await?;
+        sqlx::query_scalar("SELECT to_regclass('finlit_map.loaded_chunks')::text").fetch_one(&mut *conn).await?;
     Ok(r.is_some())
 }
 
@@ -55,10 +55,10 @@ fn mappings_of<'p>(plan: &'p Plan, table: &str) -> Vec<&'p MappingPlan> {
 fn migrated_condition(m: &MappingPlan, alias: &str) -> String {
     let cols: Vec<String> = m.key.iter().map(|&i| format!("{alias}.{}", quote(&m.columns[i].name))).collect();
     format!(
-        "EXISTS (SELECT 1 FROM finlit_map.loaded_keys l WHERE l.table_name = {} AND l.mapping = {} AND l.key = {})",
+        "{} IN (SELECT unnest(l.keys) FROM finlit_map.loaded_chunks l WHERE l.table_name = {} AND l.mapping = {})",
+        key_text(&cols),
         literal(&m.table),
         literal(&m.name),
-        key_text(&cols)
     )
 }
 
@@ -201,7 +201,7 @@ pub async fn execute(
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-        sqlx::query("DELETE FROM finlit_map.loaded_keys WHERE table_name = $1")
+        sqlx::query("DELETE FROM finlit_map.loaded_chunks WHERE table_name = $1")
             .bind(&s.table)
             .execute(&mut *tx)
             .await?;

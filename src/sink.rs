@@ -55,7 +55,11 @@ pub fn quote(ident: &str) -> String {
 pub struct TableSink {
     table: String,
     stage: String,
+    seq: String,
     copy: String,
+    copy_target: String,
+    table_name: String,
+    mapping: String,
     dedupe: String,
     orphans: Vec<(String, String)>,
     update: Option<String>,
@@ -81,7 +85,11 @@ impl TableSink {
         let key_match =
             |a: &str, b: &str| key.iter().map(|k| format!("{a}.{k} = {b}.{k}")).collect::<Vec<_>>().join(" AND ");
 
-        let copy = format!("COPY {stage} (__ord, {}) FROM STDIN", names.join(", "));
+        // Staging numbers rows by a sequence (reset per chunk), so one COPY
+        // buffer serves both the staging table and the target itself.
+        let seq = format!("fm_seq_{slot}");
+        let copy = format!("COPY {stage} ({}) FROM STDIN", names.join(", "));
+        let copy_target = format!("COPY {table} ({}) FROM STDIN", names.join(", "));
         let key_list = key.iter().map(|k| format!("a.{k}")).collect::<Vec<_>>().join(", ");
         let dedupe = format!(
             "DELETE FROM {stage} a USING {stage} b WHERE {} AND a.__ord < b.__ord RETURNING a.__ord, b.__ord",
@@ -136,51 +144,100 @@ impl TableSink {
         let insert = format!(
             "WITH ins AS (INSERT INTO {table} ({}) SELECT {} FROM {stage} s \
              WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {}){{ORD}} RETURNING {}), \
-             rec AS (INSERT INTO finlit_map.loaded_keys (table_name, key, mapping, run_id) \
-             SELECT {}, {}, {}, $1 FROM ins ON CONFLICT DO NOTHING) \
+             rec AS (INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys) \
+             SELECT {}, {}, $1, array_agg({}) FROM ins HAVING count(*) > 0) \
              SELECT count(*) FROM ins",
             names.join(", "),
             values.join(", "),
             key_match("t", "s"),
             key.join(", "),
             literal(&m.table),
-            key_text(&ins_keys),
             literal(&m.name),
+            key_text(&ins_keys),
         );
         let self_targets =
             self_cols.iter().map(|c| (c.to_string(), referenced_column(plan, &m.table, c, &m.table))).collect();
-        TableSink { table, stage, copy, dedupe, orphans, update, insert, self_targets, key_display, run_id: 0 }
+        TableSink {
+            table,
+            stage,
+            seq,
+            copy,
+            copy_target,
+            table_name: m.table.clone(),
+            mapping: m.name.clone(),
+            dedupe,
+            orphans,
+            update,
+            insert,
+            self_targets,
+            key_display,
+            run_id: 0,
+        }
     }
 
     /// Creates the temporary tables on this connection.
     pub async fn prepare(&self, conn: &mut PgConnection, m: &MappingPlan) -> Result<(), sqlx::Error> {
         let cols: Vec<String> = m.columns.iter().map(|c| quote(&c.name)).collect();
         sqlx::query(sql(format!("DROP TABLE IF EXISTS {}", self.stage))).execute(&mut *conn).await?;
+        sqlx::query(sql(format!("DROP SEQUENCE IF EXISTS {}", self.seq))).execute(&mut *conn).await?;
         // Same column types as the target, none of its constraints.
         sqlx::query(sql(format!(
-            "CREATE TEMP TABLE {} ON COMMIT DELETE ROWS AS SELECT 0::integer AS __ord, {} FROM {} WITH NO DATA",
+            "CREATE TEMP TABLE {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA",
             self.stage,
             cols.join(", "),
             self.table
         )))
         .execute(&mut *conn)
         .await?;
+        sqlx::query(sql(format!("CREATE TEMP SEQUENCE {} MINVALUE 0 START 0", self.seq))).execute(&mut *conn).await?;
+        sqlx::query(sql(format!(
+            "ALTER TABLE {} ADD COLUMN __ord integer NOT NULL DEFAULT nextval('{}')",
+            self.stage, self.seq
+        )))
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 
-    /// Loads one chunk (COPY text rows, `__ord` first) in one transaction;
-    /// `before_commit` runs inside it (checkpoints).
+    /// Loads one chunk of COPY text rows in one transaction, which it
+    /// returns open so the caller can commit a checkpoint with it. With
+    /// `fast_keys` (the chunk's keys; the table was empty when the mapping
+    /// began) the rows are copied straight into the table.
     pub async fn load_chunk<'c>(
         &self,
         conn: &'c mut PgConnection,
         copy_data: &[u8],
         rows: usize,
+        fast_keys: Option<&[String]>,
         rejected: &mut Vec<DbRejection>,
     ) -> Result<(ChunkResult, sqlx::Transaction<'c, sqlx::Postgres>), sqlx::Error> {
         let mut tx = conn.begin().await?;
-        let mut copy = tx.copy_in_raw(&self.copy).await?;
-        copy.send(copy_data).await?;
-        copy.finish().await?;
+        if let Some(keys) = fast_keys {
+            // Straight into the table. PostgreSQL still enforces every key,
+            // foreign key and check; a chunk it refuses goes the staging way.
+            sqlx::query("SAVEPOINT fm_fast").execute(&mut *tx).await?;
+            match self.copy_into(&mut tx, &self.copy_target, copy_data).await {
+                Ok(()) => {
+                    sqlx::query(
+                        "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&self.table_name)
+                    .bind(&self.mapping)
+                    .bind(self.run_id)
+                    .bind(keys)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("RELEASE SAVEPOINT fm_fast").execute(&mut *tx).await?;
+                    return Ok((ChunkResult { inserted: rows as u64, updated: 0, unchanged: 0 }, tx));
+                }
+                Err(e) if is_row_error(&e) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT fm_fast").execute(&mut *tx).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        sqlx::query(sql(format!("SELECT setval('{}', 0, false)", self.seq))).execute(&mut *tx).await?;
+        self.copy_into(&mut tx, &self.copy, copy_data).await?;
 
         for row in sqlx::query(sql(&self.dedupe)).fetch_all(&mut *tx).await? {
             let (ord, later): (i32, i32) = (row.try_get(0)?, row.try_get(1)?);
@@ -288,10 +345,16 @@ impl TableSink {
     /// Appends COPY rows to staging; the self-reference pass fills staging
     /// with the whole collection inside one transaction.
     pub async fn copy_to_stage(&self, tx: &mut PgConnection, data: &[u8]) -> Result<(), sqlx::Error> {
-        let mut copy = tx.copy_in_raw(&self.copy).await?;
-        copy.send(data).await?;
-        copy.finish().await?;
-        Ok(())
+        self.copy_into(tx, &self.copy, data).await
+    }
+
+    async fn copy_into(&self, tx: &mut PgConnection, statement: &str, data: &[u8]) -> Result<(), sqlx::Error> {
+        let mut copy = tx.copy_in_raw(statement).await?;
+        if let Err(e) = copy.send(data).await {
+            // The server refused mid-stream; ending the COPY gives its reason.
+            return Err(copy.finish().await.err().unwrap_or(e));
+        }
+        copy.finish().await.map(|_| ())
     }
 
     /// The second pass for self-references, once staging holds every row
@@ -361,6 +424,36 @@ pub fn key_text(cols: &[String]) -> String {
     }
 }
 
+/// The text PostgreSQL gives for `key_text` of these values: one value as
+/// it is, several as a record `(a,b)` quoted as `record_out` quotes.
+pub fn key_text_of(values: &[Option<String>]) -> String {
+    if let [Some(one)] = values {
+        return one.clone();
+    }
+    let mut out = String::from("(");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let Some(v) = v else { continue };
+        let quote = v.is_empty() || v.chars().any(|c| matches!(c, '"' | '\\' | '(' | ')' | ',') || c.is_whitespace());
+        if quote {
+            out.push('"');
+            for c in v.chars() {
+                if c == '"' || c == '\\' {
+                    out.push(c);
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(v);
+        }
+    }
+    out.push(')');
+    out
+}
+
 /// `json` has no equality operator; its text is what was loaded, so compare that.
 fn comparable(c: &ColumnPlan, expr: String) -> String {
     if c.ty == crate::schema::SqlType::Json { format!("({expr})::text") } else { expr }
@@ -397,11 +490,12 @@ fn update_value(c: &ColumnPlan) -> String {
     }
 }
 
-/// Appends one staging row in COPY text format: `__ord` then the cells.
-pub fn write_row(out: &mut Vec<u8>, ord: usize, cells: &[crate::cell::Cell<'_>]) {
-    out.extend_from_slice(ord.to_string().as_bytes());
-    for c in cells {
-        out.push(b'\t');
+/// Appends one row in COPY text format.
+pub fn write_row(out: &mut Vec<u8>, cells: &[crate::cell::Cell<'_>]) {
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
         c.write_copy_text(out);
     }
     out.push(b'\n');

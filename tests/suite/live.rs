@@ -63,7 +63,9 @@ fn spawn_run(cwd: &Path, source: &str, target: &str) -> Child {
 
 /// Rows committed so far (the ledger's inserted keys).
 fn committed(db: &TestDb) -> u64 {
-    db.try_one("SELECT count(*)::text FROM finlit_map.loaded_keys").and_then(|s| s.parse().ok()).unwrap_or(0)
+    db.try_one("SELECT coalesce(sum(cardinality(keys)), 0)::text FROM finlit_map.loaded_chunks")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Waits until at least `rows` are committed; false if the run ended first.
