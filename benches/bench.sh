@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # finlit-map against PostgreSQL's own COPY, on this machine, in one run.
 #
-#   benches/bench.sh [--learners N] [--full N] [--batch-size N] [--pg URL] [--keep]
+#   benches/bench.sh [--learners N] [--full N] [--repeat N] [--batch-size N] [--pg URL] [--keep]
 #
 # Case 1: N learner documents shaped as the seed's (default 200000).
 # Case 2: the full FinLit dataset of N learners, all 12 tables (default 20000;
@@ -11,14 +11,17 @@
 # fresh database whose schema is already applied (timed with /usr/bin/time -v:
 # wall time and peak memory). The rows it produced are exported as CSV, and
 # `psql \copy` loads them into the same tables of a second fresh database:
-# PostgreSQL's own bulk load of already-transformed rows, the floor. The
-# script prints both times, the ratio, rows per second and the peak memory.
+# PostgreSQL's own bulk load of already-transformed rows, the floor. Each
+# side runs --repeat times (default 3), alternating, each into a fresh
+# database after a CHECKPOINT; the script prints the medians, the ratio,
+# rows per second and the peak memory.
 # Results go in docs/PERFORMANCE.md. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 learners=200000
 full=20000
+repeat=3
 batch=""
 pg="${FINLIT_BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 keep=0
@@ -26,10 +29,11 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --learners) learners="$2"; shift 2 ;;
         --full) full="$2"; shift 2 ;;
+        --repeat) repeat="$2"; shift 2 ;;
         --batch-size) batch="--batch-size $2"; shift 2 ;;
         --pg) pg="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,19p "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -62,38 +66,46 @@ seconds() { python3 -c "print(f'{float(\"$1\"):.2f}')"; }
 bench_case() {
     local name=$1 dump=$2; shift 2
     local tables=("$@")
-    local tool_db="fm_bench_tool_${stamp}_$name" floor_db="fm_bench_floor_${stamp}_$name"
-    fresh_db "$tool_db"
-    fresh_db "$floor_db"
     local only=()
     [ "$name" = learners ] && only=(--collection learners)
+    local tool_times=() floor_times=() rss=() rows=0
+    for i in $(seq 1 "$repeat"); do
+        local tool_db="fm_bench_tool_${stamp}_${name}_$i" floor_db="fm_bench_floor_${stamp}_${name}_$i"
+        fresh_db "$tool_db"
+        fresh_db "$floor_db"
 
-    echo "[$name] finlit-map run..." >&2
-    (cd "$work" && /usr/bin/time -v "$OLDPWD/$tool" run "$OLDPWD/mappings" --source "$dump" \
-        --target "$pg/$tool_db" --no-schema --format json $batch "${only[@]}" \
-        > "$work/$name.report.json" 2> "$work/$name.time.txt") || {
-        echo "finlit-map run failed:" >&2; tail -20 "$work/$name.time.txt" >&2; exit 1; }
-    local tool_s rss_kb rows
-    tool_s=$(python3 -c "import re,sys; t=open('$work/$name.time.txt').read(); m=re.search(r'Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)', t); h,mn,s=m.groups(); print((int(h or 0)*3600)+int(mn)*60+float(s))")
-    rss_kb=$(grep "Maximum resident set size" "$work/$name.time.txt" | awk '{print $NF}')
-    rows=$(python3 -c "import json; r=json.load(open('$work/$name.report.json')); print(sum(m['loaded'] for m in r['mappings']))")
+        psql "$pg/postgres" -qc "CHECKPOINT" >/dev/null
+        echo "[$name $i/$repeat] finlit-map run..." >&2
+        (cd "$work" && /usr/bin/time -v "$OLDPWD/$tool" run "$OLDPWD/mappings" --source "$dump" \
+            --target "$pg/$tool_db" --no-schema --format json $batch "${only[@]}" \
+            > "$work/$name.report.json" 2> "$work/$name.time.txt") || {
+            echo "finlit-map run failed:" >&2; tail -20 "$work/$name.time.txt" >&2; exit 1; }
+        tool_times+=("$(python3 -c "import re; t=open('$work/$name.time.txt').read(); m=re.search(r'Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)', t); h,mn,s=m.groups(); print((int(h or 0)*3600)+int(mn)*60+float(s))")")
+        rss+=("$(grep "Maximum resident set size" "$work/$name.time.txt" | awk '{print $NF}')")
+        rows=$(python3 -c "import json; r=json.load(open('$work/$name.report.json')); print(sum(m['loaded'] for m in r['mappings']))")
 
-    # The same rows, already transformed, as CSV.
-    for t in "${tables[@]}"; do
-        psql "$pg/$tool_db" -qc "\\copy $t TO '$work/$name.$t.csv' CSV"
+        if [ "$i" = 1 ]; then
+            # The same rows, already transformed, as CSV.
+            for t in "${tables[@]}"; do psql "$pg/$tool_db" -qc "\\copy $t TO '$work/$name.$t.csv' CSV"; done
+            : > "$work/$name.floor.sql"
+            for t in "${tables[@]}"; do echo "\\copy $t FROM '$work/$name.$t.csv' CSV" >> "$work/$name.floor.sql"; done
+        fi
+        psql "$pg/postgres" -qc "CHECKPOINT" >/dev/null
+        echo "[$name $i/$repeat] psql \\copy (the floor)..." >&2
+        /usr/bin/time -f "%e" -o "$work/$name.floor.time" psql "$pg/$floor_db" -q -v ON_ERROR_STOP=1 -f "$work/$name.floor.sql"
+        floor_times+=("$(cat "$work/$name.floor.time")")
+        for db in "$tool_db" "$floor_db"; do psql "$pg/postgres" -qc "DROP DATABASE \"$db\"" >/dev/null; done
     done
-    local script="$work/$name.floor.sql"
-    : > "$script"
-    for t in "${tables[@]}"; do echo "\\copy $t FROM '$work/$name.$t.csv' CSV" >> "$script"; done
-    echo "[$name] psql \\copy (the floor)..." >&2
-    /usr/bin/time -f "%e" -o "$work/$name.floor.time" psql "$pg/$floor_db" -q -v ON_ERROR_STOP=1 -f "$script"
-    local floor_s
-    floor_s=$(cat "$work/$name.floor.time")
-    python3 - "$name" "$rows" "$tool_s" "$floor_s" "$rss_kb" <<'PY'
-import sys
-name, rows, tool, floor, rss = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-print(f"{name:10} rows {rows:>9}  finlit-map {tool:7.2f} s ({rows/tool:>9.0f} rows/s)  "
-      f"psql \\copy {floor:7.2f} s ({rows/floor:>9.0f} rows/s)  ratio {tool/floor:5.2f}  peak RSS {rss/1024:6.1f} MB")
+    python3 - "$name" "$rows" "${tool_times[*]}" "${floor_times[*]}" "${rss[*]}" <<'PY'
+import sys, statistics
+name, rows = sys.argv[1], int(sys.argv[2])
+tool = [float(x) for x in sys.argv[3].split()]
+floor = [float(x) for x in sys.argv[4].split()]
+rss = max(int(x) for x in sys.argv[5].split())
+t, f = statistics.median(tool), statistics.median(floor)
+print(f"{name:10} rows {rows:>9}  finlit-map {t:6.2f} s ({rows/t:>8.0f} rows/s)  "
+      f"psql \\copy {f:6.2f} s ({rows/f:>8.0f} rows/s)  ratio {t/f:4.2f}  peak RSS {rss/1024:5.1f} MB")
+print(f"{'':10} runs: finlit-map {' '.join(f'{x:.2f}' for x in tool)}  floor {' '.join(f'{x:.2f}' for x in floor)}")
 PY
 }
 

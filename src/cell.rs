@@ -95,12 +95,20 @@ impl Cell<'_> {
         Some(s)
     }
 
-    /// Appends this value as one field of a COPY text-format row.
+    /// Appends this value as one field of a COPY text-format row. The
+    /// common types are written straight into the buffer: this runs for
+    /// every cell of every row.
     pub fn write_copy_text(&self, out: &mut Vec<u8>) {
         match self {
             Cell::Null => out.extend_from_slice(b"\\N"),
             Cell::Text(t) => escape_copy(t, out),
-            Cell::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+            Cell::Int(i) => push_int(out, *i),
+            Cell::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+            Cell::Uuid(u) => out.extend_from_slice(u.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes()),
+            Cell::Date(d) if (1..=9999).contains(&d.year()) => push_ymd_bytes(out, *d),
+            Cell::Timestamp(t) if (1..=9999).contains(&t.year()) => push_datetime_bytes(out, *t, b""),
+            Cell::Timestamptz(t) if (1..=9999).contains(&t.year()) => push_datetime_bytes(out, t.naive_utc(), b"+00"),
+            Cell::Json(j) => escape_copy(j, out),
             other => {
                 if let Some(t) = other.to_pg_text() {
                     escape_copy(&t, out);
@@ -108,6 +116,66 @@ impl Cell<'_> {
             }
         }
     }
+}
+
+fn push_int(out: &mut Vec<u8>, i: i64) {
+    let mut buf = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+fn push_digits(out: &mut Vec<u8>, v: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut n = v;
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
+}
+
+fn push_ymd_bytes(out: &mut Vec<u8>, d: NaiveDate) {
+    push_digits(out, d.year() as u32, 4);
+    out.push(b'-');
+    push_digits(out, d.month(), 2);
+    out.push(b'-');
+    push_digits(out, d.day(), 2);
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` for years 1 to 9999 (others take the general path).
+fn push_datetime_bytes(out: &mut Vec<u8>, t: NaiveDateTime, zone: &[u8]) {
+    use chrono::Timelike;
+    push_ymd_bytes(out, t.date());
+    out.push(b' ');
+    push_digits(out, t.hour(), 2);
+    out.push(b':');
+    push_digits(out, t.minute(), 2);
+    out.push(b':');
+    push_digits(out, t.second(), 2);
+    let micros = t.nanosecond() / 1000;
+    if micros > 0 {
+        out.push(b'.');
+        let mut digits = 6;
+        let mut m = micros;
+        while m % 10 == 0 {
+            m /= 10;
+            digits -= 1;
+        }
+        push_digits(out, m, digits);
+    }
+    out.extend_from_slice(zone);
 }
 
 fn push_float(s: &mut String, d: f64) {

@@ -25,12 +25,13 @@ impl Default for IdNamespace {
 
 impl IdNamespace {
     pub fn object_id(&self, oid: &ObjectId) -> Uuid {
-        let hex = oid.bytes().iter().fold(String::with_capacity(24), |mut s, b| {
-            use std::fmt::Write;
-            let _ = write!(s, "{b:02x}");
-            s
-        });
-        Uuid::new_v5(&self.0, hex.as_bytes())
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 24];
+        for (i, b) in oid.bytes().iter().enumerate() {
+            hex[2 * i] = HEX[(b >> 4) as usize];
+            hex[2 * i + 1] = HEX[(b & 15) as usize];
+        }
+        Uuid::new_v5(&self.0, &hex)
     }
 
     /// The UUID for a source id value, or why it cannot be one.

@@ -22,6 +22,7 @@ pub mod coerce;
 pub mod compile;
 pub mod diag;
 pub mod exec;
+pub mod fields;
 pub mod ids;
 pub mod json;
 pub mod ledger;

@@ -133,6 +133,16 @@ impl CompiledPath {
         matches!(self.kind, Kind::Each(_) | Kind::General { definite: false, .. })
     }
 
+    /// The segments of a path the one-pass extractor can serve, and whether
+    /// it means every element (`path[*]`).
+    pub fn fast_segments(&self) -> Option<(&[Segment], bool)> {
+        match &self.kind {
+            Kind::Simple(s) => Some((s, false)),
+            Kind::Each(s) => Some((s, true)),
+            Kind::General { .. } => None,
+        }
+    }
+
     /// The dotted segments of a plain `$.a.b` path, for a server-side query.
     pub fn segments_for_query(&self) -> Option<&[Segment]> {
         match (&self.kind, self.root) {

@@ -9,7 +9,8 @@ use bson::{RawBson, RawBsonRef, RawDocument};
 
 use crate::cell::Cell;
 use crate::coerce::{bson_kind, coerce, preview};
-use crate::path::Found;
+use crate::fields::FieldTrie;
+use crate::path::{CompiledPath, Found, Root};
 use crate::plan::{ColumnPlan, DefaultPlan, FilterTest, MappingPlan, ValuePlan};
 
 /// Why a row was not produced.
@@ -40,15 +41,55 @@ pub struct ColumnStats {
     pub defaults: u64,
 }
 
+/// Where a column's (or the unwind's) value is found for one row.
+#[derive(Debug, Clone, Copy)]
+enum Src {
+    /// A slot of the document's one-pass extraction; `true` for `path[*]`.
+    Doc(usize, bool),
+    /// A slot of the unwind element's extraction.
+    Elem(usize, bool),
+    /// A general JSONPath, evaluated on its own.
+    General,
+    None,
+}
+
 /// Maps documents for one mapping plan.
 pub struct RowMapper<'p> {
     plan: &'p MappingPlan,
     pub stats: Vec<ColumnStats>,
+    doc_fields: FieldTrie,
+    elem_fields: FieldTrie,
+    columns: Vec<Src>,
+    unwind: Src,
 }
 
 impl<'p> RowMapper<'p> {
     pub fn new(plan: &'p MappingPlan) -> Self {
-        RowMapper { plan, stats: vec![ColumnStats::default(); plan.columns.len()] }
+        let (mut doc_fields, mut elem_fields) = (FieldTrie::default(), FieldTrie::default());
+        let mut src = |p: Option<&CompiledPath>| match p.and_then(|p| Some((p.root(), p.fast_segments()?))) {
+            Some((Root::Document, (segs, each))) => Src::Doc(doc_fields.add(segs), each),
+            // `@` alone is the element itself: nothing to look up.
+            Some((Root::Element, (segs, each))) if !segs.is_empty() => Src::Elem(elem_fields.add(segs), each),
+            _ if p.is_some() => Src::General,
+            _ => Src::None,
+        };
+        let columns = plan
+            .columns
+            .iter()
+            .map(|c| match &c.value {
+                ValuePlan::Path(p) | ValuePlan::Id(p) => src(Some(p)),
+                ValuePlan::DefaultOnly => src(None),
+            })
+            .collect();
+        let unwind = src(plan.unwind.as_ref());
+        RowMapper {
+            plan,
+            stats: vec![ColumnStats::default(); plan.columns.len()],
+            doc_fields,
+            elem_fields,
+            columns,
+            unwind,
+        }
     }
 
     pub fn plan(&self) -> &MappingPlan {
@@ -64,15 +105,20 @@ impl<'p> RowMapper<'p> {
                 return;
             }
         };
+        // One scan of the document serves every plain path; a document the
+        // scanner cannot read goes through the general evaluator instead.
+        let mut fields = vec![None; self.doc_fields.slots()];
+        let scanned = self.doc_fields.is_empty() || self.doc_fields.extract(doc, &mut fields);
+        let fields = scanned.then_some(fields);
         let Some(unwind) = &self.plan.unwind else {
             if passes {
-                emit(self.row(doc, None, None));
+                emit(self.row(doc, fields.as_deref(), None, None));
             } else {
                 emit(RowEvent::Filtered(1));
             }
             return;
         };
-        let found = match unwind.eval(doc, None) {
+        let found = match lookup(self.unwind, fields.as_deref(), &[], unwind, doc, None) {
             Ok(f) => f,
             Err(reason) => {
                 emit(RowEvent::Rejected(Rejection { element: None, column: None, reason }));
@@ -88,7 +134,7 @@ impl<'p> RowMapper<'p> {
                 }
                 for (i, el) in elements.into_iter().enumerate() {
                     emit(match el {
-                        Ok(el) => self.row(doc, Some(el), Some(i)),
+                        Ok(el) => self.row(doc, fields.as_deref(), Some(el), Some(i)),
                         Err(e) => malformed(i, e),
                     });
                 }
@@ -101,7 +147,7 @@ impl<'p> RowMapper<'p> {
                 }
                 for (i, el) in elements.into_iter().enumerate() {
                     emit(match el {
-                        Ok(el) => into_owned(self.row(doc, Some(el), Some(i))),
+                        Ok(el) => into_owned(self.row(doc, fields.as_deref(), Some(el), Some(i))),
                         Err(e) => malformed(i, e),
                     });
                 }
@@ -128,10 +174,33 @@ impl<'p> RowMapper<'p> {
         Ok(true)
     }
 
-    fn row<'a>(&mut self, doc: &'a RawDocument, el: Option<RawBsonRef<'a>>, i: Option<usize>) -> RowEvent<'a> {
+    fn row<'a>(
+        &mut self,
+        doc: &'a RawDocument,
+        fields: Option<&[Option<RawBsonRef<'a>>]>,
+        el: Option<RawBsonRef<'a>>,
+        i: Option<usize>,
+    ) -> RowEvent<'a> {
+        let mut elem_fields = Vec::new();
+        if let Some(RawBsonRef::Document(d)) = el
+            && !self.elem_fields.is_empty()
+        {
+            elem_fields = vec![None; self.elem_fields.slots()];
+            if !self.elem_fields.extract(d, &mut elem_fields) {
+                return RowEvent::Rejected(Rejection {
+                    element: i,
+                    column: None,
+                    reason: "malformed BSON in the array element".into(),
+                });
+            }
+        }
         let mut cells = Vec::with_capacity(self.plan.columns.len());
         for (ci, col) in self.plan.columns.iter().enumerate() {
-            match value(col, doc, el, &mut self.stats[ci]) {
+            let found = match &col.value {
+                ValuePlan::Path(p) | ValuePlan::Id(p) => lookup(self.columns[ci], fields, &elem_fields, p, doc, el),
+                ValuePlan::DefaultOnly => Ok(Found::Missing),
+            };
+            match found.and_then(|f| value(col, f, &mut self.stats[ci])) {
                 Ok(c) => cells.push(c),
                 Err(reason) => {
                     return RowEvent::Rejected(Rejection { element: i, column: Some(col.name.clone()), reason });
@@ -164,21 +233,36 @@ enum Val<'a> {
     Owned(RawBson),
 }
 
-fn value<'a>(
-    col: &ColumnPlan,
+/// A path's value for this row: from the one-pass extraction when the path
+/// is plain and the scan succeeded, else from the general evaluator.
+fn lookup<'a>(
+    src: Src,
+    fields: Option<&[Option<RawBsonRef<'a>>]>,
+    elem_fields: &[Option<RawBsonRef<'a>>],
+    path: &CompiledPath,
     doc: &'a RawDocument,
     el: Option<RawBsonRef<'a>>,
-    stats: &mut ColumnStats,
-) -> Result<Cell<'a>, String> {
-    let path = match &col.value {
-        ValuePlan::Path(p) | ValuePlan::Id(p) => Some(p),
-        ValuePlan::DefaultOnly => None,
+) -> Result<Found<'a>, String> {
+    let pick = |v: Option<RawBsonRef<'a>>, each: bool| match (v, each) {
+        (Some(a @ RawBsonRef::Array(_)), true) => Found::Borrowed(a),
+        (_, true) => Found::Owned(RawBson::Array(bson::RawArrayBuf::new())),
+        (Some(v), false) => Found::Borrowed(v),
+        (None, false) => Found::Missing,
     };
-    let mut v = match path.map(|p| p.eval(doc, el)).transpose()? {
-        None | Some(Found::Missing) => Val::Absent,
-        Some(Found::Borrowed(RawBsonRef::Null | RawBsonRef::Undefined)) => Val::Absent,
-        Some(Found::Borrowed(b)) => Val::Borrowed(b),
-        Some(Found::Owned(o)) => Val::Owned(o),
+    match (src, fields) {
+        (Src::Doc(slot, each), Some(f)) => Ok(pick(f[slot], each)),
+        (Src::Elem(slot, each), _) if matches!(el, Some(RawBsonRef::Document(_))) => Ok(pick(elem_fields[slot], each)),
+        (Src::None, _) => Ok(Found::Missing),
+        _ => path.eval(doc, el),
+    }
+}
+
+fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Result<Cell<'a>, String> {
+    let mut v = match found {
+        Found::Missing | Found::Borrowed(RawBsonRef::Null | RawBsonRef::Undefined) => Val::Absent,
+        Found::Owned(RawBson::Null | RawBson::Undefined) => Val::Absent,
+        Found::Borrowed(b) => Val::Borrowed(b),
+        Found::Owned(o) => Val::Owned(o),
     };
     let was_present = !matches!(v, Val::Absent);
     for t in &col.transforms {

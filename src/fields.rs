@@ -1,0 +1,242 @@
+//! One pass per document: every plain path a mapping reads, found by a
+//! single scan of the raw BSON bytes.
+//!
+//! Looking paths up one by one re-scans the document from its start for
+//! each, decoding every key on the way. Instead, the plain paths of a
+//! mapping are compiled once into a trie of keys; each document is scanned
+//! once, keys are compared as bytes, and values are decoded only when a path
+//! wants them. A document the scanner does not understand is left to the
+//! general path evaluator, which reports the problem precisely.
+//!
+//! Knows BSON's byte layout; nothing of columns or types.
+
+use bson::oid::ObjectId;
+use bson::{Decimal128, RawBsonRef, RawDocument};
+
+use crate::path::Segment;
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    children: Vec<(Vec<u8>, usize)>,
+    slot: Option<usize>,
+}
+
+/// The compiled paths of one root (the document, or the unwind element).
+#[derive(Debug, Clone)]
+pub struct FieldTrie {
+    nodes: Vec<Node>,
+    slots: usize,
+}
+
+impl Default for FieldTrie {
+    fn default() -> Self {
+        FieldTrie { nodes: vec![Node::default()], slots: 0 }
+    }
+}
+
+impl FieldTrie {
+    /// Adds a path; returns its slot (the same slot for the same path).
+    pub fn add(&mut self, segments: &[Segment]) -> usize {
+        let mut at = 0;
+        for seg in segments {
+            let key = match seg {
+                Segment::Key(k) => k.as_bytes().to_vec(),
+                // Array elements are keyed "0", "1", … in BSON.
+                Segment::Index(i) => i.to_string().into_bytes(),
+            };
+            at = match self.nodes[at].children.iter().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n,
+                None => {
+                    self.nodes.push(Node::default());
+                    let n = self.nodes.len() - 1;
+                    self.nodes[at].children.push((key, n));
+                    n
+                }
+            };
+        }
+        *self.nodes[at].slot.get_or_insert_with(|| {
+            self.slots += 1;
+            self.slots - 1
+        })
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots == 0
+    }
+
+    /// Fills `out` (one entry per slot) from `doc`. Returns false when the
+    /// bytes are not well-formed BSON; `out` is then incomplete.
+    pub fn extract<'a>(&self, doc: &'a RawDocument, out: &mut [Option<RawBsonRef<'a>>]) -> bool {
+        out.fill(None);
+        self.scan(0, doc, out)
+    }
+
+    fn scan<'a>(&self, node: usize, doc: &'a RawDocument, out: &mut [Option<RawBsonRef<'a>>]) -> bool {
+        let children = &self.nodes[node].children;
+        let b = doc.as_bytes();
+        if b.len() < 5 {
+            return false;
+        }
+        let end = b.len() - 1;
+        let mut i = 4;
+        // Stop once every wanted key was seen (only the first of duplicate
+        // keys counts, as in `RawDocument::get`).
+        let mut left = children.len();
+        let mut seen = vec![false; children.len()];
+        while i < end && left > 0 {
+            let t = b[i];
+            i += 1;
+            let Some(nul) = b[i..end].iter().position(|&c| c == 0) else { return false };
+            let key = &b[i..i + nul];
+            i += nul + 1;
+            let Some(len) = value_len(t, &b[i..end]) else { return false };
+            let value = &b[i..i + len];
+            i += len;
+            let Some(ci) = children.iter().position(|(k, _)| k.as_slice() == key) else { continue };
+            if std::mem::replace(&mut seen[ci], true) {
+                continue;
+            }
+            left -= 1;
+            let child = children[ci].1;
+            let child_node = &self.nodes[child];
+            if let Some(slot) = child_node.slot
+                && out[slot].is_none()
+            {
+                match decode(t, value, doc, key) {
+                    Some(v) => out[slot] = Some(v),
+                    None => return false,
+                }
+            }
+            // Deeper paths: documents, and arrays (whose keys are indexes).
+            if !child_node.children.is_empty()
+                && (t == 0x03 || t == 0x04)
+                && let Ok(inner) = RawDocument::from_bytes(value)
+                && !self.scan(child, inner, out)
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn i32_at(b: &[u8]) -> Option<usize> {
+    let v = i32::from_le_bytes(b.get(..4)?.try_into().ok()?);
+    usize::try_from(v).ok()
+}
+
+/// The length of an element's value, by its type.
+fn value_len(t: u8, b: &[u8]) -> Option<usize> {
+    let len = match t {
+        0x01 | 0x09 | 0x11 | 0x12 => 8,
+        0x02 | 0x0D | 0x0E => 4 + i32_at(b)?,
+        0x03 | 0x04 | 0x0F => i32_at(b)?,
+        0x05 => 5 + i32_at(b)?,
+        0x06 | 0x0A | 0x7F | 0xFF => 0,
+        0x07 => 12,
+        0x08 => 1,
+        0x0B => {
+            let a = b.iter().position(|&c| c == 0)? + 1;
+            a + b[a..].iter().position(|&c| c == 0)? + 1
+        }
+        0x0C => 4 + i32_at(b)? + 12,
+        0x10 => 4,
+        0x13 => 16,
+        _ => return None,
+    };
+    (len <= b.len()).then_some(len)
+}
+
+/// Decodes the common types from their bytes; the rest through the
+/// document's own lookup of that key.
+fn decode<'a>(t: u8, v: &'a [u8], doc: &'a RawDocument, key: &[u8]) -> Option<RawBsonRef<'a>> {
+    let fixed = |n: usize| -> Option<&'a [u8]> { v.get(..n) };
+    Some(match t {
+        0x01 => RawBsonRef::Double(f64::from_le_bytes(fixed(8)?.try_into().ok()?)),
+        0x02 => {
+            let len = i32_at(v)?;
+            // The length counts the trailing NUL.
+            RawBsonRef::String(std::str::from_utf8(v.get(4..4 + len.checked_sub(1)?)?).ok()?)
+        }
+        0x03 => RawBsonRef::Document(RawDocument::from_bytes(v).ok()?),
+        0x06 => RawBsonRef::Undefined,
+        0x07 => RawBsonRef::ObjectId(ObjectId::from_bytes(fixed(12)?.try_into().ok()?)),
+        0x08 => RawBsonRef::Boolean(*v.first()? != 0),
+        0x09 => RawBsonRef::DateTime(bson::DateTime::from_millis(i64::from_le_bytes(fixed(8)?.try_into().ok()?))),
+        0x0A => RawBsonRef::Null,
+        0x10 => RawBsonRef::Int32(i32::from_le_bytes(fixed(4)?.try_into().ok()?)),
+        0x12 => RawBsonRef::Int64(i64::from_le_bytes(fixed(8)?.try_into().ok()?)),
+        0x13 => RawBsonRef::Decimal128(Decimal128::from_bytes(fixed(16)?.try_into().ok()?)),
+        0x7F => RawBsonRef::MaxKey,
+        0xFF => RawBsonRef::MinKey,
+        // Arrays, binaries, timestamps, regexes, code: rarer; let bson build them.
+        _ => doc.get(std::str::from_utf8(key).ok()?).ok()??,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::rawdoc;
+
+    #[test]
+    fn one_pass_finds_every_path() {
+        let oid = ObjectId::new();
+        let d = rawdoc! {
+            "_id": oid,
+            "skip": { "deep": [1, 2, 3] },
+            "profile": { "name": "Ana", "n": 7_i64, "when": bson::DateTime::from_millis(-5) },
+            "tags": ["a", "b"],
+            "dec": Decimal128::from_bytes([1; 16]),
+            "none": bson::RawBson::Null,
+            "uuid": bson::Binary { subtype: bson::spec::BinarySubtype::Uuid, bytes: vec![3; 16] },
+        };
+        let mut t = FieldTrie::default();
+        let k = |s: &str| Segment::Key(s.to_string());
+        let paths = [
+            vec![k("_id")],
+            vec![k("profile"), k("name")],
+            vec![k("profile"), k("n")],
+            vec![k("profile"), k("when")],
+            vec![k("tags")],
+            vec![k("tags"), Segment::Index(1)],
+            vec![k("dec")],
+            vec![k("none")],
+            vec![k("uuid")],
+            vec![k("missing")],
+            vec![k("profile"), k("missing")],
+        ];
+        let slots: Vec<usize> = paths.iter().map(|p| t.add(p)).collect();
+        assert_eq!(t.add(&paths[1]), slots[1]);
+        let mut out = vec![None; t.slots()];
+        assert!(t.extract(&d, &mut out));
+        for (p, s) in paths.iter().zip(&slots) {
+            let mut expected = Some(RawBsonRef::Document(&d));
+            for seg in p {
+                expected = match (expected, seg) {
+                    (Some(RawBsonRef::Document(x)), Segment::Key(k)) => x.get(k).unwrap(),
+                    (Some(RawBsonRef::Array(a)), Segment::Index(i)) => a.get(*i).unwrap(),
+                    _ => None,
+                };
+            }
+            assert_eq!(out[*s], expected, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_bytes_are_not_trusted() {
+        let d = rawdoc! { "a": "xyz", "b": 1 };
+        let mut bytes = d.as_bytes().to_vec();
+        // Make the string's length point past the document.
+        bytes[7] = 100;
+        let doc = RawDocument::from_bytes(&bytes).unwrap();
+        let mut t = FieldTrie::default();
+        t.add(&[Segment::Key("b".into())]);
+        let mut out = vec![None; 1];
+        assert!(!t.extract(doc, &mut out));
+    }
+}
