@@ -104,7 +104,9 @@ impl Cell<'_> {
             Cell::Text(t) => escape_copy(t, out),
             Cell::Int(i) => push_int(out, *i),
             Cell::Bool(b) => out.push(if *b { b't' } else { b'f' }),
-            Cell::Uuid(u) => out.extend_from_slice(u.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes()),
+            Cell::Uuid(u) => {
+                out.extend_from_slice(u.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes())
+            }
             Cell::Date(d) if (1..=9999).contains(&d.year()) => push_ymd_bytes(out, *d),
             Cell::Timestamp(t) if (1..=9999).contains(&t.year()) => push_datetime_bytes(out, *t, b""),
             Cell::Timestamptz(t) if (1..=9999).contains(&t.year()) => push_datetime_bytes(out, t.naive_utc(), b"+00"),

@@ -233,6 +233,10 @@ pub struct RunArgs {
     /// Start over instead of continuing an interrupted run from its checkpoints.
     #[arg(long)]
     pub restart: bool,
+    /// Mappings of one stage loaded at once, each on its own connection.
+    /// Default: the number of CPU cores.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// `json` prints the summary as JSON on stdout.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,

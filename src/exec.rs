@@ -11,7 +11,8 @@
 //! Knows the plan, the source and the sink; nothing of TOML or of the command line.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bson::RawDocumentBuf;
@@ -73,6 +74,9 @@ pub struct RunOptions {
     pub progress: ProgressMode,
     /// The ledger run that inserted keys and checkpoints are recorded under.
     pub run_id: i64,
+    /// Mappings of one stage loaded at once (a dry run's parallelism; a
+    /// real run's is the number of connections it is given).
+    pub jobs: usize,
 }
 
 impl Default for RunOptions {
@@ -84,6 +88,7 @@ impl Default for RunOptions {
             only: Vec::new(),
             progress: ProgressMode::Quiet,
             run_id: 0,
+            jobs: 1,
         }
     }
 }
@@ -181,12 +186,13 @@ enum Produced {
 
 type Chunks = mpsc::Receiver<Result<Produced, SourceError>>;
 
-/// Runs the selected mappings stage by stage; `resume` holds the progress of
-/// an interrupted run being continued.
+/// Runs the selected mappings stage by stage; the mappings of a stage load
+/// at once, one per connection in `conns` (empty for a dry run). `resume`
+/// holds the progress of an interrupted run being continued.
 pub async fn run(
     plan: &Plan,
     source: &Source,
-    mut conn: Option<&mut PgConnection>,
+    conns: &mut [PgConnection],
     opts: &RunOptions,
     rejects: &mut RejectsFile,
     resume: &BTreeMap<String, Progress>,
@@ -197,35 +203,50 @@ pub async fn run(
         ProgressMode::Bars => ProgressDrawTarget::stderr(),
         _ => ProgressDrawTarget::hidden(),
     });
-    let mut report = RunReport { dry_run: opts.dry_run, ..Default::default() };
-    let mut total_rejects = 0u64;
-    for (slot, m) in plan.mappings.iter().enumerate() {
-        if !selected.iter().any(|s| std::ptr::eq(*s, m)) {
-            continue;
-        }
-        if !source.has(&m.source) {
-            tracing::warn!(mapping = %m.name, "the source has no collection `{}`: nothing to load", m.source);
-            report.mappings.push(MappingReport {
-                mapping: m.name.clone(),
-                source: m.source.clone(),
-                table: m.table.clone(),
-                ..Default::default()
-            });
-            continue;
-        }
-        let mut cx = MappingRun {
-            plan,
-            m,
-            source,
-            opts,
-            rejects: &mut *rejects,
-            bars: &bars,
-            total_rejects: &mut total_rejects,
+    let total_rejects = AtomicU64::new(0);
+    let rejects = Mutex::new(&mut *rejects);
+    let mut done: Vec<(usize, MappingReport)> = Vec::new();
+    for stage in &plan.stages {
+        let todo: Vec<usize> =
+            stage.iter().copied().filter(|&i| selected.iter().any(|s| std::ptr::eq(*s, &plan.mappings[i]))).collect();
+        let next = AtomicUsize::new(0);
+        let results = Mutex::new(Vec::new());
+        let workers: Vec<Option<&mut PgConnection>> = if conns.is_empty() {
+            (0..opts.jobs.max(1)).map(|_| None).collect()
+        } else {
+            conns.iter_mut().map(Some).collect()
         };
-        let r = cx.run(slot, conn.as_deref_mut(), resume.get(&m.name)).await?;
-        report.mappings.push(r);
+        let work = workers.into_iter().map(|mut conn| {
+            let (todo, next, results, rejects, bars, total_rejects) =
+                (&todo, &next, &results, &rejects, &bars, &total_rejects);
+            async move {
+                loop {
+                    let Some(&slot) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else { return Ok::<(), ExecError>(()) };
+                    let m = &plan.mappings[slot];
+                    let r = if source.has(&m.source) {
+                        let mut cx = MappingRun { plan, m, source, opts, rejects, bars, total_rejects };
+                        cx.run(slot, conn.as_deref_mut(), resume.get(&m.name)).await?
+                    } else {
+                        tracing::warn!(mapping = %m.name, "the source has no collection `{}`: nothing to load", m.source);
+                        MappingReport {
+                            mapping: m.name.clone(),
+                            source: m.source.clone(),
+                            table: m.table.clone(),
+                            ..Default::default()
+                        }
+                    };
+                    lock(results).push((slot, r));
+                }
+            }
+        });
+        futures::future::try_join_all(work).await?;
+        done.extend(results.into_inner().unwrap_or_else(|p| p.into_inner()));
     }
+    done.sort_by_key(|(slot, _)| *slot);
+    let rejects = rejects.into_inner().unwrap_or_else(|p| p.into_inner());
     rejects.flush().map_err(|source| ExecError::Rejects { path: rejects.path().display().to_string(), source })?;
+    let mut report = RunReport { dry_run: opts.dry_run, ..Default::default() };
+    report.mappings = done.into_iter().map(|(_, r)| r).collect();
     report.seconds = started.elapsed().as_secs_f64();
     if rejects.written > 0 {
         report.rejects_file = Some(rejects.path().display().to_string());
@@ -233,24 +254,29 @@ pub async fn run(
     Ok(report)
 }
 
+/// A poisoned lock only means another mapping panicked; its data is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One mapping's run and what it needs.
-struct MappingRun<'a> {
+struct MappingRun<'a, 'r> {
     plan: &'a Plan,
     m: &'a MappingPlan,
     source: &'a Source,
     opts: &'a RunOptions,
-    rejects: &'a mut RejectsFile,
+    rejects: &'a Mutex<&'r mut RejectsFile>,
     bars: &'a MultiProgress,
-    total_rejects: &'a mut u64,
+    total_rejects: &'a AtomicU64,
 }
 
-impl MappingRun<'_> {
+impl MappingRun<'_, '_> {
     fn db(&self, source: sqlx::Error) -> ExecError {
         ExecError::Db { mapping: self.m.name.clone(), source }
     }
 
     fn rejects_err(&self, source: std::io::Error) -> ExecError {
-        ExecError::Rejects { path: self.rejects.path().display().to_string(), source }
+        ExecError::Rejects { path: lock(self.rejects).path().display().to_string(), source }
     }
 
     async fn run(
@@ -346,10 +372,11 @@ impl MappingRun<'_> {
             };
             let rejected = self.write_rejects(&chunk, &db_rejects)?;
             r.rejected += rejected;
-            *self.total_rejects += rejected;
+            let total = self.total_rejects.fetch_add(rejected, Ordering::SeqCst) + rejected;
             // Rejects reach the disk before the chunk commits: a crash in
             // between repeats a reject on resume rather than losing it.
-            self.rejects.flush().map_err(|e| self.rejects_err(e))?;
+            let flushed = lock(self.rejects).flush();
+            flushed.map_err(|e| self.rejects_err(e))?;
             if let Some(mut tx) = tx {
                 ledger::save_progress(&mut tx, self.opts.run_id, &r, Some(&chunk.position), false)
                     .await
@@ -357,14 +384,11 @@ impl MappingRun<'_> {
                 tx.commit().await.map_err(|e| self.db(e))?;
             }
             if let Some(limit) = self.opts.max_rejects
-                && *self.total_rejects > limit
+                && total > limit
             {
                 bar.abandon();
-                return Err(ExecError::TooManyRejects {
-                    limit,
-                    count: *self.total_rejects,
-                    path: self.rejects.path().display().to_string(),
-                });
+                let path = lock(self.rejects).path().display().to_string();
+                return Err(ExecError::TooManyRejects { limit, count: total, path });
             }
             bar.inc(chunk.documents);
             if self.opts.progress == ProgressMode::Lines && last_line.elapsed() > Duration::from_secs(5) {
@@ -415,6 +439,7 @@ impl MappingRun<'_> {
     /// Writes a chunk's rejects; returns how many.
     fn write_rejects(&mut self, chunk: &Chunk, db_rejects: &[DbRejection]) -> Result<u64, ExecError> {
         let m = self.m;
+        let mut file = lock(self.rejects);
         for (doc, rej) in &chunk.rejects {
             let rec = RejectRecord {
                 mapping: &m.name,
@@ -424,7 +449,8 @@ impl MappingRun<'_> {
                 reason: &rej.reason,
                 document: chunk.docs.get(*doc).map(|d| d.as_ref()),
             };
-            self.rejects.write(&rec).map_err(|e| self.rejects_err(e))?;
+            file.write(&rec)
+                .map_err(|source| ExecError::Rejects { path: file.path().display().to_string(), source })?;
         }
         for rej in db_rejects {
             let origin = &chunk.rows[rej.ord];
@@ -436,7 +462,8 @@ impl MappingRun<'_> {
                 reason: &rej.reason,
                 document: chunk.docs.get(origin.doc as usize).map(|d| d.as_ref()),
             };
-            self.rejects.write(&rec).map_err(|e| self.rejects_err(e))?;
+            file.write(&rec)
+                .map_err(|source| ExecError::Rejects { path: file.path().display().to_string(), source })?;
         }
         Ok((chunk.rejects.len() + db_rejects.len()) as u64)
     }
@@ -473,7 +500,8 @@ impl MappingRun<'_> {
                 reason: &reason,
                 document: None,
             };
-            self.rejects.write(&rec).map_err(|e| self.rejects_err(e))?;
+            let written = lock(self.rejects).write(&rec);
+            written.map_err(|e| self.rejects_err(e))?;
         }
         Ok(dangling.len() as u64)
     }

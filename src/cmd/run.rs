@@ -72,6 +72,19 @@ pub async fn run(args: RunArgs) -> u8 {
             Err(e) => return super::fail(format!("recording the run in the target: {e}")),
         }
     }
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    // One connection per job; the first also keeps the run's records.
+    let mut conns = Vec::new();
+    if let Some(c) = conn.take() {
+        conns.push(c);
+        let url = args.target.as_deref().unwrap_or_default();
+        for _ in 1..jobs {
+            match target::connect(url).await {
+                Ok(c) => conns.push(c),
+                Err(e) => return super::fail(e),
+            }
+        }
+    }
     let opts = RunOptions {
         batch_size: args.batch_size,
         dry_run: args.dry_run,
@@ -79,13 +92,14 @@ pub async fn run(args: RunArgs) -> u8 {
         only: args.collections.clone(),
         progress: if bars { ProgressMode::Bars } else { ProgressMode::Lines },
         run_id,
+        jobs,
     };
     let mut rejects = RejectsFile::new(&args.rejects, !resume.is_empty());
     let result = tokio::select! {
-        r = exec::run(&plan, &source, conn.as_mut(), &opts, &mut rejects, &resume) => r,
+        r = exec::run(&plan, &source, &mut conns, &opts, &mut rejects, &resume) => r,
         _ = tokio::signal::ctrl_c() => {
             let _ = rejects.flush();
-            finish(conn.as_mut(), run_id, "interrupted").await;
+            finish(conns.first_mut(), run_id, "interrupted").await;
             eprintln!("interrupted: committed chunks stay loaded; run the same command again to continue");
             tracing::warn!("interrupted");
             return 130;
@@ -94,7 +108,7 @@ pub async fn run(args: RunArgs) -> u8 {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            finish(conn.as_mut(), run_id, "failed").await;
+            finish(conns.first_mut(), run_id, "failed").await;
             tracing::error!(target: crate::cli::LOG_FILE_ONLY, "{e}");
             eprintln!("error: {e}");
             if e.resumable() && !args.dry_run {
@@ -105,7 +119,7 @@ pub async fn run(args: RunArgs) -> u8 {
             return exit::FAILED;
         }
     };
-    finish(conn.as_mut(), run_id, if report.rejected() > 0 { "finished with rejects" } else { "ok" }).await;
+    finish(conns.first_mut(), run_id, if report.rejected() > 0 { "finished with rejects" } else { "ok" }).await;
     match args.format {
         CheckFormat::Json => println!("{}", report.render_json()),
         CheckFormat::Text => {
