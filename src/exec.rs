@@ -331,7 +331,8 @@ impl MappingRun<'_, '_> {
         }
         tracing::debug!(mapping = %m.name, direct_copy = fast.is_some());
         let direct = fast.is_some();
-        let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size, fast);
+        let binary = sink.binary.clone().map(Arc::new);
+        let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size, fast, binary.clone());
         let mut last_line = Instant::now();
         let mut stats = Vec::new();
         while let Some(item) = rx.recv().await {
@@ -473,7 +474,8 @@ impl MappingRun<'_, '_> {
     /// point at rows that do not exist; those are reported as rejects.
     async fn self_references(&mut self, sink: &TableSink, tx: &mut PgConnection) -> Result<u64, ExecError> {
         let m = self.m;
-        let (mut rx, reader) = spawn_reader(self.source, m, None, self.opts.batch_size, None);
+        let binary = sink.binary.clone().map(Arc::new);
+        let (mut rx, reader) = spawn_reader(self.source, m, None, self.opts.batch_size, None, binary);
         while let Some(item) = rx.recv().await {
             match item? {
                 Produced::Chunk(c) if !c.rows.is_empty() => {
@@ -514,13 +516,15 @@ fn spawn_reader(
     from: Option<Position>,
     batch: usize,
     fast: Option<Arc<FastEncoding>>,
+    binary: Option<Arc<Vec<SqlType>>>,
 ) -> (Chunks, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Result<Produced, SourceError>>(2);
     let m = Arc::new(m.clone());
     let source = source.clone();
     let rt = tokio::runtime::Handle::current();
     let batch = batch.max(1);
-    let handle = std::thread::spawn(move || produce(&m, &source, from, batch, rt, fast.as_deref(), &tx));
+    let handle =
+        std::thread::spawn(move || produce(&m, &source, from, batch, rt, fast.as_deref(), binary.as_deref(), &tx));
     (rx, handle)
 }
 
@@ -532,6 +536,7 @@ fn produce(
     batch: usize,
     rt: tokio::runtime::Handle,
     fast: Option<&FastEncoding>,
+    binary: Option<&Vec<SqlType>>,
     tx: &mpsc::Sender<Result<Produced, SourceError>>,
 ) {
     let mut stream = match source.stream(m, from.as_ref(), batch, rt) {
@@ -569,7 +574,10 @@ fn produce(
                     let key: Vec<Option<String>> = f.key.iter().map(|&i| cells[i].to_pg_text()).collect();
                     chunk.keys.push(key_text_of(&key));
                 }
-                write_row(&mut chunk.copy, &cells);
+                match binary {
+                    Some(types) => crate::cell::binary::write_row(&mut chunk.copy, &cells, types),
+                    None => write_row(&mut chunk.copy, &cells),
+                }
                 chunk.rows.push(Origin { doc: doc_index as u32, element: element.map(|e| e as u32) });
             }
             RowEvent::Rejected(r) => {

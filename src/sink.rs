@@ -15,7 +15,7 @@
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::plan::{ColumnPlan, DefaultPlan, MappingPlan, Plan};
-use crate::schema::SchemaDefault;
+use crate::schema::{SchemaDefault, SqlType};
 
 /// A row the database refused, by its position in the chunk.
 #[derive(Debug, Clone)]
@@ -70,6 +70,8 @@ pub struct TableSink {
     key_display: String,
     /// The ledger's run this sink records inserted keys under.
     pub run_id: i64,
+    /// Column types for binary COPY; `None` means COPY's text format.
+    pub binary: Option<Vec<SqlType>>,
 }
 
 impl TableSink {
@@ -88,8 +90,19 @@ impl TableSink {
         // Staging numbers rows by a sequence (reset per chunk), so one COPY
         // buffer serves both the staging table and the target itself.
         let seq = format!("fm_seq_{slot}");
-        let copy = format!("COPY {stage} ({}) FROM STDIN", names.join(", "));
-        let copy_target = format!("COPY {table} ({}) FROM STDIN", names.join(", "));
+        // Binary COPY when every column's schema type is one the encoder
+        // writes (and the mapping checks values as that type): PostgreSQL
+        // then parses no text at all.
+        let schema_types: Option<Vec<SqlType>> = cols
+            .iter()
+            .map(|c| {
+                let ty = plan.schema.table(&m.table)?.column(&c.name)?.ty.clone();
+                (ty == c.ty && crate::cell::binary::supported(&ty)).then_some(ty)
+            })
+            .collect();
+        let format = if schema_types.is_some() { " (FORMAT binary)" } else { "" };
+        let copy = format!("COPY {stage} ({}) FROM STDIN{format}", names.join(", "));
+        let copy_target = format!("COPY {table} ({}) FROM STDIN{format}", names.join(", "));
         let key_list = key.iter().map(|k| format!("a.{k}")).collect::<Vec<_>>().join(", ");
         let dedupe = format!(
             "DELETE FROM {stage} a USING {stage} b WHERE {} AND a.__ord < b.__ord RETURNING a.__ord, b.__ord",
@@ -172,6 +185,7 @@ impl TableSink {
             self_targets,
             key_display,
             run_id: 0,
+            binary: schema_types,
         }
     }
 
@@ -350,7 +364,18 @@ impl TableSink {
 
     async fn copy_into(&self, tx: &mut PgConnection, statement: &str, data: &[u8]) -> Result<(), sqlx::Error> {
         let mut copy = tx.copy_in_raw(statement).await?;
-        if let Err(e) = copy.send(data).await {
+        let sent = match self.binary {
+            Some(_) => {
+                async {
+                    copy.send(crate::cell::binary::HEADER).await?;
+                    copy.send(data).await?;
+                    copy.send(crate::cell::binary::TRAILER).await.map(|_| ())
+                }
+                .await
+            }
+            None => copy.send(data).await.map(|_| ()),
+        };
+        if let Err(e) = sent {
             // The server refused mid-stream; ending the COPY gives its reason.
             return Err(copy.finish().await.err().unwrap_or(e));
         }

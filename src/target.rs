@@ -49,6 +49,17 @@ pub async fn connect(url: &str) -> Result<PgConnection, TargetError> {
     PgConnection::connect(url).await.map_err(|source| TargetError::Connect { url: redact(url), source })
 }
 
+/// A connection for loading. Commits do not wait for the WAL to reach disk:
+/// each chunk commits together with its checkpoint, so if the server loses
+/// the last commits in a crash it loses their checkpoints too, and the next
+/// run loads those chunks again. Nothing is lost; a chunk is not slowed by a
+/// disk flush.
+pub async fn connect_for_loading(url: &str) -> Result<PgConnection, TargetError> {
+    let mut c = connect(url).await?;
+    sqlx::query("SET synchronous_commit = off").execute(&mut c).await?;
+    Ok(c)
+}
+
 /// Creates the database named in `url` if it does not exist; says whether it did.
 pub async fn ensure_database(url: &str) -> Result<bool, TargetError> {
     let exists =

@@ -79,7 +79,7 @@ pub async fn run(args: RunArgs) -> u8 {
         conns.push(c);
         let url = args.target.as_deref().unwrap_or_default();
         for _ in 1..jobs {
-            match target::connect(url).await {
+            match target::connect_for_loading(url).await {
                 Ok(c) => conns.push(c),
                 Err(e) => return super::fail(e),
             }
@@ -155,7 +155,7 @@ async fn prepare_target(
         eprintln!("created database {}", redact(url));
         tracing::info!("created database {}", redact(url));
     }
-    let mut conn = target::connect(url).await?;
+    let mut conn = target::connect_for_loading(url).await?;
     if !no_schema {
         let applied = target::apply_schema(&mut conn, &plan.schema_dir).await?;
         for m in &applied {

@@ -1,3 +1,4 @@
+mod binary;
 mod check;
 mod db;
 mod live;
