@@ -12,7 +12,7 @@
 # wall time and peak memory). The rows it produced are exported as CSV, and
 # `psql \copy` loads them into the same tables of a second fresh database:
 # PostgreSQL's own bulk load of already-transformed rows, the floor. Each
-# side runs --repeat times (default 3), alternating, each into a fresh
+# side runs --repeat times (default 5), alternating, each into a fresh
 # database after a CHECKPOINT; the script prints the medians, the ratio,
 # rows per second and the peak memory.
 # Results go in docs/PERFORMANCE.md. Not part of CI.
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 learners=200000
 full=20000
-repeat=3
+repeat=5
 batch=""
 pg="${FINLIT_BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 keep=0

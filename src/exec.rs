@@ -142,6 +142,15 @@ impl Chunk {
     }
 }
 
+/// How the reader writes rows for the loader.
+#[derive(Default)]
+struct Encoding {
+    /// Set when copying straight into an empty table.
+    fast: Option<FastEncoding>,
+    /// Column types for binary COPY; `None` for the text format.
+    binary: Option<Vec<SqlType>>,
+}
+
 /// How rows are written when a mapping copies straight into its table
 /// (empty when the mapping began): the server-side defaults are filled in
 /// here, since COPY cannot ask for them per row, and self-references are
@@ -326,13 +335,13 @@ impl MappingRun<'_, '_> {
             let stmt = format!("SELECT NOT EXISTS (SELECT 1 FROM {})", quote(&m.table));
             let empty: bool = sqlx::query_scalar(sql(stmt)).fetch_one(&mut *c).await.map_err(|e| self.db(e))?;
             if empty {
-                fast = FastEncoding::for_mapping(m, chrono::Utc::now()).map(Arc::new);
+                fast = FastEncoding::for_mapping(m, chrono::Utc::now());
             }
         }
         tracing::debug!(mapping = %m.name, direct_copy = fast.is_some());
         let direct = fast.is_some();
-        let binary = sink.binary.clone().map(Arc::new);
-        let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size, fast, binary.clone());
+        let encoding = Encoding { fast, binary: sink.binary.clone() };
+        let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size, encoding);
         let mut last_line = Instant::now();
         let mut stats = Vec::new();
         while let Some(item) = rx.recv().await {
@@ -474,8 +483,8 @@ impl MappingRun<'_, '_> {
     /// point at rows that do not exist; those are reported as rejects.
     async fn self_references(&mut self, sink: &TableSink, tx: &mut PgConnection) -> Result<u64, ExecError> {
         let m = self.m;
-        let binary = sink.binary.clone().map(Arc::new);
-        let (mut rx, reader) = spawn_reader(self.source, m, None, self.opts.batch_size, None, binary);
+        let encoding = Encoding { fast: None, binary: sink.binary.clone() };
+        let (mut rx, reader) = spawn_reader(self.source, m, None, self.opts.batch_size, encoding);
         while let Some(item) = rx.recv().await {
             match item? {
                 Produced::Chunk(c) if !c.rows.is_empty() => {
@@ -515,16 +524,14 @@ fn spawn_reader(
     m: &MappingPlan,
     from: Option<Position>,
     batch: usize,
-    fast: Option<Arc<FastEncoding>>,
-    binary: Option<Arc<Vec<SqlType>>>,
+    encoding: Encoding,
 ) -> (Chunks, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Result<Produced, SourceError>>(2);
     let m = Arc::new(m.clone());
     let source = source.clone();
     let rt = tokio::runtime::Handle::current();
     let batch = batch.max(1);
-    let handle =
-        std::thread::spawn(move || produce(&m, &source, from, batch, rt, fast.as_deref(), binary.as_deref(), &tx));
+    let handle = std::thread::spawn(move || produce(&m, &source, from, batch, rt, &encoding, &tx));
     (rx, handle)
 }
 
@@ -535,8 +542,7 @@ fn produce(
     from: Option<Position>,
     batch: usize,
     rt: tokio::runtime::Handle,
-    fast: Option<&FastEncoding>,
-    binary: Option<&Vec<SqlType>>,
+    encoding: &Encoding,
     tx: &mpsc::Sender<Result<Produced, SourceError>>,
 ) {
     let mut stream = match source.stream(m, from.as_ref(), batch, rt) {
@@ -561,7 +567,7 @@ fn produce(
         mapper.map(&doc, |ev| match ev {
             RowEvent::Row { element, mut cells } => {
                 chunk.read += 1;
-                if let Some(f) = fast {
+                if let Some(f) = &encoding.fast {
                     for (i, c) in cells.iter_mut().enumerate() {
                         if f.null[i] {
                             *c = Cell::Null;
@@ -574,7 +580,7 @@ fn produce(
                     let key: Vec<Option<String>> = f.key.iter().map(|&i| cells[i].to_pg_text()).collect();
                     chunk.keys.push(key_text_of(&key));
                 }
-                match binary {
+                match &encoding.binary {
                     Some(types) => crate::cell::binary::write_row(&mut chunk.copy, &cells, types),
                     None => write_row(&mut chunk.copy, &cells),
                 }
