@@ -616,8 +616,11 @@ fn progress_bar(bars: &MultiProgress, m: &MappingPlan, len: Option<u64>, mode: P
         return ProgressBar::hidden();
     }
     let bar = bars.add(ProgressBar::new(len.unwrap_or(0)));
-    let style = ProgressStyle::with_template("{prefix:24} [{bar:30}] {pos:>9}/{len:9} docs {per_sec:>12} eta {eta:>4}")
+    let style = ProgressStyle::with_template("{prefix:24} [{bar:30}] {pos:>9}/{len:9} docs {rate:>10} eta {eta:>4}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", s.per_sec());
+        })
         .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(m.name.clone());
