@@ -2,36 +2,14 @@
 //! stop leaves a database from which the next run completes, identical to
 //! an uninterrupted run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::db::TestDb;
 use super::mongo::MongoServer;
 use super::run::run;
-
-const TABLES: [&str; 12] = [
-    "learners",
-    "knowledge_components",
-    "learning_items",
-    "item_kc_mappings",
-    "learner_skill_states",
-    "interactions",
-    "achievements",
-    "learner_achievements",
-    "daily_progress",
-    "question_templates",
-    "cultural_contexts",
-    "kc_prerequisites",
-];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn dump() -> PathBuf {
-    root().join("examples/finlit-dump")
-}
+use super::{TABLES, dump, root};
 
 fn digests(db: &TestDb) -> Vec<String> {
     TABLES.iter().map(|t| db.digest(t)).collect()

@@ -1,19 +1,10 @@
 //! `validate`, `rollback`, `status` and `schema` against a real PostgreSQL.
 
-use std::path::Path;
-
 use assert_cmd::Command;
 
 use super::db::TestDb;
 use super::run::run;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn dump() -> std::path::PathBuf {
-    root().join("examples/finlit-dump")
-}
+use super::{dump, root};
 
 /// Runs a finlit-map command with the shipped mappings; returns (exit code, stdout + stderr).
 fn tool(args: &[&str]) -> (i32, String) {

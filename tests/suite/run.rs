@@ -1,21 +1,15 @@
 //! `finlit-map run` against a real PostgreSQL, one throw-away database per test.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
-use bson::{Document, RawDocumentBuf};
+use bson::Document;
 use serde_json::Value;
 
 use super::db::TestDb;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn dump() -> PathBuf {
-    root().join("examples/finlit-dump")
-}
+use super::mongo::read_bson;
+use super::{TABLES, dump, root};
 
 /// Runs `finlit-map run` in `cwd` (where rejects.jsonl and migration.log land).
 pub fn run(cwd: &Path, source: &Path, target: &str, extra: &[&str]) -> (i32, Value, String) {
@@ -38,38 +32,8 @@ pub fn run(cwd: &Path, source: &Path, target: &str, extra: &[&str]) -> (i32, Val
     (out.status.code().unwrap_or(-1), report, stderr)
 }
 
-fn read_bson(path: &Path) -> Vec<Document> {
-    let bytes = std::fs::read(path).unwrap();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        let raw = RawDocumentBuf::from_bytes(bytes[pos..pos + len].to_vec()).unwrap();
-        out.push(Document::try_from(raw.as_ref()).unwrap());
-        pos += len;
-    }
-    out
-}
-
 fn mapping<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["mappings"].as_array().unwrap().iter().find(|m| m["mapping"] == name).unwrap()
-}
-
-fn tables() -> [&'static str; 12] {
-    [
-        "learners",
-        "knowledge_components",
-        "learning_items",
-        "item_kc_mappings",
-        "learner_skill_states",
-        "interactions",
-        "achievements",
-        "learner_achievements",
-        "daily_progress",
-        "question_templates",
-        "cultural_contexts",
-        "kc_prerequisites",
-    ]
 }
 
 #[test]
@@ -81,7 +45,7 @@ fn the_example_dump_loads_completely_and_a_rerun_changes_nothing() {
     assert!(stderr.contains("created database") && stderr.contains("applied schema migration 4"), "{stderr}");
 
     // Every table holds what the source implies, counted here from the BSON itself.
-    let docs: BTreeMap<&str, Vec<Document>> = tables()
+    let docs: BTreeMap<&str, Vec<Document>> = TABLES
         .iter()
         .filter(|t| !matches!(**t, "item_kc_mappings" | "kc_prerequisites"))
         .map(|t| (*t, read_bson(&dump().join(format!("{t}.bson")))))
@@ -92,7 +56,7 @@ fn the_example_dump_loads_completely_and_a_rerun_changes_nothing() {
     let mut expected: BTreeMap<&str, usize> = docs.iter().map(|(t, d)| (*t, d.len())).collect();
     expected.insert("item_kc_mappings", array_len("learning_items", "kc_mappings"));
     expected.insert("kc_prerequisites", array_len("knowledge_components", "prerequisites"));
-    for t in tables() {
+    for t in TABLES {
         let n: usize = db.one(&format!("SELECT count(*)::text FROM {t}")).parse().unwrap();
         assert_eq!(n, expected[t], "{t}");
         assert!(n > 0, "{t} is empty");
@@ -124,13 +88,13 @@ fn the_example_dump_loads_completely_and_a_rerun_changes_nothing() {
     }
 
     // A second run changes nothing.
-    let before: Vec<String> = tables().iter().map(|t| db.digest(t)).collect();
+    let before: Vec<String> = TABLES.iter().map(|t| db.digest(t)).collect();
     let (code, report2, stderr) = run(work.path(), &dump(), &db.url, &[]);
     assert_eq!(code, 0, "{stderr}");
     for m in report2["mappings"].as_array().unwrap() {
         assert_eq!((m["inserted"].as_u64(), m["updated"].as_u64()), (Some(0), Some(0)), "{m}");
     }
-    let after: Vec<String> = tables().iter().map(|t| db.digest(t)).collect();
+    let after: Vec<String> = TABLES.iter().map(|t| db.digest(t)).collect();
     assert_eq!(before, after);
     assert!(work.path().join("migration.log").exists());
     assert!(!work.path().join("rejects.jsonl").exists(), "a clean run writes no rejects file");
