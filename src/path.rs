@@ -2,7 +2,7 @@
 //! element) a value comes from.
 //!
 //! A path is parsed once per run. Plain dotted paths (`$.profile.name`,
-//! `@.kc_id`, `$.tags[0]`, `$['odd key']`) walk the raw BSON bytes directly
+//! `@.id`, `$.tags[0]`, `$['odd key']`) walk the raw BSON bytes directly
 //! with no allocation; anything else (wildcards, filters, slices, recursive
 //! descent) goes through jsonpath-rust over an extended-JSON view of the
 //! document, which costs a conversion per document and is used only where the
