@@ -105,7 +105,7 @@ impl TableSink {
         let copy_target = format!("COPY {table} ({}) FROM STDIN{format}", names.join(", "));
         let key_list = key.iter().map(|k| format!("a.{k}")).collect::<Vec<_>>().join(", ");
         let dedupe = format!(
-            "DELETE FROM {stage} a USING {stage} b WHERE {} AND a.__ord < b.__ord RETURNING a.__ord, b.__ord",
+            "DELETE FROM {stage} a USING {stage} b WHERE {} AND a.__ord < b.__ord RETURNING a.__ord",
             key_match("a", "b")
         );
         let key_display = format!("concat_ws(', ', {})", key_list.replace("a.", "s."));
@@ -254,13 +254,12 @@ impl TableSink {
         self.copy_into(&mut tx, &self.copy, copy_data).await?;
 
         for row in sqlx::query(sql(&self.dedupe)).fetch_all(&mut *tx).await? {
-            let (ord, later): (i32, i32) = (row.try_get(0)?, row.try_get(1)?);
+            let ord: i32 = row.try_get(0)?;
             rejected.push(DbRejection {
                 ord: ord as usize,
                 column: None,
-                reason: format!(
-                    "duplicate key: row {later} of the same chunk has the same key, and the later one wins"
-                ),
+                reason: "duplicate key: a later document of the source gives the same key, and the later one is loaded"
+                    .into(),
             });
         }
         for (col, stmt) in &self.orphans {
@@ -278,7 +277,7 @@ impl TableSink {
         let result = match self.apply(&mut tx, None).await {
             Ok((updated, inserted)) => {
                 sqlx::query("RELEASE SAVEPOINT fm_chunk").execute(&mut *tx).await?;
-                ChunkResult { inserted, updated, unchanged: remaining as u64 - inserted - updated }
+                ChunkResult { inserted, updated, unchanged: (remaining as u64).saturating_sub(inserted + updated) }
             }
             Err(e) if is_row_error(&e) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT fm_chunk").execute(&mut *tx).await?;
