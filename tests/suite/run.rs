@@ -300,3 +300,39 @@ fn a_truncated_bson_file_fails_with_a_clear_message() {
     // Nothing half-loaded: the chunk holding the broken document is never committed.
     assert_eq!(db.one("SELECT count(*)::text FROM achievements"), "0");
 }
+
+#[test]
+fn connection_strings_come_from_a_dotenv_file() {
+    let db = TestDb::new("dotenv");
+    let work = tempfile::tempdir().unwrap();
+    let src = json_source(&[("learners", LEARNER)]);
+    std::fs::write(work.path().join(".env"), format!("DATABASE_URL={}\nMONGO_URI={}\n", db.url, src.path().display()))
+        .unwrap();
+    let out = Command::cargo_bin("finlit-map")
+        .unwrap()
+        .current_dir(work.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("MONGO_URI")
+        .args(["run"])
+        .arg(root().join("mappings"))
+        .args(["--collection", "learners"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(db.one("SELECT count(*)::text FROM learners"), "1");
+}
+
+#[test]
+fn max_rejects_stops_the_run() {
+    let db = TestDb::new("maxrej");
+    let work = tempfile::tempdir().unwrap();
+    let bad: Vec<String> = (1..=5)
+        .map(|i| LEARNER.replace("01\"}", &format!("1{i}\"}}")).replace("\"email\":\"ana@example.com\",", ""))
+        .collect();
+    let src = json_source(&[("learners", &bad.join("\n"))]);
+    let (code, _, stderr) = run(work.path(), src.path(), &db.url, &["--collection", "learners", "--max-rejects", "2"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("stopped: 5 rejects, more than --max-rejects 2"), "{stderr}");
+    let lines = std::fs::read_to_string(work.path().join("rejects.jsonl")).unwrap().lines().count();
+    assert_eq!(lines, 5, "every reject found so far is in the file");
+}
