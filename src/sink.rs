@@ -56,6 +56,8 @@ pub struct TableSink {
     table: String,
     stage: String,
     seq: String,
+    /// Removes staged rows whose key is already in the table (first loads).
+    already_loaded: String,
     copy: String,
     copy_target: String,
     table_name: String,
@@ -104,9 +106,14 @@ impl TableSink {
         let copy = format!("COPY {stage} ({}) FROM STDIN{format}", names.join(", "));
         let copy_target = format!("COPY {table} ({}) FROM STDIN{format}", names.join(", "));
         let key_list = key.iter().map(|k| format!("a.{k}")).collect::<Vec<_>>().join(", ");
+        // Two rows of a chunk with one key: the first document wins, later ones are rejected.
         let dedupe = format!(
-            "DELETE FROM {stage} a USING {stage} b WHERE {} AND a.__ord < b.__ord RETURNING a.__ord",
+            "DELETE FROM {stage} a USING {stage} b WHERE {} AND a.__ord > b.__ord RETURNING a.__ord",
             key_match("a", "b")
+        );
+        let already_loaded = format!(
+            "DELETE FROM {stage} s WHERE EXISTS (SELECT 1 FROM {table} t WHERE {}) RETURNING s.__ord",
+            key_match("t", "s")
         );
         let key_display = format!("concat_ws(', ', {})", key_list.replace("a.", "s."));
 
@@ -174,6 +181,7 @@ impl TableSink {
             table,
             stage,
             seq,
+            already_loaded,
             copy,
             copy_target,
             table_name: m.table.clone(),
@@ -226,6 +234,7 @@ impl TableSink {
         rejected: &mut Vec<DbRejection>,
     ) -> Result<(ChunkResult, sqlx::Transaction<'c, sqlx::Postgres>), sqlx::Error> {
         let mut tx = conn.begin().await?;
+        let mut first_load = false;
         if let Some(keys) = fast_keys {
             // Straight into the table. PostgreSQL still enforces every key,
             // foreign key and check; a chunk it refuses goes the staging way.
@@ -246,6 +255,7 @@ impl TableSink {
                 }
                 Err(e) if is_row_error(&e) => {
                     sqlx::query("ROLLBACK TO SAVEPOINT fm_fast").execute(&mut *tx).await?;
+                    first_load = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -258,8 +268,7 @@ impl TableSink {
             rejected.push(DbRejection {
                 ord: ord as usize,
                 column: None,
-                reason: "duplicate key: a later document of the source gives the same key, and the later one is loaded"
-                    .into(),
+                reason: "duplicate key: an earlier document of the source gives the same key".into(),
             });
         }
         for (col, stmt) in &self.orphans {
@@ -269,6 +278,18 @@ impl TableSink {
                     ord: ord as usize,
                     column: Some(col.clone()),
                     reason: format!("points at {value}, which is not in the referenced table (its document is missing or was rejected)"),
+                });
+            }
+        }
+        // On a first load every row already in the table came from this run:
+        // a staged row with the same key repeats an earlier document.
+        if first_load {
+            for row in sqlx::query(sql(&self.already_loaded)).fetch_all(&mut *tx).await? {
+                let ord: i32 = row.try_get(0)?;
+                rejected.push(DbRejection {
+                    ord: ord as usize,
+                    column: None,
+                    reason: "duplicate key: an earlier document of the source gives the same key".into(),
                 });
             }
         }

@@ -336,3 +336,24 @@ fn max_rejects_stops_the_run() {
     let lines = std::fs::read_to_string(work.path().join("rejects.jsonl")).unwrap().lines().count();
     assert_eq!(lines, 5, "every reject found so far is in the file");
 }
+
+#[test]
+fn on_a_first_load_the_first_of_duplicate_keys_wins_and_later_ones_are_rejected() {
+    let other = LEARNER.replace("01\"}", "02\"}").replace("ana@", "bo@");
+    // The same _id again, with other values (and a free email).
+    let again = LEARNER.replace("\"Ana\"", "\"Ana again\"").replace("ana@", "ana2@");
+    let src = json_source(&[("learners", &[LEARNER.to_string(), other, again].join("\n"))]);
+    // Within one chunk, and across chunks (one row per chunk).
+    for batch in ["5000", "1"] {
+        let db = TestDb::new("dup");
+        let work = tempfile::tempdir().unwrap();
+        let (code, report, stderr) =
+            run(work.path(), src.path(), &db.url, &["--collection", "learners", "--batch-size", batch]);
+        assert_eq!(code, 3, "batch {batch}: {stderr}");
+        let l = mapping(&report, "learners");
+        assert_eq!((l["loaded"].as_u64(), l["rejected"].as_u64()), (Some(2), Some(1)), "batch {batch}: {l}");
+        assert_eq!(db.one("SELECT string_agg(display_name, ',' ORDER BY display_name) FROM learners"), "Ana,Ana");
+        let rejects = std::fs::read_to_string(work.path().join("rejects.jsonl")).unwrap();
+        assert!(rejects.contains("duplicate key: an earlier document") && rejects.contains("Ana again"), "{rejects}");
+    }
+}
