@@ -263,14 +263,7 @@ impl TableSink {
         sqlx::query(sql(format!("SELECT setval('{}', 0, false)", self.seq))).execute(&mut *tx).await?;
         self.copy_into(&mut tx, &self.copy, copy_data).await?;
 
-        for row in sqlx::query(sql(&self.dedupe)).fetch_all(&mut *tx).await? {
-            let ord: i32 = row.try_get(0)?;
-            rejected.push(DbRejection {
-                ord: ord as usize,
-                column: None,
-                reason: "duplicate key: an earlier document of the source gives the same key".into(),
-            });
-        }
+        reject_duplicates(&mut tx, &self.dedupe, rejected).await?;
         for (col, stmt) in &self.orphans {
             for row in sqlx::query(sql(stmt)).fetch_all(&mut *tx).await? {
                 let (ord, value): (i32, String) = (row.try_get(0)?, row.try_get(1)?);
@@ -284,14 +277,7 @@ impl TableSink {
         // On a first load every row already in the table came from this run:
         // a staged row with the same key repeats an earlier document.
         if first_load {
-            for row in sqlx::query(sql(&self.already_loaded)).fetch_all(&mut *tx).await? {
-                let ord: i32 = row.try_get(0)?;
-                rejected.push(DbRejection {
-                    ord: ord as usize,
-                    column: None,
-                    reason: "duplicate key: an earlier document of the source gives the same key".into(),
-                });
-            }
+            reject_duplicates(&mut tx, &self.already_loaded, rejected).await?;
         }
         let remaining = rows - rejected.len();
         sqlx::query("SAVEPOINT fm_chunk").execute(&mut *tx).await?;
@@ -434,6 +420,24 @@ impl TableSink {
         }
         Ok(dangling)
     }
+}
+
+/// Runs a statement that removes staged rows repeating an earlier
+/// document's key (it returns their `__ord`) and rejects those rows.
+async fn reject_duplicates(
+    tx: &mut PgConnection,
+    stmt: &str,
+    rejected: &mut Vec<DbRejection>,
+) -> Result<(), sqlx::Error> {
+    for row in sqlx::query(sql(stmt)).fetch_all(&mut *tx).await? {
+        let ord: i32 = row.try_get(0)?;
+        rejected.push(DbRejection {
+            ord: ord as usize,
+            column: None,
+            reason: "duplicate key: an earlier document of the source gives the same key".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The column a foreign key points at: the schema's, else the target's primary key.
