@@ -578,7 +578,7 @@ fn produce(
                         }
                     }
                     let key: Vec<Option<String>> = f.key.iter().map(|&i| cells[i].to_pg_text()).collect();
-                    chunk.keys.push(key_text_of(&key));
+                    chunk.keys.push(key_text_of(key));
                 }
                 match &encoding.binary {
                     Some(types) => crate::cell::binary::write_row(&mut chunk.copy, &cells, types),

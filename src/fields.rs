@@ -86,7 +86,12 @@ impl FieldTrie {
         // Stop once every wanted key was seen (only the first of duplicate
         // keys counts, as in `RawDocument::get`).
         let mut left = children.len();
-        let mut seen = vec![false; children.len()];
+        // A bit per wanted key; nodes with more than 64 children (rare) do
+        // not stop early, so every key is still found.
+        let mut seen: u64 = 0;
+        if children.len() > 64 {
+            left = usize::MAX;
+        }
         while i < end && left > 0 {
             let t = b[i];
             i += 1;
@@ -97,10 +102,13 @@ impl FieldTrie {
             let value = &b[i..i + len];
             i += len;
             let Some(ci) = children.iter().position(|(k, _)| k.as_slice() == key) else { continue };
-            if std::mem::replace(&mut seen[ci], true) {
-                continue;
+            if ci < 64 {
+                if seen & (1 << ci) != 0 {
+                    continue;
+                }
+                seen |= 1 << ci;
             }
-            left -= 1;
+            left = left.saturating_sub(1);
             let child = children[ci].1;
             let child_node = &self.nodes[child];
             if let Some(slot) = child_node.slot
@@ -225,6 +233,21 @@ mod tests {
             }
             assert_eq!(out[*s], expected, "{p:?}");
         }
+    }
+
+    #[test]
+    fn the_first_of_duplicate_keys_wins() {
+        let mut d = bson::RawDocumentBuf::new();
+        d.append(bson::cstr!("a"), 1);
+        d.append(bson::cstr!("a"), 2);
+        d.append(bson::cstr!("b"), 3);
+        let mut t = FieldTrie::default();
+        let a = t.add(&[Segment::Key("a".into())]);
+        let b = t.add(&[Segment::Key("b".into())]);
+        let mut out = vec![None; t.slots()];
+        assert!(t.extract(&d, &mut out));
+        assert_eq!((out[a], out[b]), (Some(RawBsonRef::Int32(1)), Some(RawBsonRef::Int32(3))));
+        assert_eq!(d.get("a").unwrap(), out[a]);
     }
 
     #[test]

@@ -475,9 +475,9 @@ pub fn key_text(cols: &[String]) -> String {
 
 /// The text PostgreSQL gives for `key_text` of these values: one value as
 /// it is, several as a record `(a,b)` quoted as `record_out` quotes.
-pub fn key_text_of(values: &[Option<String>]) -> String {
-    if let [Some(one)] = values {
-        return one.clone();
+pub fn key_text_of(mut values: Vec<Option<String>>) -> String {
+    if let [Some(one)] = values.as_mut_slice() {
+        return std::mem::take(one);
     }
     let mut out = String::from("(");
     for (i, v) in values.iter().enumerate() {
