@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bson::RawDocumentBuf;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::{Connection, PgConnection};
 use thiserror::Error;
@@ -25,11 +24,11 @@ use crate::cell::Cell;
 use crate::ledger::{self, Progress};
 use crate::plan::{DefaultPlan, MappingPlan, Plan};
 use crate::rejects::{RejectRecord, RejectsFile};
-use crate::report::{ColumnReport, MappingReport, RunReport};
+use crate::report::{ColumnReport, DocCounts, MappingReport, RunReport};
 use crate::row::{ColumnStats, Rejection, RowEvent, RowMapper};
 use crate::schema::{SchemaDefault, SqlType};
 use crate::sink::{DbRejection, TableSink, key_text_of, quote, sql, write_row};
-use crate::source::{Position, Source, SourceError};
+use crate::source::{Position, Source, SourceError, SourceItem};
 
 #[derive(Debug, Error)]
 pub enum ExecError {
@@ -114,12 +113,15 @@ struct Origin {
 struct Chunk {
     copy: Vec<u8>,
     rows: Vec<Origin>,
-    docs: Vec<RawDocumentBuf>,
+    docs: Vec<SourceItem>,
     /// Rows the mapper refused, by document index.
     rejects: Vec<(usize, Rejection)>,
+    /// Where rejected documents are in the source, by document index.
+    locations: BTreeMap<usize, String>,
     documents: u64,
     read: u64,
     filtered: u64,
+    outcomes: DocCounts,
     /// Where to continue once this chunk is committed.
     position: Position,
     /// The rows' keys, for the ledger, when copying straight into the table.
@@ -133,9 +135,11 @@ impl Chunk {
             rows: Vec::with_capacity(capacity),
             docs: Vec::with_capacity(capacity),
             rejects: Vec::new(),
+            locations: BTreeMap::new(),
             documents: 0,
             read: 0,
             filtered: 0,
+            outcomes: DocCounts::default(),
             position: Position::Offset { at: 0 },
             keys: Vec::new(),
         }
@@ -355,6 +359,7 @@ impl MappingRun<'_, '_> {
             r.documents += chunk.documents;
             r.read += chunk.read;
             r.filtered += chunk.filtered;
+            r.document_outcomes.add(&chunk.outcomes);
             let mut db_rejects: Vec<DbRejection> = Vec::new();
             let tx = match conn.as_deref_mut() {
                 Some(c) if !chunk.rows.is_empty() => {
@@ -457,7 +462,8 @@ impl MappingRun<'_, '_> {
                 element: rej.element,
                 column: rej.column.as_deref(),
                 reason: &rej.reason,
-                document: chunk.docs.get(*doc).map(|d| d.as_ref()),
+                document: chunk.docs.get(*doc),
+                location: chunk.locations.get(doc).map(String::as_str),
             };
             file.write(&rec)
                 .map_err(|source| ExecError::Rejects { path: file.path().display().to_string(), source })?;
@@ -470,7 +476,8 @@ impl MappingRun<'_, '_> {
                 element: origin.element.map(|e| e as usize),
                 column: rej.column.as_deref(),
                 reason: &rej.reason,
-                document: chunk.docs.get(origin.doc as usize).map(|d| d.as_ref()),
+                document: chunk.docs.get(origin.doc as usize),
+                location: None,
             };
             file.write(&rec)
                 .map_err(|source| ExecError::Rejects { path: file.path().display().to_string(), source })?;
@@ -510,6 +517,7 @@ impl MappingRun<'_, '_> {
                 column: Some(&d.column),
                 reason: &reason,
                 document: None,
+                location: None,
             };
             let written = lock(self.rejects).write(&rec);
             written.map_err(|e| self.rejects_err(e))?;
@@ -556,7 +564,21 @@ fn produce(
     let mut chunk = Chunk::new(batch);
     while let Some(item) = stream.next_doc() {
         let doc = match item {
-            Ok(d) => d,
+            Ok(SourceItem::Doc(d)) => d,
+            Ok(SourceItem::Bad(b)) => {
+                // Framed but unreadable: one rejected document, its bytes kept.
+                let doc_index = chunk.docs.len();
+                chunk.documents += 1;
+                chunk.read += 1;
+                chunk.outcomes.rejected += 1;
+                let reason = format!("unreadable document: {}", b.reason);
+                chunk.rejects.push((doc_index, Rejection { element: None, column: None, reason }));
+                if let Some(at) = stream.location() {
+                    chunk.locations.insert(doc_index, at);
+                }
+                chunk.docs.push(SourceItem::Bad(b));
+                continue;
+            }
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
                 return;
@@ -564,8 +586,10 @@ fn produce(
         };
         let doc_index = chunk.docs.len();
         chunk.documents += 1;
+        let (mut rows, mut rejected) = (0u64, 0u64);
         mapper.map(&doc, |ev| match ev {
             RowEvent::Row { element, mut cells } => {
+                rows += 1;
                 chunk.read += 1;
                 if let Some(f) = &encoding.fast {
                     for (i, c) in cells.iter_mut().enumerate() {
@@ -587,6 +611,7 @@ fn produce(
                 chunk.rows.push(Origin { doc: doc_index as u32, element: element.map(|e| e as u32) });
             }
             RowEvent::Rejected(r) => {
+                rejected += 1;
                 chunk.read += 1;
                 chunk.rejects.push((doc_index, r));
             }
@@ -595,6 +620,13 @@ fn produce(
                 chunk.filtered += n;
             }
         });
+        chunk.outcomes.record(rows, rejected, mapper.last_without_elements);
+        if rejected > 0
+            && let Some(at) = stream.location()
+        {
+            chunk.locations.insert(doc_index, at);
+        }
+        let doc = SourceItem::Doc(doc);
         chunk.docs.push(doc);
         if chunk.rows.len() >= batch || chunk.docs.len() >= batch * 4 {
             chunk.position = stream.position();

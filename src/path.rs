@@ -40,6 +40,9 @@ enum Kind {
     General {
         query: Box<JpQuery>,
         definite: bool,
+        /// The same path with every filter `[?(…)]` read as `[*]`: what the
+        /// filters chose from, so the elements they drop can be counted.
+        unfiltered: Option<Box<JpQuery>>,
     },
 }
 
@@ -103,10 +106,11 @@ impl CompiledPath {
         // against the element, so they parse as `$` paths.
         let as_dollar = format!("${}", &trimmed[1..]);
         let query = parse_json_path(&as_dollar).map_err(|e| format!("invalid JSONPath: {e}"))?;
+        let unfiltered = without_filters(&as_dollar).and_then(|t| parse_json_path(&t).ok()).map(Box::new);
         Ok(CompiledPath {
             text: trimmed.to_string(),
             root,
-            kind: Kind::General { query: Box::new(query), definite: is_definite(&trimmed[1..]) },
+            kind: Kind::General { query: Box::new(query), definite: is_definite(&trimmed[1..]), unfiltered },
         })
     }
 
@@ -187,11 +191,8 @@ impl CompiledPath {
         match &self.kind {
             Kind::Simple(segs) => walk(start, segs).map(|v| v.map_or(Found::Missing, Found::Borrowed)),
             // The array itself stands for "each element": callers iterate it.
-            Kind::Each(segs) => match walk(start, segs)? {
-                Some(a @ RawBsonRef::Array(_)) => Ok(Found::Borrowed(a)),
-                _ => Ok(Found::Owned(RawBson::Array(bson::RawArrayBuf::new()))),
-            },
-            Kind::General { query, definite } => {
+            Kind::Each(segs) => self.each(walk(start, segs)?),
+            Kind::General { query, definite, .. } => {
                 let json = to_extjson(start)?;
                 let hits = js_path_process(query, &json).map_err(|e| format!("JSONPath `{}`: {e}", self.text))?;
                 let mut values = Vec::with_capacity(hits.len());
@@ -212,11 +213,98 @@ impl CompiledPath {
     }
 }
 
+impl CompiledPath {
+    /// What `path[*]` gives for the value at `path`: the array (callers
+    /// iterate it), `Missing` for a missing or null value, and an error for
+    /// a scalar or a document, which has no elements to give (silently
+    /// giving none would lose the value).
+    pub fn each<'a>(&self, v: Option<RawBsonRef<'a>>) -> Result<Found<'a>, String> {
+        match v {
+            Some(a @ RawBsonRef::Array(_)) => Ok(Found::Borrowed(a)),
+            None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => Ok(Found::Missing),
+            Some(other) => Err(format!(
+                "`{}` expects an array, but the value is {} {}",
+                self.text,
+                crate::coerce::bson_kind(other),
+                crate::coerce::preview(other)
+            )),
+        }
+    }
+
+    /// How many values the path would select with its filters `[?(…)]`
+    /// taken away; `None` when it has no filter.
+    pub fn unfiltered_count(
+        &self,
+        doc: &RawDocument,
+        element: Option<RawBsonRef<'_>>,
+    ) -> Result<Option<usize>, String> {
+        let Kind::General { unfiltered: Some(q), .. } = &self.kind else { return Ok(None) };
+        let start = match (self.root, element) {
+            (Root::Element, Some(e)) => e,
+            _ => RawBsonRef::Document(doc),
+        };
+        let json = to_extjson(start)?;
+        let hits = js_path_process(q, &json).map_err(|e| format!("JSONPath `{}`: {e}", self.text))?;
+        Ok(Some(hits.len()))
+    }
+}
+
+/// `$.a[?(@.x > 1)].b` → `$.a[*].b`; `None` when there is no filter.
+fn without_filters(text: &str) -> Option<String> {
+    if !text.contains("[?") {
+        return None;
+    }
+    let b = text.as_bytes();
+    let (mut out, mut i) = (String::new(), 0);
+    while i < b.len() {
+        if b[i] == b'[' && b.get(i + 1) == Some(&b'?') {
+            // Skip to the bracket that closes this filter, past quotes and nesting.
+            let (mut depth, mut quote) = (0i32, None::<u8>);
+            let mut j = i;
+            while j < b.len() {
+                match (quote, b[j]) {
+                    (Some(q), c) if c == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, c @ (b'\'' | b'"')) => quote = Some(c),
+                    (None, b'[') => depth += 1,
+                    (None, b']') => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j >= b.len() {
+                return None;
+            }
+            out.push_str("[*]");
+            i = j + 1;
+        } else {
+            let c = text[i..].chars().next()?;
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    Some(out)
+}
+
+/// One meaning of a plain path wherever it is used (columns, filters, the
+/// one-pass extractor, the server-side query), MongoDB's: a key of digits
+/// indexes an array (`$.tags.0`), and an index names the key of that
+/// number in a document (`$.a[0]` reads `{"0": …}`), as `a.0` does in a query.
 fn walk<'a>(mut cur: RawBsonRef<'a>, segs: &[Segment]) -> Result<Option<RawBsonRef<'a>>, String> {
     for seg in segs {
         let next = match (seg, cur) {
             (Segment::Key(k), RawBsonRef::Document(d)) => d.get(k),
             (Segment::Index(i), RawBsonRef::Array(a)) => a.get(*i),
+            (Segment::Key(k), RawBsonRef::Array(a)) => match k.parse::<usize>() {
+                Ok(i) if k.bytes().all(|c| c.is_ascii_digit()) => a.get(i),
+                _ => return Ok(None),
+            },
+            (Segment::Index(i), RawBsonRef::Document(d)) => d.get(i.to_string()),
             _ => return Ok(None),
         };
         match next.map_err(|e| format!("malformed BSON: {e}"))? {
@@ -319,9 +407,11 @@ mod tests {
         let p = CompiledPath::parse("$.kcs[*]").unwrap();
         assert!(p.is_fast() && p.is_multi());
         assert!(matches!(p.eval(&d, None).unwrap(), Found::Borrowed(RawBsonRef::Array(_))));
-        let none = CompiledPath::parse("$.profile.name[*]").unwrap().eval(&d, None).unwrap();
-        let Some(RawBsonRef::Array(a)) = none.as_ref() else { panic!() };
-        assert!(a.is_empty());
+        // A scalar has no elements: an error, never a silent empty array.
+        let err = CompiledPath::parse("$.profile.name[*]").unwrap().eval(&d, None).unwrap_err();
+        assert!(err.contains("expects an array") && err.contains("string \"Ana\""), "{err}");
+        let missing = CompiledPath::parse("$.nothing[*]").unwrap().eval(&d, None).unwrap();
+        assert!(matches!(missing, Found::Missing));
     }
 
     #[test]
@@ -337,6 +427,40 @@ mod tests {
         let found = p.eval(&d, None).unwrap();
         let Some(RawBsonRef::Array(a)) = found.as_ref() else { panic!() };
         assert_eq!(a.into_iter().count(), 1);
+    }
+
+    /// Item 11 of the exactness issue: one path, one meaning, whichever
+    /// evaluator serves it (the one-pass extractor or the walker).
+    #[test]
+    fn digit_keys_and_indexes_mean_the_same_everywhere() {
+        let d = rawdoc! { "tags": ["a", "b"], "m": { "0": "zero", "1": "one" }, "kcs": [ { "kc": 1 } ] };
+        for (path, want) in [
+            ("$.tags.0", Some(RawBsonRef::String("a"))),
+            ("$.tags[1]", Some(RawBsonRef::String("b"))),
+            ("$.m.0", Some(RawBsonRef::String("zero"))),
+            ("$.m[1]", Some(RawBsonRef::String("one"))),
+            ("$.kcs.0.kc", Some(RawBsonRef::Int32(1))),
+            ("$.tags.2", None),
+            ("$.tags.x", None),
+        ] {
+            let p = CompiledPath::parse(path).unwrap();
+            assert_eq!(p.eval(&d, None).unwrap().as_ref(), want, "walker: {path}");
+            let mut trie = crate::fields::FieldTrie::default();
+            let slot = trie.add(p.fast_segments().unwrap().0);
+            let mut out = vec![None; trie.slots()];
+            assert!(trie.extract(&d, &mut out));
+            assert_eq!(out[slot], want, "extractor: {path}");
+        }
+    }
+
+    #[test]
+    fn filters_can_be_taken_away_to_count_what_they_drop() {
+        assert_eq!(without_filters("$.a[?(@ != '')]").as_deref(), Some("$.a[*]"));
+        assert_eq!(without_filters("$.a[?(@.x == ']')].b").as_deref(), Some("$.a[*].b"));
+        assert_eq!(without_filters("$.a[*]"), None);
+        let d = rawdoc! { "authors": ["x", "", "y", ""] };
+        let p = CompiledPath::parse("$.authors[?(@ != '')]").unwrap();
+        assert_eq!(p.unfiltered_count(&d, None).unwrap(), Some(4));
     }
 
     #[test]

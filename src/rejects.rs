@@ -1,14 +1,20 @@
 //! The rejects file: one JSON line per document (or array element) that
 //! could not be loaded, with the mapping, the `_id`, the column, the reason
 //! and the document itself as relaxed extended JSON, so nothing is lost and
-//! every reject can be fixed and replayed.
+//! every reject can be fixed and replayed. A document that cannot be shown
+//! as JSON (malformed BSON, an unreadable extended-JSON value) keeps its
+//! bytes (`raw`: the JSON text; `raw_base64`: BSON) and where it is in the
+//! source (`location`: file and byte offset or line).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use bson::{Bson, RawDocument};
-use serde_json::json;
+use base64::Engine as _;
+use bson::{Bson, RawBsonRef};
+use serde_json::{Value, json};
+
+use crate::source::SourceItem;
 
 pub struct RejectsFile {
     path: PathBuf,
@@ -25,7 +31,9 @@ pub struct RejectRecord<'a> {
     pub element: Option<usize>,
     pub column: Option<&'a str>,
     pub reason: &'a str,
-    pub document: Option<&'a RawDocument>,
+    pub document: Option<&'a SourceItem>,
+    /// Where the document is in the source, when known.
+    pub location: Option<&'a str>,
 }
 
 impl RejectsFile {
@@ -48,15 +56,33 @@ impl RejectsFile {
                 .open(&self.path)?;
             self.out = Some(BufWriter::new(file));
         }
-        let (id, doc) = match r.document {
-            Some(d) => {
-                let b =
-                    bson::Document::try_from(d).map(|d| Bson::Document(d).into_relaxed_extjson()).unwrap_or_default();
-                (b.get("_id").cloned().unwrap_or_default(), b)
+        let b64 = |b: &[u8]| Value::String(base64::engine::general_purpose::STANDARD.encode(b));
+        let (mut id, mut doc, mut raw, mut raw_base64) = (Value::Null, Value::Null, None, None);
+        match r.document {
+            Some(SourceItem::Doc(d)) => match bson::Document::try_from(d.as_ref()) {
+                Ok(d) => {
+                    doc = Bson::Document(d).into_relaxed_extjson();
+                    id = doc.get("_id").cloned().unwrap_or_default();
+                }
+                Err(_) => {
+                    // Malformed inside: keep the bytes, and the `_id` if it can be read.
+                    if let Ok(Some(v)) = d.get("_id")
+                        && let Ok(b) = Bson::try_from(v)
+                    {
+                        id = b.into_relaxed_extjson();
+                    } else if let Ok(Some(RawBsonRef::String(s))) = d.get("_id") {
+                        id = Value::String(s.to_string());
+                    }
+                    raw_base64 = Some(b64(d.as_bytes()));
+                }
+            },
+            Some(SourceItem::Bad(b)) if b.text => {
+                raw = Some(Value::String(String::from_utf8_lossy(&b.raw).into_owned()))
             }
-            None => (serde_json::Value::Null, serde_json::Value::Null),
-        };
-        let line = json!({
+            Some(SourceItem::Bad(b)) => raw_base64 = Some(b64(&b.raw)),
+            None => {}
+        }
+        let mut line = json!({
             "mapping": r.mapping,
             "collection": r.collection,
             "_id": id,
@@ -65,6 +91,17 @@ impl RejectsFile {
             "reason": r.reason,
             "document": doc,
         });
+        if let Value::Object(o) = &mut line {
+            if let Some(at) = r.location {
+                o.insert("location".into(), Value::String(at.to_string()));
+            }
+            if let Some(v) = raw {
+                o.insert("raw".into(), v);
+            }
+            if let Some(v) = raw_base64 {
+                o.insert("raw_base64".into(), v);
+            }
+        }
         if let Some(out) = &mut self.out {
             serde_json::to_writer(&mut *out, &line)?;
             out.write_all(b"\n")?;

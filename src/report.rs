@@ -12,6 +12,49 @@ pub struct ColumnReport {
     pub defaults: u64,
 }
 
+/// What became of each source document. For `unwind` mappings rows are
+/// array elements, so these say what happened to the documents themselves:
+/// `documents = with_rows + filtered + rejected`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DocCounts {
+    /// Documents that gave at least one row (some of their elements may be rejected).
+    pub with_rows: u64,
+    /// Documents that gave no row: the filter excluded them, or they had no elements.
+    pub filtered: u64,
+    /// Of the filtered, documents whose unwind array was missing, null or empty.
+    pub without_elements: u64,
+    /// Documents that gave no row because they, or all their elements, were rejected.
+    pub rejected: u64,
+}
+
+impl DocCounts {
+    /// Classifies one document by what the mapper made of it.
+    pub fn record(&mut self, rows: u64, rejected: u64, without_elements: bool) {
+        if rows > 0 {
+            self.with_rows += 1;
+        } else if rejected > 0 {
+            self.rejected += 1;
+        } else {
+            self.filtered += 1;
+            if without_elements {
+                self.without_elements += 1;
+            }
+        }
+    }
+
+    pub fn add(&mut self, o: &DocCounts) {
+        self.with_rows += o.with_rows;
+        self.filtered += o.filtered;
+        self.without_elements += o.without_elements;
+        self.rejected += o.rejected;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.with_rows + self.filtered + self.rejected
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MappingReport {
@@ -20,6 +63,8 @@ pub struct MappingReport {
     pub table: String,
     /// Source documents read.
     pub documents: u64,
+    /// What became of those documents (`documents = with_rows + filtered + rejected`).
+    pub document_outcomes: DocCounts,
     /// Candidate rows: documents, or array elements for `unwind` mappings.
     pub read: u64,
     /// Rows now in the table as the source says: inserted + updated + unchanged.
@@ -42,8 +87,9 @@ pub struct MappingReport {
 }
 
 impl MappingReport {
+    /// Both promises: every row and every document is accounted for.
     pub fn balanced(&self) -> bool {
-        self.read == self.loaded + self.rejected + self.filtered
+        self.read == self.loaded + self.rejected + self.filtered && self.documents == self.document_outcomes.total()
     }
 }
 
@@ -88,7 +134,28 @@ impl RunReport {
         total.rows_per_second = if self.seconds > 0.0 { total.loaded as f64 / self.seconds } else { 0.0 };
         write_line(&mut out, &total, w, self.dry_run);
         for m in self.mappings.iter().filter(|m| !m.balanced()) {
-            let _ = writeln!(out, "warning: {}: read {} != loaded + rejected + filtered", m.mapping, m.read);
+            let _ = writeln!(
+                out,
+                "warning: {}: read {} != loaded + rejected + filtered, or documents {} != {} accounted for",
+                m.mapping,
+                m.read,
+                m.documents,
+                m.document_outcomes.total()
+            );
+        }
+        // Unwind mappings count elements as rows; say what became of the documents.
+        for m in self.mappings.iter().filter(|m| m.documents != m.read || m.document_outcomes.without_elements > 0) {
+            let o = &m.document_outcomes;
+            let empty = if o.without_elements > 0 {
+                format!(" ({} without elements)", o.without_elements)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  {}: documents {} = {} with rows + {} filtered{} + {} rejected",
+                m.mapping, m.documents, o.with_rows, o.filtered, empty, o.rejected
+            );
         }
         for m in self.mappings.iter().filter(|m| m.dangling > 0) {
             let _ = writeln!(

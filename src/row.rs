@@ -57,6 +57,9 @@ enum Src {
 pub struct RowMapper<'p> {
     plan: &'p MappingPlan,
     pub stats: Vec<ColumnStats>,
+    /// Whether the last document passed the filter but its unwind array was
+    /// missing, null or empty (it is then counted as filtered, "no elements").
+    pub last_without_elements: bool,
     doc_fields: FieldTrie,
     elem_fields: FieldTrie,
     columns: Vec<Src>,
@@ -85,6 +88,7 @@ impl<'p> RowMapper<'p> {
         RowMapper {
             plan,
             stats: vec![ColumnStats::default(); plan.columns.len()],
+            last_without_elements: false,
             doc_fields,
             elem_fields,
             columns,
@@ -98,6 +102,7 @@ impl<'p> RowMapper<'p> {
 
     /// Calls `emit` for each row (or rejection) the document gives.
     pub fn map<'a>(&mut self, doc: &'a RawDocument, mut emit: impl FnMut(RowEvent<'a>)) {
+        self.last_without_elements = false;
         let passes = match self.passes_filter(doc) {
             Ok(p) => p,
             Err(reason) => {
@@ -120,18 +125,41 @@ impl<'p> RowMapper<'p> {
         };
         let found = match lookup(self.unwind, fields.as_deref(), &[], unwind, doc, None) {
             Ok(f) => f,
+            // A scalar or a document where the unwind wants an array.
+            Err(reason) if passes => {
+                emit(RowEvent::Rejected(Rejection { element: None, column: None, reason }));
+                return;
+            }
+            Err(_) => {
+                emit(RowEvent::Filtered(0));
+                return;
+            }
+        };
+        let elements = match &found {
+            Found::Borrowed(RawBsonRef::Array(a)) => a.into_iter().count(),
+            Found::Owned(RawBson::Array(a)) => a.into_iter().count(),
+            // Missing or null: no elements. The document is filtered, never silently lost.
+            _ => 0,
+        };
+        if !passes {
+            emit(RowEvent::Filtered(elements as u64));
+            return;
+        }
+        // Elements a JSONPath filter in the unwind path dropped are filtered rows.
+        let dropped = match unwind.unfiltered_count(doc, None) {
+            Ok(all) => all.map_or(0, |all| all.saturating_sub(elements)),
             Err(reason) => {
                 emit(RowEvent::Rejected(Rejection { element: None, column: None, reason }));
                 return;
             }
         };
+        if dropped > 0 || elements == 0 {
+            self.last_without_elements = elements + dropped == 0;
+            emit(RowEvent::Filtered(dropped as u64));
+        }
         match &found {
             // The usual case: the array lives in the document, rows borrow from it.
             Found::Borrowed(RawBsonRef::Array(elements)) => {
-                if !passes {
-                    emit(RowEvent::Filtered(elements.into_iter().count() as u64));
-                    return;
-                }
                 for (i, el) in elements.into_iter().enumerate() {
                     emit(match el {
                         Ok(el) => self.row(doc, fields.as_deref(), Some(el), Some(i)),
@@ -141,10 +169,6 @@ impl<'p> RowMapper<'p> {
             }
             // A general JSONPath built the array: rows are copied out of it.
             Found::Owned(RawBson::Array(elements)) => {
-                if !passes {
-                    emit(RowEvent::Filtered(elements.into_iter().count() as u64));
-                    return;
-                }
                 for (i, el) in elements.into_iter().enumerate() {
                     emit(match el {
                         Ok(el) => into_owned(self.row(doc, fields.as_deref(), Some(el), Some(i))),
@@ -244,14 +268,13 @@ fn lookup<'a>(
     el: Option<RawBsonRef<'a>>,
 ) -> Result<Found<'a>, String> {
     let pick = |v: Option<RawBsonRef<'a>>, each: bool| match (v, each) {
-        (Some(a @ RawBsonRef::Array(_)), true) => Found::Borrowed(a),
-        (_, true) => Found::Owned(RawBson::Array(bson::RawArrayBuf::new())),
-        (Some(v), false) => Found::Borrowed(v),
-        (None, false) => Found::Missing,
+        (v, true) => path.each(v),
+        (Some(v), false) => Ok(Found::Borrowed(v)),
+        (None, false) => Ok(Found::Missing),
     };
     match (src, fields) {
-        (Src::Doc(slot, each), Some(f)) => Ok(pick(f[slot], each)),
-        (Src::Elem(slot, each), _) if matches!(el, Some(RawBsonRef::Document(_))) => Ok(pick(elem_fields[slot], each)),
+        (Src::Doc(slot, each), Some(f)) => pick(f[slot], each),
+        (Src::Elem(slot, each), _) if matches!(el, Some(RawBsonRef::Document(_))) => pick(elem_fields[slot], each),
         (Src::None, _) => Ok(Found::Missing),
         _ => path.eval(doc, el),
     }
@@ -474,6 +497,61 @@ w = { from = "@.w", default = 1 }
                 "REJECT Some(3) Some(\"w\"): 1.234 has 3 decimal places; numeric(3,2) would round it".to_string(),
             ]
         );
-        assert!(rows(&m, &rawdoc! { "_id": 9 }).is_empty());
+        // Item 6: nothing vanishes. Missing, null or empty: the document is filtered.
+        assert_eq!(rows(&m, &rawdoc! { "_id": 9 }), vec!["FILTERED 0"]);
+        assert_eq!(rows(&m, &rawdoc! { "_id": 9, "items": bson::RawBson::Null }), vec!["FILTERED 0"]);
+        assert_eq!(rows(&m, &rawdoc! { "_id": 9, "items": [] }), vec!["FILTERED 0"]);
+        // A scalar or a document where an array should be: rejected with the reason.
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 9, "items": "phone" }),
+            vec!["REJECT None None: `$.items[*]` expects an array, but the value is string \"phone\""]
+        );
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 9, "items": { "k": "a" } }),
+            vec!["REJECT None None: `$.items[*]` expects an array, but the value is document {…}"]
+        );
+    }
+
+    /// Item 6: a `[*]` column over a scalar is refused, not an empty array;
+    /// over a missing value it is missing, so `required` fires.
+    #[test]
+    fn each_path_over_a_scalar_is_refused() {
+        let m = plan(
+            "CREATE TABLE p (id INTEGER PRIMARY KEY, kinds TEXT[] NOT NULL);",
+            r#"source = "s"
+table = "p"
+key = "id"
+[columns]
+id = "$._id"
+kinds = { from = "$.type[*]", required = true }
+"#,
+        );
+        assert_eq!(rows(&m, &rawdoc! { "_id": 1, "type": ["a", "b"] }), vec![r#"1|{"a","b"}"#]);
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 1, "type": "phone" }),
+            vec!["REJECT None Some(\"kinds\"): `$.type[*]` expects an array, but the value is string \"phone\""]
+        );
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 1 }),
+            vec!["REJECT None Some(\"kinds\"): required value is missing or null"]
+        );
+    }
+
+    /// Item 7: elements a JSONPath filter in `unwind` drops are counted as filtered.
+    #[test]
+    fn unwind_filter_counts_what_it_drops() {
+        let m = plan(
+            "CREATE TABLE a (id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (id, name));",
+            r#"source = "s"
+table = "a"
+unwind = "$.authors[?(@ != '')]"
+key = ["id", "name"]
+[columns]
+id = "$._id"
+name = "@"
+"#,
+        );
+        assert_eq!(rows(&m, &rawdoc! { "_id": 1, "authors": ["x", "", "y", ""] }), vec!["FILTERED 2", "1|x", "1|y"]);
+        assert_eq!(rows(&m, &rawdoc! { "_id": 2, "authors": ["", ""] }), vec!["FILTERED 2"]);
     }
 }

@@ -165,7 +165,14 @@ fn scan(
     let (mut rows, mut keys, mut picked) = (0u64, HashSet::new(), Vec::new());
     let mut n = 0u64;
     while let Some(doc) = stream.next_doc() {
-        let doc = doc?;
+        let doc = match doc? {
+            crate::source::SourceItem::Doc(d) => d,
+            // An unreadable document is one rejected row, as in `run`.
+            crate::source::SourceItem::Bad(_) => {
+                rows += 1;
+                continue;
+            }
+        };
         let take = sample > 0 && n % stride == 0 && picked.len() < sample;
         n += 1;
         mapper.map(&doc, |ev| match ev {

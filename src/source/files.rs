@@ -13,9 +13,11 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use bson::{Bson, RawDocumentBuf};
+use bson::RawDocumentBuf;
 
 pub use super::SourceError;
+use super::extjson::{JsonError, json_to_doc};
+use super::{BadDocument, SourceItem};
 
 /// How a collection file is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +47,7 @@ pub struct FileSource {
 /// One document and where it starts: a byte offset (BSON) or a line (JSON).
 #[derive(Debug)]
 pub struct SourceDoc {
-    pub doc: RawDocumentBuf,
+    pub doc: SourceItem,
     pub position: u64,
 }
 
@@ -214,6 +216,8 @@ pub struct DocReader {
     array_done: bool,
     /// Elements of a JSON array consumed so far (its resume position).
     elements: u64,
+    /// Where the document last returned starts (byte offset or line).
+    last_start: Option<u64>,
 }
 
 impl DocReader {
@@ -232,6 +236,7 @@ impl DocReader {
             array_started: false,
             array_done: false,
             elements: 0,
+            last_start: None,
         };
         if skip_to > 0 {
             match f.format {
@@ -268,6 +273,16 @@ impl DocReader {
             FileFormat::JsonArray => self.elements,
             _ => self.pos,
         }
+    }
+
+    /// Where the document last returned starts, for a person to find it:
+    /// `file.bson, byte offset 1052` or `file.jsonl:12`.
+    pub fn location(&self) -> Option<String> {
+        let at = self.last_start?;
+        Some(match self.format {
+            FileFormat::Bson => format!("{}, byte offset {at}", self.path.display()),
+            _ => format!("{}:{at}", self.path.display()),
+        })
     }
 
     fn io(&self, source: io::Error) -> SourceError {
@@ -320,7 +335,7 @@ impl DocReader {
             offset,
             reason: e.to_string(),
         })?;
-        Ok(Some(SourceDoc { doc, position: offset }))
+        Ok(Some(SourceDoc { doc: SourceItem::Doc(doc), position: offset }))
     }
 
     fn next_json_line(&mut self) -> Result<Option<SourceDoc>, SourceError> {
@@ -335,11 +350,7 @@ impl DocReader {
             if self.line_buf.iter().all(|b| b.is_ascii_whitespace()) {
                 continue;
             }
-            let doc = json_to_doc(&self.line_buf).map_err(|reason| SourceError::BadJson {
-                path: self.path.clone(),
-                line,
-                reason,
-            })?;
+            let doc = json_item(&self.line_buf, &self.path, line)?;
             return Ok(Some(SourceDoc { doc, position: line }));
         }
     }
@@ -427,8 +438,7 @@ impl DocReader {
             return Ok(None);
         };
         self.elements += 1;
-        let doc =
-            json_to_doc(&bytes).map_err(|reason| SourceError::BadJson { path: self.path.clone(), line, reason })?;
+        let doc = json_item(&bytes, &self.path, line)?;
         Ok(Some(SourceDoc { doc, position: line }))
     }
 }
@@ -442,19 +452,24 @@ impl Iterator for DocReader {
             FileFormat::JsonLines => self.next_json_line(),
             FileFormat::JsonArray => self.next_json_array(),
         };
+        if let Ok(Some(d)) = &r {
+            self.last_start = Some(d.position);
+        }
         r.transpose()
     }
 }
 
-/// Extended JSON (canonical, relaxed or legacy) → raw BSON.
-pub fn json_to_doc(bytes: &[u8]) -> Result<RawDocumentBuf, String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
-    if !value.is_object() {
-        return Err("a document must be a JSON object".into());
-    }
-    match Bson::try_from(value).map_err(|e| format!("invalid extended JSON: {e}"))? {
-        Bson::Document(d) => RawDocumentBuf::try_from(&d).map_err(|e| e.to_string()),
-        _ => Err("a document must be a JSON object".into()),
+/// One JSON document: broken JSON stops the read (the line is named); a
+/// well-formed document with an unreadable value becomes a bad document.
+fn json_item(bytes: &[u8], path: &Path, line: u64) -> Result<SourceItem, SourceError> {
+    match json_to_doc(bytes) {
+        Ok(d) => Ok(SourceItem::Doc(d)),
+        Err(JsonError::Syntax(reason)) => Err(SourceError::BadJson { path: path.to_path_buf(), line, reason }),
+        Err(JsonError::Value(reason)) => Ok(SourceItem::Bad(BadDocument {
+            raw: String::from_utf8_lossy(bytes).trim().as_bytes().to_vec(),
+            text: true,
+            reason,
+        })),
     }
 }
 
@@ -471,7 +486,7 @@ mod tests {
     }
 
     fn ids(src: &FileSource, coll: &str) -> Result<Vec<i32>, SourceError> {
-        src.documents(coll, 0).unwrap()?.map(|d| d.map(|d| d.doc.get_i32("n").unwrap())).collect()
+        src.documents(coll, 0).unwrap()?.map(|d| d.map(|d| d.doc.unwrap_doc().get_i32("n").unwrap())).collect()
     }
 
     #[test]
@@ -535,12 +550,20 @@ mod tests {
         r.next();
         r.next();
         let pos = r.position();
-        let rest: Vec<i32> =
-            src.documents("a", pos).unwrap().unwrap().map(|d| d.unwrap().doc.get_i32("n").unwrap()).collect();
+        let rest: Vec<i32> = src
+            .documents("a", pos)
+            .unwrap()
+            .unwrap()
+            .map(|d| d.unwrap().doc.unwrap_doc().get_i32("n").unwrap())
+            .collect();
         assert_eq!(rest, vec![2, 3]);
         // JSON lines: resume at line 2.
-        let rest: Vec<i32> =
-            src.documents("b", 2).unwrap().unwrap().map(|d| d.unwrap().doc.get_i32("n").unwrap()).collect();
+        let rest: Vec<i32> = src
+            .documents("b", 2)
+            .unwrap()
+            .unwrap()
+            .map(|d| d.unwrap().doc.unwrap_doc().get_i32("n").unwrap())
+            .collect();
         assert_eq!(rest, vec![1, 2]);
     }
 }

@@ -6,6 +6,7 @@
 //! Knows BSON, files and the MongoDB driver; nothing of mappings' columns or
 //! of PostgreSQL.
 
+mod extjson;
 mod files;
 mod mongo;
 
@@ -15,7 +16,8 @@ use bson::RawDocumentBuf;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use files::{CollectionFile, DocReader, FileFormat, FileSource, SourceDoc, json_to_doc};
+pub use extjson::{JsonError, json_to_doc, parse_date_millis};
+pub use files::{CollectionFile, DocReader, FileFormat, FileSource, SourceDoc};
 pub use mongo::{MongoSource, MongoStream};
 
 use crate::plan::MappingPlan;
@@ -49,20 +51,56 @@ pub enum Position {
     AfterId { id: serde_json::Value },
 }
 
+/// One document as read: BSON, or bytes that are not a readable document
+/// (which the run rejects with the reason, keeping the bytes).
+#[derive(Debug)]
+pub enum SourceItem {
+    Doc(RawDocumentBuf),
+    Bad(BadDocument),
+}
+
+impl SourceItem {
+    /// The document, for tests and tools that know it is one.
+    pub fn unwrap_doc(self) -> RawDocumentBuf {
+        match self {
+            SourceItem::Doc(d) => d,
+            SourceItem::Bad(b) => panic!("not a document: {}", b.reason),
+        }
+    }
+}
+
+/// A document the source could frame but not read.
+#[derive(Debug, Clone)]
+pub struct BadDocument {
+    pub raw: Vec<u8>,
+    /// The bytes are text (a JSON line), not BSON.
+    pub text: bool,
+    pub reason: String,
+}
+
 /// A stream of one collection's documents.
 pub trait DocStream: Send {
-    fn next_doc(&mut self) -> Option<Result<RawDocumentBuf, SourceError>>;
+    fn next_doc(&mut self) -> Option<Result<SourceItem, SourceError>>;
     /// Where a later run continues if everything read so far is committed.
     fn position(&self) -> Position;
+    /// Where the document last returned is, for a person (file and byte
+    /// offset or line); `None` for a live server.
+    fn location(&self) -> Option<String> {
+        None
+    }
 }
 
 impl DocStream for DocReader {
-    fn next_doc(&mut self) -> Option<Result<RawDocumentBuf, SourceError>> {
+    fn next_doc(&mut self) -> Option<Result<SourceItem, SourceError>> {
         self.next().map(|r| r.map(|d| d.doc))
     }
 
     fn position(&self) -> Position {
         Position::Offset { at: DocReader::position(self) }
+    }
+
+    fn location(&self) -> Option<String> {
+        DocReader::location(self)
     }
 }
 

@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use bson::{Bson, Document, RawDocumentBuf, doc};
+use bson::{Bson, Document, doc};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Cursor};
 
-use super::{DocStream, Position, SourceError};
+use super::{DocStream, Position, SourceError, SourceItem};
 use crate::path::Segment;
 use crate::plan::{FilterTest, MappingPlan};
 use crate::target::redact;
@@ -143,7 +143,7 @@ impl MongoStream {
 }
 
 impl DocStream for MongoStream {
-    fn next_doc(&mut self) -> Option<Result<RawDocumentBuf, SourceError>> {
+    fn next_doc(&mut self) -> Option<Result<SourceItem, SourceError>> {
         let err =
             |e: mongodb::error::Error, uri: &str| SourceError::Mongo { uri: uri.to_string(), reason: e.to_string() };
         match self.rt.block_on(self.cursor.advance()) {
@@ -152,7 +152,7 @@ impl DocStream for MongoStream {
                 if let Ok(Some(id)) = raw.get("_id") {
                     self.last_id = Bson::try_from(id).ok();
                 }
-                Some(Ok(raw.to_owned()))
+                Some(Ok(SourceItem::Doc(raw.to_owned())))
             }
             Ok(false) => None,
             Err(e) => Some(Err(err(e, &self.uri))),
