@@ -134,7 +134,14 @@ pub fn coerce<'a>(v: RawBsonRef<'a>, ty: &SqlType, rules: &CoerceRules) -> Resul
             RawBsonRef::Decimal128(_) | RawBsonRef::String(_) => {
                 let text = decimal_or_refuse(v, ty)?;
                 let d: f64 = text.parse().map_err(|_| refuse(v, ty))?;
-                if float_text(d) == text || !d.is_finite() && text.contains("Infinity") || d.is_nan() {
+                // The normal form drops the sign of zero; a double keeps it.
+                let negative = match v {
+                    RawBsonRef::Decimal128(x) => x.to_string().starts_with('-'),
+                    RawBsonRef::String(s) => s.trim_start().starts_with('-'),
+                    _ => false,
+                };
+                let d = if d == 0.0 && negative { -0.0 } else { d };
+                if same_number(&float_text(d), &text) || !d.is_finite() && text.contains("Infinity") || d.is_nan() {
                     Ok(Cell::Double(d))
                 } else {
                     Err(format!(
@@ -159,7 +166,7 @@ pub fn coerce<'a>(v: RawBsonRef<'a>, ty: &SqlType, rules: &CoerceRules) -> Resul
                 _ => return Err(refuse(v, ty)),
             };
             let r = d as f32;
-            if !d.is_finite() || float_text(f64::from(r)) == text || format!("{r}") == text {
+            if !d.is_finite() || same_number(&float_text(f64::from(r)), &text) || same_number(&format!("{r}"), &text) {
                 Ok(Cell::Real(r))
             } else {
                 Err(format!(
@@ -287,8 +294,11 @@ fn int_in<'a>(v: RawBsonRef<'_>, ty: &SqlType, lo: i64, hi: i64) -> Result<Cell<
     Ok(Cell::Int(n))
 }
 
-/// Checks a plain decimal against NUMERIC(p,s) without rounding.
-fn check_numeric<'a>(text: String, limits: Option<(u32, u32)>) -> Result<Cell<'a>, String> {
+/// Checks a plain decimal against NUMERIC(p,s) without rounding. PostgreSQL
+/// rounds a value to `s` decimal places (tens, hundreds, … when `s` is
+/// negative) and then needs `|value| < 10^(p-s)`; exact means the rounding
+/// changes nothing.
+fn check_numeric<'a>(text: String, limits: Option<(u32, i32)>) -> Result<Cell<'a>, String> {
     if text == "NaN" {
         return Ok(Cell::Numeric(text));
     }
@@ -303,10 +313,26 @@ fn check_numeric<'a>(text: String, limits: Option<(u32, u32)>) -> Result<Cell<'a
         let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
         let frac = frac.trim_end_matches('0');
         let int = int.trim_start_matches('0');
-        if frac.len() > s as usize {
-            return Err(format!("{text} has {} decimal places; numeric({p},{s}) would round it", frac.len()));
+        if int.is_empty() && frac.is_empty() {
+            return Ok(Cell::Numeric(text));
         }
-        if int.len() > (p - s) as usize {
+        // Decimal places the value needs: negative when it is a multiple of 10, 100, …
+        let places: i64 =
+            if frac.is_empty() { -((int.len() - int.trim_end_matches('0').len()) as i64) } else { frac.len() as i64 };
+        if places > i64::from(s) {
+            return Err(if s >= 0 {
+                format!("{text} has {} decimal places; numeric({p},{s}) would round it", frac.len())
+            } else {
+                format!(
+                    "{text} is not a multiple of 1{}; numeric({p},{s}) would round it",
+                    "0".repeat(s.unsigned_abs() as usize)
+                )
+            });
+        }
+        // Magnitude: the position of the first significant digit must be below p - s.
+        let magnitude: i64 =
+            if int.is_empty() { -((frac.len() - frac.trim_start_matches('0').len()) as i64) } else { int.len() as i64 };
+        if magnitude > i64::from(p) - i64::from(s) {
             return Err(format!("{text} is too large for numeric({p},{s})"));
         }
     }
@@ -334,6 +360,16 @@ pub fn sql_constant(text: &str, ty: &SqlType, rules: &CoerceRules) -> Option<Cel
         return Some(Cell::Json(value));
     }
     coerce(RawBsonRef::String(&value), ty, rules).ok().map(Cell::into_owned)
+}
+
+/// Whether two plain decimals (as `decimal_text` writes them) are the same
+/// number: `0.10` is `0.1`, `1.50` is `1.5`, `-0` is `0`.
+fn same_number(a: &str, b: &str) -> bool {
+    fn canon(t: &str) -> &str {
+        let t = if t.contains('.') { t.trim_end_matches('0').trim_end_matches('.') } else { t };
+        if t == "-0" { "0" } else { t }
+    }
+    canon(a) == canon(b)
 }
 
 /// Shortest text that reads back as the same double; `NaN`, `Infinity`.
@@ -404,6 +440,7 @@ fn instant(v: RawBsonRef<'_>, ty: &SqlType, rules: &CoerceRules) -> Result<DateT
             .ok_or_else(|| format!("date {} ms is out of range", d.timestamp_millis())),
         RawBsonRef::Timestamp(t) => DateTime::from_timestamp(i64::from(t.time), 0).ok_or_else(|| refuse(v, ty)),
         RawBsonRef::String(s) => {
+            finer_than_micro(s, v)?;
             if let Ok(d) = DateTime::parse_from_rfc3339(s) {
                 return Ok(d.with_timezone(&Utc));
             }
@@ -419,11 +456,22 @@ fn wall_clock(v: RawBsonRef<'_>, ty: &SqlType, rules: &CoerceRules) -> Result<Na
     if let RawBsonRef::String(s) = v
         && DateTime::parse_from_rfc3339(s).is_err()
     {
+        finer_than_micro(s, v)?;
         // A string without an offset already is wall-clock time.
         return parse_naive(s).ok_or_else(|| format!("string {} is not a date or time", preview(v)));
     }
     let utc = instant(v, ty, rules)?;
     Ok(utc.with_timezone(&rules.tz).naive_local())
+}
+
+/// PostgreSQL keeps microseconds: a time string with non-zero digits past
+/// the sixth of its fraction would be truncated, so it is refused.
+fn finer_than_micro(s: &str, v: RawBsonRef<'_>) -> Result<(), String> {
+    let Some(dot) = s.find('.') else { return Ok(()) };
+    if s[dot + 1..].bytes().take_while(u8::is_ascii_digit).skip(6).any(|b| b != b'0') {
+        return Err(format!("{} {} is finer than a microsecond, which PostgreSQL keeps", bson_kind(v), preview(v)));
+    }
+    Ok(())
 }
 
 fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
@@ -508,6 +556,15 @@ mod tests {
             (dec("1.50"), "numeric(4,1)", "1.50"),
             (dec("1.25"), "numeric(4,1)", "ERR 1.25 has 2 decimal places; numeric(4,1) would round it"),
             (dec("12345"), "numeric(4,1)", "ERR 12345 is too large for numeric(4,1)"),
+            // item 5: negative scale and scale above precision, as PostgreSQL 15 has them
+            (RawBsonRef::Int32(12300), "numeric(3,-2)", "12300"),
+            (RawBsonRef::Int32(12350), "numeric(3,-2)", "ERR 12350 is not a multiple of 100"),
+            (RawBsonRef::Int32(123_000), "numeric(3,-2)", "ERR 123000 is too large for numeric(3,-2)"),
+            (RawBsonRef::Double(99999.0), "numeric(3,-2)", "ERR 99999 is not a multiple of 100"),
+            (dec("0.0012"), "numeric(2,4)", "0.0012"),
+            (dec("0.012"), "numeric(2,4)", "ERR 0.012 is too large for numeric(2,4)"),
+            (dec("0.00123"), "numeric(2,4)", "ERR 0.00123 has 5 decimal places"),
+            (dec("0"), "numeric(2,4)", "0"),
             (dec("-1E-3"), "numeric", "-0.001"),
             (RawBsonRef::Double(0.1), "numeric(3,2)", "0.1"),
             (RawBsonRef::Double(f64::NAN), "numeric(5,2)", "NaN"),
@@ -521,6 +578,12 @@ mod tests {
             (RawBsonRef::Int64(1 << 53), "double precision", "9007199254740992"),
             (RawBsonRef::Int64((1 << 53) + 1), "double precision", "ERR int64 9007199254740993 has more digits"),
             (dec("0.1"), "double precision", "0.1"),
+            // item 3: compared by value, not by text
+            (dec("1.50"), "double precision", "1.5"),
+            (RawBsonRef::String("0.10"), "double precision", "0.1"),
+            (dec("1.5E+3"), "double precision", "1500"),
+            (dec("1.50"), "real", "1.5"),
+            (dec("-0.0"), "double precision", "-0"),
             (
                 dec("0.10000000000000000001"),
                 "double precision",
@@ -545,6 +608,19 @@ mod tests {
             (RawBsonRef::String("2025-01-15T10:00:00+02:00"), "timestamptz", "2025-01-15 08:00:00+00"),
             (RawBsonRef::String("2025-01-15 10:00:00"), "timestamp", "2025-01-15 10:00:00"),
             (RawBsonRef::Int64(5), "date", "ERR int64 5 cannot go into date"),
+            // item 4: PostgreSQL keeps microseconds; finer digits are refused unless zeros
+            (RawBsonRef::String("2015-08-13 00:27:59.123456"), "timestamp", "2015-08-13 00:27:59.123456"),
+            (RawBsonRef::String("2015-08-13 00:27:59.1234560"), "timestamp", "2015-08-13 00:27:59.123456"),
+            (
+                RawBsonRef::String("2015-08-13 00:27:59.1234567"),
+                "timestamp",
+                "ERR string \"2015-08-13 00:27:59.1234567\" is finer than a microsecond",
+            ),
+            (
+                RawBsonRef::String("2015-08-13T00:27:59.1234567Z"),
+                "timestamptz",
+                "ERR string \"2015-08-13T00:27:59.1234567Z\" is finer than a microsecond",
+            ),
             // uuid
             (
                 RawBsonRef::String("6f1c2c4e-1111-4222-8333-944455556666"),

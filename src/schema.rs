@@ -28,7 +28,9 @@ pub enum SqlType {
     Integer,
     BigInt,
     /// `NUMERIC(precision, scale)`; `None` for unconstrained `NUMERIC`.
-    Numeric(Option<(u32, u32)>),
+    /// `(precision, scale)`; PostgreSQL allows a negative scale (rounding
+    /// to tens, hundreds, …) and a scale above the precision.
+    Numeric(Option<(u32, i32)>),
     Real,
     Double,
     Boolean,
@@ -60,7 +62,7 @@ impl SqlType {
             DataType::Numeric(n) | DataType::Decimal(n) => match n {
                 N::None => SqlType::Numeric(None),
                 N::Precision(p) => SqlType::Numeric(Some((*p as u32, 0))),
-                N::PrecisionAndScale(p, s) => SqlType::Numeric(Some((*p as u32, (*s).max(0) as u32))),
+                N::PrecisionAndScale(p, s) => SqlType::Numeric(Some((*p as u32, *s as i32))),
             },
             DataType::Real | DataType::Float4 => SqlType::Real,
             DataType::DoublePrecision | DataType::Float8 | DataType::Double(_) => SqlType::Double,
