@@ -106,6 +106,10 @@ pub struct ValidateArgs {
     /// Only compare counts (skip content and integrity).
     #[arg(long)]
     pub count_only: bool,
+    /// Validate the rest when some mappings' collections are not in the
+    /// source (by default that is an error: 0 = 0 proves nothing).
+    #[arg(long)]
+    pub allow_missing: bool,
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
 }
@@ -237,6 +241,10 @@ pub struct RunArgs {
     /// Default: the number of CPU cores.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Load what the source has when some mappings' collections are not in
+    /// it (by default a missing collection is an error, before anything loads).
+    #[arg(long)]
+    pub allow_missing: bool,
     /// `json` prints the summary as JSON on stdout.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,

@@ -103,6 +103,16 @@ pub fn select<'p>(plan: &'p Plan, only: &[String]) -> Result<Vec<&'p MappingPlan
     Ok(plan.mappings.iter().filter(|m| only.is_empty() || only.iter().any(|n| hit(m, n))).collect())
 }
 
+/// The selected mappings whose collection the source does not have, as
+/// `mapping (collection `name`)` for messages.
+pub fn missing_collections(mappings: &[&MappingPlan], source: &Source) -> Vec<String> {
+    mappings
+        .iter()
+        .filter(|m| !source.has(&m.source))
+        .map(|m| format!("{} (collection `{}`)", m.name, m.source))
+        .collect()
+}
+
 /// Where a staged row came from.
 struct Origin {
     doc: u32,

@@ -95,13 +95,21 @@ pub async fn record_mapping(conn: &mut PgConnection, run_id: i64, m: &MappingRep
     .map(|_| ())
 }
 
+///
+/// Loading sessions commit with `synchronous_commit = off` (each chunk's
+/// checkpoint commits with it, so a lost tail is simply reloaded). The
+/// run's last record commits synchronously: once the command exits 0, the
+/// WAL up to here, every chunk included, is on disk.
 pub async fn finish_run(conn: &mut PgConnection, run_id: i64, outcome: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
     sqlx::query("UPDATE finlit_map.runs SET finished_at = now(), outcome = $2 WHERE run_id = $1")
         .bind(run_id)
         .bind(outcome)
-        .execute(conn)
-        .await
-        .map(|_| ())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 /// The last recorded run of a mapping.

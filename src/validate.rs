@@ -148,6 +148,17 @@ pub async fn validate(
     Ok(ValidationReport { count_only, tables, passed })
 }
 
+/// The rows a mapping's collection gives (array elements for `unwind`,
+/// after filters, rejected rows included): what its table should hold
+/// beside the rejects. Reads the collection through the mapping when
+/// documents and rows can differ, else counts documents.
+pub async fn source_rows(m: &MappingPlan, source: &Source) -> Result<u64, SourceError> {
+    if m.unwind.is_none() && m.filter.is_empty() {
+        return Ok(source.count(m).await.unwrap_or(0));
+    }
+    tokio::task::block_in_place(|| scan(m, source, 0, 0)).map(|(rows, _, _)| rows)
+}
+
 /// Reads the whole collection through the mapping: how many rows it gives,
 /// their keys, and every n-th row for the content sample.
 fn scan(

@@ -14,7 +14,8 @@ pub async fn run(args: ListArgs) -> u8 {
         Err(e) => return super::fail(e),
     };
     // The listing is useful even when the mappings do not compile.
-    let plan = compile_dir(&args.mappings.dir, args.mappings.schema.as_deref()).plan;
+    let compiled = compile_dir(&args.mappings.dir, args.mappings.schema.as_deref());
+    let plan = compiled.plan;
     let readers = |coll: &str| -> String {
         plan.as_ref()
             .map(|p| {
@@ -28,10 +29,27 @@ pub async fn run(args: ListArgs) -> u8 {
         let count = c.documents.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
         println!("{:28} {:>10}  {:10}  {}", c.name, count, c.kind, if used.is_empty() { "(none)" } else { &used });
     }
-    if let Some(p) = &plan {
-        for m in p.mappings.iter().filter(|m| !source.has(&m.source)) {
-            println!("{:28} {:>10}  {:10}  {} (collection missing from the source)", m.source, "-", "-", m.name);
-        }
+    let Some(p) = &plan else {
+        // Said, not hidden: run from the wrong directory, every collection
+        // would otherwise look unmapped.
+        eprintln!(
+            "error: the mappings in {} do not load ({} problems; `finlit-map check {}` shows them), so no collection is shown as mapped",
+            args.mappings.dir.display(),
+            compiled.diagnostics.error_count(),
+            args.mappings.dir.display()
+        );
+        return exit::FAILED;
+    };
+    let missing: Vec<_> = p.mappings.iter().filter(|m| !source.has(&m.source)).collect();
+    for m in &missing {
+        println!("{:28} {:>10}  {:10}  {} (collection missing from the source)", m.source, "-", "-", m.name);
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "error: {} mapping(s) read collections the source does not have; `run` refuses them unless --allow-missing",
+            missing.len()
+        );
+        return exit::FAILED;
     }
     exit::OK
 }

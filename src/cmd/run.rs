@@ -22,6 +22,24 @@ pub async fn run(args: RunArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return super::fail(e),
     };
+    // A mapping whose collection is not in the source would load nothing
+    // and exit 0: refuse before anything is written, unless asked.
+    match exec::select(&plan, &args.collections) {
+        Ok(selected) => {
+            let missing = exec::missing_collections(&selected, &source);
+            if !missing.is_empty() {
+                let list = missing.join(", ");
+                if !args.allow_missing {
+                    return super::fail(format!(
+                        "the source {source_label} has no collection for {} mapping(s): {list}\n  check --source, or pass --allow-missing to load the rest",
+                        missing.len()
+                    ));
+                }
+                eprintln!("warning: nothing to load for {list}: not in the source (--allow-missing)");
+            }
+        }
+        Err(e) => return super::fail(e),
+    }
     tracing::info!(
         source = %source_label,
         target = %args.target.as_deref().map(redact).unwrap_or_else(|| "(none)".into()),

@@ -22,12 +22,16 @@ pub async fn run(args: StatusArgs) -> u8 {
         Err(e) => return super::fail(e),
     };
     println!(
-        "{:24} {:>10} {:>10}  {:23} {:22} {:>8} {:>8}",
-        "mapping", "source", "table rows", "last run", "outcome", "loaded", "rejected"
+        "{:24} {:>11} {:>10}  {:23} {:22} {:>8} {:>8}",
+        "mapping", "source rows", "table rows", "last run", "outcome", "loaded", "rejected"
     );
     for m in &plan.mappings {
         let src = match &source {
-            Some(s) => s.count(m).await.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            // Rows, not documents: an unwind mapping's rows are array elements.
+            Some(s) => match crate::validate::source_rows(m, s).await {
+                Ok(n) => n.to_string(),
+                Err(e) => return super::fail(e),
+            },
             None => "-".into(),
         };
         let stmt = format!("SELECT count(*) FROM {}", crate::sink::quote(&m.table));
@@ -37,10 +41,10 @@ pub async fn run(args: StatusArgs) -> u8 {
         };
         match last.iter().find(|(name, _)| name == &m.name) {
             Some((_, l)) => println!(
-                "{:24} {:>10} {:>10}  {:23} {:22} {:>8} {:>8}",
+                "{:24} {:>11} {:>10}  {:23} {:22} {:>8} {:>8}",
                 m.name, src, rows, l.finished_at, l.outcome, l.loaded, l.rejected
             ),
-            None => println!("{:24} {:>10} {:>10}  {:23}", m.name, src, rows, "never"),
+            None => println!("{:24} {:>11} {:>10}  {:23}", m.name, src, rows, "never"),
         }
     }
     exit::OK

@@ -16,6 +16,16 @@ pub async fn run(args: ValidateArgs) -> u8 {
         Ok(m) => m,
         Err(e) => return super::fail(e),
     };
+    let missing = crate::exec::missing_collections(&mappings, &source);
+    if !missing.is_empty() {
+        let list = missing.join(", ");
+        if !args.allow_missing {
+            return super::fail(format!(
+                "the source has no collection for {list}; validating against nothing proves nothing\n  check --source, or pass --allow-missing to validate the rest"
+            ));
+        }
+        eprintln!("warning: not validated, not in the source: {list} (--allow-missing)");
+    }
     let mut conn = match target::connect(&args.target.target).await {
         Ok(c) => c,
         Err(e) => return super::fail(e),
