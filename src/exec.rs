@@ -27,7 +27,7 @@ use crate::rejects::{RejectRecord, RejectsFile};
 use crate::report::{ColumnReport, DocCounts, MappingReport, RunReport};
 use crate::row::{ColumnStats, Rejection, RowEvent, RowMapper};
 use crate::schema::{SchemaDefault, SqlType};
-use crate::sink::{DbRejection, TableSink, key_text_of, quote, sql, write_row};
+use crate::sink::{DbRejection, TableSink, quote, sql, write_row};
 use crate::source::{Position, Source, SourceError, SourceItem};
 
 #[derive(Debug, Error)]
@@ -134,8 +134,9 @@ struct Chunk {
     outcomes: DocCounts,
     /// Where to continue once this chunk is committed.
     position: Position,
-    /// The rows' keys, for the ledger, when copying straight into the table.
-    keys: Vec<String>,
+    /// The rows' keys, one list per key column, for the ledger, when
+    /// copying straight into the table.
+    keys: Vec<Vec<Option<String>>>,
 }
 
 impl Chunk {
@@ -202,7 +203,7 @@ impl FastEncoding {
 }
 
 enum Produced {
-    Chunk(Chunk),
+    Chunk(Box<Chunk>),
     /// The mapper's per-column counts, sent last.
     Done(Vec<ColumnStats>),
 }
@@ -611,8 +612,10 @@ fn produce(
                             *c = v.clone();
                         }
                     }
-                    let key: Vec<Option<String>> = f.key.iter().map(|&i| cells[i].to_pg_text()).collect();
-                    chunk.keys.push(key_text_of(key));
+                    chunk.keys.resize_with(f.key.len(), Vec::new);
+                    for (col, &i) in chunk.keys.iter_mut().zip(&f.key) {
+                        col.push(cells[i].to_pg_text());
+                    }
                 }
                 match &encoding.binary {
                     Some(types) => crate::cell::binary::write_row(&mut chunk.copy, &cells, types),
@@ -641,14 +644,14 @@ fn produce(
         if chunk.rows.len() >= batch || chunk.docs.len() >= batch * 4 {
             chunk.position = stream.position();
             let full = std::mem::replace(&mut chunk, Chunk::new(batch));
-            if tx.blocking_send(Ok(Produced::Chunk(full))).is_err() {
+            if tx.blocking_send(Ok(Produced::Chunk(Box::new(full)))).is_err() {
                 return; // the loader stopped; its error is reported there
             }
         }
     }
     if chunk.documents > 0 {
         chunk.position = stream.position();
-        let _ = tx.blocking_send(Ok(Produced::Chunk(chunk)));
+        let _ = tx.blocking_send(Ok(Produced::Chunk(Box::new(chunk))));
     }
     let _ = tx.blocking_send(Ok(Produced::Done(mapper.stats)));
 }

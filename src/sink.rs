@@ -74,6 +74,9 @@ pub struct TableSink {
     pub run_id: i64,
     /// Column types for binary COPY; `None` means COPY's text format.
     pub binary: Option<Vec<SqlType>>,
+    /// The key columns as the catalog types them (set by `prepare`).
+    server_keys: Option<ServerKeys>,
+    key_names: Vec<String>,
 }
 
 impl TableSink {
@@ -194,11 +197,14 @@ impl TableSink {
             key_display,
             run_id: 0,
             binary: schema_types,
+            server_keys: None,
+            key_names: m.key.iter().map(|&i| m.columns[i].name.clone()).collect(),
         }
     }
 
     /// Creates the temporary tables on this connection.
-    pub async fn prepare(&self, conn: &mut PgConnection, m: &MappingPlan) -> Result<(), sqlx::Error> {
+    pub async fn prepare(&mut self, conn: &mut PgConnection, m: &MappingPlan) -> Result<(), sqlx::Error> {
+        self.server_keys = Some(ServerKeys::load(conn, &self.table_name, &self.key_names).await?);
         let cols: Vec<String> = m.columns.iter().map(|c| quote(&c.name)).collect();
         sqlx::query(sql(format!("DROP TABLE IF EXISTS {}", self.stage))).execute(&mut *conn).await?;
         sqlx::query(sql(format!("DROP SEQUENCE IF EXISTS {}", self.seq))).execute(&mut *conn).await?;
@@ -230,7 +236,7 @@ impl TableSink {
         conn: &'c mut PgConnection,
         copy_data: &[u8],
         rows: usize,
-        fast_keys: Option<&[String]>,
+        fast_keys: Option<&[Vec<Option<String>>]>,
         rejected: &mut Vec<DbRejection>,
     ) -> Result<(ChunkResult, sqlx::Transaction<'c, sqlx::Postgres>), sqlx::Error> {
         let mut tx = conn.begin().await?;
@@ -241,15 +247,21 @@ impl TableSink {
             sqlx::query("SAVEPOINT fm_fast").execute(&mut *tx).await?;
             match self.copy_into(&mut tx, &self.copy_target, copy_data).await {
                 Ok(()) => {
-                    sqlx::query(
-                        "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(&self.table_name)
-                    .bind(&self.mapping)
-                    .bind(self.run_id)
-                    .bind(keys)
-                    .execute(&mut *tx)
-                    .await?;
+                    // The keys as the server writes them, never the client's text.
+                    let server_keys = self
+                        .server_keys
+                        .as_ref()
+                        .ok_or_else(|| sqlx::Error::Protocol("the sink was not prepared before loading".into()))?;
+                    let (expr, from) = server_keys.sql(4);
+                    let stmt = format!(
+                        "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys) \
+                         SELECT $1, $2, $3, array_agg({expr} ORDER BY u.n) FROM {from}"
+                    );
+                    let mut q = sqlx::query(sql(stmt)).bind(&self.table_name).bind(&self.mapping).bind(self.run_id);
+                    for col in keys {
+                        q = q.bind(col.clone());
+                    }
+                    q.execute(&mut *tx).await?;
                     sqlx::query("RELEASE SAVEPOINT fm_fast").execute(&mut *tx).await?;
                     return Ok((ChunkResult { inserted: rows as u64, updated: 0, unchanged: 0 }, tx));
                 }
@@ -473,34 +485,76 @@ pub fn key_text(cols: &[String]) -> String {
     }
 }
 
-/// The text PostgreSQL gives for `key_text` of these values: one value as
-/// it is, several as a record `(a,b)` quoted as `record_out` quotes.
-pub fn key_text_of(mut values: Vec<Option<String>>) -> String {
-    if let [Some(one)] = values.as_mut_slice() {
-        return std::mem::take(one);
-    }
-    let mut out = String::from("(");
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+/// Keys that the client knows as each column's text, turned into the one
+/// text PostgreSQL gives them (`key_text`): `1e+20` for a double the client
+/// wrote `100000000000000000000`, `1.50` for `1.5` in `numeric(4,2)`, jsonb
+/// with its own spacing. The ledger, rollback and validate all compare this
+/// server text, so a key has one text wherever it is compared.
+#[derive(Debug, Clone)]
+pub struct ServerKeys {
+    /// Each key column's quoted name and its type as the catalog writes it.
+    cols: Vec<(String, String)>,
+}
+
+impl ServerKeys {
+    /// Reads the key columns' types from the catalog.
+    pub async fn load(conn: &mut PgConnection, table: &str, key_cols: &[String]) -> Result<ServerKeys, sqlx::Error> {
+        let mut cols = Vec::new();
+        for c in key_cols {
+            let ty: String = sqlx::query_scalar(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                 WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
+            )
+            .bind(quote(table))
+            .bind(c)
+            .fetch_one(&mut *conn)
+            .await?;
+            cols.push((quote(c), ty));
         }
-        let Some(v) = v else { continue };
-        let quote = v.is_empty() || v.chars().any(|c| matches!(c, '"' | '\\' | '(' | ')' | ',') || c.is_whitespace());
-        if quote {
-            out.push('"');
-            for c in v.chars() {
-                if c == '"' || c == '\\' {
-                    out.push(c);
+        Ok(ServerKeys { cols })
+    }
+
+    /// `(key expression, FROM clause)` for keys bound as one `text[]` per
+    /// key column from parameter `$first` on, in their order (`u.n`).
+    pub fn sql(&self, first: usize) -> (String, String) {
+        let casts: Vec<String> = self.cols.iter().enumerate().map(|(i, (_, ty))| format!("u.k{i}::{ty}")).collect();
+        let params: Vec<String> = (0..self.cols.len()).map(|i| format!("${}::text[]", first + i)).collect();
+        let names: Vec<String> = (0..self.cols.len()).map(|i| format!("k{i}")).collect();
+        (key_text(&casts), format!("unnest({}) WITH ORDINALITY AS u({}, n)", params.join(", "), names.join(", ")))
+    }
+
+    /// A condition matching table alias `t`'s key to keys bound from `$first` (one value each).
+    pub fn matches(&self, first: usize) -> String {
+        let conds: Vec<String> = self
+            .cols
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ty))| {
+                // `json` has no equality; its text is what was loaded.
+                if ty == "json" {
+                    format!("t.{name}::text = ${}", first + i)
+                } else {
+                    format!("t.{name} = ${}::{ty}", first + i)
                 }
-                out.push(c);
-            }
-            out.push('"');
-        } else {
-            out.push_str(v);
-        }
+            })
+            .collect();
+        conds.join(" AND ")
     }
-    out.push(')');
-    out
+
+    /// The server's key text of keys given column by column as client text.
+    pub async fn texts(
+        &self,
+        conn: &mut PgConnection,
+        keys: &[Vec<Option<String>>],
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let (expr, from) = self.sql(1);
+        let stmt = format!("SELECT {expr} FROM {from} ORDER BY u.n");
+        let mut q = sqlx::query_scalar::<_, String>(sql(stmt));
+        for col in keys {
+            q = q.bind(col.clone());
+        }
+        q.fetch_all(&mut *conn).await
+    }
 }
 
 /// `json` has no equality operator; its text is what was loaded, so compare that.

@@ -13,13 +13,12 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use crate::cell::Cell;
 use crate::plan::{DefaultPlan, MappingPlan, Plan};
 use crate::row::{RowEvent, RowMapper};
-use crate::schema::SqlType;
-use crate::sink::quote;
+use crate::sink::{ServerKeys, quote};
 use crate::source::{Source, SourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +58,11 @@ pub struct TableCheck {
     pub count_ok: bool,
     pub sampled: u64,
     pub sample_passed: u64,
+    /// Sampled rows not in the table that the last run's recorded rejects
+    /// explain (at most as many as it rejected): listed, not failed.
+    pub sample_rejected: u64,
+    /// The keys of those rows.
+    pub explained: Vec<String>,
     pub mismatches: Vec<Mismatch>,
     pub orphans: Vec<Orphans>,
     /// Rows in the table whose key no source document produces.
@@ -73,7 +77,7 @@ impl TableCheck {
     pub fn passed(&self, count_only: bool) -> bool {
         self.count_ok
             && (count_only
-                || (self.sample_passed == self.sampled
+                || (self.sample_passed + self.sample_rejected == self.sampled
                     && self.extra_rows == 0
                     && self.orphans.is_empty()
                     && self.missing_rows <= self.rejected_last_run.unwrap_or(0)))
@@ -97,6 +101,9 @@ struct Sample {
     cells: Vec<Cell<'static>>,
 }
 
+/// Keys as the client wrote them, one list per key column.
+type ClientKeys = Vec<Vec<Option<String>>>;
+
 pub async fn validate(
     plan: &Plan,
     mappings: &[&MappingPlan],
@@ -109,6 +116,7 @@ pub async fn validate(
     let last = crate::ledger::last_runs(conn).await?;
     let mut tables: BTreeMap<String, TableCheck> = BTreeMap::new();
     let mut keys_by_table: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    let mut server_keys: BTreeMap<String, ServerKeys> = BTreeMap::new();
     let mut samples: Vec<(&MappingPlan, Vec<Sample>)> = Vec::new();
 
     for m in mappings {
@@ -124,7 +132,19 @@ pub async fn validate(
         // Reading drives the driver synchronously; keep it off the async workers.
         let (rows, keys, picked) = tokio::task::block_in_place(|| scan(m, source, total, n))?;
         t.source_rows += rows;
-        keys_by_table.entry(m.table.clone()).or_default().extend(keys);
+        // Keys become the server's text, as the table's keys are read below.
+        let names: Vec<String> = m.key.iter().map(|&i| m.columns[i].name.clone()).collect();
+        let sk = ServerKeys::load(conn, &m.table, &names).await?;
+        let set = keys_by_table.entry(m.table.clone()).or_default();
+        if !count_only {
+            let total = keys.first().map_or(0, Vec::len);
+            for start in (0..total).step_by(KEY_BATCH) {
+                let end = (start + KEY_BATCH).min(total);
+                let part: ClientKeys = keys.iter().map(|c| c[start..end].to_vec()).collect();
+                set.extend(sk.texts(conn, &part).await?);
+            }
+        }
+        server_keys.insert(m.name.clone(), sk);
         samples.push((m, picked));
     }
 
@@ -137,7 +157,8 @@ pub async fn validate(
     }
     if !count_only {
         for (m, picked) in &samples {
-            compare(plan, m, picked, conn, tables.get_mut(&m.table).expect("table checked above")).await?;
+            let t = tables.get_mut(&m.table).expect("table checked above");
+            compare(m, &server_keys[&m.name], picked, conn, t).await?;
         }
         for t in tables.values_mut() {
             integrity(plan, t, &keys_by_table[&t.table], mappings, conn).await?;
@@ -159,6 +180,9 @@ pub async fn source_rows(m: &MappingPlan, source: &Source) -> Result<u64, Source
     tokio::task::block_in_place(|| scan(m, source, 0, 0)).map(|(rows, _, _)| rows)
 }
 
+/// Keys converted to the server's text per round trip.
+const KEY_BATCH: usize = 50_000;
+
 /// Reads the whole collection through the mapping: how many rows it gives,
 /// their keys, and every n-th row for the content sample.
 fn scan(
@@ -166,14 +190,15 @@ fn scan(
     source: &Source,
     total: u64,
     sample: usize,
-) -> Result<(u64, HashSet<String>, Vec<Sample>), SourceError> {
+) -> Result<(u64, ClientKeys, Vec<Sample>), SourceError> {
     if !source.has(&m.source) {
-        return Ok((0, HashSet::new(), Vec::new()));
+        return Ok((0, Vec::new(), Vec::new()));
     }
     let mut stream = source.stream(m, None, 1000, tokio::runtime::Handle::current())?;
     let stride = if sample == 0 { u64::MAX } else { (total.max(1) / sample as u64).max(1) };
     let mut mapper = RowMapper::new(m);
-    let (mut rows, mut keys, mut picked) = (0u64, HashSet::new(), Vec::new());
+    let (mut rows, mut picked) = (0u64, Vec::new());
+    let mut keys: ClientKeys = vec![Vec::new(); m.key.len()];
     let mut n = 0u64;
     while let Some(doc) = stream.next_doc() {
         let doc = match doc? {
@@ -190,8 +215,10 @@ fn scan(
             RowEvent::Row { cells, .. } => {
                 rows += 1;
                 let key: Vec<Option<String>> = m.key.iter().map(|&i| cells[i].to_pg_text()).collect();
-                keys.insert(key_string(&key));
-                if take {
+                for (col, k) in keys.iter_mut().zip(&key) {
+                    col.push(k.clone());
+                }
+                if take && picked.len() < sample {
                     picked.push(Sample { key, cells: cells.into_iter().map(Cell::into_owned).collect() });
                 }
             }
@@ -202,24 +229,65 @@ fn scan(
     Ok((rows, keys, picked))
 }
 
+/// Compares sampled rows with the table, typed: each expected value is cast
+/// by the server to the column's type and compared with `IS NOT DISTINCT
+/// FROM`, so `1.50` and `1.5` in numeric, or jsonb written with other
+/// spacing, are the same value, and a double differs in its last bit.
 async fn compare(
-    plan: &Plan,
     m: &MappingPlan,
+    keys: &ServerKeys,
     picked: &[Sample],
     conn: &mut PgConnection,
     t: &mut TableCheck,
 ) -> Result<(), sqlx::Error> {
-    let key_cols: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
-    let cond: Vec<String> = key_cols.iter().enumerate().map(|(i, k)| format!("{k}::text = ${}", i + 1)).collect();
-    let stmt = format!("SELECT to_jsonb(t) FROM {} t WHERE {}", quote(&m.table), cond.join(" AND "));
+    let types: BTreeMap<String, String> = sqlx::query_as(
+        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+    )
+    .bind(quote(&m.table))
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let first = m.key.len() + 1;
+    let eqs: Vec<String> = m
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let ty = types.get(&c.name).map_or("text", String::as_str);
+            let col = quote(&c.name);
+            if ty == "json" {
+                format!("t.{col}::text IS NOT DISTINCT FROM ${}", first + i)
+            } else {
+                format!("t.{col} IS NOT DISTINCT FROM ${}::{ty}", first + i)
+            }
+        })
+        .collect();
+    let stmt = format!(
+        "SELECT ARRAY[{}]::bool[], to_jsonb(t) FROM {} t WHERE {}",
+        eqs.join(", "),
+        quote(&m.table),
+        keys.matches(1)
+    );
+    let rejected_last_run = t.rejected_last_run.unwrap_or(0);
     for s in picked {
         t.sampled += 1;
-        let mut q = sqlx::query_scalar::<_, Value>(crate::sink::sql(&stmt));
+        let mut q = sqlx::query_as::<_, (Vec<bool>, Value)>(crate::sink::sql(&stmt));
         for k in &s.key {
             q = q.bind(k.clone());
         }
+        for c in &s.cells {
+            q = q.bind(c.to_pg_text());
+        }
         let key = key_string(&s.key);
-        let Some(row) = q.fetch_optional(&mut *conn).await? else {
+        let Some((equal, row)) = q.fetch_optional(&mut *conn).await? else {
+            // The last run's recorded rejects explain up to that many absent rows.
+            if t.sample_rejected < rejected_last_run {
+                t.sample_rejected += 1;
+                t.explained.push(key);
+                continue;
+            }
             t.mismatches.push(Mismatch {
                 table: m.table.clone(),
                 key,
@@ -230,27 +298,19 @@ async fn compare(
             continue;
         };
         let mut ok = true;
-        for (c, cell) in m.columns.iter().zip(&s.cells) {
+        for ((c, cell), same) in m.columns.iter().zip(&s.cells).zip(equal) {
             // A server-side default fills a value the document did not have.
-            if cell.is_null() && matches!(c.default, DefaultPlan::Now | DefaultPlan::Schema(_)) {
+            if same || cell.is_null() && matches!(c.default, DefaultPlan::Now | DefaultPlan::Schema(_)) {
                 continue;
             }
-            let col_ty = plan.schema.table(&m.table).and_then(|t| t.column(&c.name)).map(|c| &c.ty);
-            let expected = cell_json(cell);
-            let mut actual = row.get(&c.name).cloned().unwrap_or(Value::Null);
-            if let (Some(SqlType::Char(_)), Value::String(s)) = (col_ty, &actual) {
-                actual = Value::String(s.trim_end().to_string());
-            }
-            if !same(&expected, &actual) {
-                ok = false;
-                t.mismatches.push(Mismatch {
-                    table: m.table.clone(),
-                    key: key.clone(),
-                    column: c.name.clone(),
-                    expected: expected.to_string(),
-                    actual: actual.to_string(),
-                });
-            }
+            ok = false;
+            t.mismatches.push(Mismatch {
+                table: m.table.clone(),
+                key: key.clone(),
+                column: c.name.clone(),
+                expected: cell.to_pg_text().map_or_else(|| "NULL".into(), |t| Value::String(t).to_string()),
+                actual: row.get(&c.name).map_or_else(|| "NULL".into(), Value::to_string),
+            });
         }
         if ok {
             t.sample_passed += 1;
@@ -285,14 +345,11 @@ async fn integrity(
     }
     // Rows no source document produces: the key set comes from the scan.
     let Some(m) = mappings.iter().find(|m| m.table == t.table) else { return Ok(()) };
-    let cols: Vec<String> = m.key.iter().map(|&i| format!("{}::text", quote(&m.columns[i].name))).collect();
-    let rows = sqlx::query(crate::sink::sql(format!("SELECT {} FROM {}", cols.join(", "), quote(&t.table))))
-        .fetch_all(&mut *conn)
-        .await?;
+    let cols: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
+    let stmt = format!("SELECT {} FROM {}", crate::sink::key_text(&cols), quote(&t.table));
+    let rows: Vec<String> = sqlx::query_scalar(crate::sink::sql(stmt)).fetch_all(&mut *conn).await?;
     let mut present = HashSet::with_capacity(rows.len());
-    for r in rows {
-        let parts: Vec<Option<String>> = (0..cols.len()).map(|i| r.try_get(i).ok()).collect();
-        let k = key_string(&parts);
+    for k in rows {
         if !keys.contains(&k) {
             t.extra_rows += 1;
             if t.extra_examples.len() < 5 {
@@ -306,50 +363,6 @@ async fn integrity(
     t.missing_rows = missing.len() as u64;
     t.missing_examples = missing.into_iter().take(5).cloned().collect();
     Ok(())
-}
-
-/// A cell as PostgreSQL's `to_jsonb` shows the stored value.
-fn cell_json(c: &Cell<'_>) -> Value {
-    match c {
-        Cell::Null => Value::Null,
-        Cell::Int(i) => Value::from(*i),
-        Cell::Bool(b) => Value::Bool(*b),
-        Cell::Double(d) => number_or_text(*d),
-        // Through its shortest text, as PostgreSQL prints a real.
-        Cell::Real(r) => number_or_text(format!("{r}").parse().unwrap_or(f64::NAN)),
-        Cell::Numeric(n) => match n.parse::<f64>() {
-            Ok(f) if f.is_finite() => Value::from(f),
-            _ => Value::String(n.clone()),
-        },
-        Cell::Json(j) => serde_json::from_str(j).unwrap_or(Value::Null),
-        Cell::Array(items) => Value::Array(items.iter().map(cell_json).collect()),
-        Cell::Date(_) | Cell::Timestamp(_) | Cell::Timestamptz(_) => {
-            // to_jsonb writes ISO 8601: a `T` between date and time, `+00:00` for UTC.
-            let text = c.to_pg_text().unwrap_or_default();
-            let text = text.replacen(' ', "T", 1);
-            Value::String(match text.strip_suffix("+00") {
-                Some(t) => format!("{t}+00:00"),
-                None => text,
-            })
-        }
-        other => Value::String(other.to_pg_text().unwrap_or_default()),
-    }
-}
-
-fn number_or_text(d: f64) -> Value {
-    if d.is_finite() { Value::from(d) } else { Value::String(crate::coerce::float_text(d)) }
-}
-
-/// Equality that treats numbers by value (1 and 1.0, 1.000 and 1 are one number).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
 }
 
 impl ValidationReport {
@@ -380,10 +393,15 @@ impl ValidationReport {
             out.push_str("\nSample validation\n");
             for t in &self.tables {
                 let pct = if t.sampled == 0 { 100.0 } else { 100.0 * t.sample_passed as f64 / t.sampled as f64 };
+                let explained = if t.sample_rejected > 0 {
+                    format!(" | {} rejected by the last run (see its rejects file)", t.sample_rejected)
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     out,
-                    "{} {:24} | {:>4}/{:<4} passed | {:5.1}%",
-                    mark(t.sample_passed == t.sampled),
+                    "{} {:24} | {:>4}/{:<4} passed | {:5.1}%{explained}",
+                    mark(t.sample_passed + t.sample_rejected == t.sampled),
                     t.table,
                     t.sample_passed,
                     t.sampled,
@@ -415,6 +433,13 @@ impl ValidationReport {
                     t.source_rows,
                     t.target_rows,
                     t.rejected_last_run.map(|r| r.to_string()).unwrap_or_else(|| "(no run recorded)".into())
+                );
+            }
+            for k in &t.explained {
+                let _ = writeln!(
+                    details,
+                    "- warning: {} key ({}): no row, as the last run rejected it (its reason is in the rejects file)",
+                    t.table, k
                 );
             }
             for m in &t.mismatches {

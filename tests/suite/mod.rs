@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 mod binary;
 mod check;
 mod db;
+mod exact;
 mod live;
 mod manage;
 mod mongo;

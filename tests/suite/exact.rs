@@ -1,0 +1,388 @@
+//! Exact or refused: every value path checked against an oracle that shares
+//! no code with finlit-map (PostgreSQL's own parsers, `float8send` bits,
+//! integer microseconds), and one test per item of the exactness issue that
+//! needs a database.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::str::FromStr;
+
+use assert_cmd::Command;
+use bson::{Bson, Decimal128, Document, doc};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use serde_json::Value;
+
+use super::db::TestDb;
+
+const SCHEMA: &str = "CREATE TABLE vals (
+    id INTEGER PRIMARY KEY,
+    d DOUBLE PRECISION,
+    dec NUMERIC,
+    t TIMESTAMPTZ,
+    i BIGINT,
+    s TEXT
+);
+CREATE TABLE keyed (
+    k DOUBLE PRECISION PRIMARY KEY,
+    n NUMERIC(6,2) UNIQUE,
+    j JSONB
+);
+";
+
+const MAPPING: &str = r#"source = "vals"
+table = "vals"
+key = "id"
+[columns]
+id = "$._id"
+d = "$.d"
+dec = "$.dec"
+t = "$.t"
+i = "$.i"
+s = "$.s"
+"#;
+
+/// A mapping project in `dir`: the schema above and the given mapping files.
+fn project(dir: &Path, mappings: &[(&str, &str)]) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("schema")).unwrap();
+    std::fs::write(dir.join("schema/0001_vals.up.sql"), SCHEMA).unwrap();
+    std::fs::write(dir.join("schema/0001_vals.down.sql"), "DROP TABLE keyed; DROP TABLE vals;").unwrap();
+    let m = dir.join("mappings");
+    std::fs::create_dir_all(&m).unwrap();
+    for (name, text) in mappings {
+        std::fs::write(m.join(format!("{name}.toml")), text).unwrap();
+    }
+    m
+}
+
+/// Runs the binary; returns exit code, JSON report (when asked) and stderr.
+fn cli(cwd: &Path, args: &[&str]) -> (i32, Value, String) {
+    let out = Command::cargo_bin("finlit-map")
+        .unwrap()
+        .current_dir(cwd)
+        .env_remove("DATABASE_URL")
+        .env_remove("MONGO_URI")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (out.status.code().unwrap_or(-1), serde_json::from_str(&stdout).unwrap_or(Value::Null), format!("{stdout}{stderr}"))
+}
+
+/// One generated document and what PostgreSQL must hold for it.
+#[derive(Debug, Clone)]
+struct Case {
+    d: f64,
+    dec: String,
+    ms: i64,
+    i: i64,
+    s: String,
+}
+
+fn cases(n: usize) -> Vec<Case> {
+    let double = prop_oneof![
+        any::<f64>().prop_filter("finite", |d| d.is_finite()),
+        (proptest::num::f64::SUBNORMAL | proptest::num::f64::NORMAL | proptest::num::f64::NEGATIVE),
+        (0u64..1 << 53, -30i32..30).prop_map(|(m, e)| m as f64 * 10f64.powi(e)),
+        Just(98.357_232_094_183_43),
+        Just(4.547_610_905_104_160_3e18),
+        Just(0.1),
+        Just(-0.0),
+    ];
+    let decimal = (0u64..u64::MAX, -30i32..30, 0usize..4, any::<bool>()).prop_map(|(m, e, zeros, neg)| {
+        let sign = if neg { "-" } else { "" };
+        format!("{sign}{m}{}E{e}", "0".repeat(zeros))
+    });
+    // 1800-01-01 .. 2200-01-01, millisecond precision, before 1970 included.
+    let ms = -5_364_662_400_000i64..7_258_118_400_000;
+    let text = proptest::collection::vec(any::<char>().prop_filter("no NUL", |c| *c != '\0'), 0..12)
+        .prop_map(|cs| cs.into_iter().collect::<String>());
+    let strategy = (double, decimal, ms, any::<i64>(), text).prop_map(|(d, dec, ms, i, s)| Case { d, dec, ms, i, s });
+    // A fixed seed: the same cases every run, so a failure is reproducible.
+    let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]));
+    (0..n).map(|_| strategy.new_tree(&mut runner).unwrap().current()).collect()
+}
+
+fn document(id: i32, c: &Case) -> Document {
+    doc! {
+        "_id": id,
+        "d": c.d,
+        "dec": Decimal128::from_str(&c.dec).unwrap(),
+        "t": bson::DateTime::from_millis(c.ms),
+        "i": c.i,
+        "s": c.s.clone(),
+    }
+}
+
+/// Legacy extended JSON as older mongoexport wrote it: plain numbers,
+/// `$date` as an ISO string with a `-0700` offset.
+fn legacy_line(id: i32, c: &Case) -> String {
+    let local = chrono::DateTime::from_timestamp_millis(c.ms)
+        .unwrap()
+        .with_timezone(&chrono::FixedOffset::west_opt(7 * 3600).unwrap());
+    let d = if c.d == 0.0 && c.d.is_sign_negative() { "-0.0".to_string() } else { format!("{:e}", c.d) };
+    format!(
+        r#"{{"_id": {id}, "d": {d}, "dec": {{"$numberDecimal": "{}"}}, "t": {{"$date": "{}"}}, "i": {}, "s": {}}}"#,
+        c.dec,
+        local.format("%Y-%m-%dT%H:%M:%S%.3f%z"),
+        c.i,
+        serde_json::to_string(&c.s).unwrap()
+    )
+}
+
+/// Writes the same documents as BSON, canonical, relaxed and legacy JSON.
+fn write_sources(dir: &Path, cases: &[Case]) -> Vec<std::path::PathBuf> {
+    let names = ["bson", "canonical", "relaxed", "legacy"];
+    let dirs: Vec<_> = names.iter().map(|n| dir.join(n)).collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let (mut bson, mut canonical, mut relaxed, mut legacy) = (Vec::new(), String::new(), String::new(), String::new());
+    for (i, c) in cases.iter().enumerate() {
+        let doc = document(i as i32, c);
+        bson.extend(bson::serialize_to_vec(&doc).unwrap());
+        let _ = writeln!(canonical, "{}", Bson::Document(doc.clone()).into_canonical_extjson());
+        let _ = writeln!(relaxed, "{}", Bson::Document(doc).into_relaxed_extjson());
+        let _ = writeln!(legacy, "{}", legacy_line(i as i32, c));
+    }
+    std::fs::write(dirs[0].join("vals.bson"), bson).unwrap();
+    std::fs::write(dirs[1].join("vals.jsonl"), canonical).unwrap();
+    // Compass writes one array; relaxed goes that way to cover it.
+    let array = format!("[{}]", relaxed.lines().collect::<Vec<_>>().join(",\n"));
+    std::fs::write(dirs[2].join("vals.json"), array).unwrap();
+    std::fs::write(dirs[3].join("vals.jsonl"), legacy).unwrap();
+    dirs
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The differential test: random values of every kind, four source dialects,
+/// each cell compared with what PostgreSQL itself makes of the original value.
+#[test]
+fn every_dialect_loads_every_value_exactly() {
+    let work = tempfile::tempdir().unwrap();
+    let mappings = project(work.path(), &[("vals", MAPPING)]);
+    let cases = cases(300);
+    let sources = write_sources(work.path(), &cases);
+    // The oracle: expected values as PostgreSQL parses the originals.
+    let mut expected =
+        String::from("CREATE TABLE expected (id int, dbits text, dec text, ms bigint, i bigint, s text);\n");
+    for (id, c) in cases.iter().enumerate() {
+        let _ = writeln!(
+            expected,
+            "INSERT INTO expected VALUES ({id}, '{:016x}', '{}', {}, {}, convert_from(decode('{}', 'hex'), 'UTF8'));",
+            c.d.to_bits(),
+            c.dec,
+            c.ms,
+            c.i,
+            hex(&c.s)
+        );
+    }
+    let mut digests = Vec::new();
+    for src in &sources {
+        let db = TestDb::new("exact");
+        let (code, report, out) = cli(
+            work.path(),
+            &[
+                "run",
+                mappings.to_str().unwrap(),
+                "--source",
+                src.to_str().unwrap(),
+                "--target",
+                &db.url,
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(code, 0, "{}: {out}", src.display());
+        assert_eq!(report["mappings"][0]["loaded"], cases.len(), "{}", src.display());
+        db.exec(&expected);
+        let wrong = db.rows(
+            "SELECT e.id::text, v::text FROM expected e LEFT JOIN vals v USING (id)
+             WHERE v.id IS NULL
+                OR encode(float8send(v.d), 'hex') <> e.dbits
+                OR v.dec <> e.dec::numeric
+                OR extract(epoch FROM v.t) * 1000 <> e.ms
+                OR v.i <> e.i
+                OR v.s <> e.s
+             ORDER BY e.id LIMIT 5",
+        );
+        assert!(wrong.is_empty(), "{}: rows differ from the oracle: {wrong:?}", src.display());
+        digests.push(db.digest("vals"));
+    }
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "the four sources gave different tables: {digests:?}");
+}
+
+/// Items 2, 6 and 9: a bad `$date` rejects one document (its text kept, its
+/// line named), unwind over non-arrays is accounted for, and
+/// `documents = with rows + filtered + rejected`.
+#[test]
+fn nothing_vanishes_and_bad_values_are_rejects_not_stops() {
+    let work = tempfile::tempdir().unwrap();
+    let unwind = r#"source = "vals"
+table = "keyed"
+unwind = "$.items[*]"
+key = "k"
+[columns]
+k = "@"
+"#;
+    let mappings = project(work.path(), &[("vals", MAPPING), ("items", unwind)]);
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let lines = [
+        r#"{"_id": 1, "t": {"$date": "2009-04-01T00:00:00.000-0700"}, "items": [1.5, 2.5]}"#,
+        r#"{"_id": 2, "t": {"$date": "not a date"}, "items": [3.5]}"#,
+        r#"{"_id": 3, "items": "phone"}"#,
+        r#"{"_id": 4, "items": {"a": 1}}"#,
+        r#"{"_id": 5}"#,
+        r#"{"_id": 6, "items": []}"#,
+    ];
+    std::fs::write(src.join("vals.jsonl"), lines.join("\n")).unwrap();
+    let db = TestDb::new("vanish");
+    let (code, report, out) = cli(
+        work.path(),
+        &[
+            "run",
+            mappings.to_str().unwrap(),
+            "--source",
+            src.to_str().unwrap(),
+            "--target",
+            &db.url,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 3, "{out}");
+    let m = |name: &str| report["mappings"].as_array().unwrap().iter().find(|m| m["mapping"] == name).unwrap().clone();
+    let vals = m("vals");
+    assert_eq!(
+        (vals["documents"].as_u64(), vals["loaded"].as_u64(), vals["rejected"].as_u64()),
+        (Some(6), Some(5), Some(1))
+    );
+    let items = m("items");
+    // Documents: 1 with rows; 2 unreadable; 3 and 4 not arrays; 5 and 6 without elements.
+    let o = &items["document_outcomes"];
+    assert_eq!(items["documents"], 6);
+    assert_eq!((o["with_rows"].as_u64(), o["rejected"].as_u64(), o["filtered"].as_u64()), (Some(1), Some(3), Some(2)));
+    assert_eq!(o["without_elements"], 2);
+    assert_eq!(
+        (items["read"].as_u64(), items["loaded"].as_u64(), items["rejected"].as_u64()),
+        (Some(5), Some(2), Some(3))
+    );
+    assert_eq!(db.one("SELECT (extract(epoch FROM t) * 1000)::bigint::text FROM vals WHERE id = 1"), "1238569200000");
+    let rejects: Vec<Value> = std::fs::read_to_string(work.path().join("rejects.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bad = rejects.iter().find(|r| r["mapping"] == "vals").unwrap();
+    assert!(bad["reason"].as_str().unwrap().contains("not a date"), "{bad}");
+    assert_eq!(bad["raw"], lines[1]);
+    assert!(bad["location"].as_str().unwrap().ends_with("vals.jsonl:2"), "{bad}");
+    let phone = rejects.iter().find(|r| r["mapping"] == "items" && r["_id"] == 3).unwrap();
+    assert!(phone["reason"].as_str().unwrap().contains("expects an array"), "{phone}");
+}
+
+/// Item 8: a mapping whose collection is not in the source stops the run
+/// before anything loads, unless `--allow-missing`; `list` says so too.
+#[test]
+fn missing_collections_are_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let other = r#"source = "nowhere"
+table = "keyed"
+key = "k"
+[columns]
+k = "$.k"
+"#;
+    let mappings = project(work.path(), &[("vals", MAPPING), ("other", other)]);
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("vals.jsonl"), "{\"_id\": 1}\n").unwrap();
+    let db = TestDb::new("missing");
+    let base = ["run", mappings.to_str().unwrap(), "--source", src.to_str().unwrap(), "--target", &db.url];
+    let (code, _, out) = cli(work.path(), &base);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("other (collection `nowhere`)") && out.contains("--allow-missing"), "{out}");
+    assert!(!db.exists(), "nothing may be created before the check");
+    let (code, _, out) = cli(work.path(), &[&base[..], &["--allow-missing"]].concat());
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT count(*)::text FROM vals"), "1");
+    let (code, _, out) = cli(work.path(), &["list", mappings.to_str().unwrap(), "--source", src.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("collection missing from the source"), "{out}");
+    // Run from the wrong directory: the mappings do not load, and list says so.
+    let (code, _, out) = cli(&src, &["list", "--source", src.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("do not load"), "{out}");
+}
+
+/// Items 12 and 13: keys whose client text differs from PostgreSQL's
+/// (`1e+20`, `1.50`, jsonb spacing) are seen by validate and removed by
+/// rollback; a corrupted cell of each type is reported; a recorded reject
+/// is explained, not a failure.
+#[test]
+fn validate_and_rollback_see_keys_of_every_type() {
+    let work = tempfile::tempdir().unwrap();
+    let keyed = r#"source = "keyed"
+table = "keyed"
+key = "k"
+[columns]
+k = "$.k"
+n = "$.n"
+j = "$.j"
+"#;
+    let mappings = project(work.path(), &[("keyed", keyed)]);
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let lines = [
+        r#"{"_id": 1, "k": 1e20, "n": {"$numberDecimal": "1.5"}, "j": {"$schema": "x"}}"#,
+        r#"{"_id": 2, "k": 0.1, "n": {"$numberDecimal": "2.50"}, "j": [1, {"b": 2}]}"#,
+        r#"{"_id": 3, "k": 98.35723209418343, "n": 3, "j": "s"}"#,
+        r#"{"_id": 4, "k": 2.0, "n": {"$numberDecimal": "1.555"}, "j": null}"#,
+        // 1.50 is 1.5: PostgreSQL's UNIQUE refuses it, after the mapper passed it.
+        r#"{"_id": 5, "k": 5.0, "n": {"$numberDecimal": "1.50"}}"#,
+    ];
+    std::fs::write(src.join("keyed.jsonl"), lines.join("\n")).unwrap();
+    let db = TestDb::new("keys");
+    let m = mappings.to_str().unwrap();
+    let s = src.to_str().unwrap();
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 3, "{out}"); // 1.555 does not fit numeric(6,2); 1.50 repeats 1.5
+    assert_eq!(db.one("SELECT count(*)::text FROM keyed"), "3");
+    let validate =
+        |extra: &[&str]| cli(work.path(), &[&["validate", m, "--source", s, "--target", &db.url], extra].concat());
+    let (code, _, out) = validate(&[]);
+    assert_eq!(code, 0, "a recorded reject is explained, not a failure: {out}");
+    assert!(out.contains("rejected by the last run"), "{out}");
+    // Corrupt one cell of each type: validate names each.
+    db.exec("UPDATE keyed SET n = 2.51 WHERE k = 0.1");
+    db.exec("UPDATE keyed SET j = '{\"$schema\": \"y\"}' WHERE k = 1e20");
+    db.exec("UPDATE keyed SET k = 98.35723209418344 WHERE k = 98.35723209418343");
+    let (code, _, out) = validate(&["--sample", "10"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("column n") && out.contains("column j"), "{out}");
+    assert!(out.contains("rows no source document produces:      1"), "{out}");
+    db.exec("UPDATE keyed SET n = 2.50 WHERE k = 0.1");
+    db.exec("UPDATE keyed SET j = '{\"$schema\": \"x\"}' WHERE k = 1e20");
+    db.exec("UPDATE keyed SET k = 98.35723209418343 WHERE k = 98.35723209418344");
+    let (code, _, out) = validate(&[]);
+    assert_eq!(code, 0, "{out}");
+    // Rollback removes every migrated row, whatever its key's type.
+    let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT count(*)::text FROM keyed"), "0", "{out}");
+
+    // A clean first load copies straight into the table and records keys
+    // on that path: rollback must still find every one.
+    std::fs::write(src.join("keyed.jsonl"), lines[..3].join("\n")).unwrap();
+    let db = TestDb::new("keys_direct");
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT count(*)::text FROM keyed"), "0", "{out}");
+}
