@@ -588,6 +588,14 @@ fn produce(
                     chunk.locations.insert(doc_index, at);
                 }
                 chunk.docs.push(SourceItem::Bad(b));
+                // A file of nothing but bad documents still goes in bounded chunks.
+                if chunk.docs.len() >= batch * 4 {
+                    chunk.position = stream.position();
+                    let full = std::mem::replace(&mut chunk, Chunk::new(batch));
+                    if tx.blocking_send(Ok(Produced::Chunk(Box::new(full)))).is_err() {
+                        return;
+                    }
+                }
                 continue;
             }
             Err(e) => {
