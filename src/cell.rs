@@ -298,15 +298,6 @@ pub mod binary {
         NaiveDate::from_ymd_opt(2000, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default()
     }
 
-    /// Whether a column of this type can be written in binary.
-    pub fn supported(ty: &SqlType) -> bool {
-        match ty {
-            SqlType::Other(_) => false,
-            SqlType::Array(inner) => !matches!(**inner, SqlType::Array(_)) && supported(inner),
-            _ => true,
-        }
-    }
-
     fn oid(ty: &SqlType) -> u32 {
         match ty {
             SqlType::Text => 25,

@@ -10,11 +10,12 @@ use std::borrow::Cow;
 
 use bson::RawBsonRef;
 use bson::spec::BinarySubtype;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 
 use crate::cell::Cell;
+use crate::datetime::{IsoDateTime, parse_iso};
 use crate::ids::IdNamespace;
 use crate::json::{JsonForm, write_json};
 use crate::schema::SqlType;
@@ -439,13 +440,14 @@ fn instant(v: RawBsonRef<'_>, ty: &SqlType, rules: &CoerceRules) -> Result<DateT
         RawBsonRef::DateTime(d) => DateTime::from_timestamp_millis(d.timestamp_millis())
             .ok_or_else(|| format!("date {} ms is out of range", d.timestamp_millis())),
         RawBsonRef::Timestamp(t) => DateTime::from_timestamp(i64::from(t.time), 0).ok_or_else(|| refuse(v, ty)),
-        RawBsonRef::String(s) => {
-            finer_than_micro(s, v)?;
-            if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-                return Ok(d.with_timezone(&Utc));
+        RawBsonRef::String(_) => {
+            let d = iso_string(v)?;
+            match d.instant() {
+                Some(i) => Ok(i),
+                None => {
+                    local_to_utc(d.local, rules.tz).ok_or_else(|| format!("{} does not exist in {}", d.local, rules.tz))
+                }
             }
-            let naive = parse_naive(s).ok_or_else(|| format!("string {} is not a date or time", preview(v)))?;
-            local_to_utc(naive, rules.tz).ok_or_else(|| format!("{naive} does not exist in {}", rules.tz))
         }
         _ => Err(refuse(v, ty)),
     }
@@ -453,38 +455,31 @@ fn instant(v: RawBsonRef<'_>, ty: &SqlType, rules: &CoerceRules) -> Result<DateT
 
 /// The wall-clock time of a value in the declared zone.
 fn wall_clock(v: RawBsonRef<'_>, ty: &SqlType, rules: &CoerceRules) -> Result<NaiveDateTime, String> {
-    if let RawBsonRef::String(s) = v
-        && DateTime::parse_from_rfc3339(s).is_err()
-    {
-        finer_than_micro(s, v)?;
+    if let RawBsonRef::String(_) = v {
+        let d = iso_string(v)?;
         // A string without an offset already is wall-clock time.
-        return parse_naive(s).ok_or_else(|| format!("string {} is not a date or time", preview(v)));
+        if d.offset.is_none() {
+            return Ok(d.local);
+        }
     }
     let utc = instant(v, ty, rules)?;
     Ok(utc.with_timezone(&rules.tz).naive_local())
 }
 
-/// PostgreSQL keeps microseconds: a time string with non-zero digits past
-/// the sixth of its fraction would be truncated, so it is refused.
-fn finer_than_micro(s: &str, v: RawBsonRef<'_>) -> Result<(), String> {
-    let Some(dot) = s.find('.') else { return Ok(()) };
-    if s[dot + 1..].bytes().take_while(u8::is_ascii_digit).skip(6).any(|b| b != b'0') {
+/// A date-time string, read by the one ISO-8601 parser. PostgreSQL keeps
+/// microseconds: non-zero digits past the sixth would be truncated, so they
+/// are refused.
+fn iso_string(v: RawBsonRef<'_>) -> Result<IsoDateTime, String> {
+    let RawBsonRef::String(s) = v else { return Err(format!("{} is not a string", bson_kind(v))) };
+    let d = parse_iso(s).map_err(|_| format!("string {} is not a date or time", preview(v)))?;
+    if d.finer_than(6) {
         return Err(format!("{} {} is finer than a microsecond, which PostgreSQL keeps", bson_kind(v), preview(v)));
     }
-    Ok(())
+    Ok(d)
 }
 
 fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
     tz.from_local_datetime(&naive).earliest().map(|d| d.with_timezone(&Utc))
-}
-
-fn parse_naive(s: &str) -> Option<NaiveDateTime> {
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Some(d.and_time(NaiveTime::MIN));
-    }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
 }
 
 #[cfg(test)]
@@ -505,7 +500,7 @@ mod tests {
     }
 
     fn ms(y: i32, m: u32, d: u32, h: u32, min: u32) -> RawBsonRef<'static> {
-        let t = NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, min, 0).unwrap().and_utc();
+        let t = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, min, 0).unwrap().and_utc();
         RawBsonRef::DateTime(bson::DateTime::from_millis(t.timestamp_millis()))
     }
 
@@ -607,6 +602,9 @@ mod tests {
             (RawBsonRef::String("2025-02-30"), "date", "ERR string \"2025-02-30\" is not a date or time"),
             (RawBsonRef::String("2025-01-15T10:00:00+02:00"), "timestamptz", "2025-01-15 08:00:00+00"),
             (RawBsonRef::String("2025-01-15 10:00:00"), "timestamp", "2025-01-15 10:00:00"),
+            // the same ISO-8601 forms as `$date`: offsets without a colon, no seconds
+            (RawBsonRef::String("2009-04-01T00:00:00.000-0700"), "timestamptz", "2009-04-01 07:00:00+00"),
+            (RawBsonRef::String("2009-04-01T10:30"), "timestamp", "2009-04-01 10:30:00"),
             (RawBsonRef::Int64(5), "date", "ERR int64 5 cannot go into date"),
             // item 4: PostgreSQL keeps microseconds; finer digits are refused unless zeros
             (RawBsonRef::String("2015-08-13 00:27:59.123456"), "timestamp", "2015-08-13 00:27:59.123456"),

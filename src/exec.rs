@@ -574,30 +574,8 @@ fn produce(
     let mut mapper = RowMapper::new(m);
     let mut chunk = Chunk::new(batch);
     while let Some(item) = stream.next_doc() {
-        let doc = match item {
-            Ok(SourceItem::Doc(d)) => d,
-            Ok(SourceItem::Bad(b)) => {
-                // Framed but unreadable: one rejected document, its bytes kept.
-                let doc_index = chunk.docs.len();
-                chunk.documents += 1;
-                chunk.read += 1;
-                chunk.outcomes.rejected += 1;
-                let reason = format!("unreadable document: {}", b.reason);
-                chunk.rejects.push((doc_index, Rejection { element: None, column: None, reason }));
-                if let Some(at) = stream.location() {
-                    chunk.locations.insert(doc_index, at);
-                }
-                chunk.docs.push(SourceItem::Bad(b));
-                // A file of nothing but bad documents still goes in bounded chunks.
-                if chunk.docs.len() >= batch * 4 {
-                    chunk.position = stream.position();
-                    let full = std::mem::replace(&mut chunk, Chunk::new(batch));
-                    if tx.blocking_send(Ok(Produced::Chunk(Box::new(full)))).is_err() {
-                        return;
-                    }
-                }
-                continue;
-            }
+        let item = match item {
+            Ok(i) => i,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
                 return;
@@ -605,50 +583,59 @@ fn produce(
         };
         let doc_index = chunk.docs.len();
         chunk.documents += 1;
-        let (mut rows, mut rejected) = (0u64, 0u64);
-        mapper.map(&doc, |ev| match ev {
-            RowEvent::Row { element, mut cells } => {
-                rows += 1;
-                chunk.read += 1;
-                if let Some(f) = &encoding.fast {
-                    for (i, c) in cells.iter_mut().enumerate() {
-                        if f.null[i] {
-                            *c = Cell::Null;
-                        } else if c.is_null()
-                            && let Some(v) = &f.fill[i]
-                        {
-                            *c = v.clone();
-                        }
-                    }
-                    chunk.keys.resize_with(f.key.len(), Vec::new);
-                    for (col, &i) in chunk.keys.iter_mut().zip(&f.key) {
-                        col.push(cells[i].to_pg_text());
-                    }
-                }
-                match &encoding.binary {
-                    Some(types) => crate::cell::binary::write_row(&mut chunk.copy, &cells, types),
-                    None => write_row(&mut chunk.copy, &cells),
-                }
-                chunk.rows.push(Origin { doc: doc_index as u32, element: element.map(|e| e as u32) });
-            }
-            RowEvent::Rejected(r) => {
+        let (mut rows, mut rejected, mut no_elements) = (0u64, 0u64, false);
+        match &item {
+            // Framed but unreadable: one rejected document, its bytes kept.
+            SourceItem::Bad(b) => {
                 rejected += 1;
                 chunk.read += 1;
-                chunk.rejects.push((doc_index, r));
+                let reason = format!("unreadable document: {}", b.reason);
+                chunk.rejects.push((doc_index, Rejection { element: None, column: None, reason }));
             }
-            RowEvent::Filtered(n) => {
-                chunk.read += n;
-                chunk.filtered += n;
-            }
-        });
-        chunk.outcomes.record(rows, rejected, mapper.last_without_elements);
+            SourceItem::Doc(doc) => mapper.map(doc, |ev| match ev {
+                RowEvent::Row { element, mut cells } => {
+                    rows += 1;
+                    chunk.read += 1;
+                    if let Some(f) = &encoding.fast {
+                        for (i, c) in cells.iter_mut().enumerate() {
+                            if f.null[i] {
+                                *c = Cell::Null;
+                            } else if c.is_null()
+                                && let Some(v) = &f.fill[i]
+                            {
+                                *c = v.clone();
+                            }
+                        }
+                        chunk.keys.resize_with(f.key.len(), Vec::new);
+                        for (col, &i) in chunk.keys.iter_mut().zip(&f.key) {
+                            col.push(cells[i].to_pg_text());
+                        }
+                    }
+                    match &encoding.binary {
+                        Some(types) => crate::cell::binary::write_row(&mut chunk.copy, &cells, types),
+                        None => write_row(&mut chunk.copy, &cells),
+                    }
+                    chunk.rows.push(Origin { doc: doc_index as u32, element: element.map(|e| e as u32) });
+                }
+                RowEvent::Rejected(r) => {
+                    rejected += 1;
+                    chunk.read += 1;
+                    chunk.rejects.push((doc_index, r));
+                }
+                RowEvent::Filtered(n) => {
+                    chunk.read += n;
+                    chunk.filtered += n;
+                }
+                RowEvent::NoElements => no_elements = true,
+            }),
+        }
+        chunk.outcomes.record(rows, rejected, no_elements);
         if rejected > 0
             && let Some(at) = stream.location()
         {
             chunk.locations.insert(doc_index, at);
         }
-        let doc = SourceItem::Doc(doc);
-        chunk.docs.push(doc);
+        chunk.docs.push(item);
         if chunk.rows.len() >= batch || chunk.docs.len() >= batch * 4 {
             chunk.position = stream.position();
             let full = std::mem::replace(&mut chunk, Chunk::new(batch));

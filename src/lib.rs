@@ -9,6 +9,7 @@
 //! - [`path`]: compiled source paths (fast dotted walk or JSONPath).
 //! - [`coerce`]: one BSON value → one PostgreSQL type, exact or refused.
 //! - [`transform`]: the closed set of value transforms.
+//! - [`datetime`]: the one ISO-8601 date-time parser (`$date` strings and string values).
 //! - [`cell`]: typed values and their COPY text encoding.
 //! - [`json`]: BSON as JSON text in a declared form.
 //! - [`ids`]: deterministic UUIDv5 ids.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod cmd;
 pub mod coerce;
 pub mod compile;
+pub mod datetime;
 pub mod diag;
 pub mod exec;
 pub mod fields;

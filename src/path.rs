@@ -132,6 +132,11 @@ impl CompiledPath {
         !matches!(self.kind, Kind::General { .. })
     }
 
+    /// Whether the path has a JSONPath filter `[?(…)]`, whose dropped values can be counted.
+    pub fn is_filtering(&self) -> bool {
+        matches!(self.kind, Kind::General { unfiltered: Some(_), .. })
+    }
+
     /// Whether the path can select several values (`[*]`, `..`, filters, slices).
     pub fn is_multi(&self) -> bool {
         matches!(self.kind, Kind::Each(_) | Kind::General { definite: false, .. })
@@ -179,41 +184,62 @@ impl CompiledPath {
     /// multi-valued path yields an array of what it selected (empty when
     /// nothing matched); a definite path yields one value or `Missing`.
     pub fn eval<'a>(&self, doc: &'a RawDocument, element: Option<RawBsonRef<'a>>) -> Result<Found<'a>, String> {
-        let start = match self.root {
-            Root::Document => RawBsonRef::Document(doc),
-            Root::Element => match element {
-                Some(e) => e,
-                None => {
-                    return Err(format!("`{}` reads the unwind element, but there is none", self.text));
-                }
-            },
-        };
+        let start = self.start(doc, element)?;
         match &self.kind {
             Kind::Simple(segs) => walk(start, segs).map(|v| v.map_or(Found::Missing, Found::Borrowed)),
             // The array itself stands for "each element": callers iterate it.
             Kind::Each(segs) => self.each(walk(start, segs)?),
-            Kind::General { query, definite, .. } => {
-                let json = to_extjson(start)?;
-                let hits = js_path_process(query, &json).map_err(|e| format!("JSONPath `{}`: {e}", self.text))?;
-                let mut values = Vec::with_capacity(hits.len());
-                for h in hits {
-                    values.push(from_extjson(h.val().clone())?);
-                }
-                if *definite {
-                    Ok(values.pop().map_or(Found::Missing, Found::Owned))
-                } else {
-                    let mut arr = bson::RawArrayBuf::new();
-                    for v in values {
-                        arr.push(v);
-                    }
-                    Ok(Found::Owned(RawBson::Array(arr)))
-                }
-            }
+            Kind::General { query, definite, .. } => self.select(query, *definite, &to_extjson(start)?),
         }
     }
-}
 
-impl CompiledPath {
+    /// Like `eval`, and also how many values the path's filters `[?(…)]`
+    /// dropped (0 without a filter). The document is converted once for both.
+    pub fn eval_counting_dropped<'a>(
+        &self,
+        doc: &'a RawDocument,
+        element: Option<RawBsonRef<'a>>,
+    ) -> Result<(Found<'a>, usize), String> {
+        let Kind::General { query, definite, unfiltered: Some(all) } = &self.kind else {
+            return Ok((self.eval(doc, element)?, 0));
+        };
+        let json = to_extjson(self.start(doc, element)?)?;
+        let all = js_path_process(all, &json).map_err(|e| format!("JSONPath `{}`: {e}", self.text))?.len();
+        let found = self.select(query, *definite, &json)?;
+        let selected = match found.as_ref() {
+            Some(RawBsonRef::Array(a)) if !*definite => a.into_iter().count(),
+            Some(_) => 1,
+            None => 0,
+        };
+        Ok((found, all.saturating_sub(selected)))
+    }
+
+    fn start<'a>(&self, doc: &'a RawDocument, element: Option<RawBsonRef<'a>>) -> Result<RawBsonRef<'a>, String> {
+        match (self.root, element) {
+            (Root::Document, _) => Ok(RawBsonRef::Document(doc)),
+            (Root::Element, Some(e)) => Ok(e),
+            (Root::Element, None) => Err(format!("`{}` reads the unwind element, but there is none", self.text)),
+        }
+    }
+
+    /// Runs a JSONPath query over the extended-JSON view of the start value.
+    fn select(&self, query: &JpQuery, definite: bool, json: &serde_json::Value) -> Result<Found<'static>, String> {
+        let hits = js_path_process(query, json).map_err(|e| format!("JSONPath `{}`: {e}", self.text))?;
+        let mut values = Vec::with_capacity(hits.len());
+        for h in hits {
+            values.push(from_extjson(h.val().clone())?);
+        }
+        if definite {
+            Ok(values.pop().map_or(Found::Missing, Found::Owned))
+        } else {
+            let mut arr = bson::RawArrayBuf::new();
+            for v in values {
+                arr.push(v);
+            }
+            Ok(Found::Owned(RawBson::Array(arr)))
+        }
+    }
+
     /// What `path[*]` gives for the value at `path`: the array (callers
     /// iterate it), `Missing` for a missing or null value, and an error for
     /// a scalar or a document, which has no elements to give (silently
@@ -229,23 +255,6 @@ impl CompiledPath {
                 crate::coerce::preview(other)
             )),
         }
-    }
-
-    /// How many values the path would select with its filters `[?(…)]`
-    /// taken away; `None` when it has no filter.
-    pub fn unfiltered_count(
-        &self,
-        doc: &RawDocument,
-        element: Option<RawBsonRef<'_>>,
-    ) -> Result<Option<usize>, String> {
-        let Kind::General { unfiltered: Some(q), .. } = &self.kind else { return Ok(None) };
-        let start = match (self.root, element) {
-            (Root::Element, Some(e)) => e,
-            _ => RawBsonRef::Document(doc),
-        };
-        let json = to_extjson(start)?;
-        let hits = js_path_process(q, &json).map_err(|e| format!("JSONPath `{}`: {e}", self.text))?;
-        Ok(Some(hits.len()))
     }
 }
 
@@ -460,7 +469,10 @@ mod tests {
         assert_eq!(without_filters("$.a[*]"), None);
         let d = rawdoc! { "authors": ["x", "", "y", ""] };
         let p = CompiledPath::parse("$.authors[?(@ != '')]").unwrap();
-        assert_eq!(p.unfiltered_count(&d, None).unwrap(), Some(4));
+        let (found, dropped) = p.eval_counting_dropped(&d, None).unwrap();
+        assert_eq!(dropped, 2);
+        let Some(RawBsonRef::Array(a)) = found.as_ref() else { panic!("{found:?}") };
+        assert_eq!(a.into_iter().count(), 2);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use bson::{Bson, RawBsonRef};
+use bson::Bson;
 use serde_json::{Value, json};
 
 use crate::source::SourceItem;
@@ -70,8 +70,6 @@ impl RejectsFile {
                         && let Ok(b) = Bson::try_from(v)
                     {
                         id = b.into_relaxed_extjson();
-                    } else if let Ok(Some(RawBsonRef::String(s))) = d.get("_id") {
-                        id = Value::String(s.to_string());
                     }
                     raw_base64 = Some(b64(d.as_bytes()));
                 }

@@ -30,8 +30,12 @@ pub enum RowEvent<'a> {
         cells: Vec<Cell<'a>>,
     },
     Rejected(Rejection),
-    /// Rows not produced because the document did not pass the filter.
+    /// Rows not produced: the document did not pass the filter, or a
+    /// JSONPath filter in `unwind` dropped these elements.
     Filtered(u64),
+    /// The document passed the filter but its unwind array is missing, null
+    /// or empty: no row, and the document counts as filtered.
+    NoElements,
 }
 
 /// Counts per column, for `--dry-run`.
@@ -57,9 +61,6 @@ enum Src {
 pub struct RowMapper<'p> {
     plan: &'p MappingPlan,
     pub stats: Vec<ColumnStats>,
-    /// Whether the last document passed the filter but its unwind array was
-    /// missing, null or empty (it is then counted as filtered, "no elements").
-    pub last_without_elements: bool,
     doc_fields: FieldTrie,
     elem_fields: FieldTrie,
     columns: Vec<Src>,
@@ -88,7 +89,6 @@ impl<'p> RowMapper<'p> {
         RowMapper {
             plan,
             stats: vec![ColumnStats::default(); plan.columns.len()],
-            last_without_elements: false,
             doc_fields,
             elem_fields,
             columns,
@@ -102,7 +102,6 @@ impl<'p> RowMapper<'p> {
 
     /// Calls `emit` for each row (or rejection) the document gives.
     pub fn map<'a>(&mut self, doc: &'a RawDocument, mut emit: impl FnMut(RowEvent<'a>)) {
-        self.last_without_elements = false;
         let passes = match self.passes_filter(doc) {
             Ok(p) => p,
             Err(reason) => {
@@ -123,7 +122,14 @@ impl<'p> RowMapper<'p> {
             }
             return;
         };
-        let found = match lookup(self.unwind, fields.as_deref(), &[], unwind, doc, None) {
+        // A JSONPath filter in the unwind path is evaluated with its count
+        // of dropped elements; a plain path comes from the one-pass scan.
+        let found = if unwind.is_filtering() {
+            unwind.eval_counting_dropped(doc, None)
+        } else {
+            lookup(self.unwind, fields.as_deref(), &[], unwind, doc, None).map(|f| (f, 0))
+        };
+        let (found, dropped) = match found {
             Ok(f) => f,
             // A scalar or a document where the unwind wants an array.
             Err(reason) if passes => {
@@ -135,27 +141,22 @@ impl<'p> RowMapper<'p> {
                 return;
             }
         };
-        let elements = match &found {
-            Found::Borrowed(RawBsonRef::Array(a)) => a.into_iter().count(),
-            Found::Owned(RawBson::Array(a)) => a.into_iter().count(),
-            // Missing or null: no elements. The document is filtered, never silently lost.
-            _ => 0,
+        // Missing or null: no elements. The document is filtered, never silently lost.
+        let elements = match found.as_ref() {
+            Some(RawBsonRef::Array(a)) => Some(a),
+            _ => None,
         };
         if !passes {
-            emit(RowEvent::Filtered(elements as u64));
+            let n = elements.map_or(0, |a| a.into_iter().count());
+            emit(RowEvent::Filtered((n + dropped) as u64));
             return;
         }
-        // Elements a JSONPath filter in the unwind path dropped are filtered rows.
-        let dropped = match unwind.unfiltered_count(doc, None) {
-            Ok(all) => all.map_or(0, |all| all.saturating_sub(elements)),
-            Err(reason) => {
-                emit(RowEvent::Rejected(Rejection { element: None, column: None, reason }));
-                return;
-            }
-        };
-        if dropped > 0 || elements == 0 {
-            self.last_without_elements = elements + dropped == 0;
+        let empty = elements.is_none_or(|a| a.is_empty());
+        if dropped > 0 {
             emit(RowEvent::Filtered(dropped as u64));
+        } else if empty {
+            emit(RowEvent::NoElements);
+            return;
         }
         match &found {
             // The usual case: the array lives in the document, rows borrow from it.
@@ -246,6 +247,7 @@ fn into_owned(e: RowEvent<'_>) -> RowEvent<'static> {
         }
         RowEvent::Rejected(r) => RowEvent::Rejected(r),
         RowEvent::Filtered(n) => RowEvent::Filtered(n),
+        RowEvent::NoElements => RowEvent::NoElements,
     }
 }
 
@@ -427,6 +429,7 @@ mod tests {
                     format!("REJECT {:?} {:?}: {}", r.element, r.column, r.reason)
                 }
                 RowEvent::Filtered(n) => format!("FILTERED {n}"),
+                RowEvent::NoElements => "NO ELEMENTS".into(),
             })
         });
         out
@@ -498,9 +501,9 @@ w = { from = "@.w", default = 1 }
             ]
         );
         // Item 6: nothing vanishes. Missing, null or empty: the document is filtered.
-        assert_eq!(rows(&m, &rawdoc! { "_id": 9 }), vec!["FILTERED 0"]);
-        assert_eq!(rows(&m, &rawdoc! { "_id": 9, "items": bson::RawBson::Null }), vec!["FILTERED 0"]);
-        assert_eq!(rows(&m, &rawdoc! { "_id": 9, "items": [] }), vec!["FILTERED 0"]);
+        assert_eq!(rows(&m, &rawdoc! { "_id": 9 }), vec!["NO ELEMENTS"]);
+        assert_eq!(rows(&m, &rawdoc! { "_id": 9, "items": bson::RawBson::Null }), vec!["NO ELEMENTS"]);
+        assert_eq!(rows(&m, &rawdoc! { "_id": 9, "items": [] }), vec!["NO ELEMENTS"]);
         // A scalar or a document where an array should be: rejected with the reason.
         assert_eq!(
             rows(&m, &rawdoc! { "_id": 9, "items": "phone" }),

@@ -12,6 +12,8 @@
 //!
 //! Knows SQL and the plan's column list; nothing of sources or TOML.
 
+use std::collections::BTreeMap;
+
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::plan::{ColumnPlan, DefaultPlan, MappingPlan, Plan};
@@ -102,7 +104,7 @@ impl TableSink {
             .iter()
             .map(|c| {
                 let ty = plan.schema.table(&m.table)?.column(&c.name)?.ty.clone();
-                (ty == c.ty && crate::cell::binary::supported(&ty)).then_some(ty)
+                (ty == c.ty && ty.is_supported()).then_some(ty)
             })
             .collect();
         let format = if schema_types.is_some() { " (FORMAT binary)" } else { "" };
@@ -259,7 +261,7 @@ impl TableSink {
                     );
                     let mut q = sqlx::query(sql(stmt)).bind(&self.table_name).bind(&self.mapping).bind(self.run_id);
                     for col in keys {
-                        q = q.bind(col.clone());
+                        q = q.bind(col.as_slice());
                     }
                     q.execute(&mut *tx).await?;
                     sqlx::query("RELEASE SAVEPOINT fm_fast").execute(&mut *tx).await?;
@@ -485,6 +487,26 @@ pub fn key_text(cols: &[String]) -> String {
     }
 }
 
+/// Each column of a table and its type as the catalog writes it
+/// (`numeric(6,2)`, `timestamp with time zone`), by column name.
+pub async fn column_types(conn: &mut PgConnection, table: &str) -> Result<BTreeMap<String, String>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+    )
+    .bind(quote(table))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// `expr <op> $n`, the parameter (a value's PostgreSQL text) cast by the
+/// server to the column's type `ty`, so values compare as values. `json` has
+/// no equality operator: its text, which is what was loaded, is compared.
+pub fn equals_param(expr: &str, op: &str, n: usize, ty: &str) -> String {
+    if ty == "json" { format!("{expr}::text {op} ${n}") } else { format!("{expr} {op} ${n}::{ty}") }
+}
+
 /// Keys that the client knows as each column's text, turned into the one
 /// text PostgreSQL gives them (`key_text`): `1e+20` for a double the client
 /// wrote `100000000000000000000`, `1.50` for `1.5` in `numeric(4,2)`, jsonb
@@ -499,18 +521,9 @@ pub struct ServerKeys {
 impl ServerKeys {
     /// Reads the key columns' types from the catalog.
     pub async fn load(conn: &mut PgConnection, table: &str, key_cols: &[String]) -> Result<ServerKeys, sqlx::Error> {
-        let mut cols = Vec::new();
-        for c in key_cols {
-            let ty: String = sqlx::query_scalar(
-                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
-                 WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
-            )
-            .bind(quote(table))
-            .bind(c)
-            .fetch_one(&mut *conn)
-            .await?;
-            cols.push((quote(c), ty));
-        }
+        let types = column_types(conn, table).await?;
+        let cols =
+            key_cols.iter().map(|c| (quote(c), types.get(c).cloned().unwrap_or_else(|| "text".into()))).collect();
         Ok(ServerKeys { cols })
     }
 
@@ -529,14 +542,7 @@ impl ServerKeys {
             .cols
             .iter()
             .enumerate()
-            .map(|(i, (name, ty))| {
-                // `json` has no equality; its text is what was loaded.
-                if ty == "json" {
-                    format!("t.{name}::text = ${}", first + i)
-                } else {
-                    format!("t.{name} = ${}::{ty}", first + i)
-                }
-            })
+            .map(|(i, (name, ty))| equals_param(&format!("t.{name}"), "=", first + i, ty))
             .collect();
         conds.join(" AND ")
     }
@@ -551,7 +557,7 @@ impl ServerKeys {
         let stmt = format!("SELECT {expr} FROM {from} ORDER BY u.n");
         let mut q = sqlx::query_scalar::<_, String>(sql(stmt));
         for col in keys {
-            q = q.bind(col.clone());
+            q = q.bind(col.as_slice());
         }
         q.fetch_all(&mut *conn).await
     }

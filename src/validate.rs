@@ -18,7 +18,7 @@ use sqlx::PgConnection;
 use crate::cell::Cell;
 use crate::plan::{DefaultPlan, MappingPlan, Plan};
 use crate::row::{RowEvent, RowMapper};
-use crate::sink::{ServerKeys, quote};
+use crate::sink::{ServerKeys, column_types, equals_param, quote};
 use crate::source::{Source, SourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +223,7 @@ fn scan(
                 }
             }
             RowEvent::Rejected(_) => rows += 1,
-            RowEvent::Filtered(_) => {}
+            RowEvent::Filtered(_) | RowEvent::NoElements => {}
         });
     }
     Ok((rows, keys, picked))
@@ -240,15 +240,7 @@ async fn compare(
     conn: &mut PgConnection,
     t: &mut TableCheck,
 ) -> Result<(), sqlx::Error> {
-    let types: BTreeMap<String, String> = sqlx::query_as(
-        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
-    )
-    .bind(quote(&m.table))
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
+    let types = column_types(conn, &m.table).await?;
     let first = m.key.len() + 1;
     let eqs: Vec<String> = m
         .columns
@@ -256,12 +248,7 @@ async fn compare(
         .enumerate()
         .map(|(i, c)| {
             let ty = types.get(&c.name).map_or("text", String::as_str);
-            let col = quote(&c.name);
-            if ty == "json" {
-                format!("t.{col}::text IS NOT DISTINCT FROM ${}", first + i)
-            } else {
-                format!("t.{col} IS NOT DISTINCT FROM ${}::{ty}", first + i)
-            }
+            equals_param(&format!("t.{}", quote(&c.name)), "IS NOT DISTINCT FROM", first + i, ty)
         })
         .collect();
     let stmt = format!(

@@ -9,11 +9,13 @@
 //! extended-JSON value is a [`JsonError::Value`]: the caller rejects that one
 //! document with the reason and goes on; broken JSON is [`JsonError::Syntax`].
 //!
-//! Knows JSON and BSON; nothing of files, mappings or PostgreSQL.
+//! Knows JSON, BSON and the date-time parser; nothing of files, mappings or
+//! PostgreSQL.
 
 use bson::{Bson, RawDocumentBuf};
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde_json::Value;
+
+use crate::datetime::parse_iso;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonError {
@@ -77,59 +79,18 @@ fn normalize_dates(v: &mut Value) -> Result<(), String> {
     }
 }
 
-/// Milliseconds since the epoch of an ISO-8601 date-time with a zone, as
-/// MongoDB tools have written `$date`: `2009-04-01T00:00:00.000-0700`,
-/// `…-07:00`, `…Z`, no fraction, no seconds (`2009-04-01T00:00Z`), a space
-/// for the `T`. Digits finer than a millisecond must be zeros (BSON keeps
+/// Milliseconds since the epoch of a `$date` string, as MongoDB tools have
+/// written it (`2009-04-01T00:00:00.000-0700`, `…-07:00`, `…Z`, no fraction,
+/// no seconds). Digits finer than a millisecond must be zeros (BSON keeps
 /// milliseconds); a string without a zone is refused (it names no instant).
 pub fn parse_date_millis(s: &str) -> Result<i64, String> {
     let bad = |why: &str| format!("$date {s:?} {why}");
-    let t = s.trim();
-    let (body, offset_secs) = split_zone(t).ok_or_else(|| bad("has no time zone (Z or an offset such as -07:00)"))?;
-    let (date, time) = body.split_once(['T', 't', ' ']).ok_or_else(|| bad("is not an ISO-8601 date-time"))?;
-    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| bad("has no valid date"))?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let clock = NaiveTime::parse_from_str(hms, "%H:%M:%S")
-        .or_else(|_| NaiveTime::parse_from_str(hms, "%H:%M"))
-        .map_err(|_| bad("has no valid time of day"))?;
-    if !frac.bytes().all(|b| b.is_ascii_digit()) || time.contains('.') && frac.is_empty() {
-        return Err(bad("has a malformed fraction of a second"));
-    }
-    if hms.len() == 5 && !frac.is_empty() {
-        return Err(bad("has a fraction but no seconds"));
-    }
-    if frac.len() > 3 && frac[3..].bytes().any(|b| b != b'0') {
+    let d = parse_iso(s).map_err(bad)?;
+    if d.finer_than(3) {
         return Err(bad("is finer than a millisecond; BSON dates keep milliseconds"));
     }
-    let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().unwrap_or(0);
-    let local = NaiveDateTime::new(date, clock).and_utc().timestamp_millis();
-    Ok(local + ms - offset_secs * 1000)
-}
-
-/// Splits `Z`, `±HH:MM`, `±HHMM` or `±HH` off the end; the offset in seconds east.
-fn split_zone(t: &str) -> Option<(&str, i64)> {
-    if let Some(b) = t.strip_suffix(['Z', 'z']) {
-        return Some((b, 0));
-    }
-    // The sign of an offset comes after the time's last colon or digit run;
-    // search only past the date (10 chars) so the date's dashes are not taken.
-    let tail_start = t.char_indices().nth(10).map(|(i, _)| i)?;
-    let sign_at = tail_start + t[tail_start..].rfind(['+', '-'])?;
-    let (body, zone) = t.split_at(sign_at);
-    let sign = if zone.starts_with('-') { -1 } else { 1 };
-    let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
-    if !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 2 | 4) {
-        return None;
-    }
-    if zone[1..].contains(':') && zone.len() != 6 {
-        return None;
-    }
-    let h: i64 = digits[..2].parse().ok()?;
-    let m: i64 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
-    if h > 23 || m > 59 {
-        return None;
-    }
-    Some((body, sign * (h * 3600 + m * 60)))
+    let instant = d.instant().ok_or_else(|| bad("has no time zone (Z or an offset such as -07:00)"))?;
+    Ok(instant.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -157,7 +118,7 @@ mod tests {
             ("2009-02-30T00:00:00Z", Err("has no valid date")),
             ("2009-04-01T25:00:00Z", Err("has no valid time of day")),
             ("2009-04-01T00:00.5Z", Err("has a fraction but no seconds")),
-            ("yesterday", Err("has no time zone")),
+            ("yesterday", Err("has no valid date")),
         ] {
             match (parse_date_millis(text), want) {
                 (Ok(got), Ok(w)) => assert_eq!(got, w, "{text}"),

@@ -26,6 +26,9 @@ fn every_type_round_trips_through_binary_copy() {
         ("numeric", Cell::Numeric("100000".into()), "100000"),
         ("numeric", Cell::Numeric("0.0001".into()), "0.0001"),
         ("numeric(4,3)", Cell::Numeric("1".into()), "1.000"),
+        // Negative scale and scale above precision, as PostgreSQL 15 allows them.
+        ("numeric(3,-2)", Cell::Numeric("12300".into()), "12300"),
+        ("numeric(2,4)", Cell::Numeric("0.0012".into()), "0.0012"),
         ("numeric(5,2)", Cell::Numeric("NaN".into()), "NaN"),
         ("numeric", Cell::Numeric("-Infinity".into()), "-Infinity"),
         ("real", Cell::Real(0.1), "0.1"),

@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
 
-use assert_cmd::Command;
 use bson::{Bson, Decimal128, Document, doc};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -15,6 +14,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::Value;
 
 use super::db::TestDb;
+use super::{finlit_map, read_rejects};
 
 const SCHEMA: &str = "CREATE TABLE vals (
     id INTEGER PRIMARY KEY,
@@ -58,17 +58,16 @@ fn project(dir: &Path, mappings: &[(&str, &str)]) -> std::path::PathBuf {
 
 /// Runs the binary; returns exit code, JSON report (when asked) and stderr.
 fn cli(cwd: &Path, args: &[&str]) -> (i32, Value, String) {
-    let out = Command::cargo_bin("finlit-map")
-        .unwrap()
-        .current_dir(cwd)
-        .env_remove("DATABASE_URL")
-        .env_remove("MONGO_URI")
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    (out.status.code().unwrap_or(-1), serde_json::from_str(&stdout).unwrap_or(Value::Null), format!("{stdout}{stderr}"))
+    let (code, stdout, stderr) = finlit_map(cwd, args);
+    (code, serde_json::from_str(&stdout).unwrap_or(Value::Null), format!("{stdout}{stderr}"))
+}
+
+/// A source directory `src` beside the project holding one collection file.
+fn source(work: &Path, file: &str, lines: &[&str]) -> std::path::PathBuf {
+    let src = work.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join(file), lines.join("\n")).unwrap();
+    src
 }
 
 /// One generated document and what PostgreSQL must hold for it.
@@ -231,8 +230,6 @@ key = "k"
 k = "@"
 "#;
     let mappings = project(work.path(), &[("vals", MAPPING), ("items", unwind)]);
-    let src = work.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
     let lines = [
         r#"{"_id": 1, "t": {"$date": "2009-04-01T00:00:00.000-0700"}, "items": [1.5, 2.5]}"#,
         r#"{"_id": 2, "t": {"$date": "not a date"}, "items": [3.5]}"#,
@@ -241,7 +238,7 @@ k = "@"
         r#"{"_id": 5}"#,
         r#"{"_id": 6, "items": []}"#,
     ];
-    std::fs::write(src.join("vals.jsonl"), lines.join("\n")).unwrap();
+    let src = source(work.path(), "vals.jsonl", &lines);
     let db = TestDb::new("vanish");
     let (code, report, out) = cli(
         work.path(),
@@ -274,11 +271,7 @@ k = "@"
         (Some(5), Some(2), Some(3))
     );
     assert_eq!(db.one("SELECT (extract(epoch FROM t) * 1000)::bigint::text FROM vals WHERE id = 1"), "1238569200000");
-    let rejects: Vec<Value> = std::fs::read_to_string(work.path().join("rejects.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rejects = read_rejects(work.path());
     let bad = rejects.iter().find(|r| r["mapping"] == "vals").unwrap();
     assert!(bad["reason"].as_str().unwrap().contains("not a date"), "{bad}");
     assert_eq!(bad["raw"], lines[1]);
@@ -299,9 +292,7 @@ key = "k"
 k = "$.k"
 "#;
     let mappings = project(work.path(), &[("vals", MAPPING), ("other", other)]);
-    let src = work.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("vals.jsonl"), "{\"_id\": 1}\n").unwrap();
+    let src = source(work.path(), "vals.jsonl", &[r#"{"_id": 1}"#]);
     let db = TestDb::new("missing");
     let base = ["run", mappings.to_str().unwrap(), "--source", src.to_str().unwrap(), "--target", &db.url];
     let (code, _, out) = cli(work.path(), &base);
@@ -336,8 +327,6 @@ n = "$.n"
 j = "$.j"
 "#;
     let mappings = project(work.path(), &[("keyed", keyed)]);
-    let src = work.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
     let lines = [
         r#"{"_id": 1, "k": 1e20, "n": {"$numberDecimal": "1.5"}, "j": {"$schema": "x"}}"#,
         r#"{"_id": 2, "k": 0.1, "n": {"$numberDecimal": "2.50"}, "j": [1, {"b": 2}]}"#,
@@ -346,7 +335,7 @@ j = "$.j"
         // 1.50 is 1.5: PostgreSQL's UNIQUE refuses it, after the mapper passed it.
         r#"{"_id": 5, "k": 5.0, "n": {"$numberDecimal": "1.50"}}"#,
     ];
-    std::fs::write(src.join("keyed.jsonl"), lines.join("\n")).unwrap();
+    let src = source(work.path(), "keyed.jsonl", &lines);
     let db = TestDb::new("keys");
     let m = mappings.to_str().unwrap();
     let s = src.to_str().unwrap();
@@ -378,7 +367,7 @@ j = "$.j"
 
     // A clean first load copies straight into the table and records keys
     // on that path: rollback must still find every one.
-    std::fs::write(src.join("keyed.jsonl"), lines[..3].join("\n")).unwrap();
+    source(work.path(), "keyed.jsonl", &lines[..3]);
     let db = TestDb::new("keys_direct");
     let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url]);
     assert_eq!(code, 0, "{out}");

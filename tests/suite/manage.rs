@@ -1,23 +1,13 @@
 //! `validate`, `rollback`, `status` and `schema` against a real PostgreSQL.
 
-use assert_cmd::Command;
-
 use super::db::TestDb;
 use super::run::run;
-use super::{dump, root};
+use super::{dump, finlit_map, root};
 
 /// Runs a finlit-map command with the shipped mappings; returns (exit code, stdout + stderr).
 fn tool(args: &[&str]) -> (i32, String) {
-    let out = Command::cargo_bin("finlit-map")
-        .unwrap()
-        .current_dir(root())
-        .env_remove("DATABASE_URL")
-        .env_remove("MONGO_URI")
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
+    let (code, stdout, stderr) = finlit_map(root(), args);
+    (code, format!("{stdout}{stderr}"))
 }
 
 fn migrated(tag: &str) -> (TestDb, tempfile::TempDir) {

@@ -3,33 +3,23 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use assert_cmd::Command;
 use bson::Document;
 use serde_json::Value;
 
 use super::db::TestDb;
 use super::mongo::read_bson;
-use super::{TABLES, dump, root};
+use super::{TABLES, dump, finlit_map, read_rejects, root};
 
 /// Runs `finlit-map run` in `cwd` (where rejects.jsonl and migration.log land).
 pub fn run(cwd: &Path, source: &Path, target: &str, extra: &[&str]) -> (i32, Value, String) {
-    let out = Command::cargo_bin("finlit-map")
-        .unwrap()
-        .current_dir(cwd)
-        .env_remove("DATABASE_URL")
-        .env_remove("MONGO_URI")
-        .arg("run")
-        .arg(root().join("mappings"))
-        .arg("--source")
-        .arg(source)
-        .args(["--target", target, "--format", "json"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let report = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), report, stderr)
+    let mappings = root().join("mappings");
+    let args = ["run", path(&mappings), "--source", path(source), "--target", target, "--format", "json"];
+    let (code, stdout, stderr) = finlit_map(cwd, &[&args[..], extra].concat());
+    (code, serde_json::from_str(&stdout).unwrap_or(Value::Null), stderr)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
 }
 
 fn mapping<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -247,11 +237,7 @@ fn bad_documents_go_to_the_rejects_file_and_the_rest_loads() {
     assert_eq!(db.one("SELECT count(*)::text FROM learners"), "2");
     assert_eq!(db.one("SELECT count(*)::text FROM interactions"), "1");
 
-    let rejects: Vec<Value> = std::fs::read_to_string(work.path().join("rejects.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rejects = read_rejects(work.path());
     let by_id = |oid: &str| {
         rejects.iter().find(|r| r["_id"]["$oid"] == oid).unwrap_or_else(|| panic!("{oid} not rejected: {rejects:?}"))
     };
@@ -308,17 +294,9 @@ fn connection_strings_come_from_a_dotenv_file() {
     let src = json_source(&[("learners", LEARNER)]);
     std::fs::write(work.path().join(".env"), format!("DATABASE_URL={}\nMONGO_URI={}\n", db.url, src.path().display()))
         .unwrap();
-    let out = Command::cargo_bin("finlit-map")
-        .unwrap()
-        .current_dir(work.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("MONGO_URI")
-        .args(["run"])
-        .arg(root().join("mappings"))
-        .args(["--collection", "learners"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, _, stderr) =
+        finlit_map(work.path(), &["run", path(&root().join("mappings")), "--collection", "learners"]);
+    assert_eq!(code, 0, "{stderr}");
     assert_eq!(db.one("SELECT count(*)::text FROM learners"), "1");
 }
 
