@@ -95,6 +95,33 @@ impl Cell<'_> {
         Some(s)
     }
 
+    /// The value's identity under PostgreSQL's `=` for its column type:
+    /// equal values give equal identities (`1.50` and `1.5` as numeric,
+    /// `-0` and `0` as double, jsonb objects whatever their key order), so
+    /// a dry run finds the duplicate keys the server would. `None` for NULL,
+    /// which never equals anything.
+    pub fn identity(&self) -> Option<String> {
+        Some(match self {
+            Cell::Null => return None,
+            Cell::Double(d) if *d == 0.0 => "0".into(),
+            Cell::Real(r) if *r == 0.0 => "0".into(),
+            Cell::Numeric(n) => normal_decimal(n),
+            Cell::Json(j) => match serde_json::from_str::<serde_json::Value>(j) {
+                Ok(v) => {
+                    let mut s = String::new();
+                    canonical_json(&v, &mut s);
+                    s
+                }
+                Err(_) => j.clone(),
+            },
+            Cell::Array(items) => {
+                let parts: Vec<Option<String>> = items.iter().map(Cell::identity).collect();
+                serde_json::to_string(&parts).unwrap_or_default()
+            }
+            other => other.to_pg_text()?,
+        })
+    }
+
     /// Appends this value as one field of a COPY text-format row. The
     /// common types are written straight into the buffer: this runs for
     /// every cell of every row.
@@ -180,6 +207,60 @@ fn push_datetime_bytes(out: &mut Vec<u8>, t: NaiveDateTime, zone: &[u8]) {
     out.extend_from_slice(zone);
 }
 
+/// A plain decimal without the trailing zeros of its fraction, and without
+/// the sign of zero: one spelling per numeric value.
+fn normal_decimal(n: &str) -> String {
+    let mut s = n.to_string();
+    if s.contains('.') && !s.contains(['e', 'E']) {
+        let kept = s.trim_end_matches('0').trim_end_matches('.').len();
+        s.truncate(kept);
+    }
+    if s.trim_start_matches('-').chars().all(|c| c == '0') && !s.is_empty() {
+        return "0".into();
+    }
+    s
+}
+
+/// jsonb's equality: object keys in one order, numbers by value.
+fn canonical_json(v: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => out.push_str(&match n.as_f64() {
+            Some(f) if n.is_f64() => {
+                let mut t = String::new();
+                push_float(&mut t, f);
+                normal_decimal(&t)
+            }
+            _ => normal_decimal(&n.to_string()),
+        }),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical_json(item, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 fn push_float(s: &mut String, d: f64) {
     if d.is_nan() {
         s.push_str("NaN");
@@ -248,6 +329,38 @@ mod tests {
         let mut v = Vec::new();
         c.write_copy_text(&mut v);
         String::from_utf8(v).unwrap()
+    }
+
+    /// Values PostgreSQL's `=` finds equal have one identity; others differ.
+    #[test]
+    fn identity_follows_postgres_equality() {
+        let same: Vec<(Cell, Cell)> = vec![
+            (Cell::Numeric("1.50".into()), Cell::Numeric("1.5".into())),
+            (Cell::Numeric("10.000".into()), Cell::Numeric("10".into())),
+            (Cell::Numeric("-0.00".into()), Cell::Numeric("0".into())),
+            (Cell::Double(-0.0), Cell::Double(0.0)),
+            (Cell::Real(-0.0), Cell::Real(0.0)),
+            (Cell::Double(f64::NAN), Cell::Double(f64::NAN)),
+            (Cell::Json(r#"{"b":1,"a":[1.0,"x"]}"#.into()), Cell::Json(r#"{"a": [1, "x"], "b": 1.00}"#.into())),
+        ];
+        for (a, b) in same {
+            assert_eq!(a.identity(), b.identity(), "{a:?} = {b:?}");
+        }
+        let differ: Vec<(Cell, Cell)> = vec![
+            (Cell::Numeric("10".into()), Cell::Numeric("1".into())),
+            (Cell::Numeric("100".into()), Cell::Numeric("1".into())),
+            (Cell::Text("a".into()), Cell::Text("a ".into())),
+            (Cell::Double(1e20), Cell::Double(1e21)),
+            (Cell::Json(r#"{"a":"1"}"#.into()), Cell::Json(r#"{"a":1}"#.into())),
+            (
+                Cell::Array(vec![Cell::Text("a,b".into())]),
+                Cell::Array(vec![Cell::Text("a".into()), Cell::Text("b".into())]),
+            ),
+        ];
+        for (a, b) in differ {
+            assert_ne!(a.identity(), b.identity(), "{a:?} <> {b:?}");
+        }
+        assert_eq!(Cell::Null.identity(), None);
     }
 
     #[test]

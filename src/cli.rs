@@ -228,7 +228,7 @@ pub struct RunArgs {
     /// Stop (exit 1) once more than N documents have been rejected.
     #[arg(long, value_name = "N")]
     pub max_rejects: Option<u64>,
-    /// Log file, appended to (as the seeds' migration.log).
+    /// Log file, appended to.
     #[arg(long, default_value = "migration.log", value_name = "FILE")]
     pub log_file: PathBuf,
     /// Do not create the database or apply schema/ migrations.
@@ -301,7 +301,7 @@ pub enum PlanFormat {
 }
 
 pub fn main() -> ExitCode {
-    // Like the seeds: flags first, then the environment, then a .env file.
+    // Flags first, then the environment, then a .env file.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let code = match cli.command {

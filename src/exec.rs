@@ -10,7 +10,7 @@
 //!
 //! Knows the plan, the source and the sink; nothing of TOML or of the command line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -164,6 +164,42 @@ struct Encoding {
     fast: Option<FastEncoding>,
     /// Column types for binary COPY; `None` for the text format.
     binary: Option<Vec<SqlType>>,
+    /// A dry run's unique column sets, the mapping's key first: it rejects
+    /// repeated values itself, as a first load's server would (the first
+    /// document wins).
+    dedupe: Vec<UniqueSet>,
+}
+
+/// Columns (by index in the mapping) whose values together are unique.
+struct UniqueSet {
+    columns: Vec<usize>,
+    /// The reason for a repeat; the mapping's key says what the run says.
+    reason: String,
+}
+
+/// The mapping's key, then every other UNIQUE constraint of its table whose
+/// columns the mapping fills.
+fn unique_sets(plan: &Plan, m: &MappingPlan) -> Vec<UniqueSet> {
+    let mut sets = Vec::new();
+    if !m.key.is_empty() {
+        sets.push(UniqueSet { columns: m.key.clone(), reason: crate::sink::DUPLICATE_KEY.to_string() });
+    }
+    let Some(table) = plan.schema.table(&m.table) else { return sets };
+    for cols in std::iter::once(&table.primary_key).chain(&table.uniques) {
+        let idx: Option<Vec<usize>> = cols.iter().map(|c| m.columns.iter().position(|mc| &mc.name == c)).collect();
+        let Some(mut idx) = idx.filter(|i| !i.is_empty()) else { continue };
+        idx.sort_unstable();
+        let mut key = m.key.clone();
+        key.sort_unstable();
+        if idx != key && !sets.iter().any(|s: &UniqueSet| s.columns == idx) {
+            let reason = format!(
+                "duplicate key value violates unique constraint: an earlier row has the same ({})",
+                cols.join(", ")
+            );
+            sets.push(UniqueSet { columns: idx, reason });
+        }
+    }
+    sets
 }
 
 /// How rows are written when a mapping copies straight into its table
@@ -355,7 +391,8 @@ impl MappingRun<'_, '_> {
         }
         tracing::debug!(mapping = %m.name, direct_copy = fast.is_some());
         let direct = fast.is_some();
-        let encoding = Encoding { fast, binary: sink.binary.clone() };
+        let dedupe = if conn.is_none() { unique_sets(self.plan, m) } else { Vec::new() };
+        let encoding = Encoding { fast, binary: sink.binary.clone(), dedupe };
         let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size, encoding);
         let mut last_line = Instant::now();
         let mut stats = Vec::new();
@@ -501,7 +538,7 @@ impl MappingRun<'_, '_> {
     /// point at rows that do not exist; those are reported as rejects.
     async fn self_references(&mut self, sink: &TableSink, tx: &mut PgConnection) -> Result<u64, ExecError> {
         let m = self.m;
-        let encoding = Encoding { fast: None, binary: sink.binary.clone() };
+        let encoding = Encoding { fast: None, binary: sink.binary.clone(), dedupe: Vec::new() };
         let (mut rx, reader) = spawn_reader(self.source, m, None, self.opts.batch_size, encoding);
         while let Some(item) = rx.recv().await {
             match item? {
@@ -573,6 +610,7 @@ fn produce(
     };
     let mut mapper = RowMapper::new(m);
     let mut chunk = Chunk::new(batch);
+    let mut seen: Vec<HashSet<Vec<Option<String>>>> = encoding.dedupe.iter().map(|_| HashSet::new()).collect();
     while let Some(item) = stream.next_doc() {
         let item = match item {
             Ok(i) => i,
@@ -596,6 +634,10 @@ fn produce(
                 RowEvent::Row { element, mut cells } => {
                     rows += 1;
                     chunk.read += 1;
+                    if let Some(reason) = repeated(&encoding.dedupe, &mut seen, &cells) {
+                        chunk.rejects.push((doc_index, Rejection { element, column: None, reason }));
+                        return;
+                    }
                     if let Some(f) = &encoding.fast {
                         for (i, c) in cells.iter_mut().enumerate() {
                             if f.null[i] {
@@ -649,6 +691,30 @@ fn produce(
         let _ = tx.blocking_send(Ok(Produced::Chunk(Box::new(chunk))));
     }
     let _ = tx.blocking_send(Ok(Produced::Done(mapper.stats)));
+}
+
+/// A dry run's stand-in for the server's unique indexes: the reason when
+/// the row repeats an earlier row's values of a unique set; otherwise the
+/// row's values are recorded in every set. NULLs never collide.
+fn repeated(sets: &[UniqueSet], seen: &mut [HashSet<Vec<Option<String>>>], cells: &[Cell<'_>]) -> Option<String> {
+    let values: Vec<Option<Vec<Option<String>>>> = sets
+        .iter()
+        .map(|s| {
+            let v: Vec<Option<String>> = s.columns.iter().map(|&i| cells[i].identity()).collect();
+            v.iter().all(Option::is_some).then_some(v)
+        })
+        .collect();
+    for ((set, v), seen) in sets.iter().zip(&values).zip(seen.iter()) {
+        if v.as_ref().is_some_and(|v| seen.contains(v)) {
+            return Some(set.reason.clone());
+        }
+    }
+    for (v, seen) in values.into_iter().zip(seen.iter_mut()) {
+        if let Some(v) = v {
+            seen.insert(v);
+        }
+    }
+    None
 }
 
 fn progress_bar(bars: &MultiProgress, m: &MappingPlan, len: Option<u64>, mode: ProgressMode) -> ProgressBar {

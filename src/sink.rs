@@ -436,6 +436,9 @@ impl TableSink {
     }
 }
 
+/// Why a row whose key an earlier document already gave is rejected.
+pub const DUPLICATE_KEY: &str = "duplicate key: an earlier document of the source gives the same key";
+
 /// Runs a statement that removes staged rows repeating an earlier
 /// document's key (it returns their `__ord`) and rejects those rows.
 async fn reject_duplicates(
@@ -445,11 +448,7 @@ async fn reject_duplicates(
 ) -> Result<(), sqlx::Error> {
     for row in sqlx::query(sql(stmt)).fetch_all(&mut *tx).await? {
         let ord: i32 = row.try_get(0)?;
-        rejected.push(DbRejection {
-            ord: ord as usize,
-            column: None,
-            reason: "duplicate key: an earlier document of the source gives the same key".into(),
-        });
+        rejected.push(DbRejection { ord: ord as usize, column: None, reason: DUPLICATE_KEY.into() });
     }
     Ok(())
 }

@@ -357,7 +357,7 @@ impl ValidationReport {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// One line per table, like the seeds' report, then every failure in detail.
+    /// One line per table, then every failure in detail.
     pub fn render_text(&self) -> String {
         use std::fmt::Write;
         let mark = |ok: bool| if ok { "✅" } else { "❌" };

@@ -102,6 +102,64 @@ pub fn pushdown(m: &MappingPlan) -> Document {
     }
 }
 
+/// MongoDB's canonical order of BSON types, as `_id` sorts: brackets of
+/// `$type` names whose values compare with each other (`$gt` never crosses
+/// a bracket). Arrays, regular expressions and `undefined` cannot be an
+/// `_id`, but are listed so the order is complete.
+const TYPE_ORDER: &[&[&str]] = &[
+    &["minKey"],
+    &["undefined", "null"],
+    &["int", "long", "double", "decimal"],
+    &["symbol", "string"],
+    &["object"],
+    &["array"],
+    &["binData"],
+    &["objectId"],
+    &["bool"],
+    &["date"],
+    &["timestamp"],
+    &["regex"],
+    &["dbPointer"],
+    &["javascript"],
+    &["javascriptWithScope"],
+    &["maxKey"],
+];
+
+/// The bracket of [`TYPE_ORDER`] a value belongs to.
+fn bracket(v: &Bson) -> usize {
+    match v {
+        Bson::MinKey => 0,
+        Bson::Undefined | Bson::Null => 1,
+        Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_) => 2,
+        Bson::Symbol(_) | Bson::String(_) => 3,
+        Bson::Document(_) => 4,
+        Bson::Array(_) => 5,
+        Bson::Binary(_) => 6,
+        Bson::ObjectId(_) => 7,
+        Bson::Boolean(_) => 8,
+        Bson::DateTime(_) => 9,
+        Bson::Timestamp(_) => 10,
+        Bson::RegularExpression(_) => 11,
+        Bson::DbPointer(_) => 12,
+        Bson::JavaScriptCode(_) => 13,
+        Bson::JavaScriptCodeWithScope(_) => 14,
+        Bson::MaxKey => 15,
+    }
+}
+
+/// Every document whose `_id` sorts after `id`: greater within its type
+/// bracket (`$gt` compares only there), or of any later bracket. One `$type`
+/// per clause, which wire-compatible servers understand too.
+fn after_id(id: &Bson) -> Document {
+    let mut or = vec![Bson::Document(doc! { "_id": { "$gt": id.clone() } })];
+    for names in &TYPE_ORDER[bracket(id) + 1..] {
+        for name in *names {
+            or.push(Bson::Document(doc! { "_id": { "$type": *name } }));
+        }
+    }
+    doc! { "$or": or }
+}
+
 /// One collection read in `_id` order from a position.
 pub struct MongoStream {
     cursor: Cursor<Document>,
@@ -122,10 +180,11 @@ impl MongoStream {
         let mut filter = pushdown(m);
         if let Some(Position::AfterId { id }) = from {
             let id = Bson::try_from(id.clone()).map_err(|e| s.err(format!("bad checkpoint: {e}")))?;
+            let after = after_id(&id);
             filter = if filter.is_empty() {
-                doc! { "_id": { "$gt": id } }
+                after
             } else {
-                doc! { "$and": [ filter, { "_id": { "$gt": id } } ] }
+                doc! { "$and": [ filter, after ] }
             };
         }
         let coll = s.collection(&m.source);
@@ -164,5 +223,40 @@ impl DocStream for MongoStream {
             Some(id) => Position::AfterId { id: id.clone().into_relaxed_extjson() },
             None => self.start.clone().unwrap_or(Position::AfterId { id: serde_json::Value::Null }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn later_types(id: Bson) -> Vec<String> {
+        let f = after_id(&id);
+        let or = f.get_array("$or").unwrap();
+        assert_eq!(or[0].as_document().unwrap().get_document("_id").unwrap().get("$gt"), Some(&id));
+        or[1..]
+            .iter()
+            .map(|c| c.as_document().unwrap().get_document("_id").unwrap().get_str("$type").unwrap().to_string())
+            .collect()
+    }
+
+    /// A checkpoint at a string `_id` still reads every ObjectId, date,
+    /// boolean… after it, as MongoDB's `_id` order puts them later.
+    #[test]
+    fn resuming_after_an_id_reads_every_later_type() {
+        let after_string = later_types(Bson::String("m".into()));
+        for t in ["object", "binData", "objectId", "bool", "date", "timestamp", "maxKey"] {
+            assert!(after_string.iter().any(|x| x == t), "{t} missing after a string: {after_string:?}");
+        }
+        for t in ["string", "symbol", "int", "double", "null", "minKey"] {
+            assert!(!after_string.iter().any(|x| x == t), "{t} read again after a string");
+        }
+        // Numbers are one bracket: `$gt: 2.5` already covers ints, longs and decimals.
+        let after_number = later_types(Bson::Double(2.5));
+        assert_eq!(after_number[..2], ["symbol".to_string(), "string".to_string()]);
+        assert!(later_types(Bson::MaxKey).is_empty());
+        assert_eq!(later_types(Bson::MinKey).len(), TYPE_ORDER[1..].iter().map(|b| b.len()).sum::<usize>());
+        // Every bracket is reachable: the table and `bracket` agree.
+        assert_eq!(bracket(&Bson::MaxKey), TYPE_ORDER.len() - 1);
     }
 }

@@ -375,3 +375,58 @@ j = "$.j"
     assert_eq!(code, 0, "{out}");
     assert_eq!(db.one("SELECT count(*)::text FROM keyed"), "0", "{out}");
 }
+
+/// Item 14: a dry run rejects exactly the rows a first load rejects for
+/// repeating a key or another UNIQUE column, by PostgreSQL's equality
+/// (`1`, `1.0` and decimal `1.00` are one double; `-0` is `0`; numeric
+/// `1.50` is `1.5`), the first document winning.
+#[test]
+fn a_dry_run_rejects_the_duplicates_the_run_rejects() {
+    let work = tempfile::tempdir().unwrap();
+    let keyed =
+        "source = \"keyed\"\ntable = \"keyed\"\nkey = \"k\"\n[columns]\nk = \"$.k\"\nn = \"$.n\"\nj = \"$.j\"\n";
+    let mappings = project(work.path(), &[("keyed", keyed)]);
+    let lines = [
+        r#"{"_id": 1, "k": 1e20, "n": {"$numberDecimal": "1.5"}}"#,
+        r#"{"_id": 2, "k": 1, "n": 2.5}"#,
+        r#"{"_id": 3, "k": 1.0, "n": 3}"#,
+        r#"{"_id": 4, "k": {"$numberDecimal": "1.00"}, "n": 4}"#,
+        r#"{"_id": 5, "k": {"$numberDouble": "-0.0"}, "n": 5}"#,
+        r#"{"_id": 6, "k": 0, "n": 6}"#,
+        r#"{"_id": 7, "k": 7, "n": {"$numberDecimal": "1.50"}}"#,
+        r#"{"_id": 8, "k": 8, "j": {"b": 1, "a": 2}}"#,
+        r#"{"_id": 9, "k": 9}"#,
+    ];
+    let src = source(work.path(), "keyed.jsonl", &lines);
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    // The expectation, from the values above: 3 and 4 repeat 2's key, 6
+    // repeats 5's, 7 repeats 1's n; 8 and 9 have NULL n, which never collide.
+    let expected_rejects: Vec<i64> = vec![3, 4, 6, 7];
+    let outcome = |args: &[&str]| {
+        let out = work.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let rejects = out.join("rejects.jsonl");
+        let base = ["run", m, "--source", s, "--rejects", rejects.to_str().unwrap(), "--format", "json"];
+        let (code, report, text) = cli(work.path(), &[&base[..], args].concat());
+        let mut ids: Vec<i64> = read_rejects(&out)
+            .iter()
+            .map(|r| {
+                assert!(r["reason"].as_str().unwrap().starts_with("duplicate key"), "{r}");
+                r["document"]["_id"].as_i64().unwrap()
+            })
+            .collect();
+        ids.sort_unstable();
+        let mapping = &report["mappings"][0];
+        (code, mapping["loaded"].as_u64(), mapping["rejected"].as_u64(), ids, text)
+    };
+    let dry = outcome(&["--dry-run"]);
+    assert_eq!(dry.3, expected_rejects, "{}", dry.4);
+    assert_eq!((dry.0, dry.1, dry.2), (3, Some(5), Some(4)), "{}", dry.4);
+    for batch in ["5000", "1"] {
+        let db = TestDb::new("dupdry");
+        let run = outcome(&["--target", &db.url, "--batch-size", batch]);
+        assert_eq!((run.0, run.1, run.2, &run.3), (dry.0, dry.1, dry.2, &dry.3), "batch {batch}: {}", run.4);
+        assert_eq!(db.one("SELECT count(*)::text FROM keyed"), "5");
+    }
+}
