@@ -205,8 +205,24 @@ pub async fn execute(
             .bind(&s.table)
             .execute(&mut *tx)
             .await?;
+        // What was removed must load again: an interrupted run's checkpoints
+        // for these mappings go too, so the next run starts them over
+        // instead of skipping them as complete.
+        let mappings: Vec<String> = mappings_of(plan, &s.table).iter().map(|m| m.name.clone()).collect();
+        sqlx::query("DELETE FROM finlit_map.progress WHERE mapping = ANY($1)")
+            .bind(&mappings)
+            .execute(&mut *tx)
+            .await?;
         done.push((s.table.clone(), deleted));
     }
+    // An interrupted run with nothing left to continue is over.
+    sqlx::query(
+        "UPDATE finlit_map.runs r SET outcome = 'rolled back', finished_at = coalesce(finished_at, now())
+         WHERE outcome IN ('running', 'failed', 'interrupted')
+           AND NOT EXISTS (SELECT 1 FROM finlit_map.progress p WHERE p.run_id = r.run_id)",
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(done)
 }

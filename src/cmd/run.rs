@@ -99,7 +99,10 @@ pub async fn run(args: RunArgs) -> u8 {
         for _ in 1..jobs {
             match target::connect_for_loading(url).await {
                 Ok(c) => conns.push(c),
-                Err(e) => return super::fail(e),
+                Err(e) => {
+                    finish(Some(url), conns.first_mut(), run_id, "failed").await;
+                    return super::fail(e);
+                }
             }
         }
     }
@@ -117,7 +120,7 @@ pub async fn run(args: RunArgs) -> u8 {
         r = exec::run(&plan, &source, &mut conns, &opts, &mut rejects, &resume) => r,
         _ = tokio::signal::ctrl_c() => {
             let _ = rejects.flush();
-            finish(conns.first_mut(), run_id, "interrupted").await;
+            finish(args.target.as_deref(), conns.first_mut(), run_id, "interrupted").await;
             eprintln!("interrupted: committed chunks stay loaded; run the same command again to continue");
             tracing::warn!("interrupted");
             return 130;
@@ -126,7 +129,7 @@ pub async fn run(args: RunArgs) -> u8 {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            finish(conns.first_mut(), run_id, "failed").await;
+            finish(args.target.as_deref(), conns.first_mut(), run_id, "failed").await;
             tracing::error!(target: crate::cli::LOG_FILE_ONLY, "{e}");
             eprintln!("error: {e}");
             if e.resumable() && !args.dry_run {
@@ -137,7 +140,7 @@ pub async fn run(args: RunArgs) -> u8 {
             return exit::FAILED;
         }
     };
-    finish(conns.first_mut(), run_id, if report.rejected() > 0 { "finished with rejects" } else { "ok" }).await;
+    finish(args.target.as_deref(), conns.first_mut(), run_id, if report.rejected() > 0 { "finished with rejects" } else { "ok" }).await;
     match args.format {
         CheckFormat::Json => println!("{}", report.render_json()),
         CheckFormat::Text => {
@@ -154,13 +157,23 @@ pub async fn run(args: RunArgs) -> u8 {
     if report.rejected() > 0 { exit::REJECTS } else { exit::OK }
 }
 
-/// Records the run's outcome; a failure to do so is logged, not fatal (a
-/// run left `running` is continued by the next one).
-async fn finish(conn: Option<&mut sqlx::PgConnection>, run_id: i64, outcome: &str) {
-    if let Some(c) = conn
-        && let Err(e) = ledger::finish_run(c, run_id, outcome).await
-    {
-        tracing::warn!("could not record the run's outcome: {e}");
+/// Records the run's outcome on every exit path. The loading connection
+/// may be the reason the run failed (terminated, or left mid-COPY by a
+/// stopped mapping), so a fresh one is tried next; only when both fail is
+/// the run left `running` (the next run continues it), and that is said.
+async fn finish(url: Option<&str>, conn: Option<&mut sqlx::PgConnection>, run_id: i64, outcome: &str) {
+    let Some(c) = conn else { return };
+    let Err(first) = ledger::finish_run(c, run_id, outcome).await else { return };
+    let retried = match url {
+        Some(url) => match target::connect(url).await {
+            Ok(mut fresh) => ledger::finish_run(&mut fresh, run_id, outcome).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        None => Err(first.to_string()),
+    };
+    if let Err(e) = retried {
+        eprintln!("warning: could not record the run's outcome ({outcome}): {e}");
+        tracing::warn!("could not record the run's outcome ({outcome}): {first}; then {e}");
     }
 }
 

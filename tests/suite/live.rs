@@ -123,6 +123,32 @@ fn kill_9_at_any_point_then_rerun_gives_the_uninterrupted_database() {
     assert!(interrupted >= 2, "the runs ended before they could be killed");
 }
 
+/// Issue 10, item 1: a rollback after a crash resets the crashed run's
+/// checkpoints, so the next run loads everything again.
+#[test]
+fn rollback_after_an_interrupted_run_then_run_loads_everything() {
+    let expected = reference(&dump());
+    let db = TestDb::new("rbkill");
+    let work = tempfile::tempdir().unwrap();
+    let mut child = spawn_run(work.path(), dump().to_str().unwrap(), &db.url);
+    assert!(wait_for(&db, &mut child, 2600), "the run ended before it could be killed");
+    child.kill().unwrap();
+    let _ = finish(child);
+    let out = Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
+        .current_dir(work.path())
+        .args(["rollback", root().join("mappings").to_str().unwrap(), "--target", &db.url])
+        .args(["--all", "--confirm", &db.name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(committed(&db), 0);
+    let (code, _, stderr) = run(work.path(), &dump(), &db.url, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("continuing interrupted run"), "{stderr}");
+    assert_eq!(digests(&db), expected, "a run after the rollback must load everything");
+    validate_green(&db, &dump());
+}
+
 #[test]
 fn a_terminated_postgres_connection_fails_clearly_and_a_rerun_completes() {
     let expected = reference(&dump());
@@ -138,6 +164,8 @@ fn a_terminated_postgres_connection_fails_clearly_and_a_rerun_completes() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("PostgreSQL"), "{stderr}");
     assert!(stderr.contains("run the same command again to continue"), "{stderr}");
+    // Issue 10, item 5: the loading connection is gone, the outcome is still recorded.
+    assert_eq!(db.one("SELECT outcome FROM finlit_map.runs ORDER BY run_id DESC LIMIT 1"), "failed", "{stderr}");
     let (code, _, stderr) = run(work.path(), &dump(), &db.url, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("continuing interrupted run"), "{stderr}");
