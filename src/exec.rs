@@ -367,6 +367,7 @@ impl MappingRun<'_, '_> {
             },
         };
         let from = prior.and_then(|p| p.position.clone());
+        let fingerprint = self.source.fingerprint(&m.source);
         let expected = self.source.count(m).await;
         let bar = progress_bar(self.bars, m, expected, self.opts.progress);
         bar.set_position(r.documents);
@@ -441,7 +442,7 @@ impl MappingRun<'_, '_> {
             let flushed = lock(self.rejects).flush();
             flushed.map_err(|e| self.rejects_err(e))?;
             if let Some(mut tx) = tx {
-                ledger::save_progress(&mut tx, self.opts.run_id, &r, Some(&chunk.position), false)
+                ledger::save_progress(&mut tx, self.opts.run_id, &r, Some(&chunk.position), fingerprint.as_deref(), false)
                     .await
                     .map_err(|e| self.db(e))?;
                 tx.commit().await.map_err(|e| self.db(e))?;
@@ -478,7 +479,7 @@ impl MappingRun<'_, '_> {
             }
             r.seconds += started.elapsed().as_secs_f64();
             r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
-            ledger::save_progress(&mut tx, self.opts.run_id, &r, None, true).await.map_err(|e| self.db(e))?;
+            ledger::save_progress(&mut tx, self.opts.run_id, &r, None, fingerprint.as_deref(), true).await.map_err(|e| self.db(e))?;
             ledger::record_mapping(&mut tx, self.opts.run_id, &r).await.map_err(|e| self.db(e))?;
             tx.commit().await.map_err(|e| self.db(e))?;
         } else {

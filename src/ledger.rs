@@ -54,6 +54,9 @@ CREATE TABLE IF NOT EXISTS finlit_map.loaded_chunks (
     run_id     BIGINT NOT NULL,
     keys       TEXT[] NOT NULL
 );
+-- What the source collection was when the checkpoint was taken (added
+-- after the first release, hence ALTER).
+ALTER TABLE finlit_map.progress ADD COLUMN IF NOT EXISTS fingerprint TEXT;
 CREATE INDEX IF NOT EXISTS loaded_chunks_table ON finlit_map.loaded_chunks (table_name, mapping);
 ";
 
@@ -161,6 +164,8 @@ pub struct Progress {
     pub done: bool,
     pub position: Option<Position>,
     pub report: MappingReport,
+    /// The source collection's fingerprint when the checkpoint was taken.
+    pub fingerprint: Option<String>,
 }
 
 /// The newest run from this source that did not finish (killed, failed,
@@ -178,7 +183,7 @@ pub async fn unfinished_run(
     if !matches!(outcome.as_str(), "running" | "failed" | "interrupted") {
         return Ok(None);
     }
-    let rows = sqlx::query("SELECT mapping, done, position, report FROM finlit_map.progress WHERE run_id = $1")
+    let rows = sqlx::query("SELECT mapping, done, position, report, fingerprint FROM finlit_map.progress WHERE run_id = $1")
         .bind(run_id)
         .fetch_all(&mut *conn)
         .await?;
@@ -192,6 +197,7 @@ pub async fn unfinished_run(
                 done: r.try_get(1)?,
                 position: position.and_then(|p| serde_json::from_value(p).ok()),
                 report: serde_json::from_value(report).unwrap_or_default(),
+                fingerprint: r.try_get(4)?,
             },
         ));
     }
@@ -215,21 +221,25 @@ pub async fn save_progress(
     run_id: i64,
     report: &MappingReport,
     position: Option<&Position>,
+    fingerprint: Option<&str>,
     done: bool,
 ) -> Result<(), sqlx::Error> {
     let position = position.map(|p| serde_json::to_value(p).unwrap_or_default());
     let mapping = report.mapping.clone();
     let report = serde_json::to_value(report).unwrap_or_default();
     sqlx::query(
-        "INSERT INTO finlit_map.progress (run_id, mapping, done, position, report) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO finlit_map.progress (run_id, mapping, done, position, report, fingerprint)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (run_id, mapping) DO UPDATE
-         SET done = EXCLUDED.done, position = EXCLUDED.position, report = EXCLUDED.report, updated_at = now()",
+         SET done = EXCLUDED.done, position = EXCLUDED.position, report = EXCLUDED.report,
+             fingerprint = EXCLUDED.fingerprint, updated_at = now()",
     )
     .bind(run_id)
     .bind(mapping)
     .bind(done)
     .bind(position)
     .bind(report)
+    .bind(fingerprint)
     .execute(conn)
     .await
     .map(|_| ())

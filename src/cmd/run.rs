@@ -69,6 +69,7 @@ pub async fn run(args: RunArgs) -> u8 {
             match ledger::unfinished_run(c, &source_label).await? {
                 Some((id, progress)) if !args.restart => {
                     ledger::set_outcome(c, id, "running").await?;
+                    let progress = same_source(&plan, &source, id, progress);
                     let done = progress.iter().filter(|(_, p)| p.done).count();
                     eprintln!(
                         "continuing interrupted run {id}: {done} mappings were complete, {} partly loaded (--restart starts over)",
@@ -155,6 +156,36 @@ pub async fn run(args: RunArgs) -> u8 {
     }
     tracing::info!(rejected = report.rejected(), seconds = report.seconds, "run finished");
     if report.rejected() > 0 { exit::REJECTS } else { exit::OK }
+}
+
+/// The checkpoints that still describe the source: a mapping whose
+/// collection changed since the interrupted run took its checkpoint (a
+/// re-export, a replaced file, a re-created collection) starts over, which
+/// is safe because rows are matched by key. Never continue into other data.
+fn same_source(
+    plan: &crate::plan::Plan,
+    source: &Source,
+    run_id: i64,
+    progress: Vec<(String, ledger::Progress)>,
+) -> Vec<(String, ledger::Progress)> {
+    progress
+        .into_iter()
+        .filter(|(name, p)| {
+            let Some(m) = plan.mappings.iter().find(|m| &m.name == name) else { return true };
+            let now = source.fingerprint(&m.source);
+            if p.fingerprint == now {
+                return true;
+            }
+            let was = p.fingerprint.as_deref().unwrap_or("not recorded");
+            let now = now.as_deref().unwrap_or("unknown");
+            eprintln!(
+                "the source of `{name}` ({}) changed since run {run_id} stopped (then: {was}; now: {now}): `{name}` starts over",
+                m.source
+            );
+            tracing::warn!(mapping = %name, was, now, "source changed since the checkpoint; starting the mapping over");
+            false
+        })
+        .collect()
 }
 
 /// Records the run's outcome on every exit path. The loading connection

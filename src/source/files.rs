@@ -567,3 +567,30 @@ mod tests {
         assert_eq!(rest, vec![1, 2]);
     }
 }
+
+/// Size, modification time and SHA-256 of the first and last 64 KiB.
+pub fn fingerprint(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    const EDGE: u64 = 64 * 1024;
+    let mut f = File::open(path)?;
+    let meta = f.metadata()?;
+    let len = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let mut hash = Sha256::new();
+    let mut buf = vec![0; EDGE.min(len) as usize];
+    f.read_exact(&mut buf)?;
+    hash.update(&buf);
+    if len > EDGE {
+        let start = (len - EDGE).max(EDGE);
+        f.seek(SeekFrom::Start(start))?;
+        buf.clear();
+        f.take(EDGE).read_to_end(&mut buf)?;
+        hash.update(&buf);
+    }
+    let digest: String = hash.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+    Ok(format!("size {len}, modified {mtime}, sha256 {digest}"))
+}

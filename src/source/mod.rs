@@ -193,6 +193,19 @@ impl Source {
         }
     }
 
+    /// What identifies the collection's current content, stored with each
+    /// checkpoint: a run continues only into the same content. A file:
+    /// its size, modification time and a hash of its first and last 64 KiB
+    /// (a re-export changes at least one). A live collection: its UUID,
+    /// which a drop and re-import changes (its documents change all the
+    /// time; continuing by `_id` is right for them). `None`: unknown.
+    pub fn fingerprint(&self, collection: &str) -> Option<String> {
+        match self {
+            Source::Files(f) => files::fingerprint(&f.collections.get(collection)?.path).ok(),
+            Source::Mongo(m) => m.uuid(collection),
+        }
+    }
+
     /// Whether the server applies the mapping's filter (documents it
     /// excludes are then never read).
     pub fn filters_on_server(&self) -> bool {

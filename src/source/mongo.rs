@@ -23,6 +23,8 @@ pub struct MongoSource {
     client: Client,
     pub database: String,
     pub collections: Vec<String>,
+    /// Each collection's UUID, where the server reports one.
+    uuids: std::collections::BTreeMap<String, String>,
 }
 
 impl MongoSource {
@@ -40,22 +42,28 @@ impl MongoSource {
         let client = Client::with_options(opts).map_err(|e| err(e.to_string()))?;
         let reply = client
             .database(&database)
-            .run_command(doc! { "listCollections": 1, "nameOnly": true })
+            .run_command(doc! { "listCollections": 1 })
             .await
             .map_err(|e| err(e.to_string()))?;
-        let mut collections: Vec<String> = reply
+        let batch = reply
             .get_document("cursor")
             .and_then(|c| c.get_array("firstBatch"))
-            .map(|batch| {
-                batch
-                    .iter()
-                    .filter_map(|c| c.as_document()?.get_str("name").ok().map(str::to_string))
-                    .filter(|n| !n.starts_with("system."))
-                    .collect()
-            })
             .map_err(|e| err(format!("unexpected listCollections reply: {e}")))?;
+        let mut collections = Vec::new();
+        let mut uuids = std::collections::BTreeMap::new();
+        for c in batch.iter().filter_map(Bson::as_document) {
+            let Ok(name) = c.get_str("name") else { continue };
+            if name.starts_with("system.") {
+                continue;
+            }
+            if let Some(Bson::Binary(b)) = c.get_document("info").ok().and_then(|i| i.get("uuid")) {
+                let hex: String = b.bytes.iter().map(|x| format!("{x:02x}")).collect();
+                uuids.insert(name.to_string(), format!("uuid {hex}"));
+            }
+            collections.push(name.to_string());
+        }
         collections.sort();
-        Ok(MongoSource { uri: uri.to_string(), client, database, collections })
+        Ok(MongoSource { uri: uri.to_string(), client, database, collections, uuids })
     }
 
     fn collection(&self, name: &str) -> Collection<Document> {
@@ -64,6 +72,10 @@ impl MongoSource {
 
     fn err(&self, e: impl std::fmt::Display) -> SourceError {
         SourceError::Mongo { uri: redact(&self.uri), reason: e.to_string() }
+    }
+
+    pub fn uuid(&self, collection: &str) -> Option<String> {
+        self.uuids.get(collection).cloned()
     }
 
     pub async fn count(&self, collection: &str, filter: &Document) -> Result<u64, SourceError> {

@@ -430,3 +430,30 @@ fn a_dry_run_rejects_the_duplicates_the_run_rejects() {
         assert_eq!(db.one("SELECT count(*)::text FROM keyed"), "5");
     }
 }
+
+/// Issue 10, item 2: a source file replaced after an interrupted run (a
+/// re-export) is read from its start, never from the old checkpoint.
+#[test]
+fn resume_notices_that_the_source_changed() {
+    let work = tempfile::tempdir().unwrap();
+    let mappings = project(work.path(), &[("vals", MAPPING)]);
+    let doc = |id: i32, i: &str| format!(r#"{{"_id": {id}, "i": {i}, "s": "v{id}"}}"#);
+    // Document 10 holds a value an integer column refuses: the run stops there.
+    let first: Vec<String> = (1..=20).map(|id| doc(id, if id == 10 { "\"x\"" } else { "1" })).collect();
+    let src = source(work.path(), "vals.jsonl", &first.iter().map(String::as_str).collect::<Vec<_>>());
+    let db = TestDb::new("fingerprint");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let args = ["run", m, "--source", s, "--target", &db.url, "--batch-size", "1"];
+    let (code, _, out) = cli(work.path(), &[&args[..], &["--max-rejects", "0"]].concat());
+    assert_eq!(code, 1, "{out}");
+    // The re-export: fixed, and ten new documents at its head.
+    let mut second: Vec<String> = (21..=30).map(|id| doc(id, "2")).collect();
+    second.extend((1..=20).map(|id| doc(id, "1")));
+    source(work.path(), "vals.jsonl", &second.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, _, out) = cli(work.path(), &args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("changed since run 1 stopped") && out.contains("`vals` starts over"), "{out}");
+    let ids = db.one("SELECT string_agg(id::text, ',' ORDER BY id) FROM vals WHERE i IS NOT NULL");
+    let expected: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected.join(","));
+}
