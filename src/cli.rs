@@ -237,6 +237,10 @@ pub struct RunArgs {
     /// Start over instead of continuing an interrupted run from its checkpoints.
     #[arg(long)]
     pub restart: bool,
+    /// When another run (or rollback) holds the target, wait for it to
+    /// finish instead of exiting 1.
+    #[arg(long)]
+    pub wait: bool,
     /// Mappings of one stage loaded at once, each on its own connection.
     /// Default: the number of CPU cores.
     #[arg(long, value_name = "N")]

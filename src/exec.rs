@@ -442,9 +442,16 @@ impl MappingRun<'_, '_> {
             let flushed = lock(self.rejects).flush();
             flushed.map_err(|e| self.rejects_err(e))?;
             if let Some(mut tx) = tx {
-                ledger::save_progress(&mut tx, self.opts.run_id, &r, Some(&chunk.position), fingerprint.as_deref(), false)
-                    .await
-                    .map_err(|e| self.db(e))?;
+                ledger::save_progress(
+                    &mut tx,
+                    self.opts.run_id,
+                    &r,
+                    Some(&chunk.position),
+                    fingerprint.as_deref(),
+                    false,
+                )
+                .await
+                .map_err(|e| self.db(e))?;
                 tx.commit().await.map_err(|e| self.db(e))?;
             }
             if let Some(limit) = self.opts.max_rejects
@@ -479,7 +486,9 @@ impl MappingRun<'_, '_> {
             }
             r.seconds += started.elapsed().as_secs_f64();
             r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
-            ledger::save_progress(&mut tx, self.opts.run_id, &r, None, fingerprint.as_deref(), true).await.map_err(|e| self.db(e))?;
+            ledger::save_progress(&mut tx, self.opts.run_id, &r, None, fingerprint.as_deref(), true)
+                .await
+                .map_err(|e| self.db(e))?;
             ledger::record_mapping(&mut tx, self.opts.run_id, &r).await.map_err(|e| self.db(e))?;
             tx.commit().await.map_err(|e| self.db(e))?;
         } else {

@@ -21,6 +21,9 @@ CREATE TABLE IF NOT EXISTS finlit_map.runs (
     outcome     TEXT NOT NULL DEFAULT 'running',
     source      TEXT
 );
+-- Who runs it, for a second run to name (added later, hence ALTER).
+ALTER TABLE finlit_map.runs ADD COLUMN IF NOT EXISTS host TEXT;
+ALTER TABLE finlit_map.runs ADD COLUMN IF NOT EXISTS pid INTEGER;
 CREATE TABLE IF NOT EXISTS finlit_map.mapping_runs (
     run_id      BIGINT NOT NULL REFERENCES finlit_map.runs (run_id),
     mapping     TEXT NOT NULL,
@@ -69,10 +72,103 @@ pub async fn ensure(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 }
 
 pub async fn start_run(conn: &mut PgConnection, source: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("INSERT INTO finlit_map.runs (source) VALUES ($1) RETURNING run_id")
+    sqlx::query_scalar("INSERT INTO finlit_map.runs (source, host, pid) VALUES ($1, $2, $3) RETURNING run_id")
         .bind(source)
+        .bind(hostname())
+        .bind(std::process::id() as i32)
         .fetch_one(conn)
         .await
+}
+
+/// The advisory lock that makes runs (and rollbacks) of one target
+/// database exclusive. Session-level: it goes with the connection, so a
+/// killed run never leaves it behind.
+const RUN_LOCK: i64 = 727_275;
+
+/// Who holds a target: the newest run still marked running, if recorded.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub run_id: Option<i64>,
+    pub host: Option<String>,
+    pub pid: Option<i32>,
+    pub started_at: Option<String>,
+    /// The holder's PostgreSQL backend, always known.
+    pub backend: i32,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.run_id {
+            Some(id) => write!(f, "run {id}")?,
+            None => write!(f, "a finlit-map command")?,
+        }
+        if let Some(h) = &self.host {
+            write!(f, " on {h}")?;
+        }
+        if let Some(p) = self.pid {
+            write!(f, " (pid {p})")?;
+        }
+        if let Some(t) = &self.started_at {
+            write!(f, ", started {t}")?;
+        }
+        write!(f, "; PostgreSQL backend {}", self.backend)
+    }
+}
+
+/// Takes the target's run lock on this connection, or says who holds it.
+/// With `wait`, blocks until the holder is done.
+pub async fn lock_target(conn: &mut PgConnection, wait: bool) -> Result<Result<(), Holder>, sqlx::Error> {
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(RUN_LOCK).fetch_one(&mut *conn).await?;
+    if got {
+        return Ok(Ok(()));
+    }
+    let holder = holder(conn).await?;
+    if !wait {
+        return Ok(Err(holder));
+    }
+    eprintln!("waiting for {holder} to finish (--wait)");
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(RUN_LOCK).execute(&mut *conn).await?;
+    Ok(Ok(()))
+}
+
+async fn holder(conn: &mut PgConnection) -> Result<Holder, sqlx::Error> {
+    let (lo, hi) = (RUN_LOCK & 0xffff_ffff, RUN_LOCK >> 32);
+    let backend: Option<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = \
+         (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = $1::bigint::oid AND objid = $2::bigint::oid LIMIT 1",
+    )
+    .bind(hi)
+    .bind(lo)
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten();
+    let run: Option<(i64, Option<String>, Option<i32>, String)> = match sqlx::query_as(
+        "SELECT run_id, host, pid, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+         FROM finlit_map.runs WHERE outcome = 'running' ORDER BY run_id DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => None,
+    };
+    Ok(Holder {
+        run_id: run.as_ref().map(|r| r.0),
+        host: run.as_ref().and_then(|r| r.1.clone()),
+        pid: run.as_ref().and_then(|r| r.2),
+        started_at: run.map(|r| r.3),
+        backend: backend.unwrap_or_default(),
+    })
+}
+
+/// This machine's name, for a second run to say where the first one is.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "an unknown host".into())
 }
 
 pub async fn record_mapping(conn: &mut PgConnection, run_id: i64, m: &MappingReport) -> Result<(), sqlx::Error> {
@@ -183,10 +279,11 @@ pub async fn unfinished_run(
     if !matches!(outcome.as_str(), "running" | "failed" | "interrupted") {
         return Ok(None);
     }
-    let rows = sqlx::query("SELECT mapping, done, position, report, fingerprint FROM finlit_map.progress WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows =
+        sqlx::query("SELECT mapping, done, position, report, fingerprint FROM finlit_map.progress WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_all(&mut *conn)
+            .await?;
     let mut out = Vec::new();
     for r in rows {
         let position: Option<serde_json::Value> = r.try_get(2)?;

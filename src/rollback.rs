@@ -41,7 +41,8 @@ pub struct TableCount {
     pub migrated: u64,
 }
 
-async fn ledger_exists(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+/// Whether the target has the ledger (any migration ran against it).
+pub async fn ledger_exists(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     let r: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('finlit_map.loaded_chunks')::text").fetch_one(&mut *conn).await?;
     Ok(r.is_some())

@@ -67,8 +67,12 @@ pub async fn ensure_database(url: &str) -> Result<bool, TargetError> {
     if exists {
         return Ok(false);
     }
-    Postgres::create_database(url).await.map_err(|source| TargetError::Create { url: redact(url), source })?;
-    Ok(true)
+    match Postgres::create_database(url).await {
+        Ok(()) => Ok(true),
+        // Another run created it between the check and here: that is fine.
+        Err(_) if Postgres::database_exists(url).await.unwrap_or(false) => Ok(false),
+        Err(source) => Err(TargetError::Create { url: redact(url), source }),
+    }
 }
 
 /// A migration of `schema/` and whether the target has it.

@@ -40,6 +40,16 @@ pub async fn run(args: RollbackArgs) -> u8 {
     if !args.dry_run && args.confirm.is_none() {
         return super::fail("nothing deleted: add --dry-run to see what would go, or --confirm to delete");
     }
+    // Not while a run loads: its chunks would land after the rollback.
+    if crate::rollback::ledger_exists(&mut conn).await.unwrap_or(false) {
+        match crate::ledger::lock_target(&mut conn, false).await {
+            Ok(Ok(())) => {}
+            Ok(Err(holder)) => {
+                return super::fail(format!("nothing deleted: a finlit-map command is using this target: {holder}"));
+            }
+            Err(e) => return super::fail(format!("locking the target: {e}")),
+        }
+    }
     let steps = match plan_rollback(&plan, &tables, args.cascade, &mut conn).await {
         Ok(s) => s,
         Err(e) => return super::fail(e),

@@ -52,7 +52,7 @@ pub async fn run(args: RunArgs) -> u8 {
         let Some(url) = args.target.as_deref() else {
             return super::fail("no target: pass --target postgres://… or set DATABASE_URL (or use --dry-run)");
         };
-        match prepare_target(url, &plan, args.no_schema).await {
+        match prepare_target(url, &plan, args.no_schema, args.wait).await {
             Ok(c) => conn = Some(c),
             Err(e) => {
                 tracing::error!(target: crate::cli::LOG_FILE_ONLY, "{e}");
@@ -141,7 +141,13 @@ pub async fn run(args: RunArgs) -> u8 {
             return exit::FAILED;
         }
     };
-    finish(args.target.as_deref(), conns.first_mut(), run_id, if report.rejected() > 0 { "finished with rejects" } else { "ok" }).await;
+    finish(
+        args.target.as_deref(),
+        conns.first_mut(),
+        run_id,
+        if report.rejected() > 0 { "finished with rejects" } else { "ok" },
+    )
+    .await;
     match args.format {
         CheckFormat::Json => println!("{}", report.render_json()),
         CheckFormat::Text => {
@@ -212,21 +218,43 @@ async fn prepare_target(
     url: &str,
     plan: &crate::plan::Plan,
     no_schema: bool,
-) -> Result<sqlx::PgConnection, target::TargetError> {
-    if !no_schema && target::ensure_database(url).await? {
+    wait: bool,
+) -> Result<sqlx::PgConnection, String> {
+    if !no_schema && target::ensure_database(url).await.map_err(|e| e.to_string())? {
         eprintln!("created database {}", redact(url));
         tracing::info!("created database {}", redact(url));
     }
-    let mut conn = target::connect_for_loading(url).await?;
+    let mut conn = target::connect_for_loading(url).await.map_err(|e| e.to_string())?;
+    // One run per target at a time, from before its schema is applied: a
+    // second run would continue the first's checkpoints while it still
+    // writes them.
+    match ledger::lock_target(&mut conn, wait).await {
+        Ok(Ok(())) => {}
+        Ok(Err(holder)) => {
+            return Err(format!(
+                "another finlit-map command is using this target: {holder}\n  wait for it to finish, or pass --wait"
+            ));
+        }
+        Err(e) => return Err(format!("locking the target: {e}")),
+    }
+    prepare_locked(&mut conn, plan, no_schema).await.map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+async fn prepare_locked(
+    conn: &mut sqlx::PgConnection,
+    plan: &crate::plan::Plan,
+    no_schema: bool,
+) -> Result<(), target::TargetError> {
     if !no_schema {
-        let applied = target::apply_schema(&mut conn, &plan.schema_dir).await?;
+        let applied = target::apply_schema(conn, &plan.schema_dir).await?;
         for m in &applied {
             eprintln!("applied schema migration {} {}", m.version, m.description);
             tracing::info!(version = m.version, "applied schema migration {}", m.description);
         }
     }
     let tables: Vec<&str> = plan.mappings.iter().map(|m| m.table.as_str()).collect();
-    target::check_tables(&mut conn, &tables).await?;
-    ledger::ensure(&mut conn).await?;
-    Ok(conn)
+    target::check_tables(conn, &tables).await?;
+    ledger::ensure(conn).await?;
+    Ok(())
 }

@@ -575,11 +575,8 @@ pub fn fingerprint(path: &Path) -> std::io::Result<String> {
     let mut f = File::open(path)?;
     let meta = f.metadata()?;
     let len = meta.len();
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+    let mtime =
+        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
     let mut hash = Sha256::new();
     let mut buf = vec![0; EDGE.min(len) as usize];
     f.read_exact(&mut buf)?;

@@ -149,6 +149,63 @@ fn rollback_after_an_interrupted_run_then_run_loads_everything() {
     validate_green(&db, &dump());
 }
 
+/// Issue 10, item 4: a second run on a target another run is loading
+/// exits 1 naming the first (no false duplicate rejects); with `--wait`
+/// it waits, then finds everything loaded. Two runs started together on a
+/// database that does not exist yet both get through its creation.
+#[test]
+fn two_runs_at_once_on_one_target_are_excluded() {
+    let expected = reference(&dump());
+    let db = TestDb::new("twice");
+    let (work, work2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut first = spawn_run(work.path(), dump().to_str().unwrap(), &db.url);
+    assert!(wait_for(&db, &mut first, 200), "the first run ended early");
+    let (code, _, stderr) = run(work2.path(), &dump(), &db.url, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("another finlit-map command is using this target: run 1 on "), "{stderr}");
+    assert!(stderr.contains(&format!("(pid {})", first.id())), "{stderr}");
+    assert!(!work2.path().join("rejects.jsonl").exists(), "the second run must not touch anything");
+    let mut waiting = Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
+        .current_dir(work2.path())
+        .arg("run")
+        .arg(root().join("mappings"))
+        .args(["--source", dump().to_str().unwrap(), "--target", &db.url, "--wait"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, stderr) = finish(first);
+    assert_eq!(code, 0, "{stderr}");
+    let status = waiting.wait().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut waiting.stderr.take().unwrap(), &mut text).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("waiting for run 1"), "{text}");
+    assert!(!work2.path().join("rejects.jsonl").exists(), "{text}");
+    assert_eq!(digests(&db), expected);
+
+    let fresh = TestDb::new("twice_fresh");
+    let both: Vec<Child> = [work.path(), work2.path()]
+        .iter()
+        .map(|w| {
+            Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
+                .current_dir(w)
+                .arg("run")
+                .arg(root().join("mappings"))
+                .args(["--source", dump().to_str().unwrap(), "--target", &fresh.url, "--wait"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in both {
+        let (code, stderr) = finish(child);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    assert_eq!(digests(&fresh), expected);
+}
+
 #[test]
 fn a_terminated_postgres_connection_fails_clearly_and_a_rerun_completes() {
     let expected = reference(&dump());
