@@ -24,25 +24,149 @@ pub enum TargetError {
     MissingTable(String),
 }
 
-/// A connection string with its password replaced by `***`. Done on the
-/// text, not by URL parsing: multi-host MongoDB URIs are not valid URLs.
+/// A connection string with every secret replaced by `***`: the password
+/// of the userinfo (`scheme://user:secret@host`), any parameter whose name
+/// says password, secret or token (`?password=…`, `sslpassword`,
+/// `tlsCertificateKeyFilePassword`, percent-encoded names too), MongoDB's
+/// `AWS_SESSION_TOKEN` mechanism property, and the same keywords in a
+/// libpq `key=value` string, quoted or not. Done on the text, not by URL
+/// parsing: multi-host MongoDB URIs are not valid URLs.
 pub fn redact(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &rest[at..]);
+    match url.find("://") {
+        Some(scheme_end) => redact_uri(&url[..scheme_end + 3], &url[scheme_end + 3..]),
+        None => redact_keywords(url),
+    }
+}
+
+fn is_secret(name: &str) -> bool {
+    let n = percent_decode(name).to_ascii_lowercase();
+    ["password", "secret", "token"].iter().any(|w| n.contains(w))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn redact_uri(scheme: &str, rest: &str) -> String {
+    let (before_query, query) = match rest.find('?') {
+        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+        None => (rest, None),
+    };
+    let mut out = scheme.to_string();
+    // The userinfo ends at the last `@` before the query: a raw `@` in a
+    // password still stays inside it.
+    match before_query.rfind('@') {
+        Some(at) => {
+            let userinfo = &before_query[..at];
+            match userinfo.find(':') {
+                Some(colon) => {
+                    out.push_str(&userinfo[..colon]);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&before_query[at..]);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if is_secret(k) => format!("{k}=***"),
+                Some((k, v)) if percent_decode(k).eq_ignore_ascii_case("authMechanismProperties") => {
+                    format!("{k}={}", redact_properties(v))
+                }
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// `AWS_SESSION_TOKEN:…` (and any property named like a secret) in a
+/// comma-separated `name:value` list, itself maybe percent-encoded.
+fn redact_properties(v: &str) -> String {
+    let decoded = percent_decode(v);
+    let props: Vec<String> = decoded
+        .split(',')
+        .map(|p| match p.split_once(':') {
+            Some((k, _)) if is_secret(k) => format!("{k}:***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    props.join(",")
+}
+
+/// libpq's `keyword = value` form: values bare or single-quoted with `\'`
+/// and `\\` escapes, spaces allowed around `=`.
+fn redact_keywords(s: &str) -> String {
+    let b: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_whitespace() {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !b[i].is_whitespace() && b[i] != '=' {
+            i += 1;
+        }
+        let key: String = b[start..i].iter().collect();
+        let mut j = i;
+        while j < b.len() && b[j].is_whitespace() {
+            j += 1;
+        }
+        if j >= b.len() || b[j] != '=' {
+            out.push_str(&key);
+            continue;
+        }
+        j += 1;
+        while j < b.len() && b[j].is_whitespace() {
+            j += 1;
+        }
+        let value_start = j;
+        if j < b.len() && b[j] == '\'' {
+            j += 1;
+            while j < b.len() && b[j] != '\'' {
+                j += if b[j] == '\\' { 2 } else { 1 };
+            }
+            j = (j + 1).min(b.len());
+        } else {
+            while j < b.len() && !b[j].is_whitespace() {
+                j += 1;
             }
         }
-        return url.to_string();
+        out.push_str(&key);
+        out.push('=');
+        if is_secret(&key) {
+            out.push_str("***");
+        } else {
+            out.extend(&b[value_start..j.min(b.len())]);
+        }
+        i = j;
     }
-    // A key=value connection string: hide any password= field.
-    url.split_whitespace()
-        .map(|p| if p.starts_with("password=") { "password=***" } else { p })
-        .collect::<Vec<_>>()
-        .join(" ")
+    out
 }
 
 pub async fn connect(url: &str) -> Result<PgConnection, TargetError> {
@@ -153,5 +277,43 @@ mod tests {
             redact("mongodb://app:pw@m1,m2/finlit?replicaSet=rs"),
             "mongodb://app:***@m1,m2/finlit?replicaSet=rs"
         );
+    }
+
+    /// Issue 10, item 12: every form libpq and the MongoDB driver accept.
+    #[test]
+    fn every_password_form_is_redacted() {
+        let cases = [
+            ("postgres://u@h/db?password=s3cr3t", "postgres://u@h/db?password=***"),
+            (
+                "postgresql://u@h/db?sslmode=disable&password=s3cr3t&x=1",
+                "postgresql://u@h/db?sslmode=disable&password=***&x=1",
+            ),
+            ("postgres://u@h/db?pass%77ord=s3cr3t", "postgres://u@h/db?pass%77ord=***"),
+            ("postgres://u@h/db?PASSWORD=s3cr3t", "postgres://u@h/db?PASSWORD=***"),
+            ("postgres://u@h/db?sslpassword=s3cr3t", "postgres://u@h/db?sslpassword=***"),
+            ("postgres://u:p%40ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:s3cr3t@[::1]:5432/db", "postgres://u:***@[::1]:5432/db"),
+            ("mongodb+srv://u:s3cr3t@cluster.example.net/finlit", "mongodb+srv://u:***@cluster.example.net/finlit"),
+            (
+                "mongodb://h/?tlsCertificateKeyFilePassword=s3cr3t&tls=true",
+                "mongodb://h/?tlsCertificateKeyFilePassword=***&tls=true",
+            ),
+            (
+                "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:s3cr3t",
+                "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:***",
+            ),
+            ("host=h password=s3cr3t dbname=x", "host=h password=*** dbname=x"),
+            ("host=h password = s3cr3t dbname=x", "host=h password=*** dbname=x"),
+            ("host=h password='s3 cr3t' dbname=x", "host=h password=*** dbname=x"),
+            (r"host=h password='it\'s s3cr3t' dbname=x", "host=h password=*** dbname=x"),
+            ("password=s3cr3t", "password=***"),
+            ("host=h dbname=x", "host=h dbname=x"),
+        ];
+        for (given, shown) in cases {
+            let r = redact(given);
+            assert_eq!(r, shown, "{given}");
+            assert!(!r.contains("s3cr3t") && !r.contains("cr3t"), "{given} → {r}");
+        }
     }
 }

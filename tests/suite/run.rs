@@ -287,6 +287,31 @@ fn a_truncated_bson_file_fails_with_a_clear_message() {
     assert_eq!(db.one("SELECT count(*)::text FROM achievements"), "0");
 }
 
+/// Issue 10, item 12: a password given as a parameter (here from `.env`;
+/// the server trusts local connections, so it is ignored) appears nowhere,
+/// on success or on failure.
+#[test]
+fn passwords_in_parameters_never_show() {
+    let db = TestDb::new("secret");
+    let work = tempfile::tempdir().unwrap();
+    let src = json_source(&[("learners", LEARNER)]);
+    let url = format!("{}?password=s3cr3t-value", db.url);
+    std::fs::write(work.path().join(".env"), format!("DATABASE_URL={url}\n")).unwrap();
+    let mappings = root().join("mappings");
+    let args = ["run", path(&mappings), "--collection", "learners", "--source", path(src.path())];
+    let (code, stdout, stderr) = finlit_map(work.path(), &args);
+    assert_eq!(code, 0, "{stderr}");
+    // A failure names the target too: a database on a port nobody listens on.
+    let bad = "postgres://u@127.0.0.1:1/x?sslmode=disable&password=s3cr3t-value";
+    let (code, stdout2, stderr2) = finlit_map(work.path(), &[&args[..], &["--target", bad]].concat());
+    assert_eq!(code, 1, "{stderr2}");
+    assert!(stderr2.contains("password=***"), "{stderr2}");
+    let log = std::fs::read_to_string(work.path().join("migration.log")).unwrap();
+    for text in [&stdout, &stderr, &stdout2, &stderr2, &log] {
+        assert!(!text.contains("s3cr3t"), "a password leaked: {text}");
+    }
+}
+
 #[test]
 fn connection_strings_come_from_a_dotenv_file() {
     let db = TestDb::new("dotenv");
