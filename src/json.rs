@@ -113,7 +113,8 @@ pub fn write_json(v: RawBsonRef<'_>, form: &JsonForm, ns: &IdNamespace, out: &mu
         }
         RawBsonRef::Double(d) => return Err(format!("the double {d} has no JSON form")),
         RawBsonRef::Decimal128(d) => match crate::coerce::decimal_text(&d.to_string()) {
-            Some(t) if t.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '-') => out.push_str(&t),
+            // A number, not `NaN` or `±Infinity`, which JSON cannot hold.
+            Some(t) if t.trim_start_matches('-').starts_with(|c: char| c.is_ascii_digit()) => out.push_str(&t),
             _ => return Err(format!("the decimal {d} has no JSON form")),
         },
         RawBsonRef::Boolean(b) => out.push_str(if b { "true" } else { "false" }),

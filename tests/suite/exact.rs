@@ -457,3 +457,33 @@ fn resume_notices_that_the_source_changed() {
     let expected: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
     assert_eq!(ids, expected.join(","));
 }
+
+/// Issue 10, items 9 and 10: `from = "$"` is the whole document, and a
+/// Decimal128 that JSON cannot hold (±Infinity, NaN) anywhere in a json
+/// value is that row's reject, not the end of the mapping.
+#[test]
+fn the_whole_document_into_jsonb_and_non_finite_decimals_are_rejects() {
+    let work = tempfile::tempdir().unwrap();
+    let whole = "source = \"keyed\"\ntable = \"keyed\"\nkey = \"k\"\n[columns]\nk = \"$._id\"\nj = \"$\"\n";
+    let mappings = project(work.path(), &[("keyed", whole)]);
+    let lines = [
+        r#"{"_id": 1, "a": "x", "b": [1, {"c": {"$numberDecimal": "2.50"}}]}"#,
+        r#"{"_id": 2, "v": {"$numberDecimal": "-Infinity"}}"#,
+        r#"{"_id": 3, "v": [{"$numberDecimal": "Infinity"}]}"#,
+        r#"{"_id": 4, "v": {"$numberDecimal": "NaN"}}"#,
+    ];
+    let src = source(work.path(), "keyed.jsonl", &lines);
+    let db = TestDb::new("wholedoc");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(
+        db.one(r#"SELECT (j = '{"_id": 1, "a": "x", "b": [1, {"c": 2.50}]}'::jsonb)::text FROM keyed WHERE k = 1"#),
+        "true"
+    );
+    assert_eq!(db.one("SELECT count(*)::text FROM keyed"), "1");
+    let rejects = read_rejects(work.path());
+    let ids: Vec<i64> = rejects.iter().map(|r| r["_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [2, 3, 4]);
+    assert!(rejects.iter().all(|r| r["reason"].as_str().unwrap().contains("has no JSON form")), "{rejects:?}");
+}
