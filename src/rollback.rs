@@ -68,6 +68,57 @@ fn migrated_any(plan: &Plan, table: &str, alias: &str) -> String {
     if conds.is_empty() { "FALSE".into() } else { format!("({})", conds.join(" OR ")) }
 }
 
+/// A foreign key, as the database has it, pointing at a table.
+#[derive(Debug, Clone)]
+struct Referencing {
+    name: String,
+    /// The referencing table's name, and as SQL (schema-qualified when needed).
+    table: String,
+    qualified: String,
+    columns: Vec<String>,
+    ref_columns: Vec<String>,
+    /// What deleting a referenced row would do to the referencing rows,
+    /// when it is not simply refused.
+    on_delete: Option<&'static str>,
+}
+
+/// Every foreign key in the database that points at `table`, from
+/// `pg_constraint`: those of tables `schema/` does not know included.
+async fn referencing(conn: &mut PgConnection, table: &str) -> Result<Vec<Referencing>, sqlx::Error> {
+    let rows: Vec<(String, String, String, Vec<String>, Vec<String>, i8)> = sqlx::query_as(
+        "SELECT c.conname::text, cl.relname::text, c.conrelid::regclass::text,
+                array_agg(a.attname::text ORDER BY k.n), array_agg(af.attname::text ORDER BY k.n),
+                c.confdeltype
+         FROM pg_constraint c
+         JOIN pg_class cl ON cl.oid = c.conrelid
+         CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(col, refcol, n)
+         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.col
+         JOIN pg_attribute af ON af.attrelid = c.confrelid AND af.attnum = k.refcol
+         WHERE c.contype = 'f' AND c.confrelid = $1::regclass
+         GROUP BY c.oid, c.conname, cl.relname, c.conrelid, c.confdeltype
+         ORDER BY 2, 1",
+    )
+    .bind(quote(table))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, table, qualified, columns, ref_columns, action)| Referencing {
+            name,
+            table,
+            qualified,
+            columns,
+            ref_columns,
+            on_delete: match action as u8 {
+                b'c' => Some("CASCADE"),
+                b'n' => Some("SET NULL"),
+                b'd' => Some("SET DEFAULT"),
+                _ => None,
+            },
+        })
+        .collect())
+}
+
 async fn count(conn: &mut PgConnection, stmt: String) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query_scalar::<_, i64>(sql(stmt)).fetch_one(&mut *conn).await? as u64)
 }
@@ -106,23 +157,28 @@ pub async fn plan_rollback(
         let mut blockers = Vec::new();
         let mut added = false;
         for t in set.clone() {
-            for (d, fk) in plan.schema.tables.values().flat_map(|d| d.foreign_keys.iter().map(move |fk| (d, fk))) {
-                if fk.ref_table != t || fk.columns.len() != 1 || fk.ref_columns.len() != 1 {
-                    continue;
-                }
-                let (c, rc) = (quote(&fk.columns[0]), quote(&fk.ref_columns[0]));
-                // Rows of `d` pointing at migrated rows of `t` that this rollback would leave behind.
-                let stays = if set.contains(&d.name) {
-                    format!("NOT {}", migrated_any(plan, &d.name, "d"))
+            // Every foreign key in the database that points at `t`, the
+            // application's own tables included, whatever its ON DELETE.
+            for fk in referencing(conn, &t).await? {
+                let pairs: Vec<(String, String)> =
+                    fk.columns.iter().map(|c| quote(c)).zip(fk.ref_columns.iter().map(|c| quote(c))).collect();
+                let not_null: Vec<String> = pairs.iter().map(|(c, _)| format!("d.{c} IS NOT NULL")).collect();
+                let cols: Vec<String> = pairs.iter().map(|(c, _)| format!("d.{c}")).collect();
+                let ref_cols: Vec<String> = pairs.iter().map(|(_, rc)| format!("r.{rc}")).collect();
+                // Rows of the child pointing at migrated rows of `t` that this rollback would leave behind.
+                let stays = if set.contains(&fk.table) {
+                    format!("NOT {}", migrated_any(plan, &fk.table, "d"))
                 } else {
                     "TRUE".into()
                 };
                 let n = count(
                     conn,
                     format!(
-                        "SELECT count(*) FROM {} d WHERE d.{c} IS NOT NULL AND {stays} AND d.{c} IN \
-                         (SELECT r.{rc} FROM {} r WHERE {})",
-                        quote(&d.name),
+                        "SELECT count(*) FROM {} d WHERE {} AND {stays} AND ({}) IN (SELECT {} FROM {} r WHERE {})",
+                        fk.qualified,
+                        not_null.join(" AND "),
+                        cols.join(", "),
+                        ref_cols.join(", "),
                         quote(&t),
                         migrated_any(plan, &t, "r")
                     ),
@@ -131,18 +187,12 @@ pub async fn plan_rollback(
                 if n == 0 {
                     continue;
                 }
-                let mapped = !mappings_of(plan, &d.name).is_empty();
-                if cascade && mapped && !set.contains(&d.name) {
-                    set.insert(d.name.clone());
+                let mapped = !mappings_of(plan, &fk.table).is_empty();
+                if cascade && mapped && !set.contains(&fk.table) {
+                    set.insert(fk.table.clone());
                     added = true;
                 } else {
-                    blockers.push((
-                        d.name.clone(),
-                        fk.columns[0].clone(),
-                        t.clone(),
-                        n,
-                        mapped && !set.contains(&d.name),
-                    ));
+                    blockers.push((fk, t.clone(), n, mapped));
                 }
             }
         }
@@ -152,13 +202,21 @@ pub async fn plan_rollback(
         if !blockers.is_empty() {
             let lines: Vec<String> = blockers
                 .iter()
-                .map(|(d, c, t, n, can_cascade)| {
-                    let hint = if *can_cascade {
-                        format!(" (roll back `{d}` too, or add --cascade)")
+                .map(|(fk, t, n, mapped)| {
+                    let hint = if *mapped && !set.contains(&fk.table) {
+                        format!(" (roll back `{}` too, or add --cascade)", fk.table)
                     } else {
-                        " (rows the migration did not write: delete or re-point them first)".into()
+                        format!(
+                            " (rows the migration did not write{}: delete or re-point them first)",
+                            fk.on_delete.map(|a| format!("; its ON DELETE {a} would change them")).unwrap_or_default()
+                        )
                     };
-                    format!("  {n} rows of {d}.{c} still point at migrated rows of {t}{hint}")
+                    format!(
+                        "  {n} rows of {}.{} still point at migrated rows of {t} (constraint {}){hint}",
+                        fk.qualified,
+                        fk.columns.join(", "),
+                        fk.name
+                    )
                 })
                 .collect();
             return Err(RollbackError::Referenced(format!(

@@ -41,7 +41,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
         return super::fail("nothing deleted: add --dry-run to see what would go, or --confirm to delete");
     }
     // Not while a run loads: its chunks would land after the rollback.
-    if crate::rollback::ledger_exists(&mut conn).await.unwrap_or(false) {
+    if !args.dry_run && crate::rollback::ledger_exists(&mut conn).await.unwrap_or(false) {
         match crate::ledger::lock_target(&mut conn, false).await {
             Ok(Ok(())) => {}
             Ok(Err(holder)) => {

@@ -105,6 +105,32 @@ fn rollback_dry_run_deletes_nothing_and_refuses_to_orphan() {
     assert_eq!(db.one("SELECT count(*)::text FROM knowledge_components"), "37");
 }
 
+/// Issue 10, item 3: the application's own tables (not in `schema/`)
+/// whose foreign keys would cascade or set null block a rollback by name,
+/// with counts, in the dry run too; nothing of theirs changes.
+#[test]
+fn rollback_refuses_to_reach_application_tables_through_their_foreign_keys() {
+    let (db, _work) = migrated("rbapp");
+    db.exec(
+        "CREATE TABLE app_notes (id serial PRIMARY KEY, learner_id uuid REFERENCES learners ON DELETE CASCADE);
+         CREATE TABLE app_flags (id serial PRIMARY KEY, learner_id uuid REFERENCES learners ON DELETE SET NULL);
+         INSERT INTO app_notes (learner_id) SELECT learner_id FROM learners ORDER BY learner_id LIMIT 3;
+         INSERT INTO app_flags (learner_id) SELECT learner_id FROM learners ORDER BY learner_id LIMIT 2;",
+    );
+    let base = ["rollback", "mappings", "--target", &db.url, "--all"];
+    for mode in [&["--dry-run"][..], &["--confirm", &db.name][..]] {
+        let (code, out) = tool(&[&base[..], mode].concat());
+        assert_eq!(code, 1, "{mode:?}: {out}");
+        assert!(out.contains("3 rows of app_notes.learner_id still point at migrated rows of learners"), "{out}");
+        assert!(out.contains("ON DELETE CASCADE would change them"), "{out}");
+        assert!(out.contains("2 rows of app_flags.learner_id still point at migrated rows of learners"), "{out}");
+        assert!(out.contains("ON DELETE SET NULL would change them"), "{out}");
+    }
+    assert_eq!(db.one("SELECT count(*)::text FROM app_notes"), "3");
+    assert_eq!(db.one("SELECT count(learner_id)::text FROM app_flags"), "2");
+    assert_eq!(db.one("SELECT count(*)::text FROM learners"), "250");
+}
+
 #[test]
 fn rollback_all_keeps_application_rows_and_a_rerun_restores_everything() {
     let (db, work) = migrated("rball");
