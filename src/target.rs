@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use crate::schema::SqlType;
+
 use sqlx::migrate::{Migrate, MigrateDatabase, Migrator};
 use sqlx::{Connection, PgConnection, Postgres};
 use thiserror::Error;
@@ -22,6 +24,11 @@ pub enum TargetError {
     Sql(#[from] sqlx::Error),
     #[error("table `{0}` does not exist in the target; run `finlit-map schema apply` or drop --no-schema")]
     MissingTable(String),
+    #[error(
+        "the target's tables differ from the schema the mappings were checked against; loading would change values or fail:\n{}\n  make them agree (apply or fix the schema migrations) before loading",
+        .0.join("\n")
+    )]
+    Drift(Vec<String>),
 }
 
 /// A connection string with every secret replaced by `***`: the password
@@ -251,17 +258,38 @@ pub async fn revert_schema(conn: &mut PgConnection, dir: &Path, to: i64) -> Resu
 }
 
 /// Fails with a clear message when a table the plan loads is missing.
-pub async fn check_tables(conn: &mut PgConnection, tables: &[&str]) -> Result<(), TargetError> {
-    for t in tables {
+/// Every mapped table exists in the target, and every column a mapping
+/// writes has there the type the plan was compiled for. A column altered
+/// behind the schema's back (`numeric(5,1)` where the plan says
+/// `numeric(6,2)`) would round values or make binary COPY fail, so every
+/// difference is listed and nothing loads.
+pub async fn check_tables(conn: &mut PgConnection, plan: &crate::plan::Plan) -> Result<(), TargetError> {
+    let mut drift = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &plan.mappings {
+        if !seen.insert(m.table.as_str()) {
+            continue;
+        }
         let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(crate::sink::quote(t))
+            .bind(crate::sink::quote(&m.table))
             .fetch_one(&mut *conn)
             .await?;
         if found.is_none() {
-            return Err(TargetError::MissingTable(t.to_string()));
+            return Err(TargetError::MissingTable(m.table.clone()));
+        }
+        let actual = crate::sink::column_types(conn, &m.table).await?;
+        for c in plan.mappings.iter().filter(|x| x.table == m.table).flat_map(|x| &x.columns) {
+            let line = match actual.get(&c.name) {
+                None => format!("  {}.{}: the target has no such column", m.table, c.name),
+                Some(text) if SqlType::parse(text).ok().as_ref() == Some(&c.ty) => continue,
+                Some(text) => format!("  {}.{}: the schema says {}, the target has {text}", m.table, c.name, c.ty),
+            };
+            if !drift.contains(&line) {
+                drift.push(line);
+            }
         }
     }
-    Ok(())
+    if drift.is_empty() { Ok(()) } else { Err(TargetError::Drift(drift)) }
 }
 
 #[cfg(test)]

@@ -253,8 +253,7 @@ async fn prepare_locked(
             tracing::info!(version = m.version, "applied schema migration {}", m.description);
         }
     }
-    let tables: Vec<&str> = plan.mappings.iter().map(|m| m.table.as_str()).collect();
-    target::check_tables(conn, &tables).await?;
+    target::check_tables(conn, plan).await?;
     ledger::ensure(conn).await?;
     Ok(())
 }

@@ -487,3 +487,24 @@ fn the_whole_document_into_jsonb_and_non_finite_decimals_are_rejects() {
     assert_eq!(ids, [2, 3, 4]);
     assert!(rejects.iter().all(|r| r["reason"].as_str().unwrap().contains("has no JSON form")), "{rejects:?}");
 }
+
+/// Issue 10, item 11: a target altered behind the schema's back stops the
+/// run before anything loads, listing every difference.
+#[test]
+fn schema_drift_in_the_target_stops_the_run_before_loading() {
+    let work = tempfile::tempdir().unwrap();
+    let keyed =
+        "source = \"keyed\"\ntable = \"keyed\"\nkey = \"k\"\n[columns]\nk = \"$.k\"\nn = \"$.n\"\nj = \"$.j\"\n";
+    let mappings = project(work.path(), &[("keyed", keyed)]);
+    let src = source(work.path(), "keyed.jsonl", &[r#"{"_id": 1, "k": 1, "n": 1.25, "j": {"a": 1}}"#]);
+    let db = TestDb::new("drift");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    db.exec("DELETE FROM keyed; ALTER TABLE keyed ALTER n TYPE numeric(5,1); ALTER TABLE keyed ALTER j TYPE text");
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--restart"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("keyed.n: the schema says numeric(6,2), the target has numeric(5,1)"), "{out}");
+    assert!(out.contains("keyed.j: the schema says jsonb, the target has text"), "{out}");
+    assert_eq!(db.one("SELECT count(*)::text FROM keyed"), "0", "nothing may load");
+}
