@@ -35,8 +35,15 @@ impl std::fmt::Display for JsonError {
 
 /// One extended-JSON document → raw BSON.
 pub fn json_to_doc(bytes: &[u8]) -> Result<RawDocumentBuf, JsonError> {
-    let mut value: Value =
-        serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax(format!("invalid JSON: {e}")))?;
+    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        // Too deep is a property of this document, not a broken file: the
+        // parser's own bound (128) stops it before any stack can overflow.
+        if e.to_string().contains("recursion limit exceeded") {
+            JsonError::Value(format!("nested deeper than {} levels (MongoDB's limit)", super::strict::MAX_DEPTH))
+        } else {
+            JsonError::Syntax(format!("invalid JSON: {e}"))
+        }
+    })?;
     if !value.is_object() {
         return Err(JsonError::Syntax("a document must be a JSON object".into()));
     }

@@ -335,7 +335,7 @@ impl DocReader {
             offset,
             reason: e.to_string(),
         })?;
-        Ok(Some(SourceDoc { doc: SourceItem::Doc(doc), position: offset }))
+        Ok(Some(SourceDoc { doc: SourceItem::from_bson(doc), position: offset }))
     }
 
     fn next_json_line(&mut self) -> Result<Option<SourceDoc>, SourceError> {
@@ -463,7 +463,7 @@ impl Iterator for DocReader {
 /// well-formed document with an unreadable value becomes a bad document.
 fn json_item(bytes: &[u8], path: &Path, line: u64) -> Result<SourceItem, SourceError> {
     match json_to_doc(bytes) {
-        Ok(d) => Ok(SourceItem::Doc(d)),
+        Ok(d) => Ok(SourceItem::from_json(d, String::from_utf8_lossy(bytes).trim().as_bytes())),
         Err(JsonError::Syntax(reason)) => Err(SourceError::BadJson { path: path.to_path_buf(), line, reason }),
         Err(JsonError::Value(reason)) => Ok(SourceItem::Bad(BadDocument {
             raw: String::from_utf8_lossy(bytes).trim().as_bytes().to_vec(),

@@ -9,6 +9,7 @@
 mod extjson;
 mod files;
 mod mongo;
+mod strict;
 
 use std::path::PathBuf;
 
@@ -60,6 +61,25 @@ pub enum SourceItem {
 }
 
 impl SourceItem {
+    /// A document as read from BSON bytes: kept only if it is valid BSON
+    /// all the way down and at most MongoDB's 100 levels deep; otherwise a
+    /// bad document with its bytes and the reason.
+    pub fn from_bson(doc: RawDocumentBuf) -> SourceItem {
+        match strict::check(doc.as_bytes()) {
+            Ok(()) => SourceItem::Doc(doc),
+            Err(reason) => SourceItem::Bad(BadDocument { raw: doc.into_bytes(), text: false, reason }),
+        }
+    }
+
+    /// A document built from a line of JSON: checked the same way, and if
+    /// refused, kept as the text it came from.
+    pub fn from_json(doc: RawDocumentBuf, text: &[u8]) -> SourceItem {
+        match strict::check(doc.as_bytes()) {
+            Ok(()) => SourceItem::Doc(doc),
+            Err(reason) => SourceItem::Bad(BadDocument { raw: text.to_vec(), text: true, reason }),
+        }
+    }
+
     /// The document, for tests and tools that know it is one.
     pub fn unwrap_doc(self) -> RawDocumentBuf {
         match self {

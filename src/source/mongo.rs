@@ -223,7 +223,7 @@ impl DocStream for MongoStream {
                 if let Ok(Some(id)) = raw.get("_id") {
                     self.last_id = Bson::try_from(id).ok();
                 }
-                Some(Ok(SourceItem::Doc(raw.to_owned())))
+                Some(Ok(SourceItem::from_bson(raw.to_owned())))
             }
             Ok(false) => None,
             Err(e) => Some(Err(err(e, &self.uri))),

@@ -508,3 +508,95 @@ fn schema_drift_in_the_target_stops_the_run_before_loading() {
     assert!(out.contains("keyed.j: the schema says jsonb, the target has text"), "{out}");
     assert_eq!(db.one("SELECT count(*)::text FROM keyed"), "0", "nothing may load");
 }
+
+/// `{"a": {"a": … {"_id": 0} …}}`, `depth` levels, as BSON bytes (built
+/// without recursion, so the test itself cannot overflow).
+fn deep_bson(id: i32, depth: usize) -> Vec<u8> {
+    let mut inner = bson::serialize_to_vec(&bson::doc! { "leaf": 1 }).unwrap();
+    for _ in 1..depth {
+        let mut v = Vec::with_capacity(inner.len() + 8);
+        v.extend(((inner.len() + 8) as i32).to_le_bytes());
+        v.extend([0x03, b'a', 0]);
+        v.extend(&inner);
+        v.push(0);
+        inner = v;
+    }
+    // {_id: id, s: "deep", deep: inner}
+    let head = bson::serialize_to_vec(&bson::doc! { "_id": id, "s": "deep" }).unwrap();
+    let mut body = head[4..head.len() - 1].to_vec();
+    body.extend([0x03, b'd', b'e', b'e', b'p', 0]);
+    body.extend(&inner);
+    let mut out = ((body.len() + 5) as i32).to_le_bytes().to_vec();
+    out.extend(body);
+    out.push(0);
+    out
+}
+
+/// Issue 10, items 6 and 8: BSON a strict decoder refuses (a shrunken
+/// string length, a key that is not UTF-8, a boolean byte of 7) and
+/// documents nested thousands of levels deep are each one reject with its
+/// bytes and offset, in the run and in the dry run; the rest loads, and
+/// nothing crashes.
+#[test]
+fn corrupt_bson_and_deep_nesting_are_rejects_not_values_or_crashes() {
+    let work = tempfile::tempdir().unwrap();
+    let mappings = project(work.path(), &[("vals", MAPPING)]);
+    let doc = |d: bson::Document| bson::serialize_to_vec(&d).unwrap();
+    let find = |v: &[u8], needle: &[u8]| v.windows(needle.len()).position(|w| w == needle).unwrap();
+    let mut shrunk = doc(bson::doc! { "_id": 1, "s": "https://x" });
+    let at = find(&shrunk, b"s\0") + 2;
+    shrunk[at] -= 4; // "https" with the rest of the bytes left behind
+    let mut bad_key = doc(bson::doc! { "_id": 3, "s": "v" });
+    let at = find(&bad_key, b"\x02s\0") + 1;
+    bad_key[at] = 0xff;
+    let mut bad_bool = doc(bson::doc! { "_id": 4, "s": "b", "flag": true });
+    let at = find(&bad_bool, b"flag\0") + 5;
+    bad_bool[at] = 7;
+    let docs = [shrunk, doc(bson::doc! { "_id": 2, "s": "fine" }), bad_key, bad_bool, deep_bson(5, 5_000)];
+    let src = work.path().join("bsrc");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("vals.bson"), docs.concat()).unwrap();
+    let offsets: Vec<usize> = docs
+        .iter()
+        .scan(0, |at, d| {
+            let o = *at;
+            *at += d.len();
+            Some(o)
+        })
+        .collect();
+    let db = TestDb::new("strict");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    for extra in [&["--dry-run"][..], &["--target", &db.url][..]] {
+        let _ = std::fs::remove_file(work.path().join("rejects.jsonl"));
+        let (code, report, out) =
+            cli(work.path(), &[&["run", m, "--source", s, "--format", "json"][..], extra].concat());
+        assert_eq!(code, 3, "{extra:?}: {out}");
+        assert_eq!(report["mappings"][0]["loaded"], 1, "{out}");
+        let rejects = read_rejects(work.path());
+        let locations: Vec<String> = rejects.iter().map(|r| r["location"].as_str().unwrap().to_string()).collect();
+        let expected: Vec<String> = [0, 2, 3, 4]
+            .iter()
+            .map(|&i| format!("{}, byte offset {}", src.join("vals.bson").display(), offsets[i]))
+            .collect();
+        assert_eq!(locations, expected);
+        for (r, i) in rejects.iter().zip([0, 2, 3, 4]) {
+            assert!(r["reason"].as_str().unwrap().starts_with("unreadable document:"), "{}", r["reason"]);
+            let raw =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, r["raw_base64"].as_str().unwrap());
+            assert_eq!(raw.unwrap(), docs[i], "the bytes are kept as read");
+        }
+        assert!(rejects[3]["reason"].as_str().unwrap().contains("deeper than 100"), "{}", rejects[3]["reason"]);
+    }
+    assert_eq!(db.one("SELECT string_agg(id || '=' || s, ',') FROM vals"), "2=fine");
+
+    // Extended JSON nested 10,000 levels: the line is a reject, the run goes on.
+    let deep = format!("{{\"_id\": 7, \"s\": {}1{}}}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+    let jsrc = source(work.path(), "vals.jsonl", &[&deep, r#"{"_id": 8, "s": "fine"}"#]);
+    let _ = std::fs::remove_file(work.path().join("rejects.jsonl"));
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", jsrc.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(code, 3, "{out}");
+    let rejects = read_rejects(work.path());
+    assert_eq!(rejects.len(), 1);
+    assert!(rejects[0]["reason"].as_str().unwrap().contains("deeper than 100"), "{}", rejects[0]["reason"]);
+    assert!(rejects[0]["location"].as_str().unwrap().ends_with("vals.jsonl:1"), "{}", rejects[0]["location"]);
+}
