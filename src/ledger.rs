@@ -142,16 +142,14 @@ async fn holder(conn: &mut PgConnection) -> Result<Holder, sqlx::Error> {
     .fetch_optional(&mut *conn)
     .await?
     .flatten();
-    let run: Option<(i64, Option<String>, Option<i32>, String)> = match sqlx::query_as(
+    // The ledger may not exist yet (the holder is still applying the schema).
+    let run: Option<(i64, Option<String>, Option<i32>, String)> = sqlx::query_as(
         "SELECT run_id, host, pid, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
          FROM finlit_map.runs WHERE outcome = 'running' ORDER BY run_id DESC LIMIT 1",
     )
     .fetch_optional(&mut *conn)
     .await
-    {
-        Ok(r) => r,
-        Err(_) => None,
-    };
+    .unwrap_or_default();
     Ok(Holder {
         run_id: run.as_ref().map(|r| r.0),
         host: run.as_ref().and_then(|r| r.1.clone()),

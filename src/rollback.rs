@@ -85,7 +85,8 @@ struct Referencing {
 /// Every foreign key in the database that points at `table`, from
 /// `pg_constraint`: those of tables `schema/` does not know included.
 async fn referencing(conn: &mut PgConnection, table: &str) -> Result<Vec<Referencing>, sqlx::Error> {
-    let rows: Vec<(String, String, String, Vec<String>, Vec<String>, i8)> = sqlx::query_as(
+    type Row = (String, String, String, Vec<String>, Vec<String>, i8);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT c.conname::text, cl.relname::text, c.conrelid::regclass::text,
                 array_agg(a.attname::text ORDER BY k.n), array_agg(af.attname::text ORDER BY k.n),
                 c.confdeltype

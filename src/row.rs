@@ -73,7 +73,7 @@ impl<'p> RowMapper<'p> {
         let mut src = |p: Option<&CompiledPath>| match p.and_then(|p| Some((p.root(), p.fast_segments()?))) {
             // `$` or `@` alone is the document or the element itself:
             // nothing to look up by key.
-            Some((_, (segs, _))) if segs.is_empty() => Src::General,
+            Some((_, ([], _))) => Src::General,
             Some((Root::Document, (segs, each))) => Src::Doc(doc_fields.add(segs), each),
             Some((Root::Element, (segs, each))) => Src::Elem(elem_fields.add(segs), each),
             _ if p.is_some() => Src::General,

@@ -35,11 +35,14 @@ impl std::fmt::Display for JsonError {
 
 /// One extended-JSON document → raw BSON.
 pub fn json_to_doc(bytes: &[u8]) -> Result<RawDocumentBuf, JsonError> {
-    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let Strict(mut value) = serde_json::from_slice(bytes).map_err(|e| {
         // Too deep is a property of this document, not a broken file: the
         // parser's own bound (128) stops it before any stack can overflow.
         if e.to_string().contains("recursion limit exceeded") {
             JsonError::Value(format!("nested deeper than {} levels (MongoDB's limit)", super::strict::MAX_DEPTH))
+        } else if e.is_data() {
+            // Raised by `Strict` itself: valid JSON, refused content.
+            JsonError::Value(e.to_string())
         } else {
             JsonError::Syntax(format!("invalid JSON: {e}"))
         }
@@ -47,19 +50,151 @@ pub fn json_to_doc(bytes: &[u8]) -> Result<RawDocumentBuf, JsonError> {
     if !value.is_object() {
         return Err(JsonError::Syntax("a document must be a JSON object".into()));
     }
-    normalize_dates(&mut value).map_err(JsonError::Value)?;
+    if let Some(big) = integer_beyond_int64(bytes) {
+        return Err(JsonError::Value(format!(
+            "the integer {big} does not fit a 64-bit integer and would be rounded; write it as {{\"$numberDecimal\": \"{big}\"}} or as a string"
+        )));
+    }
+    normalize(&mut value).map_err(JsonError::Value)?;
     match Bson::try_from(value).map_err(|e| JsonError::Value(format!("invalid extended JSON: {e}")))? {
         Bson::Document(d) => RawDocumentBuf::try_from(&d).map_err(|e| JsonError::Value(e.to_string())),
         _ => Err(JsonError::Syntax("a document must be a JSON object".into())),
     }
 }
 
+/// A JSON value whose objects may not repeat a key: `{"a": 1, "a": 2}`
+/// would otherwise silently keep the last, a value changed without a word.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::from(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(Value::from(u))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("the key {key:?} appears twice in one object")));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// The first integer literal (outside strings) that does not fit int64:
+/// serde_json would read it as the nearest double, changing its digits.
+fn integer_beyond_int64(bytes: &[u8]) -> Option<String> {
+    let (mut in_str, mut escaped) = (false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_str = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while i < bytes.len() && (bytes[i].is_ascii_digit() || b".eE+-".contains(&bytes[i])) {
+                i += 1;
+            }
+            let token = std::str::from_utf8(&bytes[start..i]).unwrap_or("");
+            let integral = !token.contains(['.', 'e', 'E']);
+            if integral && token.len() >= 19 && token.parse::<i64>().is_err() {
+                return Some(token.to_string());
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The grammar of a `$numberDecimal` string (the extended-JSON
+/// specification's): the bson crate reads `""`, `"."` or `"++1"` as numbers.
+fn is_decimal_text(s: &str) -> bool {
+    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if ["inf", "infinity", "nan"].iter().any(|w| body.eq_ignore_ascii_case(w)) {
+        return true;
+    }
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(at) => (&body[..at], Some(&body[at + 1..])),
+        None => (body, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |t: &str| t.bytes().all(|c| c.is_ascii_digit());
+    let mantissa_ok = digits(int) && digits(frac) && !(int.is_empty() && frac.is_empty());
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    mantissa_ok && exponent_ok
+}
+
 /// Rewrites every `{"$date": "<string>"}` (and `{"$date": <whole float>}`)
-/// into the canonical `{"$date": {"$numberLong": "<ms>"}}`.
-fn normalize_dates(v: &mut Value) -> Result<(), String> {
+/// into the canonical `{"$date": {"$numberLong": "<ms>"}}`, and refuses a
+/// `$numberDecimal` that is not a decimal.
+fn normalize(v: &mut Value) -> Result<(), String> {
     match v {
-        Value::Array(items) => items.iter_mut().try_for_each(normalize_dates),
+        Value::Array(items) => items.iter_mut().try_for_each(normalize),
         Value::Object(map) => {
+            if map.len() == 1
+                && let Some(Value::String(d)) = map.get("$numberDecimal")
+                && !is_decimal_text(d)
+            {
+                return Err(format!("$numberDecimal {d:?} is not a decimal number"));
+            }
             if map.len() == 1
                 && let Some(d) = map.get_mut("$date")
             {
@@ -80,7 +215,7 @@ fn normalize_dates(v: &mut Value) -> Result<(), String> {
                 }
                 return Ok(());
             }
-            map.values_mut().try_for_each(normalize_dates)
+            map.values_mut().try_for_each(normalize)
         }
         _ => Ok(()),
     }
@@ -104,6 +239,38 @@ pub fn parse_date_millis(s: &str) -> Result<i64, String> {
 mod tests {
     use super::*;
     use bson::RawBsonRef;
+
+    /// Issue 10, item 7: what the extended-JSON specification calls parse
+    /// errors, and integers that would be rounded, are rejects.
+    #[test]
+    fn lenient_json_is_refused() {
+        for (text, why) in [
+            (r#"{"d": {"$numberDecimal": ""}}"#, "is not a decimal"),
+            (r#"{"d": {"$numberDecimal": "."}}"#, "is not a decimal"),
+            (r#"{"d": {"$numberDecimal": "E01"}}"#, "is not a decimal"),
+            (r#"{"d": {"$numberDecimal": "-+32.4"}}"#, "is not a decimal"),
+            (r#"{"d": {"$numberDecimal": "++1"}}"#, "is not a decimal"),
+            (r#"{"d": {"$numberDecimal": "1.2e"}}"#, "is not a decimal"),
+            (r#"{"n": 123456789012345678901234567890}"#, "does not fit a 64-bit integer"),
+            (r#"{"n": [1, -9223372036854775809]}"#, "does not fit a 64-bit integer"),
+            (r#"{"a": 1, "a": 2}"#, "appears twice"),
+            (r#"{"o": {"k": 1, "k": 1}}"#, "appears twice"),
+        ] {
+            match json_to_doc(text.as_bytes()) {
+                Err(JsonError::Value(e)) => assert!(e.contains(why), "{text}: {e}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        for text in [
+            r#"{"d": {"$numberDecimal": "1.50"}}"#,
+            r#"{"d": {"$numberDecimal": "-Infinity"}}"#,
+            r#"{"d": {"$numberDecimal": "+.5E-3"}}"#,
+            r#"{"d": {"$numberDecimal": "NaN"}}"#,
+            r#"{"n": 9223372036854775807, "m": -9223372036854775808, "f": 1e30, "s": "123456789012345678901234567890"}"#,
+        ] {
+            assert!(json_to_doc(text.as_bytes()).is_ok(), "{text}");
+        }
+    }
 
     #[test]
     fn date_forms_mongo_tools_wrote() {

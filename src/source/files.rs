@@ -425,6 +425,17 @@ impl DocReader {
                 }
             }
             reader.consume(used);
+            if finished && *array_done {
+                // Nothing but blanks may follow the array: text after it is
+                // data nobody would load, or a second array concatenated.
+                let at = *pos;
+                let mut rest = Vec::new();
+                reader.read_to_end(&mut rest).map_err(|source| SourceError::Io { path: path.clone(), source })?;
+                if let Some(i) = rest.iter().position(|b| !b.is_ascii_whitespace()) {
+                    let line = at + rest[..i].iter().filter(|&&b| b == b'\n').count() as u64;
+                    return Err(bad(line, "text after the end of the JSON array"));
+                }
+            }
             if finished {
                 let blank = out.iter().all(|b| b.is_ascii_whitespace());
                 return Ok(if blank && *array_done { None } else { Some(out) });
@@ -471,6 +482,30 @@ fn json_item(bytes: &[u8], path: &Path, line: u64) -> Result<SourceItem, SourceE
             reason,
         })),
     }
+}
+
+/// Size, modification time and SHA-256 of the first and last 64 KiB.
+pub fn fingerprint(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    const EDGE: u64 = 64 * 1024;
+    let mut f = File::open(path)?;
+    let meta = f.metadata()?;
+    let len = meta.len();
+    let mtime =
+        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    let mut hash = Sha256::new();
+    let mut buf = vec![0; EDGE.min(len) as usize];
+    f.read_exact(&mut buf)?;
+    hash.update(&buf);
+    if len > EDGE {
+        let start = (len - EDGE).max(EDGE);
+        f.seek(SeekFrom::Start(start))?;
+        buf.clear();
+        f.take(EDGE).read_to_end(&mut buf)?;
+        hash.update(&buf);
+    }
+    let digest: String = hash.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+    Ok(format!("size {len}, modified {mtime}, sha256 {digest}"))
 }
 
 #[cfg(test)]
@@ -566,28 +601,4 @@ mod tests {
             .collect();
         assert_eq!(rest, vec![1, 2]);
     }
-}
-
-/// Size, modification time and SHA-256 of the first and last 64 KiB.
-pub fn fingerprint(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    const EDGE: u64 = 64 * 1024;
-    let mut f = File::open(path)?;
-    let meta = f.metadata()?;
-    let len = meta.len();
-    let mtime =
-        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-    let mut hash = Sha256::new();
-    let mut buf = vec![0; EDGE.min(len) as usize];
-    f.read_exact(&mut buf)?;
-    hash.update(&buf);
-    if len > EDGE {
-        let start = (len - EDGE).max(EDGE);
-        f.seek(SeekFrom::Start(start))?;
-        buf.clear();
-        f.take(EDGE).read_to_end(&mut buf)?;
-        hash.update(&buf);
-    }
-    let digest: String = hash.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
-    Ok(format!("size {len}, modified {mtime}, sha256 {digest}"))
 }

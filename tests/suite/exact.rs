@@ -600,3 +600,35 @@ fn corrupt_bson_and_deep_nesting_are_rejects_not_values_or_crashes() {
     assert!(rejects[0]["reason"].as_str().unwrap().contains("deeper than 100"), "{}", rejects[0]["reason"]);
     assert!(rejects[0]["location"].as_str().unwrap().ends_with("vals.jsonl:1"), "{}", rejects[0]["location"]);
 }
+
+/// Issue 10, item 7: extended JSON that the specification refuses, or that
+/// would change a value (an integer beyond int64, a repeated key), is a
+/// reject; text after a JSON array stops the run at its line.
+#[test]
+fn lenient_extended_json_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let mappings = project(work.path(), &[("vals", MAPPING)]);
+    let lines = [
+        r#"{"_id": 1, "s": "kept"}"#,
+        r#"{"_id": 2, "dec": {"$numberDecimal": "-+32.4"}}"#,
+        r#"{"_id": 3, "s": 123456789012345678901234567890}"#,
+        r#"{"_id": 4, "s": "first", "s": "second"}"#,
+    ];
+    let src = source(work.path(), "vals.jsonl", &lines);
+    let m = mappings.to_str().unwrap();
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", src.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(code, 3, "{out}");
+    let reasons: Vec<String> =
+        read_rejects(work.path()).iter().map(|r| r["reason"].as_str().unwrap().to_string()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("\"-+32.4\" is not a decimal number"), "{reasons:?}");
+    assert!(reasons[1].contains("123456789012345678901234567890 does not fit"), "{reasons:?}");
+    assert!(reasons[2].contains("\"s\" appears twice"), "{reasons:?}");
+
+    let arr = work.path().join("arr");
+    std::fs::create_dir_all(&arr).unwrap();
+    std::fs::write(arr.join("vals.json"), "[{\"_id\": 1},\n {\"_id\": 2}]\n{\"_id\": 3}\n").unwrap();
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", arr.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("vals.json:3: text after the end of the JSON array"), "{out}");
+}
