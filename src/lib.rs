@@ -16,28 +16,15 @@
 //! - [`diag`]: diagnostics and their rendering.
 //! - [`cli`], [`cmd`]: the command line.
 
-pub mod cell;
 pub mod cli;
-pub mod cmd;
-pub mod coerce;
 pub mod compile;
-pub mod datetime;
-pub mod diag;
-pub mod exec;
-pub mod fields;
-pub mod ids;
-pub mod json;
-pub mod ledger;
-pub mod path;
+pub mod lang;
+pub mod map;
+pub mod pg;
 pub mod plan;
-pub mod rejects;
-pub mod report;
 pub mod rollback;
-pub mod row;
+pub mod run;
 pub mod schema;
-pub mod sink;
 pub mod source;
-pub mod spec;
-pub mod target;
-pub mod transform;
 pub mod validate;
+pub mod value;

@@ -15,7 +15,7 @@
 use bson::{Bson, RawDocumentBuf};
 use serde_json::Value;
 
-use crate::datetime::parse_iso;
+use crate::value::datetime::parse_iso;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonError {

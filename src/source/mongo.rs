@@ -13,9 +13,9 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Cursor};
 
 use super::{DocStream, Position, SourceError, SourceItem};
-use crate::path::Segment;
+use crate::pg::target::redact;
 use crate::plan::{FilterTest, MappingPlan};
-use crate::target::redact;
+use crate::value::path::Segment;
 
 #[derive(Debug, Clone)]
 pub struct MongoSource {

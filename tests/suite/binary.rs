@@ -2,8 +2,8 @@
 //! encoded by `cell::binary`, loaded with COPY and read back as text.
 
 use chrono::NaiveDate;
-use finlit_map::cell::{Cell, binary};
 use finlit_map::schema::SqlType;
+use finlit_map::value::cell::{Cell, binary};
 use sqlx::Connection;
 
 use super::db::TestDb;

@@ -1,9 +1,9 @@
 //! `finlit-map validate`: counts, content and integrity of a migration.
 
 use crate::cli::{CheckFormat, ValidateArgs, exit};
-use crate::exec::select;
+use crate::pg::target;
+use crate::run::select;
 use crate::source::Source;
-use crate::target;
 use crate::validate::validate;
 
 pub async fn run(args: ValidateArgs) -> u8 {
@@ -16,7 +16,7 @@ pub async fn run(args: ValidateArgs) -> u8 {
         Ok(m) => m,
         Err(e) => return super::fail(e),
     };
-    let missing = crate::exec::missing_collections(&mappings, &source);
+    let missing = crate::run::missing_collections(&mappings, &source);
     if !missing.is_empty() {
         let list = missing.join(", ");
         if !args.allow_missing {

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use crate::cli::{CheckFormat, RunArgs, exit, init_logging};
-use crate::exec::{self, ProgressMode, RunOptions};
-use crate::ledger;
-use crate::rejects::RejectsFile;
+use crate::pg::ledger;
+use crate::pg::target::{self, redact};
+use crate::run::rejects::RejectsFile;
+use crate::run::{self as exec, ProgressMode, RunOptions};
 use crate::source::Source;
-use crate::target::{self, redact};
 
 pub async fn run(args: RunArgs) -> u8 {
     let bars = std::io::stderr().is_terminal() && args.format == CheckFormat::Text;

@@ -15,7 +15,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use crate::diag::{Code, Diagnostic, Diagnostics, SourceFile};
+use crate::lang::diag::{Code, Diagnostic, Diagnostics, SourceFile};
 
 /// The PostgreSQL column types the engine can write, as far as coercion cares.
 #[derive(Debug, Clone, PartialEq, Eq)]

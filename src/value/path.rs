@@ -251,8 +251,8 @@ impl CompiledPath {
             Some(other) => Err(format!(
                 "`{}` expects an array, but the value is {} {}",
                 self.text,
-                crate::coerce::bson_kind(other),
-                crate::coerce::preview(other)
+                crate::value::coerce::bson_kind(other),
+                crate::value::coerce::preview(other)
             )),
         }
     }
@@ -454,7 +454,7 @@ mod tests {
         ] {
             let p = CompiledPath::parse(path).unwrap();
             assert_eq!(p.eval(&d, None).unwrap().as_ref(), want, "walker: {path}");
-            let mut trie = crate::fields::FieldTrie::default();
+            let mut trie = crate::value::fields::FieldTrie::default();
             let slot = trie.add(p.fast_segments().unwrap().0);
             let mut out = vec![None; trie.slots()];
             assert!(trie.extract(&d, &mut out));

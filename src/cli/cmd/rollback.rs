@@ -3,8 +3,8 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use crate::cli::{RollbackArgs, exit};
+use crate::pg::target::{self, redact};
 use crate::rollback::{counts, execute, plan_rollback};
-use crate::target::{self, redact};
 
 pub async fn run(args: RollbackArgs) -> u8 {
     let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
@@ -32,7 +32,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
     } else if args.collections.is_empty() {
         return super::fail("say what to roll back: --collection NAME (repeatable) or --all");
     } else {
-        match crate::exec::select(&plan, &args.collections) {
+        match crate::run::select(&plan, &args.collections) {
             Ok(ms) => ms.iter().map(|m| m.table.clone()).collect(),
             Err(e) => return super::fail(e),
         }
@@ -42,7 +42,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
     }
     // Not while a run loads: its chunks would land after the rollback.
     if !args.dry_run && crate::rollback::ledger_exists(&mut conn).await.unwrap_or(false) {
-        match crate::ledger::lock_target(&mut conn, false).await {
+        match crate::pg::ledger::lock_target(&mut conn, false).await {
             Ok(Ok(())) => {}
             Ok(Err(holder)) => {
                 return super::fail(format!("nothing deleted: a finlit-map command is using this target: {holder}"));

@@ -3,7 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use crate::cli::{SchemaAction, SchemaArgs, exit};
-use crate::target::{self, redact};
+use crate::pg::target::{self, redact};
 
 pub async fn run(args: SchemaArgs) -> u8 {
     match args.action {

@@ -1,189 +1,32 @@
-//! Specs + schema → `Plan`, collecting every diagnostic on the way.
+//! One mapping file against the schema: its paths, columns (values,
+//! transforms, defaults, references) and key, each problem a diagnostic.
 //!
-//! This is where the mapping language meets the target schema: paths are
-//! compiled, columns resolved to typed schema columns, defaults and `map`
-//! values coerced ahead of time, references turned into a dependency graph
-//! and the graph into stages. Nothing returns at the first problem: `check`
-//! prints all of them.
-//!
-//! Knows specs and the schema; nothing of sources, sinks or connections.
+//! Knows specs, the schema and values; nothing of other mappings' order,
+//! sources or connections.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
 
 use bson::RawBson;
-use chrono_tz::Tz;
 
-use crate::coerce::{CoerceRules, coerce};
-use crate::diag::{Code, Diagnostic, Diagnostics, SourceFile, did_you_mean};
-use crate::ids::IdNamespace;
-use crate::json::{DateForm, JsonForm, ObjectIdForm};
-use crate::path::{CompiledPath, Root};
-use crate::plan::{ColumnPlan, DefaultPlan, FilterPlan, FilterTest, MappingPlan, Plan, ValuePlan};
+use super::graph::projection;
+use super::{ProjectDefaults, bad_choice, json_form, parse_tz};
+use crate::lang::diag::{Code, Diagnostic, Diagnostics, SourceFile, did_you_mean};
+use crate::lang::spec::{self, ColumnSpec, Literal, MappingSpec, Sp, ValueSource};
+use crate::lang::transform::Transform;
+use crate::plan::{ColumnPlan, DefaultPlan, FilterPlan, FilterTest, MappingPlan, ValuePlan};
 use crate::schema::{Schema, SqlType, Table};
-use crate::spec::{self, ColumnSpec, JsonSpec, Literal, MappingSpec, ProjectSpec, Sp, ValueSource};
-use crate::transform::Transform;
+use crate::value::coerce::{CoerceRules, coerce};
+use crate::value::path::{CompiledPath, Root};
 
-/// What `check` and every command start from: the mapping directory read,
-/// the schema read, both compiled.
-pub struct Compiled {
-    pub plan: Option<Plan>,
-    pub diagnostics: Diagnostics,
-}
-
-/// Loads and compiles a mapping directory. `schema_dir` overrides the
-/// project file's `schema` (default: `../schema` beside the mapping dir, then `schema/`).
-pub fn compile_dir(dir: &Path, schema_dir: Option<&Path>) -> Compiled {
-    let mut diags = Diagnostics::default();
-    let (project, specs) = spec::load_dir(dir, &mut diags);
-    let schema_dir = schema_dir.map(Path::to_path_buf).unwrap_or_else(|| resolve_schema_dir(dir, &project));
-    let schema = Schema::load_dir(&schema_dir, &mut diags);
-    let plan = compile(&project, &specs, schema, schema_dir, &mut diags);
-    diags.sort();
-    let plan = if diags.has_errors() { None } else { Some(plan) };
-    Compiled { plan, diagnostics: diags }
-}
-
-fn resolve_schema_dir(dir: &Path, project: &ProjectSpec) -> PathBuf {
-    if let Some(s) = &project.schema {
-        return dir.join(&s.value);
-    }
-    let beside = dir.join("..").join("schema");
-    if beside.is_dir() { beside } else { PathBuf::from("schema") }
-}
-
-/// Compiles parsed specs against a schema. The plan is complete only when
-/// `diags` holds no error.
-pub fn compile(
-    project: &ProjectSpec,
-    specs: &[MappingSpec],
-    schema: Schema,
-    schema_dir: PathBuf,
-    diags: &mut Diagnostics,
-) -> Plan {
-    let defaults = ProjectDefaults::new(project, diags);
-    let loaded: BTreeMap<&str, Vec<&MappingSpec>> = specs.iter().fold(BTreeMap::new(), |mut m, s| {
-        if let Some(t) = &s.table {
-            m.entry(t.value.as_str()).or_default().push(s);
-        }
-        m
-    });
-    let mut mappings = Vec::new();
-    // (mapping index, referenced table, span of the reference) for cycle messages.
-    let mut edges: Vec<(usize, String, SourceFile, Range<usize>)> = Vec::new();
-    for spec in specs {
-        let mut cx =
-            MappingCx { spec, schema: &schema, loaded: &loaded, defaults: &defaults, diags, edges: Vec::new() };
-        if let Some(m) = cx.compile() {
-            let idx = mappings.len();
-            edges.extend(cx.edges.into_iter().map(|(t, f, s)| (idx, t, f, s)));
-            mappings.push(m);
-        }
-    }
-    check_overlaps(specs, diags);
-    let stages = order(&mappings, &edges, diags);
-    // Reorder mappings stage by stage so `mappings` is in load order.
-    let mut ordered = Vec::with_capacity(mappings.len());
-    let mut new_stages = Vec::new();
-    let mut slots: Vec<Option<MappingPlan>> = mappings.into_iter().map(Some).collect();
-    for stage in stages {
-        let mut s = Vec::new();
-        for i in stage {
-            if let Some(m) = slots[i].take() {
-                s.push(ordered.len());
-                ordered.push(m);
-            }
-        }
-        new_stages.push(s);
-    }
-    Plan { mappings: ordered, stages: new_stages, schema, schema_dir, namespace: defaults.rules.ns }
-}
-
-struct ProjectDefaults {
-    rules: CoerceRules,
-}
-
-impl ProjectDefaults {
-    fn new(p: &ProjectSpec, diags: &mut Diagnostics) -> Self {
-        let mut rules = CoerceRules::default();
-        if let (Some(ns), Some(file)) = (&p.namespace, &p.file) {
-            match uuid::Uuid::parse_str(&ns.value) {
-                Ok(u) => rules.ns = IdNamespace(u),
-                Err(e) => diags.push(
-                    Diagnostic::error(Code::InvalidValue, "the id namespace is not a UUID")
-                        .at(file, ns.span.clone(), e.to_string())
-                        .help("generate one with `uuidgen` and keep it forever: it fixes every derived id"),
-                ),
-            }
-        }
-        if let Some(file) = &p.file {
-            if let Some(tz) = parse_tz(&p.time_zone, file, diags) {
-                rules.tz = tz;
-            }
-            rules.json = json_form(&p.json, rules.json, file, diags);
-        }
-        ProjectDefaults { rules }
-    }
-}
-
-fn parse_tz(tz: &Option<Sp<String>>, file: &SourceFile, diags: &mut Diagnostics) -> Option<Tz> {
-    let tz = tz.as_ref()?;
-    match tz.value.parse::<Tz>() {
-        Ok(t) => Some(t),
-        Err(_) => {
-            let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
-            let mut d = Diagnostic::error(Code::InvalidValue, format!("unknown time zone `{}`", tz.value)).at(
-                file,
-                tz.span.clone(),
-                "not an IANA time zone",
-            );
-            if let Some(s) = did_you_mean(&tz.value, names) {
-                d = d.help(format!("did you mean `{s}`?"));
-            }
-            diags.push(d);
-            None
-        }
-    }
-}
-
-fn json_form(j: &JsonSpec, base: JsonForm, file: &SourceFile, diags: &mut Diagnostics) -> JsonForm {
-    let mut form = base;
-    if let Some(o) = &j.object_ids {
-        match ObjectIdForm::parse(&o.value) {
-            Some(f) => form.object_ids = f,
-            None => diags.push(bad_choice(file, o, "object_ids form", ObjectIdForm::NAMES)),
-        }
-    }
-    if let Some(d) = &j.dates {
-        match DateForm::parse(&d.value) {
-            Some(f) => form.dates = f,
-            None => diags.push(bad_choice(file, d, "dates form", DateForm::NAMES)),
-        }
-    }
-    form
-}
-
-fn bad_choice(file: &SourceFile, v: &Sp<String>, what: &str, names: &[&str]) -> Diagnostic {
-    let d = Diagnostic::error(Code::InvalidValue, format!("unknown {what} `{}`", v.value)).at(
-        file,
-        v.span.clone(),
-        format!("one of: {}", names.join(", ")),
-    );
-    match did_you_mean(&v.value, names.iter().copied()) {
-        Some(s) => d.help(format!("did you mean `{s}`?")),
-        None => d,
-    }
-}
-
-struct MappingCx<'a> {
-    spec: &'a MappingSpec,
-    schema: &'a Schema,
-    loaded: &'a BTreeMap<&'a str, Vec<&'a MappingSpec>>,
-    defaults: &'a ProjectDefaults,
-    diags: &'a mut Diagnostics,
+pub(super) struct MappingCx<'a> {
+    pub(super) spec: &'a MappingSpec,
+    pub(super) schema: &'a Schema,
+    pub(super) loaded: &'a BTreeMap<&'a str, Vec<&'a MappingSpec>>,
+    pub(super) defaults: &'a ProjectDefaults,
+    pub(super) diags: &'a mut Diagnostics,
     /// (referenced table, file, span) for each reference to another table.
-    edges: Vec<(String, SourceFile, Range<usize>)>,
+    pub(super) edges: Vec<(String, SourceFile, Range<usize>)>,
 }
 
 impl MappingCx<'_> {
@@ -191,7 +34,7 @@ impl MappingCx<'_> {
         &self.spec.file
     }
 
-    fn compile(&mut self) -> Option<MappingPlan> {
+    pub(super) fn compile(&mut self) -> Option<MappingPlan> {
         let spec = self.spec;
         let (Some(source), Some(table_name), Some(key)) = (&spec.source, &spec.table, &spec.key) else {
             return None;
@@ -658,217 +501,6 @@ fn literal_bson(l: &Literal) -> RawBson {
                 }
             }
             RawBson::Document(d)
-        }
-    }
-}
-
-/// The top-level fields a mapping reads, for a server-side projection.
-fn projection(
-    columns: &[ColumnPlan],
-    unwind: Option<&CompiledPath>,
-    filter: &[spec::FilterSpec],
-) -> Option<Vec<String>> {
-    let mut fields = BTreeSet::new();
-    fields.insert("_id".to_string());
-    let mut paths: Vec<CompiledPath> = columns
-        .iter()
-        .filter_map(|c| match &c.value {
-            ValuePlan::Path(p) | ValuePlan::Id(p) => Some(p.clone()),
-            ValuePlan::DefaultOnly => None,
-        })
-        .filter(|p| p.root() == Root::Document)
-        .collect();
-    paths.extend(unwind.cloned());
-    paths.extend(filter.iter().filter_map(|f| CompiledPath::parse(&f.path.value).ok()));
-    for p in paths {
-        fields.insert(p.top_field()?.to_string());
-    }
-    Some(fields.into_iter().collect())
-}
-
-/// Two mappings loading one table must not produce the same keys: the
-/// second would silently overwrite the first's rows.
-fn check_overlaps(specs: &[MappingSpec], diags: &mut Diagnostics) {
-    let mut by_table: HashMap<&str, Vec<&MappingSpec>> = HashMap::new();
-    for s in specs {
-        if let Some(t) = &s.table {
-            by_table.entry(t.value.as_str()).or_default().push(s);
-        }
-    }
-    let mut tables: Vec<_> = by_table.into_iter().filter(|(_, v)| v.len() > 1).collect();
-    tables.sort_by_key(|(t, _)| *t);
-    for (table, group) in tables {
-        for (i, a) in group.iter().enumerate() {
-            for b in &group[i + 1..] {
-                if same_key_space(a, b) && !filters_disjoint(a, b) {
-                    let ka = a.key.as_ref().map(|k| k.span.clone()).unwrap_or(0..0);
-                    let kb = b.key.as_ref().map(|k| k.span.clone()).unwrap_or(0..0);
-                    diags.push(
-                        Diagnostic::error(
-                            Code::OverlappingKeys,
-                            format!("mappings `{}` and `{}` both load `{table}` with the same keys", a.name, b.name),
-                        )
-                        .at(&b.file, kb, "these keys")
-                        .also(&a.file, ka, format!("overlap with `{}`", a.name))
-                        .help("give the mappings disjoint filters (e.g. `equals` on a type field), or load one table from one mapping"),
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// Whether two mappings derive their key columns the same way from the same collection.
-fn same_key_space(a: &MappingSpec, b: &MappingSpec) -> bool {
-    let src = |m: &MappingSpec| m.source.as_ref().map(|s| s.value.clone());
-    if src(a) != src(b) || a.unwind.as_ref().map(|u| &u.value) != b.unwind.as_ref().map(|u| &u.value) {
-        return false;
-    }
-    let derivation = |m: &MappingSpec, col: &str| {
-        m.columns.iter().find(|c| c.name.value == col).map(|c| match &c.source {
-            ValueSource::Path(p) => format!("from {}", p.value),
-            ValueSource::Id(p) => format!("id {}", p.value),
-            ValueSource::None => "default".into(),
-        })
-    };
-    let Some(key) = &a.key else { return false };
-    key.value.iter().all(|k| {
-        let da = derivation(a, &k.value);
-        da.is_some() && da == derivation(b, &k.value)
-    })
-}
-
-/// Filters are disjoint when one condition on a path excludes every value
-/// the other mapping's condition on the same path accepts.
-fn filters_disjoint(a: &MappingSpec, b: &MappingSpec) -> bool {
-    use spec::FilterTest as T;
-    let accepted = |t: &T| -> Option<Vec<Literal>> {
-        match t {
-            T::Equals(l) => Some(vec![l.clone()]),
-            T::In(ls) => Some(ls.clone()),
-            _ => None,
-        }
-    };
-    a.filter.iter().any(|fa| {
-        b.filter.iter().filter(|fb| fb.path.value == fa.path.value).any(|fb| match (&fa.test.value, &fb.test.value) {
-            (T::Exists(x), T::Exists(y)) => x != y,
-            (ta, tb) => match (accepted(ta), accepted(tb)) {
-                (Some(va), Some(vb)) => va.iter().all(|v| !vb.contains(v)),
-                (Some(va), None) => match tb {
-                    T::NotIn(ex) => va.iter().all(|v| ex.contains(v)),
-                    T::NotEquals(ex) => va.iter().all(|v| v == ex),
-                    _ => false,
-                },
-                (None, Some(vb)) => match ta {
-                    T::NotIn(ex) => vb.iter().all(|v| ex.contains(v)),
-                    T::NotEquals(ex) => vb.iter().all(|v| v == ex),
-                    _ => false,
-                },
-                (None, None) => false,
-            },
-        })
-    })
-}
-
-/// Orders mappings into stages (Kahn's algorithm, layer by layer); reports
-/// every cycle with the references that form it.
-fn order(
-    mappings: &[MappingPlan],
-    edges: &[(usize, String, SourceFile, Range<usize>)],
-    diags: &mut Diagnostics,
-) -> Vec<Vec<usize>> {
-    let n = mappings.len();
-    // deps[i]: mappings that must load before mapping i.
-    let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
-    for (i, table, _, _) in edges {
-        for (j, m) in mappings.iter().enumerate() {
-            if &m.table == table && j != *i {
-                deps[*i].insert(j);
-            }
-        }
-    }
-    let mut done = vec![false; n];
-    let mut stages = Vec::new();
-    loop {
-        let ready: Vec<usize> = (0..n).filter(|&i| !done[i] && deps[i].iter().all(|&d| done[d])).collect();
-        if ready.is_empty() {
-            break;
-        }
-        for &i in &ready {
-            done[i] = true;
-        }
-        stages.push(ready);
-    }
-    if done.iter().all(|d| *d) {
-        return stages;
-    }
-    // What is left contains cycles: find each one by walking dependencies.
-    let mut reported: BTreeSet<Vec<usize>> = BTreeSet::new();
-    for start in (0..n).filter(|&i| !done[i]) {
-        if let Some(cycle) = find_cycle(start, &deps, &done) {
-            let mut canon = cycle.clone();
-            canon.sort();
-            if !reported.insert(canon) {
-                continue;
-            }
-            let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(|&i| mappings[i].name.as_str()).collect();
-            let mut d = Diagnostic::error(Code::DependencyCycle, format!("dependency cycle: {}", names.join(" -> ")))
-                .help("one of these references must go, or become a nullable self-reference of a single table");
-            for w in cycle.windows(2).chain(std::iter::once(&[cycle[cycle.len() - 1], cycle[0]][..])) {
-                let (from, to) = (w[0], w[1]);
-                if let Some((_, t, f, s)) = edges.iter().find(|(i, t, _, _)| *i == from && *t == mappings[to].table) {
-                    let label = format!("{} references {t}", mappings[from].name);
-                    d = if d.primary.is_none() { d.at(f, s.clone(), label) } else { d.also(f, s.clone(), label) };
-                }
-            }
-            diags.push(d);
-        }
-    }
-    // Still give a usable order for what is not in a cycle.
-    stages.push((0..n).filter(|&i| !done[i]).collect());
-    stages
-}
-
-fn find_cycle(start: usize, deps: &[BTreeSet<usize>], done: &[bool]) -> Option<Vec<usize>> {
-    let mut path = vec![start];
-    let mut seen = vec![start];
-    let mut cur = start;
-    loop {
-        let next = *deps[cur].iter().find(|&&d| !done[d])?;
-        if let Some(pos) = path.iter().position(|&p| p == next) {
-            return Some(path[pos..].to_vec());
-        }
-        if seen.contains(&next) {
-            return None;
-        }
-        seen.push(next);
-        path.push(next);
-        cur = next;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shipped_mappings_compile_cleanly() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let c = compile_dir(&root.join("mappings"), Some(&root.join("schema")));
-        assert!(c.diagnostics.is_empty(), "{}", c.diagnostics.render_text(false));
-        let plan = c.plan.unwrap();
-        assert!(plan.stages.len() >= 2);
-        // Every mapping loads after everything it references.
-        let mut loaded = BTreeSet::new();
-        for stage in &plan.stages {
-            for &i in stage {
-                for d in &plan.mappings[i].depends_on {
-                    assert!(loaded.contains(d.as_str()), "{} before {d}", plan.mappings[i].name);
-                }
-            }
-            for &i in stage {
-                loaded.insert(plan.mappings[i].table.as_str());
-            }
         }
     }
 }

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use bson::RawBson;
 use serde_json::json;
 
-use crate::cell::Cell;
-use crate::coerce::CoerceRules;
-use crate::ids::IdNamespace;
-use crate::path::CompiledPath;
+use crate::lang::transform::Transform;
 use crate::schema::{Schema, SchemaDefault, SqlType};
-use crate::transform::Transform;
+use crate::value::cell::Cell;
+use crate::value::coerce::CoerceRules;
+use crate::value::ids::IdNamespace;
+use crate::value::path::CompiledPath;
 
 #[derive(Debug, Clone)]
 pub struct Plan {

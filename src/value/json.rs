@@ -13,7 +13,7 @@ use bson::RawBsonRef;
 use bson::spec::BinarySubtype;
 use uuid::Uuid;
 
-use crate::ids::IdNamespace;
+use crate::value::ids::IdNamespace;
 
 /// What an ObjectId becomes inside JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub fn write_json(v: RawBsonRef<'_>, form: &JsonForm, ns: &IdNamespace, out: &mu
             let _ = write!(out, "{d}");
         }
         RawBsonRef::Double(d) => return Err(format!("the double {d} has no JSON form")),
-        RawBsonRef::Decimal128(d) => match crate::coerce::decimal_text(&d.to_string()) {
+        RawBsonRef::Decimal128(d) => match crate::value::coerce::decimal_text(&d.to_string()) {
             // A number, not `NaN` or `±Infinity`, which JSON cannot hold.
             Some(t) if t.trim_start_matches('-').starts_with(|c: char| c.is_ascii_digit()) => out.push_str(&t),
             _ => return Err(format!("the decimal {d} has no JSON form")),

@@ -387,9 +387,9 @@ impl TableSink {
         let sent = match self.binary {
             Some(_) => {
                 async {
-                    copy.send(crate::cell::binary::HEADER).await?;
+                    copy.send(crate::value::cell::binary::HEADER).await?;
                     copy.send(data).await?;
-                    copy.send(crate::cell::binary::TRAILER).await.map(|_| ())
+                    copy.send(crate::value::cell::binary::TRAILER).await.map(|_| ())
                 }
                 .await
             }
@@ -599,7 +599,7 @@ fn update_value(c: &ColumnPlan) -> String {
 }
 
 /// Appends one row in COPY text format.
-pub fn write_row(out: &mut Vec<u8>, cells: &[crate::cell::Cell<'_>]) {
+pub fn write_row(out: &mut Vec<u8>, cells: &[crate::value::cell::Cell<'_>]) {
     for (i, c) in cells.iter().enumerate() {
         if i > 0 {
             out.push(b'\t');

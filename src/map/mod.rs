@@ -7,11 +7,11 @@
 
 use bson::{RawBson, RawBsonRef, RawDocument};
 
-use crate::cell::Cell;
-use crate::coerce::{bson_kind, coerce, preview};
-use crate::fields::FieldTrie;
-use crate::path::{CompiledPath, Found, Root};
 use crate::plan::{ColumnPlan, DefaultPlan, FilterTest, MappingPlan, ValuePlan};
+use crate::value::cell::Cell;
+use crate::value::coerce::{bson_kind, coerce, preview};
+use crate::value::fields::FieldTrie;
+use crate::value::path::{CompiledPath, Found, Root};
 
 /// Why a row was not produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -405,9 +405,9 @@ pub fn doc_id(doc: &RawDocument) -> String {
 mod tests {
     use super::*;
     use crate::compile::compile;
-    use crate::diag::{Diagnostics, SourceFile};
+    use crate::lang::diag::{Diagnostics, SourceFile};
+    use crate::lang::spec::{ProjectSpec, parse_mapping};
     use crate::schema::Schema;
-    use crate::spec::{ProjectSpec, parse_mapping};
     use bson::rawdoc;
 
     fn plan(sql: &str, toml: &str) -> MappingPlan {
@@ -456,7 +456,7 @@ lvl = { from = "$.level", map = { beginner = "novice" } }
 n = { from = "$.n", default = 7 }
 "#,
         );
-        let id_uuid = crate::ids::IdNamespace::default().derive(RawBsonRef::Int32(1)).unwrap();
+        let id_uuid = crate::value::ids::IdNamespace::default().derive(RawBsonRef::Int32(1)).unwrap();
         assert_eq!(
             rows(&m, &rawdoc! { "_id": 1, "email": " A@B.io ", "level": "beginner", "n": 3 }),
             vec![format!("{id_uuid}|a@b.io|novice|3")]
@@ -491,7 +491,7 @@ k = "@.k"
 w = { from = "@.w", default = 1 }
 "#,
         );
-        let u = crate::ids::IdNamespace::default().derive(RawBsonRef::Int32(9)).unwrap();
+        let u = crate::value::ids::IdNamespace::default().derive(RawBsonRef::Int32(9)).unwrap();
         let doc = rawdoc! { "_id": 9, "items": [ { "k": "a", "w": 0.5 }, { "k": "b" }, { "w": 0.1 }, { "k": "c", "w": 1.234 } ] };
         assert_eq!(
             rows(&m, &doc),

@@ -1,8 +1,8 @@
 //! `finlit-map status`: per mapping, source and target counts and the last run.
 
 use crate::cli::{StatusArgs, exit};
+use crate::pg::target;
 use crate::source::Source;
-use crate::target;
 
 pub async fn run(args: StatusArgs) -> u8 {
     let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
@@ -17,7 +17,7 @@ pub async fn run(args: StatusArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return super::fail(e),
     };
-    let last = match crate::ledger::last_runs(&mut conn).await {
+    let last = match crate::pg::ledger::last_runs(&mut conn).await {
         Ok(l) => l,
         Err(e) => return super::fail(e),
     };
@@ -34,8 +34,8 @@ pub async fn run(args: StatusArgs) -> u8 {
             },
             None => "-".into(),
         };
-        let stmt = format!("SELECT count(*) FROM {}", crate::sink::quote(&m.table));
-        let rows = match sqlx::query_scalar::<_, i64>(crate::sink::sql(stmt)).fetch_one(&mut conn).await {
+        let stmt = format!("SELECT count(*) FROM {}", crate::pg::sink::quote(&m.table));
+        let rows = match sqlx::query_scalar::<_, i64>(crate::pg::sink::sql(stmt)).fetch_one(&mut conn).await {
             Ok(n) => n.to_string(),
             Err(_) => "(no table)".into(),
         };

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cmd;
+pub mod cmd;
 
 /// Exit codes, documented in the README.
 pub mod exit {

@@ -14,11 +14,11 @@ use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 
-use crate::cell::Cell;
-use crate::datetime::{IsoDateTime, parse_iso};
-use crate::ids::IdNamespace;
-use crate::json::{JsonForm, write_json};
 use crate::schema::SqlType;
+use crate::value::cell::Cell;
+use crate::value::datetime::{IsoDateTime, parse_iso};
+use crate::value::ids::IdNamespace;
+use crate::value::json::{JsonForm, write_json};
 
 /// The declared rules coercion follows for one column.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +83,7 @@ pub fn preview(v: RawBsonRef<'_>) -> String {
         RawBsonRef::Decimal128(d) => d.to_string(),
         RawBsonRef::Boolean(b) => b.to_string(),
         RawBsonRef::ObjectId(o) => o.to_hex(),
-        RawBsonRef::DateTime(d) => crate::json::iso_date(d),
+        RawBsonRef::DateTime(d) => crate::value::json::iso_date(d),
         RawBsonRef::Document(_) => "{…}".into(),
         RawBsonRef::Array(_) => "[…]".into(),
         _ => String::new(),
@@ -103,7 +103,7 @@ pub fn coerce<'a>(v: RawBsonRef<'a>, ty: &SqlType, rules: &CoerceRules) -> Resul
                 RawBsonRef::Double(d) => Cow::Owned(float_text(d)),
                 RawBsonRef::Decimal128(d) => Cow::Owned(decimal_text(&d.to_string()).ok_or_else(|| refuse(v, ty))?),
                 RawBsonRef::Boolean(b) => Cow::Borrowed(if b { "true" } else { "false" }),
-                RawBsonRef::DateTime(d) => Cow::Owned(crate::json::iso_date(d)),
+                RawBsonRef::DateTime(d) => Cow::Owned(crate::value::json::iso_date(d)),
                 RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Uuid => {
                     Cow::Owned(Uuid::from_slice(b.bytes).map_err(|e| e.to_string())?.hyphenated().to_string())
                 }

@@ -13,7 +13,7 @@
 use bson::oid::ObjectId;
 use bson::{Decimal128, RawBsonRef, RawDocument};
 
-use crate::path::Segment;
+use crate::value::path::Segment;
 
 #[derive(Debug, Clone, Default)]
 struct Node {

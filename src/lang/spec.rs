@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::diag::{Code, Diagnostic, Diagnostics, SourceFile, did_you_mean};
+use crate::lang::diag::{Code, Diagnostic, Diagnostics, SourceFile, did_you_mean};
 
 /// The project file in a mapping directory; every other `*.toml` is a mapping.
 pub const PROJECT_FILE: &str = "finlit-map.toml";

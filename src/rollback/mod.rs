@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use sqlx::{Connection, PgConnection};
 
+use crate::pg::sink::{key_text, literal, quote, sql};
 use crate::plan::{MappingPlan, Plan};
-use crate::sink::{key_text, literal, quote, sql};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RollbackError {

@@ -7,7 +7,7 @@
 
 use sqlx::{PgConnection, Row};
 
-use crate::report::MappingReport;
+use crate::run::report::MappingReport;
 use crate::source::Position;
 
 pub const SCHEMA: &str = "finlit_map";

@@ -1,0 +1,299 @@
+//! The reading side of a run: a thread of its own reads documents, maps
+//! them to rows and encodes COPY chunks, which it hands to the loader
+//! through a bounded channel; with each chunk, where to continue from.
+//!
+//! Knows the plan, the source, the row mapper and the COPY encodings;
+//! nothing of connections or transactions.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::report::DocCounts;
+use crate::map::{ColumnStats, Rejection, RowEvent, RowMapper};
+use crate::pg::sink::write_row;
+use crate::plan::{DefaultPlan, MappingPlan, Plan};
+use crate::schema::{SchemaDefault, SqlType};
+use crate::source::{Position, Source, SourceError, SourceItem};
+use crate::value::cell::Cell;
+
+/// Where a staged row came from.
+pub(super) struct Origin {
+    pub(super) doc: u32,
+    pub(super) element: Option<u32>,
+}
+
+/// A batch of rows ready for COPY, with what is needed to report on them.
+pub(super) struct Chunk {
+    pub(super) copy: Vec<u8>,
+    pub(super) rows: Vec<Origin>,
+    pub(super) docs: Vec<SourceItem>,
+    /// Rows the mapper refused, by document index.
+    pub(super) rejects: Vec<(usize, Rejection)>,
+    /// Where rejected documents are in the source, by document index.
+    pub(super) locations: BTreeMap<usize, String>,
+    pub(super) documents: u64,
+    pub(super) read: u64,
+    pub(super) filtered: u64,
+    pub(super) outcomes: DocCounts,
+    /// Where to continue once this chunk is committed.
+    pub(super) position: Position,
+    /// The rows' keys, one list per key column, for the ledger, when
+    /// copying straight into the table.
+    pub(super) keys: Vec<Vec<Option<String>>>,
+}
+
+impl Chunk {
+    pub(super) fn new(capacity: usize) -> Chunk {
+        Chunk {
+            copy: Vec::with_capacity(capacity * 256),
+            rows: Vec::with_capacity(capacity),
+            docs: Vec::with_capacity(capacity),
+            rejects: Vec::new(),
+            locations: BTreeMap::new(),
+            documents: 0,
+            read: 0,
+            filtered: 0,
+            outcomes: DocCounts::default(),
+            position: Position::Offset { at: 0 },
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// How the reader writes rows for the loader.
+#[derive(Default)]
+pub(super) struct Encoding {
+    /// Set when copying straight into an empty table.
+    pub(super) fast: Option<FastEncoding>,
+    /// Column types for binary COPY; `None` for the text format.
+    pub(super) binary: Option<Vec<SqlType>>,
+    /// A dry run's unique column sets, the mapping's key first: it rejects
+    /// repeated values itself, as a first load's server would (the first
+    /// document wins).
+    pub(super) dedupe: Vec<UniqueSet>,
+}
+
+/// Columns (by index in the mapping) whose values together are unique.
+pub(super) struct UniqueSet {
+    pub(super) columns: Vec<usize>,
+    /// The reason for a repeat; the mapping's key says what the run says.
+    pub(super) reason: String,
+}
+
+/// The mapping's key, then every other UNIQUE constraint of its table whose
+/// columns the mapping fills.
+pub(super) fn unique_sets(plan: &Plan, m: &MappingPlan) -> Vec<UniqueSet> {
+    let mut sets = Vec::new();
+    if !m.key.is_empty() {
+        sets.push(UniqueSet { columns: m.key.clone(), reason: crate::pg::sink::DUPLICATE_KEY.to_string() });
+    }
+    let Some(table) = plan.schema.table(&m.table) else { return sets };
+    for cols in std::iter::once(&table.primary_key).chain(&table.uniques) {
+        let idx: Option<Vec<usize>> = cols.iter().map(|c| m.columns.iter().position(|mc| &mc.name == c)).collect();
+        let Some(mut idx) = idx.filter(|i| !i.is_empty()) else { continue };
+        idx.sort_unstable();
+        let mut key = m.key.clone();
+        key.sort_unstable();
+        if idx != key && !sets.iter().any(|s: &UniqueSet| s.columns == idx) {
+            let reason = format!(
+                "duplicate key value violates unique constraint: an earlier row has the same ({})",
+                cols.join(", ")
+            );
+            sets.push(UniqueSet { columns: idx, reason });
+        }
+    }
+    sets
+}
+
+/// How rows are written when a mapping copies straight into its table
+/// (empty when the mapping began): the server-side defaults are filled in
+/// here, since COPY cannot ask for them per row, and self-references are
+/// left for the final pass.
+pub(super) struct FastEncoding {
+    pub(super) fill: Vec<Option<Cell<'static>>>,
+    pub(super) null: Vec<bool>,
+    pub(super) key: Vec<usize>,
+}
+
+impl FastEncoding {
+    /// `None` when a default only the server can compute (a sequence, a
+    /// function) might be needed: such mappings take the staging path.
+    pub(super) fn for_mapping(m: &MappingPlan, now: chrono::DateTime<chrono::Utc>) -> Option<FastEncoding> {
+        let mut fill = Vec::with_capacity(m.columns.len());
+        for c in &m.columns {
+            let clock = || match c.ty {
+                SqlType::Date => Some(Cell::Date(now.with_timezone(&c.rules.tz).date_naive())),
+                SqlType::Timestamp => Some(Cell::Timestamp(now.with_timezone(&c.rules.tz).naive_local())),
+                SqlType::Timestamptz => Some(Cell::Timestamptz(now)),
+                _ => None,
+            };
+            fill.push(match &c.default {
+                DefaultPlan::None | DefaultPlan::Value(_) => None,
+                DefaultPlan::Now | DefaultPlan::Schema(SchemaDefault::Now) => Some(clock()?),
+                DefaultPlan::Schema(SchemaDefault::Constant(text)) => {
+                    Some(crate::value::coerce::sql_constant(text, &c.ty, &c.rules)?)
+                }
+                DefaultPlan::Schema(SchemaDefault::Expression(_)) => return None,
+            });
+        }
+        let null = m.columns.iter().map(|c| c.references.as_deref() == Some(m.table.as_str())).collect();
+        Some(FastEncoding { fill, null, key: m.key.clone() })
+    }
+}
+
+pub(super) enum Produced {
+    Chunk(Box<Chunk>),
+    /// The mapper's per-column counts, sent last.
+    Done(Vec<ColumnStats>),
+}
+
+pub(super) type Chunks = mpsc::Receiver<Result<Produced, SourceError>>;
+
+/// Starts the reading side on a thread of its own.
+pub(super) fn spawn_reader(
+    source: &Source,
+    m: &MappingPlan,
+    from: Option<Position>,
+    batch: usize,
+    encoding: Encoding,
+) -> (Chunks, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<Result<Produced, SourceError>>(2);
+    let m = Arc::new(m.clone());
+    let source = source.clone();
+    let rt = tokio::runtime::Handle::current();
+    let batch = batch.max(1);
+    let handle = std::thread::spawn(move || produce(&m, &source, from, batch, rt, &encoding, &tx));
+    (rx, handle)
+}
+
+/// The reading side: documents → rows → COPY text, chunk by chunk.
+pub(super) fn produce(
+    m: &MappingPlan,
+    source: &Source,
+    from: Option<Position>,
+    batch: usize,
+    rt: tokio::runtime::Handle,
+    encoding: &Encoding,
+    tx: &mpsc::Sender<Result<Produced, SourceError>>,
+) {
+    let mut stream = match source.stream(m, from.as_ref(), batch, rt) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+    };
+    let mut mapper = RowMapper::new(m);
+    let mut chunk = Chunk::new(batch);
+    let mut seen: Vec<HashSet<Vec<Option<String>>>> = encoding.dedupe.iter().map(|_| HashSet::new()).collect();
+    while let Some(item) = stream.next_doc() {
+        let item = match item {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let doc_index = chunk.docs.len();
+        chunk.documents += 1;
+        let (mut rows, mut rejected, mut no_elements) = (0u64, 0u64, false);
+        match &item {
+            // Framed but unreadable: one rejected document, its bytes kept.
+            SourceItem::Bad(b) => {
+                rejected += 1;
+                chunk.read += 1;
+                let reason = format!("unreadable document: {}", b.reason);
+                chunk.rejects.push((doc_index, Rejection { element: None, column: None, reason }));
+            }
+            SourceItem::Doc(doc) => mapper.map(doc, |ev| match ev {
+                RowEvent::Row { element, mut cells } => {
+                    rows += 1;
+                    chunk.read += 1;
+                    if let Some(reason) = repeated(&encoding.dedupe, &mut seen, &cells) {
+                        chunk.rejects.push((doc_index, Rejection { element, column: None, reason }));
+                        return;
+                    }
+                    if let Some(f) = &encoding.fast {
+                        for (i, c) in cells.iter_mut().enumerate() {
+                            if f.null[i] {
+                                *c = Cell::Null;
+                            } else if c.is_null()
+                                && let Some(v) = &f.fill[i]
+                            {
+                                *c = v.clone();
+                            }
+                        }
+                        chunk.keys.resize_with(f.key.len(), Vec::new);
+                        for (col, &i) in chunk.keys.iter_mut().zip(&f.key) {
+                            col.push(cells[i].to_pg_text());
+                        }
+                    }
+                    match &encoding.binary {
+                        Some(types) => crate::value::cell::binary::write_row(&mut chunk.copy, &cells, types),
+                        None => write_row(&mut chunk.copy, &cells),
+                    }
+                    chunk.rows.push(Origin { doc: doc_index as u32, element: element.map(|e| e as u32) });
+                }
+                RowEvent::Rejected(r) => {
+                    rejected += 1;
+                    chunk.read += 1;
+                    chunk.rejects.push((doc_index, r));
+                }
+                RowEvent::Filtered(n) => {
+                    chunk.read += n;
+                    chunk.filtered += n;
+                }
+                RowEvent::NoElements => no_elements = true,
+            }),
+        }
+        chunk.outcomes.record(rows, rejected, no_elements);
+        if rejected > 0
+            && let Some(at) = stream.location()
+        {
+            chunk.locations.insert(doc_index, at);
+        }
+        chunk.docs.push(item);
+        if chunk.rows.len() >= batch || chunk.docs.len() >= batch * 4 {
+            chunk.position = stream.position();
+            let full = std::mem::replace(&mut chunk, Chunk::new(batch));
+            if tx.blocking_send(Ok(Produced::Chunk(Box::new(full)))).is_err() {
+                return; // the loader stopped; its error is reported there
+            }
+        }
+    }
+    if chunk.documents > 0 {
+        chunk.position = stream.position();
+        let _ = tx.blocking_send(Ok(Produced::Chunk(Box::new(chunk))));
+    }
+    let _ = tx.blocking_send(Ok(Produced::Done(mapper.stats)));
+}
+
+/// A dry run's stand-in for the server's unique indexes: the reason when
+/// the row repeats an earlier row's values of a unique set; otherwise the
+/// row's values are recorded in every set. NULLs never collide.
+pub(super) fn repeated(
+    sets: &[UniqueSet],
+    seen: &mut [HashSet<Vec<Option<String>>>],
+    cells: &[Cell<'_>],
+) -> Option<String> {
+    let values: Vec<Option<Vec<Option<String>>>> = sets
+        .iter()
+        .map(|s| {
+            let v: Vec<Option<String>> = s.columns.iter().map(|&i| cells[i].identity()).collect();
+            v.iter().all(Option::is_some).then_some(v)
+        })
+        .collect();
+    for ((set, v), seen) in sets.iter().zip(&values).zip(seen.iter()) {
+        if v.as_ref().is_some_and(|v| seen.contains(v)) {
+            return Some(set.reason.clone());
+        }
+    }
+    for (v, seen) in values.into_iter().zip(seen.iter_mut()) {
+        if let Some(v) = v {
+            seen.insert(v);
+        }
+    }
+    None
+}

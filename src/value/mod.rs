@@ -1,0 +1,16 @@
+//! Pure values: one BSON value → one typed PostgreSQL value, exact or
+//! refused. Source paths and their one evaluator ([`path`], with the
+//! one-pass field extractor [`fields`]), coercion ([`coerce`]),
+//! deterministic ids ([`ids`]), JSON forms ([`json`]), the ISO-8601 parser
+//! ([`datetime`]) and the typed cell with its text encoding ([`cell`]).
+//!
+//! Knows BSON and PostgreSQL's value formats; nothing of mappings as
+//! written, of connections, files or servers.
+
+pub mod cell;
+pub mod coerce;
+pub mod datetime;
+pub mod fields;
+pub mod ids;
+pub mod json;
+pub mod path;
