@@ -2,19 +2,51 @@
 //!
 //! # Layout
 //!
-//! - [`spec`]: mapping files as written (TOML with spans); shape checks only.
+//! Folders follow the pipeline: mapping files are read ([`lang`]) and checked
+//! against the DDL ([`schema`]) into a plan ([`compile`] → [`plan`]); a run
+//! reads documents ([`source`]), maps them to rows ([`map`], on [`value`]),
+//! and loads them ([`run`] → [`pg`]); [`validate`] and [`rollback`] work
+//! from the same plan.
+//!
+//! - [`cli`]: command-line types (clap), dispatch, exit codes.
+//!   - [`cli::cmd`]: one module per command.
+//!   - [`cli::cmd::check`], [`cli::cmd::list`], [`cli::cmd::plan`], [`cli::cmd::rollback`],
+//!     [`cli::cmd::run`], [`cli::cmd::schema`], [`cli::cmd::status`], [`cli::cmd::validate`].
+//! - [`lang`]: the mapping language as written.
+//!   - [`lang::spec`]: mapping files (TOML with spans); shape checks only.
+//!   - [`lang::transform`]: the closed set of value transforms.
+//!   - [`lang::diag`]: diagnostics and their rendering.
 //! - [`schema`]: the target schema read from `schema/*.sql` with sqlparser.
 //! - [`compile`]: specs + schema → [`plan::Plan`], every diagnostic collected.
+//!   - [`compile::mapping`]: one mapping file against the schema.
+//!   - [`compile::graph`]: passes over all mappings: projection, overlaps, load order.
 //! - [`plan`]: the compiled plan and its text/JSON/Graphviz renderings.
-//! - [`path`]: compiled source paths (fast dotted walk or JSONPath).
-//! - [`coerce`]: one BSON value → one PostgreSQL type, exact or refused.
-//! - [`transform`]: the closed set of value transforms.
-//! - [`datetime`]: the one ISO-8601 date-time parser (`$date` strings and string values).
-//! - [`cell`]: typed values and their COPY text encoding.
-//! - [`json`]: BSON as JSON text in a declared form.
-//! - [`ids`]: deterministic UUIDv5 ids.
-//! - [`diag`]: diagnostics and their rendering.
-//! - [`cli`], [`cmd`]: the command line.
+//! - [`value`]: pure BSON → typed PostgreSQL values.
+//!   - [`value::path`]: compiled source paths, their one evaluator.
+//!   - [`value::fields`]: the one-pass field extractor for plain paths.
+//!   - [`value::coerce`]: one BSON value → one PostgreSQL type, exact or refused.
+//!   - [`value::ids`]: deterministic UUIDv5 ids.
+//!   - [`value::json`]: BSON as JSON text in a declared form.
+//!   - [`value::datetime`]: the one ISO-8601 date-time parser.
+//!   - [`value::cell`]: typed values, their text and binary COPY encodings.
+//! - [`map`]: one document through one mapping: filter, unwind, rows.
+//! - [`source`]: where documents come from.
+//!   - [`source::files`]: mongodump and extended-JSON files.
+//!   - [`source::extjson`]: extended JSON → BSON, exactly.
+//!   - [`source::strict`]: what a readable BSON document is.
+//!   - [`source::mongo`]: a live MongoDB server.
+//! - [`pg`]: everything that speaks SQL to the target.
+//!   - [`pg::target`]: connections, schema migrations, drift checks.
+//!   - [`pg::sink`]: chunks into tables by COPY.
+//!   - [`pg::ledger`]: the tool's own records (`finlit_map` schema).
+//!   - [`pg::keys`]: a row key's one text.
+//!   - [`pg::sql`]: quoting, literals, catalog types.
+//! - [`run`]: orchestration: stages, the loader, checkpoints.
+//!   - [`run::reader`]: the reading thread: documents → COPY chunks.
+//!   - [`run::rejects`]: the rejects file.
+//!   - [`run::report`]: what a run did, and its rendering.
+//! - [`validate`]: proves a migration through the same plan.
+//! - [`rollback`]: removes what migrations loaded, and only that.
 
 pub mod cli;
 pub mod compile;
@@ -28,3 +60,41 @@ pub mod schema;
 pub mod source;
 pub mod validate;
 pub mod value;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every module under `src/`, as a path (`value::cell`).
+    fn modules(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for p in entries {
+            let name = p.file_stem().unwrap().to_string_lossy().to_string();
+            let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}::{name}") };
+            if p.is_dir() {
+                out.push(path.clone());
+                modules(&p, &path, out);
+            } else if p.extension().is_some_and(|e| e == "rs") && !["mod", "lib", "main"].contains(&name.as_str()) {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The `# Layout` above names every module, and only modules that exist.
+    #[test]
+    fn the_layout_lists_every_module() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut found = Vec::new();
+        modules(&src, "", &mut found);
+        let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+        let layout = &lib[lib.find("# Layout").unwrap()..lib.find("pub mod").unwrap()];
+        let mut named: Vec<String> =
+            layout.split("[`").skip(1).filter_map(|s| s.split_once("`]")).map(|(m, _)| m.to_string()).collect();
+        named.retain(|m| m != "plan::Plan");
+        named.sort();
+        named.dedup();
+        found.sort();
+        assert_eq!(named, found, "src/lib.rs `# Layout` and the modules under src/ differ");
+    }
+}

@@ -8,8 +8,8 @@
 //!
 //! Knows specs and the schema; nothing of sources, sinks or connections.
 
-mod graph;
-mod mapping;
+pub mod graph;
+pub mod mapping;
 
 use graph::{check_overlaps, order};
 use mapping::MappingCx;

@@ -10,8 +10,6 @@ use sqlx::{PgConnection, Row};
 use crate::run::report::MappingReport;
 use crate::source::Position;
 
-pub const SCHEMA: &str = "finlit_map";
-
 const DDL: &str = "
 CREATE SCHEMA IF NOT EXISTS finlit_map;
 CREATE TABLE IF NOT EXISTS finlit_map.runs (
@@ -62,6 +60,48 @@ CREATE TABLE IF NOT EXISTS finlit_map.loaded_chunks (
 ALTER TABLE finlit_map.progress ADD COLUMN IF NOT EXISTS fingerprint TEXT;
 CREATE INDEX IF NOT EXISTS loaded_chunks_table ON finlit_map.loaded_chunks (table_name, mapping);
 ";
+
+/// The head of the statement that records inserted rows' keys; the caller
+/// appends a `SELECT table_name, mapping, run_id, keys` of its own.
+pub const RECORD_KEYS: &str = "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys)";
+
+/// A subquery of the key texts migrations inserted for one mapping.
+pub fn migrated_keys(table: &str, mapping: &str) -> String {
+    format!(
+        "SELECT unnest(l.keys) FROM finlit_map.loaded_chunks l WHERE l.table_name = {} AND l.mapping = {}",
+        crate::pg::sql::literal(table),
+        crate::pg::sql::literal(mapping),
+    )
+}
+
+/// Whether the target has the ledger (any migration ran against it).
+pub async fn exists(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    let r: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('finlit_map.loaded_chunks')::text").fetch_one(&mut *conn).await?;
+    Ok(r.is_some())
+}
+
+/// After a table's migrated rows were deleted (in the caller's
+/// transaction): its recorded keys go, and so do the checkpoints of its
+/// mappings, so the next run loads them again instead of skipping them as
+/// complete.
+pub async fn forget_table(conn: &mut PgConnection, table: &str, mappings: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM finlit_map.loaded_chunks WHERE table_name = $1").bind(table).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM finlit_map.progress WHERE mapping = ANY($1)").bind(mappings).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// An interrupted run with nothing left to continue is over.
+pub async fn close_emptied_runs(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE finlit_map.runs r SET outcome = 'rolled back', finished_at = coalesce(finished_at, now())
+         WHERE outcome IN ('running', 'failed', 'interrupted')
+           AND NOT EXISTS (SELECT 1 FROM finlit_map.progress p WHERE p.run_id = r.run_id)",
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
 
 pub async fn ensure(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     // Parallel first runs may race on CREATE ... IF NOT EXISTS; an advisory lock serializes them.

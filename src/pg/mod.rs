@@ -1,10 +1,13 @@
 //! Everything that speaks SQL to the target: the connection and its
-//! schema migrations ([`target`]), loading chunks by COPY ([`sink`]), and
-//! the tool's own records in the `finlit_map` schema ([`ledger`]).
+//! schema migrations ([`target`]), loading chunks by COPY ([`sink`]), the
+//! tool's own records in the `finlit_map` schema ([`ledger`]), a row key's
+//! one text ([`keys`]) and the SQL text toolbox ([`sql`]).
 //!
 //! Knows sqlx and PostgreSQL; nothing of TOML, BSON sources or the
 //! command line.
 
+pub mod keys;
 pub mod ledger;
 pub mod sink;
+pub mod sql;
 pub mod target;

@@ -12,9 +12,10 @@
 //!
 //! Knows SQL and the plan's column list; nothing of sources or TOML.
 
-use std::collections::BTreeMap;
+use sqlx::{Connection, PgConnection, Row};
 
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use super::keys::{ServerKeys, key_text};
+use super::sql::{literal, quote, sql};
 
 use crate::plan::{ColumnPlan, DefaultPlan, MappingPlan, Plan};
 use crate::schema::{SchemaDefault, SqlType};
@@ -41,16 +42,6 @@ pub struct Dangling {
     pub key: String,
     pub column: String,
     pub target: String,
-}
-
-/// Statements here are built from quoted identifiers of the schema and the
-/// plan, never from data, so they are safe to send as they are.
-pub fn sql(s: impl AsRef<str>) -> AssertSqlSafe<String> {
-    AssertSqlSafe(s.as_ref().to_string())
-}
-
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 /// The SQL for one mapping, built once.
@@ -169,13 +160,13 @@ impl TableSink {
         let insert = format!(
             "WITH ins AS (INSERT INTO {table} ({}) SELECT {} FROM {stage} s \
              WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {}){{ORD}} RETURNING {}), \
-             rec AS (INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys) \
-             SELECT {}, {}, $1, array_agg({}) FROM ins HAVING count(*) > 0) \
+             rec AS ({} SELECT {}, {}, $1, array_agg({}) FROM ins HAVING count(*) > 0) \
              SELECT count(*) FROM ins",
             names.join(", "),
             values.join(", "),
             key_match("t", "s"),
             key.join(", "),
+            super::ledger::RECORD_KEYS,
             literal(&m.table),
             literal(&m.name),
             key_text(&ins_keys),
@@ -256,8 +247,8 @@ impl TableSink {
                         .ok_or_else(|| sqlx::Error::Protocol("the sink was not prepared before loading".into()))?;
                     let (expr, from) = server_keys.sql(4);
                     let stmt = format!(
-                        "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys) \
-                         SELECT $1, $2, $3, array_agg({expr} ORDER BY u.n) FROM {from}"
+                        "{} SELECT $1, $2, $3, array_agg({expr} ORDER BY u.n) FROM {from}",
+                        super::ledger::RECORD_KEYS
                     );
                     let mut q = sqlx::query(sql(stmt)).bind(&self.table_name).bind(&self.mapping).bind(self.run_id);
                     for col in keys {
@@ -470,95 +461,6 @@ fn server_default(c: &ColumnPlan) -> Option<String> {
         DefaultPlan::Schema(SchemaDefault::Now) => Some("now()".into()),
         DefaultPlan::Schema(SchemaDefault::Constant(v) | SchemaDefault::Expression(v)) => Some(v.clone()),
         DefaultPlan::Value(_) | DefaultPlan::None => None,
-    }
-}
-
-/// A SQL string literal.
-pub fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A row's key as one text value, the same for the ledger and for rollback.
-pub fn key_text(cols: &[String]) -> String {
-    match cols {
-        [one] => format!("{one}::text"),
-        many => format!("ROW({})::text", many.join(", ")),
-    }
-}
-
-/// Each column of a table and its type as the catalog writes it
-/// (`numeric(6,2)`, `timestamp with time zone`), by column name.
-pub async fn column_types(conn: &mut PgConnection, table: &str) -> Result<BTreeMap<String, String>, sqlx::Error> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
-    )
-    .bind(quote(table))
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().collect())
-}
-
-/// `expr <op> $n`, the parameter (a value's PostgreSQL text) cast by the
-/// server to the column's type `ty`, so values compare as values. `json` has
-/// no equality operator: its text, which is what was loaded, is compared.
-pub fn equals_param(expr: &str, op: &str, n: usize, ty: &str) -> String {
-    if ty == "json" { format!("{expr}::text {op} ${n}") } else { format!("{expr} {op} ${n}::{ty}") }
-}
-
-/// Keys that the client knows as each column's text, turned into the one
-/// text PostgreSQL gives them (`key_text`): `1e+20` for a double the client
-/// wrote `100000000000000000000`, `1.50` for `1.5` in `numeric(4,2)`, jsonb
-/// with its own spacing. The ledger, rollback and validate all compare this
-/// server text, so a key has one text wherever it is compared.
-#[derive(Debug, Clone)]
-pub struct ServerKeys {
-    /// Each key column's quoted name and its type as the catalog writes it.
-    cols: Vec<(String, String)>,
-}
-
-impl ServerKeys {
-    /// Reads the key columns' types from the catalog.
-    pub async fn load(conn: &mut PgConnection, table: &str, key_cols: &[String]) -> Result<ServerKeys, sqlx::Error> {
-        let types = column_types(conn, table).await?;
-        let cols =
-            key_cols.iter().map(|c| (quote(c), types.get(c).cloned().unwrap_or_else(|| "text".into()))).collect();
-        Ok(ServerKeys { cols })
-    }
-
-    /// `(key expression, FROM clause)` for keys bound as one `text[]` per
-    /// key column from parameter `$first` on, in their order (`u.n`).
-    pub fn sql(&self, first: usize) -> (String, String) {
-        let casts: Vec<String> = self.cols.iter().enumerate().map(|(i, (_, ty))| format!("u.k{i}::{ty}")).collect();
-        let params: Vec<String> = (0..self.cols.len()).map(|i| format!("${}::text[]", first + i)).collect();
-        let names: Vec<String> = (0..self.cols.len()).map(|i| format!("k{i}")).collect();
-        (key_text(&casts), format!("unnest({}) WITH ORDINALITY AS u({}, n)", params.join(", "), names.join(", ")))
-    }
-
-    /// A condition matching table alias `t`'s key to keys bound from `$first` (one value each).
-    pub fn matches(&self, first: usize) -> String {
-        let conds: Vec<String> = self
-            .cols
-            .iter()
-            .enumerate()
-            .map(|(i, (name, ty))| equals_param(&format!("t.{name}"), "=", first + i, ty))
-            .collect();
-        conds.join(" AND ")
-    }
-
-    /// The server's key text of keys given column by column as client text.
-    pub async fn texts(
-        &self,
-        conn: &mut PgConnection,
-        keys: &[Vec<Option<String>>],
-    ) -> Result<Vec<String>, sqlx::Error> {
-        let (expr, from) = self.sql(1);
-        let stmt = format!("SELECT {expr} FROM {from} ORDER BY u.n");
-        let mut q = sqlx::query_scalar::<_, String>(sql(stmt));
-        for col in keys {
-            q = q.bind(col.as_slice());
-        }
-        q.fetch_all(&mut *conn).await
     }
 }
 

@@ -271,13 +271,13 @@ pub async fn check_tables(conn: &mut PgConnection, plan: &crate::plan::Plan) -> 
             continue;
         }
         let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(crate::pg::sink::quote(&m.table))
+            .bind(crate::pg::sql::quote(&m.table))
             .fetch_one(&mut *conn)
             .await?;
         if found.is_none() {
             return Err(TargetError::MissingTable(m.table.clone()));
         }
-        let actual = crate::pg::sink::column_types(conn, &m.table).await?;
+        let actual = crate::pg::sql::column_types(conn, &m.table).await?;
         for c in plan.mappings.iter().filter(|x| x.table == m.table).flat_map(|x| &x.columns) {
             let line = match actual.get(&c.name) {
                 None => format!("  {}.{}: the target has no such column", m.table, c.name),

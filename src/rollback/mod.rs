@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 
 use sqlx::{Connection, PgConnection};
 
-use crate::pg::sink::{key_text, literal, quote, sql};
+use crate::pg::keys::key_text;
+use crate::pg::ledger;
+use crate::pg::sql::{quote, sql};
 use crate::plan::{MappingPlan, Plan};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,13 +43,6 @@ pub struct TableCount {
     pub migrated: u64,
 }
 
-/// Whether the target has the ledger (any migration ran against it).
-pub async fn ledger_exists(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    let r: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('finlit_map.loaded_chunks')::text").fetch_one(&mut *conn).await?;
-    Ok(r.is_some())
-}
-
 fn mappings_of<'p>(plan: &'p Plan, table: &str) -> Vec<&'p MappingPlan> {
     plan.mappings.iter().filter(|m| m.table == table).collect()
 }
@@ -55,12 +50,7 @@ fn mappings_of<'p>(plan: &'p Plan, table: &str) -> Vec<&'p MappingPlan> {
 /// `t` rows a mapping inserted, as a condition on alias `t`.
 fn migrated_condition(m: &MappingPlan, alias: &str) -> String {
     let cols: Vec<String> = m.key.iter().map(|&i| format!("{alias}.{}", quote(&m.columns[i].name))).collect();
-    format!(
-        "{} IN (SELECT unnest(l.keys) FROM finlit_map.loaded_chunks l WHERE l.table_name = {} AND l.mapping = {})",
-        key_text(&cols),
-        literal(&m.table),
-        literal(&m.name),
-    )
+    format!("{} IN ({})", key_text(&cols), ledger::migrated_keys(&m.table, &m.name))
 }
 
 fn migrated_any(plan: &Plan, table: &str, alias: &str) -> String {
@@ -126,7 +116,7 @@ async fn count(conn: &mut PgConnection, stmt: String) -> Result<u64, sqlx::Error
 
 /// Every mapped table's row count, split into migrated and other rows.
 pub async fn counts(plan: &Plan, conn: &mut PgConnection) -> Result<Vec<TableCount>, RollbackError> {
-    let has_ledger = ledger_exists(conn).await?;
+    let has_ledger = ledger::exists(conn).await?;
     let mut out = Vec::new();
     let tables: BTreeSet<&str> = plan.mappings.iter().map(|m| m.table.as_str()).collect();
     for t in tables {
@@ -150,7 +140,7 @@ pub async fn plan_rollback(
     cascade: bool,
     conn: &mut PgConnection,
 ) -> Result<Vec<TableStep>, RollbackError> {
-    if !ledger_exists(conn).await? {
+    if !ledger::exists(conn).await? {
         return Err(RollbackError::NoLedger);
     }
     let mut set: BTreeSet<String> = tables.iter().cloned().collect();
@@ -261,28 +251,11 @@ pub async fn execute(
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-        sqlx::query("DELETE FROM finlit_map.loaded_chunks WHERE table_name = $1")
-            .bind(&s.table)
-            .execute(&mut *tx)
-            .await?;
-        // What was removed must load again: an interrupted run's checkpoints
-        // for these mappings go too, so the next run starts them over
-        // instead of skipping them as complete.
         let mappings: Vec<String> = mappings_of(plan, &s.table).iter().map(|m| m.name.clone()).collect();
-        sqlx::query("DELETE FROM finlit_map.progress WHERE mapping = ANY($1)")
-            .bind(&mappings)
-            .execute(&mut *tx)
-            .await?;
+        ledger::forget_table(&mut tx, &s.table, &mappings).await?;
         done.push((s.table.clone(), deleted));
     }
-    // An interrupted run with nothing left to continue is over.
-    sqlx::query(
-        "UPDATE finlit_map.runs r SET outcome = 'rolled back', finished_at = coalesce(finished_at, now())
-         WHERE outcome IN ('running', 'failed', 'interrupted')
-           AND NOT EXISTS (SELECT 1 FROM finlit_map.progress p WHERE p.run_id = r.run_id)",
-    )
-    .execute(&mut *tx)
-    .await?;
+    ledger::close_emptied_runs(&mut tx).await?;
     tx.commit().await?;
     Ok(done)
 }

@@ -10,7 +10,7 @@
 //!
 //! Knows the plan, the source and the sink; nothing of TOML or of the command line.
 
-mod reader;
+pub mod reader;
 pub mod rejects;
 pub mod report;
 
@@ -24,7 +24,8 @@ use sqlx::{Connection, PgConnection};
 use thiserror::Error;
 
 use crate::pg::ledger::{self, Progress};
-use crate::pg::sink::{DbRejection, TableSink, quote, sql};
+use crate::pg::sink::{DbRejection, TableSink};
+use crate::pg::sql::{quote, sql};
 use crate::plan::{MappingPlan, Plan};
 use crate::run::rejects::{RejectRecord, RejectsFile};
 use crate::run::report::{ColumnReport, MappingReport, RunReport};

@@ -6,10 +6,10 @@
 //! Knows BSON, files and the MongoDB driver; nothing of mappings' columns or
 //! of PostgreSQL.
 
-mod extjson;
-mod files;
-mod mongo;
-mod strict;
+pub mod extjson;
+pub mod files;
+pub mod mongo;
+pub mod strict;
 
 use std::path::PathBuf;
 

@@ -16,7 +16,8 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::map::{RowEvent, RowMapper};
-use crate::pg::sink::{ServerKeys, column_types, equals_param, quote};
+use crate::pg::keys::ServerKeys;
+use crate::pg::sql::{column_types, equals_param, quote};
 use crate::plan::{DefaultPlan, MappingPlan, Plan};
 use crate::source::{Source, SourceError};
 use crate::value::cell::Cell;
@@ -150,7 +151,7 @@ pub async fn validate(
 
     for t in tables.values_mut() {
         t.target_rows =
-            sqlx::query_scalar::<_, i64>(crate::pg::sink::sql(format!("SELECT count(*) FROM {}", quote(&t.table))))
+            sqlx::query_scalar::<_, i64>(crate::pg::sql::sql(format!("SELECT count(*) FROM {}", quote(&t.table))))
                 .fetch_one(&mut *conn)
                 .await? as u64;
         t.count_ok = t.target_rows + t.rejected_last_run.unwrap_or(0) == t.source_rows;
@@ -260,7 +261,7 @@ async fn compare(
     let rejected_last_run = t.rejected_last_run.unwrap_or(0);
     for s in picked {
         t.sampled += 1;
-        let mut q = sqlx::query_as::<_, (Vec<bool>, Value)>(crate::pg::sink::sql(&stmt));
+        let mut q = sqlx::query_as::<_, (Vec<bool>, Value)>(crate::pg::sql::sql(&stmt));
         for k in &s.key {
             q = q.bind(k.clone());
         }
@@ -320,7 +321,7 @@ async fn integrity(
             "SELECT x.{c}::text FROM {} x WHERE x.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rt} r WHERE r.{rc} = x.{c})",
             quote(&t.table)
         );
-        let found: Vec<String> = sqlx::query_scalar(crate::pg::sink::sql(stmt)).fetch_all(&mut *conn).await?;
+        let found: Vec<String> = sqlx::query_scalar(crate::pg::sql::sql(stmt)).fetch_all(&mut *conn).await?;
         if !found.is_empty() {
             t.orphans.push(Orphans {
                 column: fk.columns[0].clone(),
@@ -333,8 +334,8 @@ async fn integrity(
     // Rows no source document produces: the key set comes from the scan.
     let Some(m) = mappings.iter().find(|m| m.table == t.table) else { return Ok(()) };
     let cols: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
-    let stmt = format!("SELECT {} FROM {}", crate::pg::sink::key_text(&cols), quote(&t.table));
-    let rows: Vec<String> = sqlx::query_scalar(crate::pg::sink::sql(stmt)).fetch_all(&mut *conn).await?;
+    let stmt = format!("SELECT {} FROM {}", crate::pg::keys::key_text(&cols), quote(&t.table));
+    let rows: Vec<String> = sqlx::query_scalar(crate::pg::sql::sql(stmt)).fetch_all(&mut *conn).await?;
     let mut present = HashSet::with_capacity(rows.len());
     for k in rows {
         if !keys.contains(&k) {

@@ -29,6 +29,20 @@ pub fn fail(e: impl std::fmt::Display) -> u8 {
     crate::cli::exit::FAILED
 }
 
+/// Asks on a terminal and reads one line; `None` without a terminal (a
+/// script must say `--confirm` instead of being asked).
+pub fn ask(question: &str) -> Option<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    Some(line.trim().to_string())
+}
+
 /// The database name of a connection string (what `--confirm` must repeat).
 pub fn database_name(url: &str) -> String {
     let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);

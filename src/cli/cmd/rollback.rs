@@ -1,7 +1,5 @@
 //! `finlit-map rollback`: remove what migrations loaded, with dry run and confirmation.
 
-use std::io::{BufRead, IsTerminal, Write};
-
 use crate::cli::{RollbackArgs, exit};
 use crate::pg::target::{self, redact};
 use crate::rollback::{counts, execute, plan_rollback};
@@ -41,7 +39,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
         return super::fail("nothing deleted: add --dry-run to see what would go, or --confirm to delete");
     }
     // Not while a run loads: its chunks would land after the rollback.
-    if !args.dry_run && crate::rollback::ledger_exists(&mut conn).await.unwrap_or(false) {
+    if !args.dry_run && crate::pg::ledger::exists(&mut conn).await.unwrap_or(false) {
         match crate::pg::ledger::lock_target(&mut conn, false).await {
             Ok(Ok(())) => {}
             Ok(Err(holder)) => {
@@ -67,16 +65,14 @@ pub async fn run(args: RollbackArgs) -> u8 {
         let db = super::database_name(url);
         let given = args.confirm.clone().unwrap_or_default();
         if given != db {
-            if std::io::stdin().is_terminal() && given.is_empty() {
-                eprint!(
+            if given.is_empty()
+                && let Some(typed) = super::ask(&format!(
                     "This deletes {total} rows from {} tables of {}.\nType the database name to confirm: ",
                     steps.len(),
                     redact(url)
-                );
-                let _ = std::io::stderr().flush();
-                let mut line = String::new();
-                let _ = std::io::stdin().lock().read_line(&mut line);
-                if line.trim() != db {
+                ))
+            {
+                if typed != db {
                     return super::fail("not confirmed; nothing deleted");
                 }
             } else {

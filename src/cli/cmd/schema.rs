@@ -1,7 +1,5 @@
 //! `finlit-map schema apply|status|revert`: schema/ as versioned migrations.
 
-use std::io::{BufRead, IsTerminal, Write};
-
 use crate::cli::{SchemaAction, SchemaArgs, exit};
 use crate::pg::target::{self, redact};
 
@@ -71,13 +69,9 @@ pub async fn run(args: SchemaArgs) -> u8 {
                 .map(|s| format!("{} {}", s.version, s.description))
                 .collect();
             if !r.confirm {
-                let ok = std::io::stdin().is_terminal() && {
-                    eprint!("Revert {} (dropping their tables and data) in {}? [y/N] ", going.join(", "), redact(url));
-                    let _ = std::io::stderr().flush();
-                    let mut line = String::new();
-                    let _ = std::io::stdin().lock().read_line(&mut line);
-                    line.trim().eq_ignore_ascii_case("y")
-                };
+                let question =
+                    format!("Revert {} (dropping their tables and data) in {}? [y/N] ", going.join(", "), redact(url));
+                let ok = super::ask(&question).is_some_and(|a| a.eq_ignore_ascii_case("y"));
                 if !ok {
                     return super::fail(format!("not reverted: add --confirm to revert {}", going.join(", ")));
                 }

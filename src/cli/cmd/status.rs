@@ -34,8 +34,8 @@ pub async fn run(args: StatusArgs) -> u8 {
             },
             None => "-".into(),
         };
-        let stmt = format!("SELECT count(*) FROM {}", crate::pg::sink::quote(&m.table));
-        let rows = match sqlx::query_scalar::<_, i64>(crate::pg::sink::sql(stmt)).fetch_one(&mut conn).await {
+        let stmt = format!("SELECT count(*) FROM {}", crate::pg::sql::quote(&m.table));
+        let rows = match sqlx::query_scalar::<_, i64>(crate::pg::sql::sql(stmt)).fetch_one(&mut conn).await {
             Ok(n) => n.to_string(),
             Err(_) => "(no table)".into(),
         };

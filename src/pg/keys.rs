@@ -1,0 +1,73 @@
+//! The single definition of a row's key as text: the text PostgreSQL gives
+//! it, whatever the key's types. The ledger records it, rollback matches it,
+//! validate compares it.
+//!
+//! Knows SQL and the catalog; nothing of plans or sources.
+
+use sqlx::PgConnection;
+
+use super::sql::{column_types, equals_param, quote, sql};
+
+/// A row's key as one text value, the same for the ledger and for rollback.
+pub fn key_text(cols: &[String]) -> String {
+    match cols {
+        [one] => format!("{one}::text"),
+        many => format!("ROW({})::text", many.join(", ")),
+    }
+}
+
+/// Keys that the client knows as each column's text, turned into the one
+/// text PostgreSQL gives them (`key_text`): `1e+20` for a double the client
+/// wrote `100000000000000000000`, `1.50` for `1.5` in `numeric(4,2)`, jsonb
+/// with its own spacing. The ledger, rollback and validate all compare this
+/// server text, so a key has one text wherever it is compared.
+#[derive(Debug, Clone)]
+pub struct ServerKeys {
+    /// Each key column's quoted name and its type as the catalog writes it.
+    cols: Vec<(String, String)>,
+}
+
+impl ServerKeys {
+    /// Reads the key columns' types from the catalog.
+    pub async fn load(conn: &mut PgConnection, table: &str, key_cols: &[String]) -> Result<ServerKeys, sqlx::Error> {
+        let types = column_types(conn, table).await?;
+        let cols =
+            key_cols.iter().map(|c| (quote(c), types.get(c).cloned().unwrap_or_else(|| "text".into()))).collect();
+        Ok(ServerKeys { cols })
+    }
+
+    /// `(key expression, FROM clause)` for keys bound as one `text[]` per
+    /// key column from parameter `$first` on, in their order (`u.n`).
+    pub fn sql(&self, first: usize) -> (String, String) {
+        let casts: Vec<String> = self.cols.iter().enumerate().map(|(i, (_, ty))| format!("u.k{i}::{ty}")).collect();
+        let params: Vec<String> = (0..self.cols.len()).map(|i| format!("${}::text[]", first + i)).collect();
+        let names: Vec<String> = (0..self.cols.len()).map(|i| format!("k{i}")).collect();
+        (key_text(&casts), format!("unnest({}) WITH ORDINALITY AS u({}, n)", params.join(", "), names.join(", ")))
+    }
+
+    /// A condition matching table alias `t`'s key to keys bound from `$first` (one value each).
+    pub fn matches(&self, first: usize) -> String {
+        let conds: Vec<String> = self
+            .cols
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ty))| equals_param(&format!("t.{name}"), "=", first + i, ty))
+            .collect();
+        conds.join(" AND ")
+    }
+
+    /// The server's key text of keys given column by column as client text.
+    pub async fn texts(
+        &self,
+        conn: &mut PgConnection,
+        keys: &[Vec<Option<String>>],
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let (expr, from) = self.sql(1);
+        let stmt = format!("SELECT {expr} FROM {from} ORDER BY u.n");
+        let mut q = sqlx::query_scalar::<_, String>(sql(stmt));
+        for col in keys {
+            q = q.bind(col.as_slice());
+        }
+        q.fetch_all(&mut *conn).await
+    }
+}

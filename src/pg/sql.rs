@@ -1,0 +1,44 @@
+//! The SQL text toolbox every part that talks to PostgreSQL shares:
+//! statements marked safe, identifiers and literals quoted, the catalog's
+//! column types, typed comparison with a bound parameter.
+//!
+//! Knows SQL text and the catalog; nothing of plans, sources or values.
+
+use std::collections::BTreeMap;
+
+use sqlx::{AssertSqlSafe, PgConnection};
+
+/// Statements here are built from quoted identifiers of the schema and the
+/// plan, never from data, so they are safe to send as they are.
+pub fn sql(s: impl AsRef<str>) -> AssertSqlSafe<String> {
+    AssertSqlSafe(s.as_ref().to_string())
+}
+
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// A SQL string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Each column of a table and its type as the catalog writes it
+/// (`numeric(6,2)`, `timestamp with time zone`), by column name.
+pub async fn column_types(conn: &mut PgConnection, table: &str) -> Result<BTreeMap<String, String>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+    )
+    .bind(quote(table))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// `expr <op> $n`, the parameter (a value's PostgreSQL text) cast by the
+/// server to the column's type `ty`, so values compare as values. `json` has
+/// no equality operator: its text, which is what was loaded, is compared.
+pub fn equals_param(expr: &str, op: &str, n: usize, ty: &str) -> String {
+    if ty == "json" { format!("{expr}::text {op} ${n}") } else { format!("{expr} {op} ${n}::{ty}") }
+}
