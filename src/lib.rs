@@ -14,6 +14,8 @@
 //!     [`cli::cmd::run`], [`cli::cmd::schema`], [`cli::cmd::status`], [`cli::cmd::validate`].
 //! - [`lang`]: the mapping language as written.
 //!   - [`lang::spec`]: mapping files (TOML with spans); shape checks only.
+//!   - [`lang::expr`]: value expressions behind one trait, one file each:
+//!     [`lang::expr::from`], [`lang::expr::id`], [`lang::expr::default`].
 //!   - [`lang::transform`]: the closed set of value transforms.
 //!   - [`lang::diag`]: diagnostics and their rendering.
 //! - [`schema`]: the target schema read from `schema/*.sql` with sqlparser.

@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
 use crate::lang::diag::{Code, Diagnostic, Diagnostics, SourceFile};
-use crate::lang::spec::{self, Literal, MappingSpec, ValueSource};
-use crate::plan::{ColumnPlan, MappingPlan, ValuePlan};
+use crate::lang::spec::{self, Literal, MappingSpec};
+use crate::plan::{ColumnPlan, MappingPlan};
 use crate::value::path::{CompiledPath, Root};
 
 /// The top-level fields a mapping reads, for a server-side projection.
@@ -22,10 +22,7 @@ pub(super) fn projection(
     fields.insert("_id".to_string());
     let mut paths: Vec<CompiledPath> = columns
         .iter()
-        .filter_map(|c| match &c.value {
-            ValuePlan::Path(p) | ValuePlan::Id(p) => Some(p.clone()),
-            ValuePlan::DefaultOnly => None,
-        })
+        .flat_map(|c| c.value.paths().into_iter().cloned())
         .filter(|p| p.root() == Root::Document)
         .collect();
     paths.extend(unwind.cloned());
@@ -76,9 +73,8 @@ fn same_key_space(a: &MappingSpec, b: &MappingSpec) -> bool {
     }
     let derivation = |m: &MappingSpec, col: &str| {
         m.columns.iter().find(|c| c.name.value == col).map(|c| match &c.source {
-            ValueSource::Path(p) => format!("from {}", p.value),
-            ValueSource::Id(p) => format!("id {}", p.value),
-            ValueSource::None => "default".into(),
+            Some(e) => format!("{} {:?}", e.key.value, e.arg.value),
+            None => "default".into(),
         })
     };
     let Some(key) = &a.key else { return false };

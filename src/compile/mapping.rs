@@ -6,15 +6,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
+use std::sync::Arc;
 
 use bson::RawBson;
 
 use super::graph::projection;
 use super::{ProjectDefaults, bad_choice, json_form, parse_tz};
 use crate::lang::diag::{Code, Diagnostic, Diagnostics, SourceFile, did_you_mean};
-use crate::lang::spec::{self, ColumnSpec, Literal, MappingSpec, Sp, ValueSource};
+use crate::lang::expr::{DefaultOnly, ExprCx, ExprRef};
+use crate::lang::spec::{self, ColumnSpec, Literal, MappingSpec, Sp};
 use crate::lang::transform::Transform;
-use crate::plan::{ColumnPlan, DefaultPlan, FilterPlan, FilterTest, MappingPlan, ValuePlan};
+use crate::plan::{ColumnPlan, DefaultPlan, FilterPlan, FilterTest, MappingPlan};
 use crate::schema::{Schema, SqlType, Table};
 use crate::value::coerce::{CoerceRules, coerce};
 use crate::value::path::{CompiledPath, Root};
@@ -216,25 +218,13 @@ impl MappingCx<'_> {
             return None;
         }
 
-        let value = match &c.source {
-            ValueSource::Path(p) => ValuePlan::Path(self.path(p, unwinding)?),
-            ValueSource::Id(p) => {
-                let path = self.path(p, unwinding)?;
-                if ty != SqlType::Uuid {
-                    self.diags.push(
-                        Diagnostic::error(
-                            Code::TypeMismatch,
-                            format!("`id` derives a UUID, but `{}` is {}", col.name, col.ty),
-                        )
-                        .at(&file, p.span.clone(), "yields uuid")
-                        .also(&table.file, col.span.clone(), format!("declared {}", col.ty))
-                        .help("use `from` to copy the value as it is, or make the column UUID"),
-                    );
-                    return None;
-                }
-                ValuePlan::Id(path)
+        let value: ExprRef = match &c.source {
+            Some(e) => {
+                let kind = crate::lang::expr::kind(&e.key.value)?;
+                let mut cx = ColumnCx { cx: self, unwinding, column: &col.name, ty: &ty, decl: (&table.file, col) };
+                (kind.compile)(&e.arg, &mut cx)?
             }
-            ValueSource::None => ValuePlan::DefaultOnly,
+            None => Arc::new(DefaultOnly),
         };
 
         let transforms = c
@@ -268,7 +258,7 @@ impl MappingCx<'_> {
                 None => DefaultPlan::None,
             },
         };
-        if matches!(value, ValuePlan::DefaultOnly) && matches!(default, DefaultPlan::None) {
+        if value.is_default_only() && matches!(default, DefaultPlan::None) {
             self.diags.push(
                 Diagnostic::error(Code::MissingKey, format!("column `{}` has no `from`, `id` or `default`", col.name))
                     .at(&file, c.span.clone(), "no value")
@@ -327,12 +317,12 @@ impl MappingCx<'_> {
         c: &ColumnSpec,
         table: &Table,
         col: &crate::schema::Column,
-        value: &ValuePlan,
+        value: &ExprRef,
     ) -> Option<String> {
         let file = self.spec.file.clone();
         let fk = table.foreign_key_on(&col.name);
         let declared = c.references.as_ref();
-        if let (Some(fk), ValuePlan::Path(p)) = (fk, value) {
+        if let (Some(fk), false, Some(p)) = (fk, value.is_id(), value.paths().first()) {
             self.diags.push(
                 Diagnostic::error(
                     Code::ForeignKeyWithoutId,
@@ -344,7 +334,7 @@ impl MappingCx<'_> {
             );
             return None;
         }
-        if let (Some(r), ValuePlan::Path(_) | ValuePlan::DefaultOnly) = (declared, value) {
+        if let (Some(r), false) = (declared, value.is_id()) {
             self.diags.push(
                 Diagnostic::error(Code::ForeignKeyWithoutId, format!("`references` on `{}` needs `id`", col.name))
                     .at(&file, r.span.clone(), "no `id` derivation")
@@ -368,7 +358,7 @@ impl MappingCx<'_> {
                 return None;
             }
             (Some(r), _) => (r.value.clone(), r.span.clone()),
-            (None, Some(fk)) if matches!(value, ValuePlan::Id(_)) => (fk.ref_table.clone(), c.span.clone()),
+            (None, Some(fk)) if value.is_id() => (fk.ref_table.clone(), c.span.clone()),
             _ => return None,
         };
         if self.schema.table(&target.0).is_none() {
@@ -502,5 +492,51 @@ fn literal_bson(l: &Literal) -> RawBson {
             }
             RawBson::Document(d)
         }
+    }
+}
+
+/// What an expression compiling for one column may ask: its paths compiled
+/// in the mapping's context, the column, and a place for its diagnostics.
+struct ColumnCx<'c, 'm> {
+    cx: &'c mut MappingCx<'m>,
+    unwinding: bool,
+    column: &'c str,
+    ty: &'c SqlType,
+    decl: (&'c SourceFile, &'c crate::schema::Column),
+}
+
+impl ExprCx for ColumnCx<'_, '_> {
+    fn path(&mut self, p: &Sp<String>) -> Option<CompiledPath> {
+        self.cx.path(p, self.unwinding)
+    }
+
+    fn column(&self) -> &str {
+        self.column
+    }
+
+    fn ty(&self) -> &SqlType {
+        self.ty
+    }
+
+    fn wrong_arg(&mut self, arg: &Sp<Literal>, expected: &str) {
+        let file = self.cx.spec.file.clone();
+        self.cx.diags.push(
+            Diagnostic::error(Code::InvalidValue, format!("expected {expected}, found {}", arg.value.kind())).at(
+                &file,
+                arg.span.clone(),
+                format!("expected {expected}"),
+            ),
+        );
+    }
+
+    fn type_mismatch(&mut self, at: &Sp<Literal>, message: String, yields: &str, help: &str) {
+        let file = self.cx.spec.file.clone();
+        let (decl_file, col) = self.decl;
+        self.cx.diags.push(
+            Diagnostic::error(Code::TypeMismatch, message)
+                .at(&file, at.span.clone(), format!("yields {yields}"))
+                .also(decl_file, col.span.clone(), format!("declared {}", col.ty))
+                .help(help),
+        );
     }
 }

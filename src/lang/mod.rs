@@ -1,10 +1,12 @@
-//! The mapping language as written: TOML mapping files with their spans
-//! ([`spec`]), the closed set of value transforms ([`transform`]), and the
-//! diagnostics every stage reports in ([`diag`]).
+//! The mapping language: TOML mapping files with their spans ([`spec`]),
+//! the value expressions a column is filled by ([`expr`], one file each),
+//! the closed set of value transforms ([`transform`]), and the diagnostics
+//! every stage reports in ([`diag`]).
 //!
-//! Knows TOML and the language's names; nothing of BSON values, SQL or
-//! PostgreSQL connections.
+//! Knows TOML, the language's names and what each expression and transform
+//! does to a value; nothing of files, sources, SQL or connections.
 
 pub mod diag;
+pub mod expr;
 pub mod spec;
 pub mod transform;

@@ -112,21 +112,21 @@ pub enum FilterTest {
     Exists(bool),
 }
 
-/// Where a column's value comes from.
+/// Where a column's value comes from: a value expression (see
+/// [`crate::lang::expr`]) written as `key = argument`: `from = "$.path"`
+/// (also the shorthand `column = "$.path"`), `id = "$.path"`, … `None`:
+/// the column takes only its default.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ValueSource {
-    /// `from = "$.path"` or the shorthand `column = "$.path"`.
-    Path(Sp<String>),
-    /// `id = "$.path"`: a deterministic UUIDv5 of the value.
-    Id(Sp<String>),
-    /// Neither: the column takes only its default.
-    None,
+pub struct ExprSpec {
+    pub key: Sp<String>,
+    /// The argument as written; each expression checks its shape.
+    pub arg: Sp<Literal>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ColumnSpec {
     pub name: Sp<String>,
-    pub source: ValueSource,
+    pub source: Option<ExprSpec>,
     pub references: Option<Sp<String>>,
     pub required: Option<Sp<bool>>,
     pub default: Option<Sp<Literal>>,
@@ -140,8 +140,8 @@ pub struct ColumnSpec {
 }
 
 const MAPPING_KEYS: &[&str] = &["source", "table", "key", "unwind", "time_zone", "json", "filter", "columns"];
-const COLUMN_KEYS: &[&str] =
-    &["from", "id", "references", "required", "default", "transform", "map", "type", "time_zone", "json"];
+/// Column options besides its value expression (whose keys `expr` lists).
+const COLUMN_OPTIONS: &[&str] = &["references", "required", "default", "transform", "map", "type", "time_zone", "json"];
 const PROJECT_KEYS: &[&str] = &["namespace", "schema", "time_zone", "json"];
 const JSON_KEYS: &[&str] = &["object_ids", "dates"];
 const FILTER_KEYS: &[&str] = &["path", "equals", "not_equals", "in", "not_in", "exists"];
@@ -457,7 +457,7 @@ impl Cx<'_> {
             let span = k.span().start..v.span().end.max(k.span().end);
             let mut c = ColumnSpec {
                 name,
-                source: ValueSource::None,
+                source: None,
                 references: None,
                 required: None,
                 default: None,
@@ -469,7 +469,10 @@ impl Cx<'_> {
                 span,
             };
             match v.get_ref() {
-                DeValue::String(s) => c.source = ValueSource::Path(Sp::new(s.to_string(), v.span())),
+                DeValue::String(s) => {
+                    let key = Sp::new("from".to_string(), v.span());
+                    c.source = Some(ExprSpec { key, arg: Sp::new(Literal::String(s.to_string()), v.span()) });
+                }
                 DeValue::Table(t) => self.column_table(&mut c, t),
                 _ => {
                     self.wrong(v, "a JSONPath string or a column table such as { from = \"$.x\" }");
@@ -484,18 +487,19 @@ impl Cx<'_> {
     fn column_table(&mut self, c: &mut ColumnSpec, t: &DeTable) {
         for (k, v) in t.iter() {
             match k.get_ref().as_ref() {
-                "from" | "id" => {
-                    let Some(path) = self.string(v) else { continue };
-                    if c.source != ValueSource::None {
+                key if crate::lang::expr::kind(key).is_some() => {
+                    let Some(arg) = self.literal(v) else { continue };
+                    if let Some(first) = &c.source {
                         self.diags.push(
-                            Diagnostic::error(Code::InvalidValue, "a column takes `from` or `id`, not both")
-                                .at(self.file, k.span(), "second source")
-                                .help("`id` already reads the path; drop `from`"),
+                            Diagnostic::error(
+                                Code::InvalidValue,
+                                format!("a column takes one source, not both `{}` and `{key}`", first.key.value),
+                            )
+                            .at(self.file, k.span(), "second source")
+                            .help(format!("keep one of {}", crate::lang::expr::keys().join(", "))),
                         );
-                    } else if k.get_ref().as_ref() == "id" {
-                        c.source = ValueSource::Id(path);
                     } else {
-                        c.source = ValueSource::Path(path);
+                        c.source = Some(ExprSpec { key: Sp::new(key.to_string(), k.span()), arg });
                     }
                 }
                 "references" => c.references = self.string(v),
@@ -518,7 +522,11 @@ impl Cx<'_> {
                 "type" => c.ty = self.string(v),
                 "time_zone" => c.time_zone = self.string(v),
                 "json" => c.json = self.json(v),
-                other => self.unknown_key(k, other, COLUMN_KEYS, "a column"),
+                other => {
+                    let keys: Vec<&str> =
+                        crate::lang::expr::keys().into_iter().chain(COLUMN_OPTIONS.iter().copied()).collect();
+                    self.unknown_key(k, other, &keys, "a column")
+                }
             }
         }
     }
@@ -564,8 +572,8 @@ b = { id = "$._id", references = "t", required = true, default = 3, transform = 
         let m = m.unwrap();
         assert_eq!(m.key.unwrap().value.len(), 2);
         assert_eq!(m.columns.len(), 2);
-        assert!(matches!(m.columns[0].source, ValueSource::Path(_)));
-        assert!(matches!(m.columns[1].source, ValueSource::Id(_)));
+        assert_eq!(m.columns[0].source.as_ref().map(|e| e.key.value.as_str()), Some("from"));
+        assert_eq!(m.columns[1].source.as_ref().map(|e| e.key.value.as_str()), Some("id"));
         assert_eq!(m.columns[1].default.as_ref().unwrap().value, Literal::Integer(3));
         assert_eq!(m.columns[1].map[0].1.value, Literal::String("y".into()));
     }

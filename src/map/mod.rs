@@ -7,9 +7,9 @@
 
 use bson::{RawBson, RawBsonRef, RawDocument};
 
-use crate::plan::{ColumnPlan, DefaultPlan, FilterTest, MappingPlan, ValuePlan};
+use crate::plan::{ColumnPlan, DefaultPlan, FilterTest, MappingPlan};
 use crate::value::cell::Cell;
-use crate::value::coerce::{bson_kind, coerce, preview};
+use crate::value::coerce::{bson_kind, preview};
 use crate::value::fields::FieldTrie;
 use crate::value::path::{CompiledPath, Found, Root};
 
@@ -63,7 +63,8 @@ pub struct RowMapper<'p> {
     pub stats: Vec<ColumnStats>,
     doc_fields: FieldTrie,
     elem_fields: FieldTrie,
-    columns: Vec<Src>,
+    /// Per column, where each path its expression reads is found.
+    columns: Vec<Vec<(Src, &'p CompiledPath)>>,
     unwind: Src,
 }
 
@@ -79,14 +80,8 @@ impl<'p> RowMapper<'p> {
             _ if p.is_some() => Src::General,
             _ => Src::None,
         };
-        let columns = plan
-            .columns
-            .iter()
-            .map(|c| match &c.value {
-                ValuePlan::Path(p) | ValuePlan::Id(p) => src(Some(p)),
-                ValuePlan::DefaultOnly => src(None),
-            })
-            .collect();
+        let columns =
+            plan.columns.iter().map(|c| c.value.paths().into_iter().map(|p| (src(Some(p)), p)).collect()).collect();
         let unwind = src(plan.unwind.as_ref());
         RowMapper {
             plan,
@@ -223,10 +218,11 @@ impl<'p> RowMapper<'p> {
         }
         let mut cells = Vec::with_capacity(self.plan.columns.len());
         for (ci, col) in self.plan.columns.iter().enumerate() {
-            let found = match &col.value {
-                ValuePlan::Path(p) | ValuePlan::Id(p) => lookup(self.columns[ci], fields, &elem_fields, p, doc, el),
-                ValuePlan::DefaultOnly => Ok(Found::Missing),
-            };
+            let srcs = &self.columns[ci];
+            let found = col.value.eval(&mut |i| match srcs.get(i) {
+                Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, el),
+                None => Ok(Found::Missing),
+            });
             match found.and_then(|f| value(col, f, &mut self.stats[ci])) {
                 Ok(c) => cells.push(c),
                 Err(reason) => {
@@ -347,10 +343,7 @@ fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Res
 }
 
 fn convert<'a>(col: &ColumnPlan, v: RawBsonRef<'a>) -> Result<Cell<'a>, String> {
-    match col.value {
-        ValuePlan::Id(_) => col.rules.ns.derive(v).map(Cell::Uuid),
-        _ => coerce(v, &col.ty, &col.rules),
-    }
+    col.value.convert(v, &col.ty, &col.rules)
 }
 
 /// The text a `map` table is keyed by: strings as they are, integers and booleans as written.

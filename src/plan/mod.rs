@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use bson::RawBson;
 use serde_json::json;
 
+use crate::lang::expr::ExprRef;
 use crate::lang::transform::Transform;
 use crate::schema::{Schema, SchemaDefault, SqlType};
 use crate::value::cell::Cell;
@@ -65,14 +66,6 @@ impl MappingPlan {
 }
 
 #[derive(Debug, Clone)]
-pub enum ValuePlan {
-    Path(CompiledPath),
-    Id(CompiledPath),
-    /// No source: the column takes its default.
-    DefaultOnly,
-}
-
-#[derive(Debug, Clone)]
 pub enum DefaultPlan {
     None,
     /// A literal from the mapping, already coerced to the column type.
@@ -88,7 +81,8 @@ pub struct ColumnPlan {
     pub name: String,
     /// The type values are coerced to (the schema's, or the mapping's `type`).
     pub ty: SqlType,
-    pub value: ValuePlan,
+    /// Where the value comes from (`from`, `id`, …).
+    pub value: ExprRef,
     pub required: bool,
     /// NOT NULL in the schema.
     pub not_null: bool,
@@ -116,18 +110,14 @@ pub enum FilterTest {
 
 impl ColumnPlan {
     fn source_text(&self) -> String {
-        match &self.value {
-            ValuePlan::Path(p) => p.text().to_string(),
-            ValuePlan::Id(p) => format!("id({})", p.text()),
-            ValuePlan::DefaultOnly => "-".to_string(),
-        }
+        self.value.text()
     }
 
     /// The steps a value goes through, in order: `trim > lowercase > map[1] > varchar(120)`.
     fn coercion_text(&self) -> String {
-        let target = match &self.value {
-            ValuePlan::Id(_) => "uuid5".to_string(),
-            _ if self.ty.is_temporal() => format!("{} ({})", self.ty, self.rules.tz),
+        let target = match self.value.yields() {
+            Some(y) => y.to_string(),
+            None if self.ty.is_temporal() => format!("{} ({})", self.ty, self.rules.tz),
             _ if self.ty.is_json() => {
                 format!("{} (ids {:?}, dates {:?})", self.ty, self.rules.json.object_ids, self.rules.json.dates)
                     .to_lowercase()

@@ -1,0 +1,183 @@
+//! Value expressions: where a column's value comes from, before its
+//! transforms, `map`, default and coercion. Each expression is one file
+//! here: the key it is written with in a column table, its checks against
+//! the column (at compile time, through [`ExprCx`]), the source paths it
+//! reads, how it evaluates, and how the `plan` command shows it. The
+//! registry [`KINDS`] is the only list of them: the mapping-file reader,
+//! the compiler, the row mapper and the plan renderings all go through it.
+//!
+//! Knows the language's syntax, source paths and values; nothing of files,
+//! sources, SQL or connections.
+
+pub mod default;
+pub mod from;
+pub mod id;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use bson::RawBsonRef;
+
+pub use default::DefaultOnly;
+
+use crate::lang::spec::{Literal, Sp};
+use crate::schema::SqlType;
+use crate::value::cell::Cell;
+use crate::value::coerce::{CoerceRules, coerce};
+use crate::value::path::{CompiledPath, Found};
+
+/// A compiled value expression.
+pub trait Expr: Debug + Send + Sync {
+    /// The source paths it reads, in the order [`Expr::eval`] asks for them.
+    fn paths(&self) -> Vec<&CompiledPath>;
+
+    /// The value, from `input(i)`: the value of `paths()[i]` in the current
+    /// document (and unwind element). `Missing` when there is none.
+    fn eval<'a>(&self, input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>) -> Result<Found<'a>, String>;
+
+    /// The value as the column's cell: coerced to the column's type, unless
+    /// the expression derives something else (an id).
+    fn convert<'a>(&self, v: RawBsonRef<'a>, ty: &SqlType, rules: &CoerceRules) -> Result<Cell<'a>, String> {
+        coerce(v, ty, rules)
+    }
+
+    /// As the `plan` command shows it.
+    fn text(&self) -> String;
+
+    /// What the value becomes when that is not simply the column's type
+    /// (`uuid5` for an id), for the `plan` command.
+    fn yields(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether the value is a row's derived id, as a foreign key holds it.
+    fn is_id(&self) -> bool {
+        false
+    }
+
+    /// Whether the column has no source and takes only its default.
+    fn is_default_only(&self) -> bool {
+        false
+    }
+}
+
+pub type ExprRef = Arc<dyn Expr>;
+
+/// What compiling an expression may ask of the compiler.
+pub trait ExprCx {
+    /// Compiles a source path (reporting a bad one).
+    fn path(&mut self, p: &Sp<String>) -> Option<CompiledPath>;
+    /// Reports an argument of the wrong shape (`expected` as in "a string").
+    fn wrong_arg(&mut self, arg: &Sp<Literal>, expected: &str);
+    /// The column's name and type.
+    fn column(&self) -> &str;
+    fn ty(&self) -> &SqlType;
+    /// Reports that the expression yields `yields`, which the column's
+    /// declared type is not.
+    fn type_mismatch(&mut self, at: &Sp<Literal>, message: String, yields: &str, help: &str);
+}
+
+/// One kind of expression: the key it is written with and how it compiles.
+pub struct Kind {
+    pub key: &'static str,
+    pub compile: fn(&Sp<Literal>, &mut dyn ExprCx) -> Option<ExprRef>,
+}
+
+/// Every expression a column table may use, by key.
+pub const KINDS: &[Kind] = &[from::KIND, id::KIND];
+
+/// The kind written with `key`.
+pub fn kind(key: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.key == key)
+}
+
+/// The argument as a path string, or why not.
+pub fn path_arg(arg: &Sp<Literal>, cx: &mut dyn ExprCx) -> Option<CompiledPath> {
+    match &arg.value {
+        Literal::String(s) => cx.path(&Sp::new(s.clone(), arg.span.clone())),
+        _ => {
+            cx.wrong_arg(arg, "a string");
+            None
+        }
+    }
+}
+
+/// The keys, for messages (`from`, `id`).
+pub fn keys() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.key).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::ids::IdNamespace;
+
+    /// A compiler stand-in: paths compile, errors are collected as text.
+    struct Stub {
+        ty: SqlType,
+        errors: Vec<String>,
+    }
+
+    impl ExprCx for Stub {
+        fn path(&mut self, p: &Sp<String>) -> Option<CompiledPath> {
+            CompiledPath::parse(&p.value).map_err(|e| self.errors.push(e)).ok()
+        }
+        fn wrong_arg(&mut self, arg: &Sp<Literal>, expected: &str) {
+            self.errors.push(format!("expected {expected}, found {}", arg.value.kind()));
+        }
+        fn column(&self) -> &str {
+            "c"
+        }
+        fn ty(&self) -> &SqlType {
+            &self.ty
+        }
+        fn type_mismatch(&mut self, _at: &Sp<Literal>, message: String, _yields: &str, _help: &str) {
+            self.errors.push(message);
+        }
+    }
+
+    fn sp<T>(v: T) -> Sp<T> {
+        Sp::new(v, 0..0)
+    }
+
+    /// Each expression: written as (key, argument) for a column of a type,
+    /// over `{"a": 5, "s": "x"}`: the cell it gives, or why it is refused.
+    #[test]
+    fn every_expression_compiles_and_evaluates() {
+        let doc = bson::rawdoc! { "a": 5, "s": "x" };
+        let rules = CoerceRules::default();
+        let id_of_5 = IdNamespace::default().derive(RawBsonRef::Int32(5)).map(|u| u.to_string()).unwrap();
+        let str_arg = |s: &str| Literal::String(s.into());
+        type Row<'s> = (&'s str, Literal, SqlType, Result<Option<String>, &'s str>);
+        let rows: Vec<Row> = vec![
+            ("from", str_arg("$.a"), SqlType::Integer, Ok(Some("5".into()))),
+            ("from", str_arg("$.missing"), SqlType::Integer, Ok(None)),
+            ("from", str_arg("$.s"), SqlType::Text, Ok(Some("x".into()))),
+            ("from", Literal::Integer(1), SqlType::Text, Err("expected a string, found an integer")),
+            ("from", str_arg("a"), SqlType::Text, Err("a path starts with")),
+            ("id", str_arg("$.a"), SqlType::Uuid, Ok(Some(id_of_5))),
+            ("id", str_arg("$.a"), SqlType::Integer, Err("`id` derives a UUID, but `c` is integer")),
+        ];
+        for (key, arg, ty, want) in rows {
+            let mut cx = Stub { ty: ty.clone(), errors: Vec::new() };
+            let compiled = (kind(key).unwrap().compile)(&sp(arg.clone()), &mut cx);
+            let got = match compiled {
+                None => Err(cx.errors.join("; ")),
+                Some(e) => {
+                    let paths: Vec<CompiledPath> = e.paths().into_iter().cloned().collect();
+                    let found = e.eval(&mut |i| paths[i].eval(&doc, None)).unwrap();
+                    Ok(found.as_ref().map(|v| e.convert(v, &ty, &rules).unwrap().to_pg_text().unwrap()))
+                }
+            };
+            match (&got, &want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{key} {arg:?}"),
+                (Err(g), Err(w)) => assert!(g.contains(w), "{key} {arg:?}: {g}"),
+                _ => panic!("{key} {arg:?} into {ty}: got {got:?}, want {want:?}"),
+            }
+        }
+        let d = DefaultOnly;
+        assert!(d.paths().is_empty() && d.is_default_only());
+        assert!(matches!(d.eval(&mut |_| unreachable!()), Ok(Found::Missing)));
+        assert_eq!(keys(), ["from", "id"]);
+    }
+}
