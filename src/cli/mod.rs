@@ -19,6 +19,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// A run finished, but some documents were rejected (see the rejects file).
     pub const REJECTS: u8 = 3;
+    /// Interrupted (Ctrl-C), as shells count it: 128 + SIGINT.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Parser, Debug)]
@@ -308,7 +310,7 @@ pub fn main() -> ExitCode {
     // Flags first, then the environment, then a .env file.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    let code = match cli.command {
+    let finished = match cli.command {
         Command::Check(a) => cmd::check::run(&a),
         Command::Plan(a) => cmd::plan::run(&a),
         Command::Run(a) => with_runtime(cmd::run::run(a)),
@@ -318,16 +320,59 @@ pub fn main() -> ExitCode {
         Command::Status(a) => with_runtime(cmd::status::run(a)),
         Command::Schema(a) => with_runtime(cmd::schema::run(a)),
     };
-    ExitCode::from(code)
+    ExitCode::from(exit_code(finished))
 }
 
-fn with_runtime(f: impl std::future::Future<Output = u8>) -> u8 {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(f),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+/// How a command ended, when it did its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything worked.
+    Ok,
+    /// A run finished with rejects.
+    Rejects,
+    /// Ctrl-C; committed work stays.
+    Interrupted,
+}
+
+/// Why a command failed. `None`: the command already showed why (the
+/// diagnostics of `check`, a failed validation report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure(pub Option<String>);
+
+impl Failure {
+    pub fn new(e: impl std::fmt::Display) -> Failure {
+        Failure(Some(e.to_string()))
+    }
+
+    /// A failure the command has already reported in its own output.
+    pub fn shown() -> Failure {
+        Failure(None)
+    }
+}
+
+/// What every command returns; `main` alone turns it into output and an exit code.
+pub type Finished = Result<Outcome, Failure>;
+
+/// The one mapping from how a command ended to its exit code (and the
+/// `error:` line of a failure).
+pub fn exit_code(f: Finished) -> u8 {
+    match f {
+        Ok(Outcome::Ok) => exit::OK,
+        Ok(Outcome::Rejects) => exit::REJECTS,
+        Ok(Outcome::Interrupted) => exit::INTERRUPTED,
+        Err(Failure(message)) => {
+            if let Some(m) = message {
+                eprintln!("error: {m}");
+            }
             exit::FAILED
         }
+    }
+}
+
+fn with_runtime(f: impl std::future::Future<Output = Finished>) -> Finished {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => Err(Failure::new(format!("cannot start the async runtime: {e}"))),
     }
 }
 
@@ -370,4 +415,31 @@ pub fn init_logging(log_file: Option<&std::path::Path>, quiet_stderr: bool) -> R
     };
     let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(dir: &str) -> Finished {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let fixtures = format!("{root}/tests/fixtures/check");
+        let args = ["finlit-map", "check", &format!("{fixtures}/{dir}"), "--schema", &format!("{fixtures}/schema")];
+        match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Check(a)) => cmd::check::run(&a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Commands report how they ended as values, testable in-process; the
+    /// exit code is decided in one place.
+    #[test]
+    fn outcomes_and_exit_codes() {
+        assert_eq!(check("ok"), Ok(Outcome::Ok));
+        assert_eq!(check("type-mismatch"), Err(Failure::shown()));
+        assert_eq!(exit_code(Ok(Outcome::Ok)), exit::OK);
+        assert_eq!(exit_code(Ok(Outcome::Rejects)), exit::REJECTS);
+        assert_eq!(exit_code(Ok(Outcome::Interrupted)), 130);
+        assert_eq!(exit_code(Err(Failure::new("x"))), exit::FAILED);
+    }
 }

@@ -2,10 +2,10 @@
 
 use std::io::IsTerminal;
 
-use crate::cli::{CheckArgs, CheckFormat, exit};
+use crate::cli::{CheckArgs, CheckFormat, Failure, Finished, Outcome};
 use crate::compile::compile_dir;
 
-pub fn run(args: &CheckArgs) -> u8 {
+pub fn run(args: &CheckArgs) -> Finished {
     let compiled = compile_dir(&args.mappings.dir, args.mappings.schema.as_deref());
     let d = &compiled.diagnostics;
     match args.format {
@@ -25,5 +25,5 @@ pub fn run(args: &CheckArgs) -> u8 {
             }
         }
     }
-    if d.has_errors() { exit::FAILED } else { exit::OK }
+    if d.has_errors() { Err(Failure::shown()) } else { Ok(Outcome::Ok) }
 }

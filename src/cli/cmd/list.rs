@@ -1,10 +1,10 @@
 //! `finlit-map list`: what the source holds and which mappings read it.
 
-use crate::cli::{ListArgs, exit};
+use crate::cli::{Failure, Finished, ListArgs, Outcome};
 use crate::compile::compile_dir;
 use crate::source::Source;
 
-pub async fn run(args: ListArgs) -> u8 {
+pub async fn run(args: ListArgs) -> Finished {
     let source = match Source::open(&args.source.source, args.source.source_db.as_deref()).await {
         Ok(s) => s,
         Err(e) => return super::fail(e),
@@ -38,7 +38,7 @@ pub async fn run(args: ListArgs) -> u8 {
             compiled.diagnostics.error_count(),
             args.mappings.dir.display()
         );
-        return exit::FAILED;
+        return Err(Failure::shown());
     };
     let missing: Vec<_> = p.mappings.iter().filter(|m| !source.has(&m.source)).collect();
     for m in &missing {
@@ -49,7 +49,7 @@ pub async fn run(args: ListArgs) -> u8 {
             "error: {} mapping(s) read collections the source does not have; `run` refuses them unless --allow-missing",
             missing.len()
         );
-        return exit::FAILED;
+        return Err(Failure::shown());
     }
-    exit::OK
+    Ok(Outcome::Ok)
 }

@@ -1,5 +1,6 @@
-//! One module per command. Each takes its parsed arguments and returns an
-//! exit code; none parses TOML or SQL itself (that is `compile`'s job).
+//! One module per command. Each takes its parsed arguments and returns how
+//! it ended ([`Finished`]); `main` alone prints a failure and picks the exit
+//! code. None parses TOML or SQL itself (that is `compile`'s job).
 
 pub mod check;
 pub mod list;
@@ -10,6 +11,7 @@ pub mod schema;
 pub mod status;
 pub mod validate;
 
+use crate::cli::{Failure, Finished};
 use crate::compile::compile_dir;
 use crate::plan::Plan;
 
@@ -23,10 +25,9 @@ pub fn load_plan(args: &crate::cli::MappingDirArgs) -> Option<Plan> {
     compiled.plan
 }
 
-/// Prints an error line and gives the failure exit code.
-pub fn fail(e: impl std::fmt::Display) -> u8 {
-    eprintln!("error: {e}");
-    crate::cli::exit::FAILED
+/// A failure with its message (shown once, by `main`).
+pub fn fail(e: impl std::fmt::Display) -> Finished {
+    Err(Failure::new(e))
 }
 
 /// Asks on a terminal and reads one line; `None` without a terminal (a

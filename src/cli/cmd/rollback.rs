@@ -1,11 +1,11 @@
 //! `finlit-map rollback`: remove what migrations loaded, with dry run and confirmation.
 
-use crate::cli::{RollbackArgs, exit};
+use crate::cli::{Failure, Finished, Outcome, RollbackArgs};
 use crate::pg::target::{self, redact};
 use crate::rollback::{counts, execute, plan_rollback};
 
-pub async fn run(args: RollbackArgs) -> u8 {
-    let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
+pub async fn run(args: RollbackArgs) -> Finished {
+    let Some(plan) = super::load_plan(&args.mappings) else { return Err(Failure::shown()) };
     let url = &args.target.target;
     let mut conn = match target::connect(url).await {
         Ok(c) => c,
@@ -18,7 +18,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
                 for r in rows {
                     println!("{:28} {:>10} {:>10} {:>10}", r.table, r.total, r.migrated, r.total - r.migrated);
                 }
-                exit::OK
+                Ok(Outcome::Ok)
             }
             Err(e) => super::fail(e),
         };
@@ -59,7 +59,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
     }
     if args.dry_run {
         println!("dry run: {total} rows in {} tables would be deleted; nothing was", steps.len());
-        return exit::OK;
+        return Ok(Outcome::Ok);
     }
     if args.all {
         let db = super::database_name(url);
@@ -86,7 +86,7 @@ pub async fn run(args: RollbackArgs) -> u8 {
         Ok(done) => {
             let n: u64 = done.iter().map(|(_, d)| d).sum();
             println!("rolled back: {n} rows deleted from {} tables", done.len());
-            exit::OK
+            Ok(Outcome::Ok)
         }
         Err(e) => super::fail(format!("{e}; nothing was deleted")),
     }

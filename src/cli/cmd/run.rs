@@ -4,19 +4,19 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
-use crate::cli::{CheckFormat, RunArgs, exit, init_logging};
+use crate::cli::{CheckFormat, Failure, Finished, Outcome, RunArgs, init_logging};
 use crate::pg::ledger;
 use crate::pg::target::{self, redact};
 use crate::run::rejects::RejectsFile;
 use crate::run::{self as exec, ProgressMode, RunOptions};
 use crate::source::Source;
 
-pub async fn run(args: RunArgs) -> u8 {
+pub async fn run(args: RunArgs) -> Finished {
     let bars = std::io::stderr().is_terminal() && args.format == CheckFormat::Text;
     if let Err(e) = init_logging(Some(&args.log_file), bars) {
         return super::fail(e);
     }
-    let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
+    let Some(plan) = super::load_plan(&args.mappings) else { return Err(Failure::shown()) };
     let source_label = redact(&args.source.source);
     let source = match Source::open(&args.source.source, args.source.source_db.as_deref()).await {
         Ok(s) => s,
@@ -124,7 +124,7 @@ pub async fn run(args: RunArgs) -> u8 {
             finish(args.target.as_deref(), conns.first_mut(), run_id, "interrupted").await;
             eprintln!("interrupted: committed chunks stay loaded; run the same command again to continue");
             tracing::warn!("interrupted");
-            return 130;
+            return Ok(Outcome::Interrupted);
         }
     };
     let report = match result {
@@ -138,7 +138,7 @@ pub async fn run(args: RunArgs) -> u8 {
                     "the chunks committed before the failure stay loaded; once the cause is fixed, run the same command again to continue from there"
                 );
             }
-            return exit::FAILED;
+            return Err(Failure::shown());
         }
     };
     finish(
@@ -161,7 +161,7 @@ pub async fn run(args: RunArgs) -> u8 {
         }
     }
     tracing::info!(rejected = report.rejected(), seconds = report.seconds, "run finished");
-    if report.rejected() > 0 { exit::REJECTS } else { exit::OK }
+    if report.rejected() > 0 { Ok(Outcome::Rejects) } else { Ok(Outcome::Ok) }
 }
 
 /// The checkpoints that still describe the source: a mapping whose

@@ -1,9 +1,9 @@
 //! `finlit-map schema apply|status|revert`: schema/ as versioned migrations.
 
-use crate::cli::{SchemaAction, SchemaArgs, exit};
+use crate::cli::{Finished, Outcome, SchemaAction, SchemaArgs};
 use crate::pg::target::{self, redact};
 
-pub async fn run(args: SchemaArgs) -> u8 {
+pub async fn run(args: SchemaArgs) -> Finished {
     match args.action {
         SchemaAction::Apply(o) => {
             let url = &o.target.target;
@@ -25,7 +25,7 @@ pub async fn run(args: SchemaArgs) -> u8 {
                 }
                 Err(e) => return super::fail(e),
             }
-            exit::OK
+            Ok(Outcome::Ok)
         }
         SchemaAction::Status(o) => {
             let mut conn = match target::connect(&o.target.target).await {
@@ -42,7 +42,7 @@ pub async fn run(args: SchemaArgs) -> u8 {
                         };
                         println!("{:>6}  {:32} {state}", s.version, s.description);
                     }
-                    exit::OK
+                    Ok(Outcome::Ok)
                 }
                 Err(e) => super::fail(e),
             }
@@ -60,7 +60,7 @@ pub async fn run(args: SchemaArgs) -> u8 {
             let applied: Vec<i64> = states.iter().filter(|s| s.applied).map(|s| s.version).collect();
             let Some(&last) = applied.last() else {
                 println!("nothing to revert: no migration is applied");
-                return exit::OK;
+                return Ok(Outcome::Ok);
             };
             let to = r.to.unwrap_or_else(|| applied.iter().rev().nth(1).copied().unwrap_or(0));
             let going: Vec<String> = states
@@ -79,7 +79,7 @@ pub async fn run(args: SchemaArgs) -> u8 {
             match target::revert_schema(&mut conn, &r.opts.schema, to).await {
                 Ok(()) => {
                     println!("reverted to version {to} (was {last}): {}", going.join(", "));
-                    exit::OK
+                    Ok(Outcome::Ok)
                 }
                 Err(e) => super::fail(e),
             }

@@ -1,11 +1,11 @@
 //! `finlit-map status`: per mapping, source and target counts and the last run.
 
-use crate::cli::{StatusArgs, exit};
+use crate::cli::{Failure, Finished, Outcome, StatusArgs};
 use crate::pg::target;
 use crate::source::Source;
 
-pub async fn run(args: StatusArgs) -> u8 {
-    let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
+pub async fn run(args: StatusArgs) -> Finished {
+    let Some(plan) = super::load_plan(&args.mappings) else { return Err(Failure::shown()) };
     let source = match args.source.as_deref() {
         Some(s) => match Source::open(s, args.source_db.as_deref()).await {
             Ok(s) => Some(s),
@@ -47,5 +47,5 @@ pub async fn run(args: StatusArgs) -> u8 {
             None => println!("{:24} {:>11} {:>10}  {:23}", m.name, src, rows, "never"),
         }
     }
-    exit::OK
+    Ok(Outcome::Ok)
 }

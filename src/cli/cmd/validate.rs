@@ -1,13 +1,13 @@
 //! `finlit-map validate`: counts, content and integrity of a migration.
 
-use crate::cli::{CheckFormat, ValidateArgs, exit};
+use crate::cli::{CheckFormat, Failure, Finished, Outcome, ValidateArgs};
 use crate::pg::target;
 use crate::run::select;
 use crate::source::Source;
 use crate::validate::validate;
 
-pub async fn run(args: ValidateArgs) -> u8 {
-    let Some(plan) = super::load_plan(&args.mappings) else { return exit::FAILED };
+pub async fn run(args: ValidateArgs) -> Finished {
+    let Some(plan) = super::load_plan(&args.mappings) else { return Err(Failure::shown()) };
     let source = match Source::open(&args.source.source, args.source.source_db.as_deref()).await {
         Ok(s) => s,
         Err(e) => return super::fail(e),
@@ -38,5 +38,5 @@ pub async fn run(args: ValidateArgs) -> u8 {
         CheckFormat::Json => println!("{}", report.render_json()),
         CheckFormat::Text => print!("{}", report.render_text()),
     }
-    if report.passed { exit::OK } else { exit::FAILED }
+    if report.passed { Ok(Outcome::Ok) } else { Err(Failure::shown()) }
 }
