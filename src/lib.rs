@@ -31,6 +31,7 @@
 //!   - [`value::json`]: BSON as JSON text in a declared form.
 //!   - [`value::datetime`]: the one ISO-8601 date-time parser.
 //!   - [`value::cell`]: typed values, their text and binary COPY encodings.
+//!   - [`value::text`]: shared text of values (kinds, decimals, dates); a leaf.
 //! - [`map`]: one document through one mapping: filter, unwind, rows.
 //! - [`source`]: where documents come from.
 //!   - [`source::files`]: mongodump and extended-JSON files.

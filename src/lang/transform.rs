@@ -55,7 +55,7 @@ impl Transform {
     pub fn apply(self, v: RawBsonRef<'_>, tz: Tz) -> Result<Option<RawBson>, String> {
         if self == Transform::Date {
             let RawBsonRef::DateTime(d) = v else {
-                return Err(format!("transform `date` expects a date, got {}", crate::value::coerce::bson_kind(v)));
+                return Err(format!("transform `date` expects a date, got {}", crate::value::text::bson_kind(v)));
             };
             let utc = chrono::DateTime::from_timestamp_millis(d.timestamp_millis())
                 .ok_or_else(|| "date out of range".to_string())?;
@@ -70,7 +70,7 @@ impl Transform {
             return Err(format!(
                 "transform `{}` expects a string, got {}",
                 self.name(),
-                crate::value::coerce::bson_kind(v)
+                crate::value::text::bson_kind(v)
             ));
         };
         let out = match self {

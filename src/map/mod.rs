@@ -9,9 +9,9 @@ use bson::{RawBson, RawBsonRef, RawDocument};
 
 use crate::plan::{ColumnPlan, DefaultPlan, FilterTest, MappingPlan};
 use crate::value::cell::Cell;
-use crate::value::coerce::{bson_kind, preview};
 use crate::value::fields::FieldTrie;
 use crate::value::path::{CompiledPath, Found, Root};
+use crate::value::text::{bson_kind, preview};
 
 /// Why a row was not produced.
 #[derive(Debug, Clone, PartialEq)]

@@ -105,7 +105,7 @@ impl Cell<'_> {
             Cell::Null => return None,
             Cell::Double(d) if *d == 0.0 => "0".into(),
             Cell::Real(r) if *r == 0.0 => "0".into(),
-            Cell::Numeric(n) => normal_decimal(n),
+            Cell::Numeric(n) => super::text::canonical_decimal(n).to_string(),
             Cell::Json(j) => match serde_json::from_str::<serde_json::Value>(j) {
                 Ok(v) => {
                     let mut s = String::new();
@@ -207,20 +207,6 @@ fn push_datetime_bytes(out: &mut Vec<u8>, t: NaiveDateTime, zone: &[u8]) {
     out.extend_from_slice(zone);
 }
 
-/// A plain decimal without the trailing zeros of its fraction, and without
-/// the sign of zero: one spelling per numeric value.
-fn normal_decimal(n: &str) -> String {
-    let mut s = n.to_string();
-    if s.contains('.') && !s.contains(['e', 'E']) {
-        let kept = s.trim_end_matches('0').trim_end_matches('.').len();
-        s.truncate(kept);
-    }
-    if s.trim_start_matches('-').chars().all(|c| c == '0') && !s.is_empty() {
-        return "0".into();
-    }
-    s
-}
-
 /// jsonb's equality: object keys in one order, numbers by value.
 fn canonical_json(v: &serde_json::Value, out: &mut String) {
     use serde_json::Value;
@@ -229,9 +215,9 @@ fn canonical_json(v: &serde_json::Value, out: &mut String) {
             Some(f) if n.is_f64() => {
                 let mut t = String::new();
                 push_float(&mut t, f);
-                normal_decimal(&t)
+                super::text::canonical_decimal(&t).to_string()
             }
-            _ => normal_decimal(&n.to_string()),
+            _ => super::text::canonical_decimal(&n.to_string()).to_string(),
         }),
         Value::Array(items) => {
             out.push('[');

@@ -19,6 +19,7 @@ use crate::value::cell::Cell;
 use crate::value::datetime::{IsoDateTime, parse_iso};
 use crate::value::ids::IdNamespace;
 use crate::value::json::{JsonForm, write_json};
+use crate::value::text::{bson_kind, decimal_text, float_text, preview, same_number};
 
 /// The declared rules coercion follows for one column.
 #[derive(Debug, Clone, Copy)]
@@ -35,32 +36,6 @@ impl Default for CoerceRules {
     }
 }
 
-/// A short name of a BSON value's type, for messages.
-pub fn bson_kind(v: RawBsonRef<'_>) -> &'static str {
-    match v {
-        RawBsonRef::Double(_) => "double",
-        RawBsonRef::String(_) => "string",
-        RawBsonRef::Array(_) => "array",
-        RawBsonRef::Document(_) => "document",
-        RawBsonRef::Boolean(_) => "bool",
-        RawBsonRef::Null => "null",
-        RawBsonRef::RegularExpression(_) => "regex",
-        RawBsonRef::JavaScriptCode(_) | RawBsonRef::JavaScriptCodeWithScope(_) => "javascript",
-        RawBsonRef::Int32(_) => "int32",
-        RawBsonRef::Int64(_) => "int64",
-        RawBsonRef::Timestamp(_) => "timestamp",
-        RawBsonRef::Binary(_) => "binary",
-        RawBsonRef::ObjectId(_) => "objectId",
-        RawBsonRef::DateTime(_) => "date",
-        RawBsonRef::Symbol(_) => "symbol",
-        RawBsonRef::Decimal128(_) => "decimal128",
-        RawBsonRef::Undefined => "undefined",
-        RawBsonRef::MaxKey => "maxKey",
-        RawBsonRef::MinKey => "minKey",
-        RawBsonRef::DbPointer(_) => "dbPointer",
-    }
-}
-
 fn refuse(v: RawBsonRef<'_>, ty: &SqlType) -> String {
     let hint = match (v, ty) {
         (RawBsonRef::Document(_) | RawBsonRef::Array(_), _) => "; use a json or jsonb column",
@@ -68,26 +43,6 @@ fn refuse(v: RawBsonRef<'_>, ty: &SqlType) -> String {
         _ => "",
     };
     format!("{} {} cannot go into {ty}{hint}", bson_kind(v), preview(v))
-}
-
-/// A short rendering of a value for messages.
-pub fn preview(v: RawBsonRef<'_>) -> String {
-    match v {
-        RawBsonRef::String(s) => {
-            let short: String = s.chars().take(40).collect();
-            if short.len() < s.len() { format!("{short:?}…") } else { format!("{short:?}") }
-        }
-        RawBsonRef::Double(d) => d.to_string(),
-        RawBsonRef::Int32(i) => i.to_string(),
-        RawBsonRef::Int64(i) => i.to_string(),
-        RawBsonRef::Decimal128(d) => d.to_string(),
-        RawBsonRef::Boolean(b) => b.to_string(),
-        RawBsonRef::ObjectId(o) => o.to_hex(),
-        RawBsonRef::DateTime(d) => crate::value::json::iso_date(d),
-        RawBsonRef::Document(_) => "{…}".into(),
-        RawBsonRef::Array(_) => "[…]".into(),
-        _ => String::new(),
-    }
 }
 
 /// Coerces a non-null value. Null and missing are handled by the caller
@@ -103,7 +58,7 @@ pub fn coerce<'a>(v: RawBsonRef<'a>, ty: &SqlType, rules: &CoerceRules) -> Resul
                 RawBsonRef::Double(d) => Cow::Owned(float_text(d)),
                 RawBsonRef::Decimal128(d) => Cow::Owned(decimal_text(&d.to_string()).ok_or_else(|| refuse(v, ty))?),
                 RawBsonRef::Boolean(b) => Cow::Borrowed(if b { "true" } else { "false" }),
-                RawBsonRef::DateTime(d) => Cow::Owned(crate::value::json::iso_date(d)),
+                RawBsonRef::DateTime(d) => Cow::Owned(super::text::iso_date(d)),
                 RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Uuid => {
                     Cow::Owned(Uuid::from_slice(b.bytes).map_err(|e| e.to_string())?.hyphenated().to_string())
                 }
@@ -361,77 +316,6 @@ pub fn sql_constant(text: &str, ty: &SqlType, rules: &CoerceRules) -> Option<Cel
         return Some(Cell::Json(value));
     }
     coerce(RawBsonRef::String(&value), ty, rules).ok().map(Cell::into_owned)
-}
-
-/// Whether two plain decimals (as `decimal_text` writes them) are the same
-/// number: `0.10` is `0.1`, `1.50` is `1.5`, `-0` is `0`.
-fn same_number(a: &str, b: &str) -> bool {
-    fn canon(t: &str) -> &str {
-        let t = if t.contains('.') { t.trim_end_matches('0').trim_end_matches('.') } else { t };
-        if t == "-0" { "0" } else { t }
-    }
-    canon(a) == canon(b)
-}
-
-/// Shortest text that reads back as the same double; `NaN`, `Infinity`.
-pub fn float_text(d: f64) -> String {
-    if d.is_nan() {
-        "NaN".into()
-    } else if d.is_infinite() {
-        if d > 0.0 { "Infinity".into() } else { "-Infinity".into() }
-    } else {
-        format!("{d}")
-    }
-}
-
-/// Normalizes a decimal (`1.50E+3`, `-0.5`, `+7`, `NaN`, `-Infinity`) to plain
-/// notation (`1500`, `-0.5`, `7`); `None` if it is not a number.
-pub fn decimal_text(raw: &str) -> Option<String> {
-    match raw {
-        "NaN" | "-NaN" => return Some("NaN".into()),
-        "Infinity" | "Inf" | "inf" => return Some("Infinity".into()),
-        "-Infinity" | "-Inf" | "-inf" => return Some("-Infinity".into()),
-        _ => {}
-    }
-    let (neg, rest) = match raw.as_bytes().first()? {
-        b'-' => (true, &raw[1..]),
-        b'+' => (false, &raw[1..]),
-        _ => (false, raw),
-    };
-    let (mantissa, exp) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
-        None => (rest, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // All digits, and where the decimal point falls in them.
-    let digits: String = format!("{int}{frac}");
-    let point = int.len() as i64 + exp;
-    if point.abs() > 10_000 {
-        return None;
-    }
-    let (int_part, frac_part) = if point <= 0 {
-        ("0".to_string(), format!("{}{}", "0".repeat((-point) as usize), digits))
-    } else if point as usize >= digits.len() {
-        (format!("{}{}", digits, "0".repeat(point as usize - digits.len())), String::new())
-    } else {
-        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
-    };
-    let int_part = int_part.trim_start_matches('0');
-    let int_part = if int_part.is_empty() { "0" } else { int_part };
-    let is_zero = int_part == "0" && frac_part.bytes().all(|b| b == b'0');
-    let mut out = String::new();
-    if neg && !is_zero {
-        out.push('-');
-    }
-    out.push_str(int_part);
-    if !frac_part.is_empty() {
-        out.push('.');
-        out.push_str(&frac_part);
-    }
-    Some(out)
 }
 
 /// The UTC instant of a date value; a string without an offset is read in the zone.

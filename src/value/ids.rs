@@ -48,7 +48,7 @@ impl IdNamespace {
             }
             other => Err(format!(
                 "{} cannot be an id (ObjectId, string, integer or UUID expected)",
-                crate::value::coerce::bson_kind(other)
+                crate::value::text::bson_kind(other)
             )),
         }
     }

@@ -14,6 +14,7 @@ use bson::spec::BinarySubtype;
 use uuid::Uuid;
 
 use crate::value::ids::IdNamespace;
+use crate::value::text::iso_date;
 
 /// What an ObjectId becomes inside JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +113,7 @@ pub fn write_json(v: RawBsonRef<'_>, form: &JsonForm, ns: &IdNamespace, out: &mu
             let _ = write!(out, "{d}");
         }
         RawBsonRef::Double(d) => return Err(format!("the double {d} has no JSON form")),
-        RawBsonRef::Decimal128(d) => match crate::value::coerce::decimal_text(&d.to_string()) {
+        RawBsonRef::Decimal128(d) => match super::text::decimal_text(&d.to_string()) {
             // A number, not `NaN` or `±Infinity`, which JSON cannot hold.
             Some(t) if t.trim_start_matches('-').starts_with(|c: char| c.is_ascii_digit()) => out.push_str(&t),
             _ => return Err(format!("the decimal {d} has no JSON form")),
@@ -157,15 +158,6 @@ pub fn write_json(v: RawBsonRef<'_>, form: &JsonForm, ns: &IdNamespace, out: &mu
         }
     }
     Ok(())
-}
-
-/// RFC 3339 in UTC; milliseconds only when present, as MongoDB shows dates.
-pub fn iso_date(dt: bson::DateTime) -> String {
-    match chrono::DateTime::from_timestamp_millis(dt.timestamp_millis()) {
-        Some(c) if dt.timestamp_millis() % 1000 == 0 => c.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        Some(c) => c.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        None => dt.timestamp_millis().to_string(),
-    }
 }
 
 fn write_str(s: &str, out: &mut String) {

@@ -2,7 +2,8 @@
 //! refused. Source paths and their one evaluator ([`path`], with the
 //! one-pass field extractor [`fields`]), coercion ([`coerce`]),
 //! deterministic ids ([`ids`]), JSON forms ([`json`]), the ISO-8601 parser
-//! ([`datetime`]) and the typed cell with its text encoding ([`cell`]).
+//! ([`datetime`]), the typed cell with its text encoding ([`cell`]) and
+//! the shared text of values ([`text`], a leaf).
 //!
 //! Knows BSON and PostgreSQL's value formats; nothing of mappings as
 //! written, of connections, files or servers.
@@ -14,3 +15,4 @@ pub mod fields;
 pub mod ids;
 pub mod json;
 pub mod path;
+pub mod text;

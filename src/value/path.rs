@@ -251,8 +251,8 @@ impl CompiledPath {
             Some(other) => Err(format!(
                 "`{}` expects an array, but the value is {} {}",
                 self.text,
-                crate::value::coerce::bson_kind(other),
-                crate::value::coerce::preview(other)
+                crate::value::text::bson_kind(other),
+                crate::value::text::preview(other)
             )),
         }
     }

@@ -1,0 +1,138 @@
+//! Shared text of values, the one leaf the other value modules use: a
+//! BSON value's kind and preview for messages, plain decimal and double
+//! text, one canonical spelling of a decimal, and the ISO form of a date.
+//!
+//! Knows BSON and number formats; nothing else (it imports no other
+//! module of the crate, so coercion, ids and JSON forms need not import
+//! each other).
+
+use bson::RawBsonRef;
+
+/// A short name of a BSON value's type, for messages.
+pub fn bson_kind(v: RawBsonRef<'_>) -> &'static str {
+    match v {
+        RawBsonRef::Double(_) => "double",
+        RawBsonRef::String(_) => "string",
+        RawBsonRef::Array(_) => "array",
+        RawBsonRef::Document(_) => "document",
+        RawBsonRef::Boolean(_) => "bool",
+        RawBsonRef::Null => "null",
+        RawBsonRef::RegularExpression(_) => "regex",
+        RawBsonRef::JavaScriptCode(_) | RawBsonRef::JavaScriptCodeWithScope(_) => "javascript",
+        RawBsonRef::Int32(_) => "int32",
+        RawBsonRef::Int64(_) => "int64",
+        RawBsonRef::Timestamp(_) => "timestamp",
+        RawBsonRef::Binary(_) => "binary",
+        RawBsonRef::ObjectId(_) => "objectId",
+        RawBsonRef::DateTime(_) => "date",
+        RawBsonRef::Symbol(_) => "symbol",
+        RawBsonRef::Decimal128(_) => "decimal128",
+        RawBsonRef::Undefined => "undefined",
+        RawBsonRef::MaxKey => "maxKey",
+        RawBsonRef::MinKey => "minKey",
+        RawBsonRef::DbPointer(_) => "dbPointer",
+    }
+}
+
+/// A short rendering of a value for messages.
+pub fn preview(v: RawBsonRef<'_>) -> String {
+    match v {
+        RawBsonRef::String(s) => {
+            let short: String = s.chars().take(40).collect();
+            if short.len() < s.len() { format!("{short:?}…") } else { format!("{short:?}") }
+        }
+        RawBsonRef::Double(d) => d.to_string(),
+        RawBsonRef::Int32(i) => i.to_string(),
+        RawBsonRef::Int64(i) => i.to_string(),
+        RawBsonRef::Decimal128(d) => d.to_string(),
+        RawBsonRef::Boolean(b) => b.to_string(),
+        RawBsonRef::ObjectId(o) => o.to_hex(),
+        RawBsonRef::DateTime(d) => iso_date(d),
+        RawBsonRef::Document(_) => "{…}".into(),
+        RawBsonRef::Array(_) => "[…]".into(),
+        _ => String::new(),
+    }
+}
+
+/// Shortest text that reads back as the same double; `NaN`, `Infinity`.
+pub fn float_text(d: f64) -> String {
+    if d.is_nan() {
+        "NaN".into()
+    } else if d.is_infinite() {
+        if d > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+    } else {
+        format!("{d}")
+    }
+}
+
+/// Normalizes a decimal (`1.50E+3`, `-0.5`, `+7`, `NaN`, `-Infinity`) to plain
+/// notation (`1500`, `-0.5`, `7`); `None` if it is not a number.
+pub fn decimal_text(raw: &str) -> Option<String> {
+    match raw {
+        "NaN" | "-NaN" => return Some("NaN".into()),
+        "Infinity" | "Inf" | "inf" => return Some("Infinity".into()),
+        "-Infinity" | "-Inf" | "-inf" => return Some("-Infinity".into()),
+        _ => {}
+    }
+    let (neg, rest) = match raw.as_bytes().first()? {
+        b'-' => (true, &raw[1..]),
+        b'+' => (false, &raw[1..]),
+        _ => (false, raw),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // All digits, and where the decimal point falls in them.
+    let digits: String = format!("{int}{frac}");
+    let point = int.len() as i64 + exp;
+    if point.abs() > 10_000 {
+        return None;
+    }
+    let (int_part, frac_part) = if point <= 0 {
+        ("0".to_string(), format!("{}{}", "0".repeat((-point) as usize), digits))
+    } else if point as usize >= digits.len() {
+        (format!("{}{}", digits, "0".repeat(point as usize - digits.len())), String::new())
+    } else {
+        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
+    };
+    let int_part = int_part.trim_start_matches('0');
+    let int_part = if int_part.is_empty() { "0" } else { int_part };
+    let is_zero = int_part == "0" && frac_part.bytes().all(|b| b == b'0');
+    let mut out = String::new();
+    if neg && !is_zero {
+        out.push('-');
+    }
+    out.push_str(int_part);
+    if !frac_part.is_empty() {
+        out.push('.');
+        out.push_str(&frac_part);
+    }
+    Some(out)
+}
+
+/// Whether two plain decimals (as `decimal_text` writes them) are the same
+/// number: `0.10` is `0.1`, `1.50` is `1.5`, `-0` is `0`.
+pub fn same_number(a: &str, b: &str) -> bool {
+    canonical_decimal(a) == canonical_decimal(b)
+}
+
+/// One spelling per numeric value of a plain decimal: no trailing zeros in
+/// its fraction, no sign on zero (`1.50` → `1.5`, `-0.00` → `0`).
+pub fn canonical_decimal(t: &str) -> &str {
+    let t = if t.contains('.') && !t.contains(['e', 'E']) { t.trim_end_matches('0').trim_end_matches('.') } else { t };
+    if !t.is_empty() && t.trim_start_matches('-').bytes().all(|b| b == b'0') { "0" } else { t }
+}
+
+/// RFC 3339 in UTC; milliseconds only when present, as MongoDB shows dates.
+pub fn iso_date(dt: bson::DateTime) -> String {
+    match chrono::DateTime::from_timestamp_millis(dt.timestamp_millis()) {
+        Some(c) if dt.timestamp_millis() % 1000 == 0 => c.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Some(c) => c.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => dt.timestamp_millis().to_string(),
+    }
+}
