@@ -323,14 +323,12 @@ fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Res
                     c.clone()
                 }
                 // The server fills these in: staging carries NULL.
-                DefaultPlan::Now | DefaultPlan::Schema(_) => {
+                d if d.by_server() => {
                     stats.defaults += 1;
                     Cell::Null
                 }
-                DefaultPlan::None if col.not_null => {
-                    return Err("the column is NOT NULL and the document has no value".into());
-                }
-                DefaultPlan::None => {
+                _ if col.not_null => return Err("the column is NOT NULL and the document has no value".into()),
+                _ => {
                     stats.nulls += 1;
                     Cell::Null
                 }

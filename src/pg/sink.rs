@@ -17,8 +17,8 @@ use sqlx::{Connection, PgConnection, Row};
 use super::keys::{ServerKeys, key_text};
 use super::sql::{literal, quote, sql};
 
-use crate::plan::{ColumnPlan, DefaultPlan, MappingPlan, Plan};
-use crate::schema::{SchemaDefault, SqlType};
+use crate::plan::{ColumnPlan, MappingPlan, Plan};
+use crate::schema::SqlType;
 
 /// A row the database refused, by its position in the chunk.
 #[derive(Debug, Clone)]
@@ -455,15 +455,6 @@ fn referenced_column(plan: &Plan, table: &str, column: &str, target: &str) -> St
     plan.schema.table(target).and_then(|t| t.primary_key.first().cloned()).unwrap_or_else(|| "id".to_string())
 }
 
-fn server_default(c: &ColumnPlan) -> Option<String> {
-    match &c.default {
-        DefaultPlan::Now => Some("now()".into()),
-        DefaultPlan::Schema(SchemaDefault::Now) => Some("now()".into()),
-        DefaultPlan::Schema(SchemaDefault::Constant(v) | SchemaDefault::Expression(v)) => Some(v.clone()),
-        DefaultPlan::Value(_) | DefaultPlan::None => None,
-    }
-}
-
 /// `json` has no equality operator; its text is what was loaded, so compare that.
 fn comparable(c: &ColumnPlan, expr: String) -> String {
     if c.ty == crate::schema::SqlType::Json { format!("({expr})::text") } else { expr }
@@ -481,7 +472,7 @@ fn is_row_error(e: &sqlx::Error) -> bool {
 /// What a column becomes for a new row: the staged value, or the server's default.
 fn insert_value(c: &ColumnPlan) -> String {
     let q = quote(&c.name);
-    match server_default(c) {
+    match c.default.server_sql() {
         Some(d) => format!("COALESCE(s.{q}, {d})"),
         None => format!("s.{q}"),
     }
@@ -491,12 +482,12 @@ fn insert_value(c: &ColumnPlan) -> String {
 /// keep the stored value, so a re-run does not rewrite `created_at`.
 fn update_value(c: &ColumnPlan) -> String {
     let q = quote(&c.name);
-    match &c.default {
-        DefaultPlan::Now | DefaultPlan::Schema(SchemaDefault::Now | SchemaDefault::Expression(_)) => {
-            format!("COALESCE(s.{q}, t.{q})")
-        }
-        DefaultPlan::Schema(SchemaDefault::Constant(v)) => format!("COALESCE(s.{q}, {v})"),
-        _ => format!("s.{q}"),
+    if c.default.keeps_stored() {
+        return format!("COALESCE(s.{q}, t.{q})");
+    }
+    match c.default.server_sql() {
+        Some(v) => format!("COALESCE(s.{q}, {v})"),
+        None => format!("s.{q}"),
     }
 }
 

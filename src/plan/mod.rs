@@ -108,6 +108,56 @@ pub enum FilterTest {
     Exists(bool),
 }
 
+/// What a default means, in one place: who fills it (the mapper, or the
+/// server), what SQL the server uses, whether an update keeps the stored
+/// value, and what the client writes when it copies straight into a table.
+impl DefaultPlan {
+    /// Filled by the server at load time: the staged value is NULL.
+    pub fn by_server(&self) -> bool {
+        matches!(self, DefaultPlan::Now | DefaultPlan::Schema(_))
+    }
+
+    /// The SQL the server fills a new row's missing value with.
+    pub fn server_sql(&self) -> Option<String> {
+        match self {
+            DefaultPlan::Now | DefaultPlan::Schema(SchemaDefault::Now) => Some("now()".into()),
+            DefaultPlan::Schema(SchemaDefault::Constant(v) | SchemaDefault::Expression(v)) => Some(v.clone()),
+            DefaultPlan::Value(_) | DefaultPlan::None => None,
+        }
+    }
+
+    /// Whether an update keeps the stored value when the document has none
+    /// (clock and generated values), so a re-run does not rewrite `created_at`.
+    pub fn keeps_stored(&self) -> bool {
+        matches!(self, DefaultPlan::Now | DefaultPlan::Schema(SchemaDefault::Now | SchemaDefault::Expression(_)))
+    }
+
+    /// The value a client copying straight into the table writes for a
+    /// missing one (COPY cannot ask the server per row): `Some(None)` when
+    /// the mapper already filled it or there is none; `None` when only the
+    /// server can compute it (a sequence, a function).
+    pub fn client_value(
+        &self,
+        ty: &SqlType,
+        rules: &CoerceRules,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Option<Cell<'static>>> {
+        match self {
+            DefaultPlan::None | DefaultPlan::Value(_) => Some(None),
+            DefaultPlan::Now | DefaultPlan::Schema(SchemaDefault::Now) => match ty {
+                SqlType::Date => Some(Some(Cell::Date(now.with_timezone(&rules.tz).date_naive()))),
+                SqlType::Timestamp => Some(Some(Cell::Timestamp(now.with_timezone(&rules.tz).naive_local()))),
+                SqlType::Timestamptz => Some(Some(Cell::Timestamptz(now))),
+                _ => None,
+            },
+            DefaultPlan::Schema(SchemaDefault::Constant(text)) => {
+                crate::value::coerce::sql_constant(text, ty, rules).map(Some)
+            }
+            DefaultPlan::Schema(SchemaDefault::Expression(_)) => None,
+        }
+    }
+}
+
 impl ColumnPlan {
     fn source_text(&self) -> String {
         self.value.text()

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use super::report::DocCounts;
 use crate::map::{ColumnStats, Rejection, RowEvent, RowMapper};
 use crate::pg::sink::write_row;
-use crate::plan::{DefaultPlan, MappingPlan, Plan};
-use crate::schema::{SchemaDefault, SqlType};
+use crate::plan::{MappingPlan, Plan};
+use crate::schema::SqlType;
 use crate::source::{Position, Source, SourceError, SourceItem};
 use crate::value::cell::Cell;
 
@@ -121,23 +121,7 @@ impl FastEncoding {
     /// `None` when a default only the server can compute (a sequence, a
     /// function) might be needed: such mappings take the staging path.
     pub(super) fn for_mapping(m: &MappingPlan, now: chrono::DateTime<chrono::Utc>) -> Option<FastEncoding> {
-        let mut fill = Vec::with_capacity(m.columns.len());
-        for c in &m.columns {
-            let clock = || match c.ty {
-                SqlType::Date => Some(Cell::Date(now.with_timezone(&c.rules.tz).date_naive())),
-                SqlType::Timestamp => Some(Cell::Timestamp(now.with_timezone(&c.rules.tz).naive_local())),
-                SqlType::Timestamptz => Some(Cell::Timestamptz(now)),
-                _ => None,
-            };
-            fill.push(match &c.default {
-                DefaultPlan::None | DefaultPlan::Value(_) => None,
-                DefaultPlan::Now | DefaultPlan::Schema(SchemaDefault::Now) => Some(clock()?),
-                DefaultPlan::Schema(SchemaDefault::Constant(text)) => {
-                    Some(crate::value::coerce::sql_constant(text, &c.ty, &c.rules)?)
-                }
-                DefaultPlan::Schema(SchemaDefault::Expression(_)) => return None,
-            });
-        }
+        let fill = m.columns.iter().map(|c| c.default.client_value(&c.ty, &c.rules, now)).collect::<Option<_>>()?;
         let null = m.columns.iter().map(|c| c.references.as_deref() == Some(m.table.as_str())).collect();
         Some(FastEncoding { fill, null, key: m.key.clone() })
     }

@@ -18,7 +18,7 @@ use sqlx::PgConnection;
 use crate::map::{RowEvent, RowMapper};
 use crate::pg::keys::ServerKeys;
 use crate::pg::sql::{column_types, equals_param, quote};
-use crate::plan::{DefaultPlan, MappingPlan, Plan};
+use crate::plan::{MappingPlan, Plan};
 use crate::source::{Source, SourceError};
 use crate::value::cell::Cell;
 
@@ -288,7 +288,7 @@ async fn compare(
         let mut ok = true;
         for ((c, cell), same) in m.columns.iter().zip(&s.cells).zip(equal) {
             // A server-side default fills a value the document did not have.
-            if same || cell.is_null() && matches!(c.default, DefaultPlan::Now | DefaultPlan::Schema(_)) {
+            if same || cell.is_null() && c.default.by_server() {
                 continue;
             }
             ok = false;
