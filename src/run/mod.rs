@@ -184,6 +184,33 @@ pub async fn run(
 }
 
 /// A poisoned lock only means another mapping panicked; its data is still usable.
+/// Where a chunk goes: the sink, whether it copies straight into the
+/// table, and the source fingerprint its checkpoint records.
+#[derive(Clone, Copy)]
+struct Loaded<'a> {
+    sink: &'a TableSink,
+    direct: bool,
+    fingerprint: Option<&'a str>,
+}
+
+/// A mapping's report as it starts: fresh, or continued from the
+/// interrupted run's progress.
+fn initial_report(m: &MappingPlan, prior: Option<&Progress>) -> MappingReport {
+    match prior {
+        Some(p) => {
+            let mut r = p.report.clone();
+            r.resumed = Some(format!("continued after {} documents", r.documents));
+            r
+        }
+        None => MappingReport {
+            mapping: m.name.clone(),
+            source: m.source.clone(),
+            table: m.table.clone(),
+            ..Default::default()
+        },
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -222,19 +249,7 @@ impl MappingRun<'_, '_> {
             return Ok(r);
         }
         let started = Instant::now();
-        let mut r = match prior {
-            Some(p) => {
-                let mut r = p.report.clone();
-                r.resumed = Some(format!("continued after {} documents", r.documents));
-                r
-            }
-            None => MappingReport {
-                mapping: m.name.clone(),
-                source: m.source.clone(),
-                table: m.table.clone(),
-                ..Default::default()
-            },
-        };
+        let mut r = initial_report(m, prior);
         let from = prior.and_then(|p| p.position.clone());
         let fingerprint = self.source.fingerprint(&m.source);
         let expected = self.source.count(m).await;
@@ -242,27 +257,8 @@ impl MappingRun<'_, '_> {
         bar.set_position(r.documents);
         tracing::info!(mapping = %m.name, source = %m.source, table = %m.table, documents = ?expected, resumed = from.is_some(), "mapping started");
 
-        let mut sink = TableSink::new(self.plan, m, slot);
-        sink.run_id = self.opts.run_id;
-        if let Some(c) = conn.as_deref_mut() {
-            sink.prepare(c, m).await.map_err(|e| self.db(e))?;
-        }
-
-        // A first load into an empty table copies straight into it.
-        let mut fast = None;
-        if let Some(c) = conn.as_deref_mut()
-            && prior.is_none()
-        {
-            let stmt = format!("SELECT NOT EXISTS (SELECT 1 FROM {})", quote(&m.table));
-            let empty: bool = sqlx::query_scalar(sql(stmt)).fetch_one(&mut *c).await.map_err(|e| self.db(e))?;
-            if empty {
-                fast = FastEncoding::for_mapping(m, chrono::Utc::now());
-            }
-        }
-        tracing::debug!(mapping = %m.name, direct_copy = fast.is_some());
-        let direct = fast.is_some();
-        let dedupe = if conn.is_none() { unique_sets(self.plan, m) } else { Vec::new() };
-        let encoding = Encoding { fast, binary: sink.binary.clone(), dedupe };
+        let (sink, encoding) = self.prepare(slot, conn.as_deref_mut(), prior.is_none()).await?;
+        let direct = encoding.fast.is_some();
         let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size, encoding);
         let mut last_line = Instant::now();
         let mut stats = Vec::new();
@@ -274,61 +270,10 @@ impl MappingRun<'_, '_> {
                     break;
                 }
             };
-            r.documents += chunk.documents;
-            r.read += chunk.read;
-            r.filtered += chunk.filtered;
-            r.document_outcomes.add(&chunk.outcomes);
-            let mut db_rejects: Vec<DbRejection> = Vec::new();
-            let tx = match conn.as_deref_mut() {
-                Some(c) if !chunk.rows.is_empty() => {
-                    let (res, tx) = sink
-                        .load_chunk(
-                            c,
-                            &chunk.copy,
-                            chunk.rows.len(),
-                            direct.then_some(chunk.keys.as_slice()),
-                            &mut db_rejects,
-                        )
-                        .await
-                        .map_err(|e| self.db(e))?;
-                    r.inserted += res.inserted;
-                    r.updated += res.updated;
-                    r.unchanged += res.unchanged;
-                    r.loaded += res.inserted + res.updated + res.unchanged;
-                    Some(tx)
-                }
-                Some(c) => Some(c.begin().await.map_err(|e| self.db(e))?),
-                None => {
-                    r.loaded += chunk.rows.len() as u64;
-                    None
-                }
-            };
-            let rejected = self.write_rejects(&chunk, &db_rejects)?;
-            r.rejected += rejected;
-            let total = self.total_rejects.fetch_add(rejected, Ordering::SeqCst) + rejected;
-            // Rejects reach the disk before the chunk commits: a crash in
-            // between repeats a reject on resume rather than losing it.
-            let flushed = lock(self.rejects).flush();
-            flushed.map_err(|e| self.rejects_err(e))?;
-            if let Some(mut tx) = tx {
-                ledger::save_progress(
-                    &mut tx,
-                    self.opts.run_id,
-                    &r,
-                    Some(&chunk.position),
-                    fingerprint.as_deref(),
-                    false,
-                )
-                .await
-                .map_err(|e| self.db(e))?;
-                tx.commit().await.map_err(|e| self.db(e))?;
-            }
-            if let Some(limit) = self.opts.max_rejects
-                && total > limit
-            {
+            let loaded = Loaded { sink: &sink, direct, fingerprint: fingerprint.as_deref() };
+            if let Err(e) = self.load(&mut r, &chunk, conn.as_deref_mut(), loaded).await {
                 bar.abandon();
-                let path = lock(self.rejects).path().display().to_string();
-                return Err(ExecError::TooManyRejects { limit, count: total, path });
+                return Err(e);
             }
             bar.inc(chunk.documents);
             if self.opts.progress == ProgressMode::Lines && last_line.elapsed() > Duration::from_secs(5) {
@@ -347,35 +292,134 @@ impl MappingRun<'_, '_> {
         if reader.join().is_err() {
             return Err(ExecError::ReaderPanicked(m.name.clone()));
         }
-
-        if let Some(c) = conn {
-            let mut tx = c.begin().await.map_err(|e| self.db(e))?;
-            if sink.has_self_references() {
-                r.dangling = self.self_references(&sink, &mut tx).await?;
-            }
-            r.seconds += started.elapsed().as_secs_f64();
-            r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
-            ledger::save_progress(&mut tx, self.opts.run_id, &r, None, fingerprint.as_deref(), true)
-                .await
-                .map_err(|e| self.db(e))?;
-            ledger::record_mapping(&mut tx, self.opts.run_id, &r).await.map_err(|e| self.db(e))?;
-            tx.commit().await.map_err(|e| self.db(e))?;
-        } else {
-            r.seconds += started.elapsed().as_secs_f64();
-        }
+        self.finish(&mut r, conn, &sink, fingerprint.as_deref(), started).await?;
         r.columns = m
             .columns
             .iter()
             .zip(stats)
             .map(|(c, s)| ColumnReport { column: c.name.clone(), nulls: s.nulls, defaults: s.defaults })
             .collect();
-        r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
         bar.finish();
         tracing::info!(
             mapping = %m.name, read = r.read, loaded = r.loaded, inserted = r.inserted, updated = r.updated,
             rejected = r.rejected, filtered = r.filtered, seconds = r.seconds, "mapping finished"
         );
         Ok(r)
+    }
+
+    /// The sink on this connection (none for a dry run) and how the reader
+    /// encodes rows for it: straight into an empty table on a first load,
+    /// binary where every type allows, repeated keys rejected by a dry run.
+    async fn prepare(
+        &mut self,
+        slot: usize,
+        conn: Option<&mut PgConnection>,
+        first: bool,
+    ) -> Result<(TableSink, Encoding), ExecError> {
+        let m = self.m;
+        let mut sink = TableSink::new(self.plan, m, slot);
+        sink.run_id = self.opts.run_id;
+        let mut fast = None;
+        let dry = conn.is_none();
+        if let Some(c) = conn {
+            sink.prepare(c, m).await.map_err(|e| self.db(e))?;
+            if first {
+                let stmt = format!("SELECT NOT EXISTS (SELECT 1 FROM {})", quote(&m.table));
+                let empty: bool = sqlx::query_scalar(sql(stmt)).fetch_one(&mut *c).await.map_err(|e| self.db(e))?;
+                if empty {
+                    fast = FastEncoding::for_mapping(m, chrono::Utc::now());
+                }
+            }
+        }
+        tracing::debug!(mapping = %m.name, direct_copy = fast.is_some());
+        let dedupe = if dry { unique_sets(self.plan, m) } else { Vec::new() };
+        let binary = sink.binary.clone();
+        Ok((sink, Encoding { fast, binary, dedupe }))
+    }
+
+    /// One chunk: loaded (or counted, in a dry run), its rejects written
+    /// and flushed, then committed together with its checkpoint.
+    async fn load(
+        &mut self,
+        r: &mut MappingReport,
+        chunk: &Chunk,
+        conn: Option<&mut PgConnection>,
+        to: Loaded<'_>,
+    ) -> Result<(), ExecError> {
+        r.documents += chunk.documents;
+        r.read += chunk.read;
+        r.filtered += chunk.filtered;
+        r.document_outcomes.add(&chunk.outcomes);
+        let mut db_rejects: Vec<DbRejection> = Vec::new();
+        let tx = match conn {
+            Some(c) if !chunk.rows.is_empty() => {
+                let keys = to.direct.then_some(chunk.keys.as_slice());
+                let (res, tx) = to
+                    .sink
+                    .load_chunk(c, &chunk.copy, chunk.rows.len(), keys, &mut db_rejects)
+                    .await
+                    .map_err(|e| self.db(e))?;
+                r.inserted += res.inserted;
+                r.updated += res.updated;
+                r.unchanged += res.unchanged;
+                r.loaded += res.inserted + res.updated + res.unchanged;
+                Some(tx)
+            }
+            Some(c) => Some(c.begin().await.map_err(|e| self.db(e))?),
+            None => {
+                r.loaded += chunk.rows.len() as u64;
+                None
+            }
+        };
+        let rejected = self.write_rejects(chunk, &db_rejects)?;
+        r.rejected += rejected;
+        let total = self.total_rejects.fetch_add(rejected, Ordering::SeqCst) + rejected;
+        // Rejects reach the disk before the chunk commits: a crash in
+        // between repeats a reject on resume rather than losing it.
+        let flushed = lock(self.rejects).flush();
+        flushed.map_err(|e| self.rejects_err(e))?;
+        if let Some(mut tx) = tx {
+            ledger::save_progress(&mut tx, self.opts.run_id, r, Some(&chunk.position), to.fingerprint, false)
+                .await
+                .map_err(|e| self.db(e))?;
+            tx.commit().await.map_err(|e| self.db(e))?;
+        }
+        if let Some(limit) = self.opts.max_rejects
+            && total > limit
+        {
+            let path = lock(self.rejects).path().display().to_string();
+            return Err(ExecError::TooManyRejects { limit, count: total, path });
+        }
+        Ok(())
+    }
+
+    /// After the last chunk: the self-reference pass, then the mapping's
+    /// final record, in one transaction.
+    async fn finish(
+        &mut self,
+        r: &mut MappingReport,
+        conn: Option<&mut PgConnection>,
+        sink: &TableSink,
+        fingerprint: Option<&str>,
+        started: Instant,
+    ) -> Result<(), ExecError> {
+        if let Some(c) = conn {
+            let mut tx = c.begin().await.map_err(|e| self.db(e))?;
+            if sink.has_self_references() {
+                r.dangling = self.self_references(sink, &mut tx).await?;
+            }
+            r.seconds += started.elapsed().as_secs_f64();
+            r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
+            ledger::save_progress(&mut tx, self.opts.run_id, r, None, fingerprint, true)
+                .await
+                .map_err(|e| self.db(e))?;
+            ledger::record_mapping(&mut tx, self.opts.run_id, r).await.map_err(|e| self.db(e))?;
+            tx.commit().await.map_err(|e| self.db(e))?;
+        } else {
+            r.seconds += started.elapsed().as_secs_f64();
+        }
+        r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
+        Ok(())
     }
 
     /// Writes a chunk's rejects; returns how many.

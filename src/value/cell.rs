@@ -473,14 +473,19 @@ pub mod binary {
                     write_field(out, item, inner);
                 }
             }
-            // Text, varchar, char and json are their UTF-8 bytes; any other
-            // pairing is written as text, which the type's receive accepts
-            // only for text types (coercion never produces one).
-            (other, _) => match other {
-                Cell::Text(t) => out.extend_from_slice(t.as_bytes()),
-                Cell::Json(j) => out.extend_from_slice(j.as_bytes()),
-                c => out.extend_from_slice(c.to_pg_text().unwrap_or_default().as_bytes()),
-            },
+            // Text, varchar, char and json are their UTF-8 bytes.
+            (Cell::Text(t), SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_)) => {
+                out.extend_from_slice(t.as_bytes())
+            }
+            (Cell::Json(j), SqlType::Json) => out.extend_from_slice(j.as_bytes()),
+            // Coercion produces each type's own cell, so no other pairing
+            // reaches here; were one to (a new type half added), the value
+            // goes as its text and the server refuses the chunk, naming the
+            // column, rather than loading bytes of another type.
+            (c, _) => {
+                debug_assert!(false, "no binary encoding of {c:?} as {ty}");
+                out.extend_from_slice(c.to_pg_text().unwrap_or_default().as_bytes())
+            }
         }
     }
 
