@@ -15,7 +15,7 @@
 use sqlx::{Connection, PgConnection, Row};
 
 use super::keys::{ServerKeys, key_text};
-use super::sql::{literal, quote, sql};
+use super::sql::{comparable, literal, quote, sql};
 
 use crate::plan::{ColumnPlan, MappingPlan, Plan};
 use crate::schema::SqlType;
@@ -141,8 +141,9 @@ impl TableSink {
         let update = (!updatable.is_empty()).then(|| {
             let sets: Vec<String> =
                 updatable.iter().map(|c| format!("{} = {}", quote(&c.name), update_value(c))).collect();
-            let old: Vec<String> = updatable.iter().map(|c| comparable(c, format!("t.{}", quote(&c.name)))).collect();
-            let new: Vec<String> = updatable.iter().map(|c| comparable(c, update_value(c))).collect();
+            let old: Vec<String> =
+                updatable.iter().map(|c| comparable(&format!("t.{}", quote(&c.name)), &c.ty.to_string())).collect();
+            let new: Vec<String> = updatable.iter().map(|c| comparable(&update_value(c), &c.ty.to_string())).collect();
             format!(
                 "UPDATE {table} t SET {} FROM {stage} s WHERE {} AND ({}) IS DISTINCT FROM ({}){{ORD}}",
                 sets.join(", "),
@@ -453,11 +454,6 @@ fn referenced_column(plan: &Plan, table: &str, column: &str, target: &str) -> St
         return c.clone();
     }
     plan.schema.table(target).and_then(|t| t.primary_key.first().cloned()).unwrap_or_else(|| "id".to_string())
-}
-
-/// `json` has no equality operator; its text is what was loaded, so compare that.
-fn comparable(c: &ColumnPlan, expr: String) -> String {
-    if c.ty == crate::schema::SqlType::Json { format!("({expr})::text") } else { expr }
 }
 
 /// Data exceptions (class 22) and integrity violations (class 23) are the

@@ -36,9 +36,15 @@ pub async fn column_types(conn: &mut PgConnection, table: &str) -> Result<BTreeM
     Ok(rows.into_iter().collect())
 }
 
+/// `expr` as PostgreSQL can compare it: `json` has no equality operator,
+/// so its text (which is what was loaded) stands for it.
+pub fn comparable(expr: &str, ty: &str) -> String {
+    if ty == "json" { format!("({expr})::text") } else { expr.to_string() }
+}
+
 /// `expr <op> $n`, the parameter (a value's PostgreSQL text) cast by the
-/// server to the column's type `ty`, so values compare as values. `json` has
-/// no equality operator: its text, which is what was loaded, is compared.
+/// server to the column's type `ty`, so values compare as values.
 pub fn equals_param(expr: &str, op: &str, n: usize, ty: &str) -> String {
-    if ty == "json" { format!("{expr}::text {op} ${n}") } else { format!("{expr} {op} ${n}::{ty}") }
+    let param = if ty == "json" { format!("${n}") } else { format!("${n}::{ty}") };
+    format!("{} {op} {param}", comparable(expr, ty))
 }
