@@ -16,7 +16,8 @@
 //!   - [`lang::spec`]: mapping files (TOML with spans); shape checks only.
 //!   - [`lang::expr`]: value expressions behind one trait, one file each:
 //!     [`lang::expr::from`], [`lang::expr::id`], [`lang::expr::default`].
-//!   - [`lang::transform`]: the closed set of value transforms.
+//!   - [`lang::transform`]: the closed set of value transforms, by family:
+//!     [`lang::transform::text`], [`lang::transform::date`].
 //!   - [`lang::diag`]: diagnostics and their rendering.
 //! - [`schema`]: the target schema read from `schema/*.sql` with sqlparser.
 //! - [`compile`]: specs + schema → [`plan::Plan`], every diagnostic collected.

@@ -233,7 +233,7 @@ impl MappingCx<'_> {
             .filter_map(|t| match Transform::parse(&t.value) {
                 Some(t) => Some(t),
                 None => {
-                    self.diags.push(bad_choice(&file, t, "transform", Transform::NAMES));
+                    self.diags.push(bad_choice(&file, t, "transform", &Transform::names()));
                     None
                 }
             })
