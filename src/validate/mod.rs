@@ -253,7 +253,7 @@ async fn compare(
         })
         .collect();
     let stmt = format!(
-        "SELECT ARRAY[{}]::bool[], to_jsonb(t) FROM {} t WHERE {}",
+        "SELECT ARRAY[{}]::bool[], to_jsonb(t.*) FROM {} t WHERE {}",
         eqs.join(", "),
         quote(&m.table),
         keys.matches(1)

@@ -632,3 +632,50 @@ fn lenient_extended_json_is_refused() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("vals.json:3: text after the end of the JSON array"), "{out}");
 }
+
+/// `coalesce` end to end: check, plan, dry run, run, validate, an unchanged
+/// re-run and rollback, each value checked against the rule applied here.
+#[test]
+fn coalesce_takes_the_first_present_value_end_to_end() {
+    let work = tempfile::tempdir().unwrap();
+    let mapping = "source = \"vals\"\ntable = \"vals\"\nkey = \"id\"\n[columns]\nid = \"$._id\"\n\
+                   s = { coalesce = [\"$.fullplot\", \"$.plot\", \"$.title\"] }\n";
+    let mappings = project(work.path(), &[("vals", mapping)]);
+    let docs = [
+        r#"{"_id": 1, "fullplot": "F1", "plot": "P1"}"#,
+        r#"{"_id": 2, "plot": "P2"}"#,
+        r#"{"_id": 3, "fullplot": null, "plot": "P3"}"#,
+        r#"{"_id": 4, "fullplot": "", "plot": "P4"}"#,
+        r#"{"_id": 5, "title": "T5"}"#,
+        r#"{"_id": 6}"#,
+    ];
+    // The rule, applied to the JSON itself: the first field present and not null.
+    let expected: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            let v: Value = serde_json::from_str(d).unwrap();
+            let first = ["fullplot", "plot", "title"].iter().find_map(|k| v.get(*k).and_then(Value::as_str));
+            format!("{}={}", v["_id"], first.unwrap_or("NULL"))
+        })
+        .collect();
+    let src = source(work.path(), "vals.jsonl", &docs);
+    let db = TestDb::new("coalesce");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["check", m]);
+    assert_eq!(code, 0, "{out}");
+    let (_, _, plan) = cli(work.path(), &["plan", m]);
+    assert!(plan.contains("coalesce($.fullplot, $.plot, $.title)"), "{plan}");
+    let (code, report, out) = cli(work.path(), &["run", m, "--source", s, "--dry-run", "--format", "json"]);
+    assert_eq!((code, report["mappings"][0]["loaded"].as_u64()), (0, Some(6)), "{out}");
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    let got = db.one("SELECT string_agg(id || '=' || coalesce(s, 'NULL'), ',' ORDER BY id) FROM vals");
+    assert_eq!(got, expected.join(","));
+    let (code, _, out) = cli(work.path(), &["validate", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    let (code, report, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--format", "json"]);
+    assert_eq!((code, report["mappings"][0]["unchanged"].as_u64()), (0, Some(6)), "{out}");
+    let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT count(*)::text FROM vals"), "0");
+}

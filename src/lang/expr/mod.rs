@@ -9,6 +9,7 @@
 //! Knows the language's syntax, source paths and values; nothing of files,
 //! sources, SQL or connections.
 
+pub mod coalesce;
 pub mod default;
 pub mod from;
 pub mod id;
@@ -84,7 +85,7 @@ pub struct Kind {
 }
 
 /// Every expression a column table may use, by key.
-pub const KINDS: &[Kind] = &[from::KIND, id::KIND];
+pub const KINDS: &[Kind] = &[from::KIND, id::KIND, coalesce::KIND];
 
 /// The kind written with `key`.
 pub fn kind(key: &str) -> Option<&'static Kind> {
@@ -141,10 +142,11 @@ mod tests {
     }
 
     /// Each expression: written as (key, argument) for a column of a type,
-    /// over `{"a": 5, "s": "x"}`: the cell it gives, or why it is refused.
+    /// over `{"a": 5, "s": "x", "n": null}`: the cell it gives, or why it is refused.
     #[test]
     fn every_expression_compiles_and_evaluates() {
-        let doc = bson::rawdoc! { "a": 5, "s": "x" };
+        let doc = bson::rawdoc! { "a": 5, "s": "x", "n": null };
+        let paths = |ps: &[&str]| Literal::Array(ps.iter().map(|p| Literal::String(p.to_string())).collect());
         let rules = CoerceRules::default();
         let id_of_5 = IdNamespace::default().derive(RawBsonRef::Int32(5)).map(|u| u.to_string()).unwrap();
         let str_arg = |s: &str| Literal::String(s.into());
@@ -157,6 +159,12 @@ mod tests {
             ("from", str_arg("a"), SqlType::Text, Err("a path starts with")),
             ("id", str_arg("$.a"), SqlType::Uuid, Ok(Some(id_of_5))),
             ("id", str_arg("$.a"), SqlType::Integer, Err("`id` derives a UUID, but `c` is integer")),
+            ("coalesce", paths(&["$.missing", "$.n", "$.a", "$.s"]), SqlType::Integer, Ok(Some("5".into()))),
+            ("coalesce", paths(&["$.s", "$.a"]), SqlType::Text, Ok(Some("x".into()))),
+            ("coalesce", paths(&["$.missing", "$.n"]), SqlType::Text, Ok(None)),
+            ("coalesce", str_arg("$.a"), SqlType::Text, Err("expected an array of paths")),
+            ("coalesce", Literal::Array(vec![]), SqlType::Text, Err("expected at least one path")),
+            ("coalesce", Literal::Array(vec![Literal::Integer(1)]), SqlType::Text, Err("a path string in each place")),
         ];
         for (key, arg, ty, want) in rows {
             let mut cx = Stub { ty: ty.clone(), errors: Vec::new() };
@@ -178,6 +186,6 @@ mod tests {
         let d = DefaultOnly;
         assert!(d.paths().is_empty() && d.is_default_only());
         assert!(matches!(d.eval(&mut |_| unreachable!()), Ok(Found::Missing)));
-        assert_eq!(keys(), ["from", "id"]);
+        assert_eq!(keys(), ["from", "id", "coalesce"]);
     }
 }
