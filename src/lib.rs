@@ -33,6 +33,7 @@
 //!   - [`value::datetime`]: the one ISO-8601 date-time parser.
 //!   - [`value::cell`]: typed values, their text and binary COPY encodings.
 //!   - [`value::text`]: shared text of values (kinds, decimals, dates); a leaf.
+//!   - [`value::equal`]: exact equality of BSON values, numbers across types.
 //! - [`map`]: one document through one mapping: filter, unwind, rows.
 //! - [`source`]: where documents come from.
 //!   - [`source::files`]: mongodump and extended-JSON files.

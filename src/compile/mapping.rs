@@ -251,6 +251,22 @@ impl MappingCx<'_> {
             map.push((k.value.clone(), b));
         }
 
+        let null_if = self.sentinels(&c.null_if, "null_if");
+        let map_null: Vec<String> = self
+            .sentinels(&c.map_null, "map_null")
+            .iter()
+            .filter_map(|b| crate::value::text::map_key(b.as_raw_bson_ref()))
+            .collect();
+        for (k, _) in &c.map {
+            if map_null.contains(&k.value) {
+                self.diags.push(
+                    Diagnostic::error(Code::InvalidValue, format!("`{}` is both mapped and in `map_null`", k.value))
+                        .at(&file, k.span.clone(), "mapped here")
+                        .help("keep it in one of `map` and `map_null`"),
+                );
+            }
+        }
+
         let default = match &c.default {
             Some(d) => self.default(d, &ty, &rules, col)?,
             None => match &col.default {
@@ -276,9 +292,38 @@ impl MappingCx<'_> {
             default,
             transforms,
             map,
+            null_if,
+            map_null,
             references,
             rules,
         })
+    }
+
+    /// `null_if` and `map_null` values: scalars only (a sentinel is one
+    /// value; an array or a table would never equal a read value).
+    fn sentinels(&mut self, values: &[Sp<Literal>], option: &str) -> Vec<RawBson> {
+        let file = self.spec.file.clone();
+        let mut out = Vec::new();
+        for v in values {
+            let scalar = match option {
+                "map_null" => matches!(v.value, Literal::String(_) | Literal::Integer(_) | Literal::Bool(_)),
+                _ => !matches!(v.value, Literal::Array(_) | Literal::Table(_)),
+            };
+            if scalar {
+                out.push(literal_bson(&v.value));
+            } else {
+                let what = if option == "map_null" {
+                    "strings, integers or booleans (as `map` keys)"
+                } else {
+                    "single values"
+                };
+                self.diags.push(
+                    Diagnostic::error(Code::InvalidValue, format!("`{option}` takes {what}, found {}", v.value.kind()))
+                        .at(&file, v.span.clone(), "not a single value"),
+                );
+            }
+        }
+        out
     }
 
     fn default(

@@ -132,6 +132,10 @@ pub struct ColumnSpec {
     pub default: Option<Sp<Literal>>,
     pub transform: Vec<Sp<String>>,
     pub map: Vec<(Sp<String>, Sp<Literal>)>,
+    /// `null_if = ["", "N/A", 0]`: sentinel values that mean null.
+    pub null_if: Vec<Sp<Literal>>,
+    /// `map_null = ["unknown"]`: `map` sources that become null.
+    pub map_null: Vec<Sp<Literal>>,
     pub ty: Option<Sp<String>>,
     pub time_zone: Option<Sp<String>>,
     pub json: JsonSpec,
@@ -141,7 +145,8 @@ pub struct ColumnSpec {
 
 const MAPPING_KEYS: &[&str] = &["source", "table", "key", "unwind", "time_zone", "json", "filter", "columns"];
 /// Column options besides its value expression (whose keys `expr` lists).
-const COLUMN_OPTIONS: &[&str] = &["references", "required", "default", "transform", "map", "type", "time_zone", "json"];
+const COLUMN_OPTIONS: &[&str] =
+    &["references", "required", "default", "transform", "map", "map_null", "null_if", "type", "time_zone", "json"];
 const PROJECT_KEYS: &[&str] = &["namespace", "schema", "time_zone", "json"];
 const JSON_KEYS: &[&str] = &["object_ids", "dates"];
 const FILTER_KEYS: &[&str] = &["path", "equals", "not_equals", "in", "not_in", "exists"];
@@ -336,6 +341,14 @@ impl Cx<'_> {
         }
     }
 
+    /// One literal or an array of them, each with its own span.
+    fn list(&mut self, v: &Val) -> Vec<Sp<Literal>> {
+        match v.get_ref() {
+            DeValue::Array(a) => a.iter().filter_map(|i| self.literal(i)).collect(),
+            _ => self.literal(v).into_iter().collect(),
+        }
+    }
+
     fn literal(&mut self, v: &Val) -> Option<Sp<Literal>> {
         literal_of(v.get_ref()).map(|l| Sp::new(l, v.span())).or_else(|| {
             self.wrong(v, "a string, number, boolean, date, array or table");
@@ -463,6 +476,8 @@ impl Cx<'_> {
                 default: None,
                 transform: Vec::new(),
                 map: Vec::new(),
+                null_if: Vec::new(),
+                map_null: Vec::new(),
                 ty: None,
                 time_zone: None,
                 json: JsonSpec::default(),
@@ -519,6 +534,8 @@ impl Cx<'_> {
                         }
                     }
                 }
+                "null_if" => c.null_if = self.list(v),
+                "map_null" => c.map_null = self.list(v),
                 "type" => c.ty = self.string(v),
                 "time_zone" => c.time_zone = self.string(v),
                 "json" => c.json = self.json(v),

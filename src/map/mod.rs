@@ -9,9 +9,10 @@ use bson::{RawBson, RawBsonRef, RawDocument};
 
 use crate::plan::{ColumnPlan, DefaultPlan, FilterTest, MappingPlan};
 use crate::value::cell::Cell;
+use crate::value::equal::same_value;
 use crate::value::fields::FieldTrie;
 use crate::value::path::{CompiledPath, Found, Root};
-use crate::value::text::{bson_kind, preview};
+use crate::value::text::{bson_kind, map_key, preview};
 
 /// Why a row was not produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,6 +289,19 @@ fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Res
         Found::Owned(o) => Val::Owned(o),
     };
     let was_present = !matches!(v, Val::Absent);
+    // A sentinel (`null_if`), compared with the value as read, means null.
+    let mut sentinel = false;
+    if let Val::Borrowed(b) = v
+        && col.null_if.iter().any(|n| same_value(b, n.as_raw_bson_ref()))
+    {
+        v = Val::Absent;
+        sentinel = true;
+    } else if let Val::Owned(o) = &v
+        && col.null_if.iter().any(|n| same_value(o.as_raw_bson_ref(), n.as_raw_bson_ref()))
+    {
+        v = Val::Absent;
+        sentinel = true;
+    }
     for t in &col.transforms {
         let current = match &v {
             Val::Absent => break,
@@ -311,10 +325,27 @@ fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Res
             v = Val::Owned(to.clone());
         }
     }
+    if !col.map_null.is_empty() {
+        let current = match &v {
+            Val::Absent => None,
+            Val::Borrowed(b) => Some(*b),
+            Val::Owned(o) => Some(o.as_raw_bson_ref()),
+        };
+        if current.and_then(map_key).is_some_and(|k| col.map_null.contains(&k)) {
+            v = Val::Absent;
+            sentinel = true;
+        }
+    }
     let cell = match v {
         Val::Absent => {
             if col.required {
-                let what = if was_present { "became empty" } else { "is missing or null" };
+                let what = if sentinel {
+                    "is a value that means null (`null_if`/`map_null`)"
+                } else if was_present {
+                    "became empty"
+                } else {
+                    "is missing or null"
+                };
                 return Err(format!("required value {what}"));
             }
             match &col.default {
@@ -344,35 +375,11 @@ fn convert<'a>(col: &ColumnPlan, v: RawBsonRef<'a>) -> Result<Cell<'a>, String> 
     col.value.convert(v, &col.ty, &col.rules)
 }
 
-/// The text a `map` table is keyed by: strings as they are, integers and booleans as written.
-fn map_key(v: RawBsonRef<'_>) -> Option<String> {
-    match v {
-        RawBsonRef::String(s) => Some(s.to_string()),
-        RawBsonRef::Int32(i) => Some(i.to_string()),
-        RawBsonRef::Int64(i) => Some(i.to_string()),
-        RawBsonRef::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
 /// MongoDB-like equality for filters: numbers compare by value across
 /// types, and an array matches when any element does.
 fn matches(v: RawBsonRef<'_>, want: &RawBson) -> bool {
-    let w = want.as_raw_bson_ref();
-    let num = |x: RawBsonRef<'_>| match x {
-        RawBsonRef::Int32(i) => Some(f64::from(i)),
-        RawBsonRef::Int64(i) => Some(i as f64),
-        RawBsonRef::Double(d) => Some(d),
-        _ => None,
-    };
-    match (num(v), num(w)) {
-        (Some(a), Some(b)) => return a == b,
-        (Some(_), None) | (None, Some(_)) => {}
-        (None, None) => {
-            if v == w {
-                return true;
-            }
-        }
+    if same_value(v, want.as_raw_bson_ref()) {
+        return true;
     }
     if let RawBsonRef::Array(a) = v {
         return a.into_iter().flatten().any(|e| !matches!(e, RawBsonRef::Array(_)) && matches(e, want));

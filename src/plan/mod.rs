@@ -89,6 +89,10 @@ pub struct ColumnPlan {
     pub default: DefaultPlan,
     pub transforms: Vec<Transform>,
     pub map: Vec<(String, RawBson)>,
+    /// Sentinel values (as read) that mean null: `null_if`.
+    pub null_if: Vec<RawBson>,
+    /// `map` sources (by their text, as `map` keys) that become null.
+    pub map_null: Vec<String>,
     pub references: Option<String>,
     pub rules: CoerceRules,
 }
@@ -174,9 +178,16 @@ impl ColumnPlan {
             }
             _ => self.ty.to_string(),
         };
-        let mut steps: Vec<String> = self.transforms.iter().map(|t| t.name().to_string()).collect();
+        let mut steps = Vec::new();
+        if !self.null_if.is_empty() {
+            steps.push(format!("null_if[{}]", self.null_if.len()));
+        }
+        steps.extend(self.transforms.iter().map(|t| t.name().to_string()));
         if !self.map.is_empty() {
             steps.push(format!("map[{}]", self.map.len()));
+        }
+        if !self.map_null.is_empty() {
+            steps.push(format!("map_null[{}]", self.map_null.len()));
         }
         steps.push(target);
         steps.join(" > ")

@@ -11,6 +11,7 @@
 pub mod cell;
 pub mod coerce;
 pub mod datetime;
+pub mod equal;
 pub mod fields;
 pub mod ids;
 pub mod json;

@@ -136,3 +136,14 @@ pub fn iso_date(dt: bson::DateTime) -> String {
         None => dt.timestamp_millis().to_string(),
     }
 }
+
+/// The text a `map` table is keyed by: strings as they are, integers and booleans as written.
+pub fn map_key(v: RawBsonRef<'_>) -> Option<String> {
+    match v {
+        RawBsonRef::String(s) => Some(s.to_string()),
+        RawBsonRef::Int32(i) => Some(i.to_string()),
+        RawBsonRef::Int64(i) => Some(i.to_string()),
+        RawBsonRef::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}

@@ -679,3 +679,57 @@ fn coalesce_takes_the_first_present_value_end_to_end() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(db.one("SELECT count(*)::text FROM vals"), "0");
 }
+
+/// `null_if` and `map_null` end to end: sentinels of any type become null
+/// (by value: `0`, `0.0` and decimal `0.00` are one sentinel), before
+/// `required` and `default`; check, plan, dry run, run, validate, an
+/// unchanged re-run and rollback.
+#[test]
+fn sentinels_become_null_end_to_end() {
+    let work = tempfile::tempdir().unwrap();
+    let mapping = "source = \"vals\"\ntable = \"vals\"\nkey = \"id\"\n[columns]\nid = \"$._id\"\n\
+                   s = { from = \"$.s\", null_if = [\"\", \"N/A\"], map = { x = \"ex\" }, map_null = [\"unknown\"] }\n\
+                   i = { from = \"$.i\", null_if = [0, -1], default = 7 }\n\
+                   d = { from = \"$.d\", null_if = 0 }\n";
+    let mappings = project(work.path(), &[("vals", mapping)]);
+    let docs = [
+        r#"{"_id": 1, "s": "", "i": 0, "d": 0.0}"#,
+        r#"{"_id": 2, "s": "N/A", "i": -1, "d": {"$numberDecimal": "0.00"}}"#,
+        r#"{"_id": 3, "s": "unknown", "i": 5, "d": 1.5}"#,
+        r#"{"_id": 4, "s": "x", "i": {"$numberLong": "0"}, "d": -0.0}"#,
+        r#"{"_id": 5, "s": "n/a", "i": 2, "d": 2}"#,
+    ];
+    let src = source(work.path(), "vals.jsonl", &docs);
+    let db = TestDb::new("sentinels");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["check", m]);
+    assert_eq!(code, 0, "{out}");
+    let (_, _, plan) = cli(work.path(), &["plan", m]);
+    assert!(plan.contains("null_if[2] > map[1] > map_null[1] > text"), "{plan}");
+    let (code, report, out) = cli(work.path(), &["run", m, "--source", s, "--dry-run", "--format", "json"]);
+    assert_eq!((code, report["mappings"][0]["loaded"].as_u64()), (0, Some(5)), "{out}");
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    // Sentinels are null (then `i` takes its default 7); "n/a" is not "N/A".
+    let got = db.one(
+        "SELECT string_agg(concat_ws('|', id, coalesce(s, 'NULL'), i, coalesce(d::text, 'NULL')), ',' ORDER BY id) FROM vals",
+    );
+    assert_eq!(got, "1|NULL|7|NULL,2|NULL|7|NULL,3|NULL|5|1.5,4|ex|7|NULL,5|n/a|2|2");
+    let (code, _, out) = cli(work.path(), &["validate", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    let (code, report, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--format", "json"]);
+    assert_eq!((code, report["mappings"][0]["unchanged"].as_u64()), (0, Some(5)), "{out}");
+    let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT count(*)::text FROM vals"), "0");
+
+    // `required` sees a sentinel as null, and says so.
+    let required = mapping.replace("null_if = [0, -1], default = 7", "null_if = [0, -1], required = true");
+    let mappings = project(work.path(), &[("vals", &required)]);
+    let (code, _, out) =
+        cli(work.path(), &["run", mappings.to_str().unwrap(), "--source", s, "--dry-run", "--rejects", "r.jsonl"]);
+    assert_eq!(code, 3, "{out}");
+    let rejects = std::fs::read_to_string(work.path().join("r.jsonl")).unwrap();
+    assert_eq!(rejects.lines().count(), 3, "{rejects}");
+    assert!(rejects.contains("is a value that means null"), "{rejects}");
+}
