@@ -559,6 +559,17 @@ impl ExprCx for ColumnCx<'_, '_> {
         self.column
     }
 
+    fn misuse(&mut self, at: &Sp<Literal>, message: String, help: &str) {
+        let file = self.cx.spec.file.clone();
+        self.cx
+            .diags
+            .push(Diagnostic::error(Code::InvalidValue, message).at(&file, at.span.clone(), "here").help(help));
+    }
+
+    fn unwinding(&self) -> bool {
+        self.unwinding
+    }
+
     fn ty(&self) -> &SqlType {
         self.ty
     }

@@ -7,6 +7,7 @@
 
 use bson::{RawBson, RawBsonRef, RawDocument};
 
+use crate::lang::expr::RowCx;
 use crate::plan::{ColumnPlan, DefaultPlan, FilterTest, MappingPlan};
 use crate::value::cell::Cell;
 use crate::value::equal::same_value;
@@ -220,10 +221,13 @@ impl<'p> RowMapper<'p> {
         let mut cells = Vec::with_capacity(self.plan.columns.len());
         for (ci, col) in self.plan.columns.iter().enumerate() {
             let srcs = &self.columns[ci];
-            let found = col.value.eval(&mut |i| match srcs.get(i) {
-                Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, el),
-                None => Ok(Found::Missing),
-            });
+            let found = col.value.eval(
+                &mut |n| match srcs.get(n) {
+                    Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, el),
+                    None => Ok(Found::Missing),
+                },
+                &RowCx { index: i },
+            );
             match found.and_then(|f| value(col, f, &mut self.stats[ci])) {
                 Ok(c) => cells.push(c),
                 Err(reason) => {

@@ -733,3 +733,51 @@ fn sentinels_become_null_end_to_end() {
     assert_eq!(rejects.lines().count(), 3, "{rejects}");
     assert!(rejects.contains("is a value that means null"), "{rejects}");
 }
+
+/// `position = { index = "@" }` end to end: array order kept, and usable in
+/// the key (a repeated value is still its own row).
+#[test]
+fn array_positions_end_to_end() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("schema")).unwrap();
+    std::fs::write(
+        work.path().join("schema/0001_tags.up.sql"),
+        "CREATE TABLE tags (doc_id INTEGER, pos INTEGER, tag TEXT NOT NULL, PRIMARY KEY (doc_id, pos));",
+    )
+    .unwrap();
+    std::fs::write(work.path().join("schema/0001_tags.down.sql"), "DROP TABLE tags;").unwrap();
+    std::fs::create_dir_all(work.path().join("mappings")).unwrap();
+    std::fs::write(
+        work.path().join("mappings/tags.toml"),
+        "source = \"vals\"\ntable = \"tags\"\nunwind = \"$.tags[*]\"\nkey = [\"doc_id\", \"pos\"]\n[columns]\n\
+         doc_id = \"$._id\"\npos = { position = { index = \"@\" } }\ntag = \"@\"\n",
+    )
+    .unwrap();
+    let docs = [r#"{"_id": 1, "tags": ["a", "b", "a"]}"#, r#"{"_id": 2, "tags": ["z"]}"#, r#"{"_id": 3, "tags": []}"#];
+    // Expected rows, from the JSON: each element with its index.
+    let mut expected = Vec::new();
+    for d in &docs {
+        let v: Value = serde_json::from_str(d).unwrap();
+        for (i, t) in v["tags"].as_array().unwrap().iter().enumerate() {
+            expected.push(format!("{}/{i}/{}", v["_id"], t.as_str().unwrap()));
+        }
+    }
+    let src = source(work.path(), "vals.jsonl", &docs);
+    let db = TestDb::new("positions");
+    let (m, s) = ("mappings", src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["check", m]);
+    assert_eq!(code, 0, "{out}");
+    let (_, _, plan) = cli(work.path(), &["plan", m]);
+    assert!(plan.contains("position(@)"), "{plan}");
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    let got = db.one("SELECT string_agg(doc_id || '/' || pos || '/' || tag, ',' ORDER BY doc_id, pos) FROM tags");
+    assert_eq!(got, expected.join(","));
+    let (code, _, out) = cli(work.path(), &["validate", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    let (code, report, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--format", "json"]);
+    assert_eq!((code, report["mappings"][0]["unchanged"].as_u64()), (0, Some(4)), "{out}");
+    let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT count(*)::text FROM tags"), "0");
+}

@@ -2,7 +2,7 @@
 //! value is present and not null (an empty string counts as a value).
 //! Nothing present: the value is missing, so `required` and `default` apply.
 
-use super::{Expr, ExprCx, ExprRef, Kind};
+use super::{Expr, ExprCx, ExprRef, Kind, RowCx};
 use crate::lang::spec::{Literal, Sp};
 use crate::value::path::{CompiledPath, Found};
 
@@ -40,7 +40,11 @@ impl Expr for Coalesce {
         self.0.iter().collect()
     }
 
-    fn eval<'a>(&self, input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>) -> Result<Found<'a>, String> {
+    fn eval<'a>(
+        &self,
+        input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
+        _row: &RowCx,
+    ) -> Result<Found<'a>, String> {
         for i in 0..self.0.len() {
             let v = input(i)?;
             if present(&v) {

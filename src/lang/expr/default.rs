@@ -1,7 +1,7 @@
 //! A column with no source (neither `from` nor `id`): it takes its
 //! `default`, the schema's DEFAULT, or NULL.
 
-use super::Expr;
+use super::{Expr, RowCx};
 use crate::value::path::{CompiledPath, Found};
 
 #[derive(Debug)]
@@ -12,7 +12,11 @@ impl Expr for DefaultOnly {
         Vec::new()
     }
 
-    fn eval<'a>(&self, _input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>) -> Result<Found<'a>, String> {
+    fn eval<'a>(
+        &self,
+        _input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
+        _row: &RowCx,
+    ) -> Result<Found<'a>, String> {
         Ok(Found::Missing)
     }
 

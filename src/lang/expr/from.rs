@@ -1,7 +1,7 @@
 //! `from = "$.path"` (or the shorthand `column = "$.path"`): the value at a
 //! path, as it is.
 
-use super::{Expr, ExprCx, ExprRef, Kind, path_arg};
+use super::{Expr, ExprCx, ExprRef, Kind, RowCx, path_arg};
 use crate::lang::spec::{Literal, Sp};
 use crate::value::path::{CompiledPath, Found};
 
@@ -19,7 +19,11 @@ impl Expr for From {
         vec![&self.0]
     }
 
-    fn eval<'a>(&self, input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>) -> Result<Found<'a>, String> {
+    fn eval<'a>(
+        &self,
+        input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
+        _row: &RowCx,
+    ) -> Result<Found<'a>, String> {
         input(0)
     }
 

@@ -4,7 +4,7 @@
 
 use bson::RawBsonRef;
 
-use super::{Expr, ExprCx, ExprRef, Kind, path_arg};
+use super::{Expr, ExprCx, ExprRef, Kind, RowCx, path_arg};
 use crate::lang::spec::{Literal, Sp};
 use crate::schema::SqlType;
 use crate::value::cell::Cell;
@@ -31,7 +31,11 @@ impl Expr for Id {
         vec![&self.0]
     }
 
-    fn eval<'a>(&self, input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>) -> Result<Found<'a>, String> {
+    fn eval<'a>(
+        &self,
+        input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
+        _row: &RowCx,
+    ) -> Result<Found<'a>, String> {
         input(0)
     }
 

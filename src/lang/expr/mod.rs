@@ -13,6 +13,7 @@ pub mod coalesce;
 pub mod default;
 pub mod from;
 pub mod id;
+pub mod position;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -33,8 +34,13 @@ pub trait Expr: Debug + Send + Sync {
     fn paths(&self) -> Vec<&CompiledPath>;
 
     /// The value, from `input(i)`: the value of `paths()[i]` in the current
-    /// document (and unwind element). `Missing` when there is none.
-    fn eval<'a>(&self, input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>) -> Result<Found<'a>, String>;
+    /// document (and unwind element), `Missing` when there is none; and from
+    /// where the row stands (`row`: the unwind element's position).
+    fn eval<'a>(
+        &self,
+        input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
+        row: &RowCx,
+    ) -> Result<Found<'a>, String>;
 
     /// The value as the column's cell: coerced to the column's type, unless
     /// the expression derives something else (an id).
@@ -64,12 +70,23 @@ pub trait Expr: Debug + Send + Sync {
 
 pub type ExprRef = Arc<dyn Expr>;
 
+/// Where a row stands, beside its values: the 0-based position of the
+/// unwind element it comes from (`None` without `unwind`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowCx {
+    pub index: Option<usize>,
+}
+
 /// What compiling an expression may ask of the compiler.
 pub trait ExprCx {
     /// Compiles a source path (reporting a bad one).
     fn path(&mut self, p: &Sp<String>) -> Option<CompiledPath>;
     /// Reports an argument of the wrong shape (`expected` as in "a string").
     fn wrong_arg(&mut self, arg: &Sp<Literal>, expected: &str);
+    /// Reports any other misuse of the expression, with a hint.
+    fn misuse(&mut self, at: &Sp<Literal>, message: String, help: &str);
+    /// Whether the mapping unwinds an array (so `@` means its element).
+    fn unwinding(&self) -> bool;
     /// The column's name and type.
     fn column(&self) -> &str;
     fn ty(&self) -> &SqlType;
@@ -85,7 +102,7 @@ pub struct Kind {
 }
 
 /// Every expression a column table may use, by key.
-pub const KINDS: &[Kind] = &[from::KIND, id::KIND, coalesce::KIND];
+pub const KINDS: &[Kind] = &[from::KIND, id::KIND, coalesce::KIND, position::KIND];
 
 /// The kind written with `key`.
 pub fn kind(key: &str) -> Option<&'static Kind> {
@@ -129,6 +146,12 @@ mod tests {
         fn column(&self) -> &str {
             "c"
         }
+        fn misuse(&mut self, _at: &Sp<Literal>, message: String, _help: &str) {
+            self.errors.push(message);
+        }
+        fn unwinding(&self) -> bool {
+            true
+        }
         fn ty(&self) -> &SqlType {
             &self.ty
         }
@@ -146,6 +169,7 @@ mod tests {
     #[test]
     fn every_expression_compiles_and_evaluates() {
         let doc = bson::rawdoc! { "a": 5, "s": "x", "n": null };
+        let index = |at: &str| Literal::Table(vec![("index".into(), Literal::String(at.into()))]);
         let paths = |ps: &[&str]| Literal::Array(ps.iter().map(|p| Literal::String(p.to_string())).collect());
         let rules = CoerceRules::default();
         let id_of_5 = IdNamespace::default().derive(RawBsonRef::Int32(5)).map(|u| u.to_string()).unwrap();
@@ -165,6 +189,10 @@ mod tests {
             ("coalesce", str_arg("$.a"), SqlType::Text, Err("expected an array of paths")),
             ("coalesce", Literal::Array(vec![]), SqlType::Text, Err("expected at least one path")),
             ("coalesce", Literal::Array(vec![Literal::Integer(1)]), SqlType::Text, Err("a path string in each place")),
+            ("position", index("@"), SqlType::Integer, Ok(Some("3".into()))),
+            ("position", index("@1"), SqlType::Integer, Err("only `@`")),
+            ("position", str_arg("@"), SqlType::Integer, Err("expected a table such as { index = \"@\" }")),
+            ("position", index("@"), SqlType::Text, Err("`position` gives an integer, but `c` is text")),
         ];
         for (key, arg, ty, want) in rows {
             let mut cx = Stub { ty: ty.clone(), errors: Vec::new() };
@@ -173,7 +201,7 @@ mod tests {
                 None => Err(cx.errors.join("; ")),
                 Some(e) => {
                     let paths: Vec<CompiledPath> = e.paths().into_iter().cloned().collect();
-                    let found = e.eval(&mut |i| paths[i].eval(&doc, None)).unwrap();
+                    let found = e.eval(&mut |i| paths[i].eval(&doc, None), &RowCx { index: Some(3) }).unwrap();
                     Ok(found.as_ref().map(|v| e.convert(v, &ty, &rules).unwrap().to_pg_text().unwrap()))
                 }
             };
@@ -185,7 +213,7 @@ mod tests {
         }
         let d = DefaultOnly;
         assert!(d.paths().is_empty() && d.is_default_only());
-        assert!(matches!(d.eval(&mut |_| unreachable!()), Ok(Found::Missing)));
-        assert_eq!(keys(), ["from", "id", "coalesce"]);
+        assert!(matches!(d.eval(&mut |_| unreachable!(), &RowCx::default()), Ok(Found::Missing)));
+        assert_eq!(keys(), ["from", "id", "coalesce", "position"]);
     }
 }
