@@ -29,6 +29,8 @@ pub(super) struct MappingCx<'a> {
     pub(super) diags: &'a mut Diagnostics,
     /// (referenced table, file, span) for each reference to another table.
     pub(super) edges: Vec<(String, SourceFile, Range<usize>)>,
+    /// The mapping unwinds an object's entries (`unwind = "$.obj.*"`).
+    pub(super) entries: bool,
 }
 
 impl MappingCx<'_> {
@@ -62,6 +64,13 @@ impl MappingCx<'_> {
         rules.json = json_form(&spec.json, rules.json, &spec.file, self.diags);
 
         let unwind = spec.unwind.as_ref().and_then(|u| self.unwind(u));
+        // `X.*` over a plain path X: rows are X's entries, keys known.
+        let unwind_entries = unwind
+            .as_ref()
+            .and_then(|u| u.text().strip_suffix(".*"))
+            .and_then(|parent| CompiledPath::parse(parent).ok())
+            .filter(CompiledPath::is_simple);
+        self.entries = unwind_entries.is_some();
         let filter = spec.filter.iter().filter_map(|f| self.filter(f)).collect();
         let mut columns = Vec::new();
         for c in &spec.columns {
@@ -84,6 +93,7 @@ impl MappingCx<'_> {
             source: source.value.clone(),
             table: table.name.clone(),
             unwind,
+            unwind_entries,
             filter,
             columns,
             key: key_idx?,
@@ -568,6 +578,10 @@ impl ExprCx for ColumnCx<'_, '_> {
 
     fn unwinding(&self) -> bool {
         self.unwinding
+    }
+
+    fn unwinding_entries(&self) -> bool {
+        self.cx.entries
     }
 
     fn ty(&self) -> &SqlType {

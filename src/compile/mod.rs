@@ -76,8 +76,15 @@ pub fn compile(
     // (mapping index, referenced table, span of the reference) for cycle messages.
     let mut edges: Vec<(usize, String, SourceFile, Range<usize>)> = Vec::new();
     for spec in specs {
-        let mut cx =
-            MappingCx { spec, schema: &schema, loaded: &loaded, defaults: &defaults, diags, edges: Vec::new() };
+        let mut cx = MappingCx {
+            spec,
+            schema: &schema,
+            loaded: &loaded,
+            defaults: &defaults,
+            diags,
+            edges: Vec::new(),
+            entries: false,
+        };
         if let Some(m) = cx.compile() {
             let idx = mappings.len();
             edges.extend(cx.edges.into_iter().map(|(t, f, s)| (idx, t, f, s)));

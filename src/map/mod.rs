@@ -115,12 +115,55 @@ impl<'p> RowMapper<'p> {
         let fields = scanned.then_some(fields);
         let Some(unwind) = &self.plan.unwind else {
             if passes {
-                emit(self.row(doc, fields.as_deref(), None, None));
+                emit(self.row(doc, fields.as_deref(), None, None, None));
             } else {
                 emit(RowEvent::Filtered(1));
             }
             return;
         };
+        // An object's entries (`$.obj.*`): rows borrow each value and know its key.
+        if let Some(parent) = &self.plan.unwind_entries {
+            match parent.eval(doc, None) {
+                Ok(Found::Borrowed(RawBsonRef::Document(obj))) => {
+                    let n = obj.into_iter().count();
+                    if !passes {
+                        emit(RowEvent::Filtered(n as u64));
+                    } else if n == 0 {
+                        emit(RowEvent::NoElements);
+                    } else {
+                        for (i, entry) in obj.into_iter().enumerate() {
+                            emit(match entry {
+                                Ok((k, v)) => self.row(doc, fields.as_deref(), Some(v), Some(i), Some(k.as_str())),
+                                Err(e) => malformed(i, e),
+                            });
+                        }
+                    }
+                    return;
+                }
+                Ok(f)
+                    if passes
+                        && f.as_ref().is_some_and(|v| {
+                            !matches!(
+                                v,
+                                RawBsonRef::Array(_)
+                                    | RawBsonRef::Null
+                                    | RawBsonRef::Undefined
+                                    | RawBsonRef::Document(_)
+                            )
+                        }) =>
+                {
+                    let v = f.as_ref().map_or("", bson_kind);
+                    let reason = format!(
+                        "`unwind = \"{}\"` over a {v}: not an object or an array",
+                        self.plan.unwind.as_ref().map_or("", |u| u.text())
+                    );
+                    emit(RowEvent::Rejected(Rejection { element: None, column: None, reason }));
+                    return;
+                }
+                // An array (`.*` is then every element), or nothing: as any unwind.
+                Ok(_) | Err(_) => {}
+            }
+        }
         // A JSONPath filter in the unwind path is evaluated with its count
         // of dropped elements; a plain path comes from the one-pass scan.
         let found = if unwind.is_filtering() {
@@ -162,7 +205,7 @@ impl<'p> RowMapper<'p> {
             Found::Borrowed(RawBsonRef::Array(elements)) => {
                 for (i, el) in elements.into_iter().enumerate() {
                     emit(match el {
-                        Ok(el) => self.row(doc, fields.as_deref(), Some(el), Some(i)),
+                        Ok(el) => self.row(doc, fields.as_deref(), Some(el), Some(i), None),
                         Err(e) => malformed(i, e),
                     });
                 }
@@ -171,7 +214,7 @@ impl<'p> RowMapper<'p> {
             Found::Owned(RawBson::Array(elements)) => {
                 for (i, el) in elements.into_iter().enumerate() {
                     emit(match el {
-                        Ok(el) => into_owned(self.row(doc, fields.as_deref(), Some(el), Some(i))),
+                        Ok(el) => into_owned(self.row(doc, fields.as_deref(), Some(el), Some(i), None)),
                         Err(e) => malformed(i, e),
                     });
                 }
@@ -204,6 +247,7 @@ impl<'p> RowMapper<'p> {
         fields: Option<&[Option<RawBsonRef<'a>>]>,
         el: Option<RawBsonRef<'a>>,
         i: Option<usize>,
+        key: Option<&str>,
     ) -> RowEvent<'a> {
         let mut elem_fields = Vec::new();
         if let Some(RawBsonRef::Document(d)) = el
@@ -226,7 +270,7 @@ impl<'p> RowMapper<'p> {
                     Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, el),
                     None => Ok(Found::Missing),
                 },
-                &RowCx { index: i },
+                &RowCx { index: i, key },
             );
             match found.and_then(|f| value(col, f, &mut self.stats[ci])) {
                 Ok(c) => cells.push(c),

@@ -43,6 +43,9 @@ pub struct MappingPlan {
     pub source: String,
     pub table: String,
     pub unwind: Option<CompiledPath>,
+    /// For `unwind = "$.obj.*"`: the object whose entries are the rows, so
+    /// each row also knows its entry's key (`key = "@"`).
+    pub unwind_entries: Option<CompiledPath>,
     pub filter: Vec<FilterPlan>,
     pub columns: Vec<ColumnPlan>,
     /// Indices into `columns` of the conflict key.

@@ -42,6 +42,7 @@ fn every_problem_is_rendered_with_location_and_code() {
         ("expression-misuse", "invalid-value"),
         ("sentinel-misuse", "invalid-value"),
         ("position-misuse", "invalid-value"),
+        ("key-misuse", "invalid-value"),
     ];
     for (dir, code) in cases {
         let (status, _, stderr) = check(dir, "schema", &[]);

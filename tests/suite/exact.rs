@@ -781,3 +781,60 @@ fn array_positions_end_to_end() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(db.one("SELECT count(*)::text FROM tags"), "0");
 }
+
+/// `unwind = "$.obj.*"` with `key = "@"` end to end: an object keyed by
+/// country becomes rows that keep the key; an empty or missing object gives
+/// no rows (counted), a scalar is a reject.
+#[test]
+fn object_entries_as_rows_end_to_end() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("schema")).unwrap();
+    std::fs::write(
+        work.path().join("schema/0001_variants.up.sql"),
+        "CREATE TABLE variants (item_id INTEGER, country TEXT, title TEXT, PRIMARY KEY (item_id, country));",
+    )
+    .unwrap();
+    std::fs::write(work.path().join("schema/0001_variants.down.sql"), "DROP TABLE variants;").unwrap();
+    std::fs::create_dir_all(work.path().join("mappings")).unwrap();
+    std::fs::write(
+        work.path().join("mappings/variants.toml"),
+        "source = \"items\"\ntable = \"variants\"\nunwind = \"$.variants.*\"\nkey = [\"item_id\", \"country\"]\n\
+         [columns]\nitem_id = \"$._id\"\ncountry = { key = \"@\" }\ntitle = \"@.title\"\n",
+    )
+    .unwrap();
+    let docs = [
+        r#"{"_id": 1, "variants": {"fr": {"title": "Bonjour"}, "de": {"title": "Hallo"}}}"#,
+        r#"{"_id": 2, "variants": {}}"#,
+        r#"{"_id": 3, "variants": "none"}"#,
+        r#"{"_id": 4}"#,
+    ];
+    let src = source(work.path(), "items.jsonl", &docs);
+    let db = TestDb::new("entries");
+    let (m, s) = ("mappings", src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["check", m]);
+    assert_eq!(code, 0, "{out}");
+    let (_, _, plan) = cli(work.path(), &["plan", m]);
+    assert!(plan.contains("key(@)"), "{plan}");
+    let (code, report, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--format", "json"]);
+    assert_eq!(code, 3, "{out}");
+    let r = &report["mappings"][0];
+    let o = &r["document_outcomes"];
+    assert_eq!((r["documents"].as_u64(), r["loaded"].as_u64(), r["rejected"].as_u64()), (Some(4), Some(2), Some(1)));
+    assert_eq!(
+        (o["with_rows"].as_u64(), o["without_elements"].as_u64(), o["rejected"].as_u64()),
+        (Some(1), Some(2), Some(1))
+    );
+    assert_eq!(
+        db.one(
+            "SELECT string_agg(item_id || '/' || country || '/' || title, ',' ORDER BY item_id, country) FROM variants"
+        ),
+        "1/de/Hallo,1/fr/Bonjour"
+    );
+    let (code, _, out) = cli(work.path(), &["validate", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    let (code, report, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--format", "json"]);
+    assert_eq!((code, report["mappings"][0]["unchanged"].as_u64()), (3, Some(2)), "{out}");
+    let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT count(*)::text FROM variants"), "0");
+}

@@ -43,7 +43,7 @@ impl Expr for Coalesce {
     fn eval<'a>(
         &self,
         input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
-        _row: &RowCx,
+        _row: &RowCx<'_>,
     ) -> Result<Found<'a>, String> {
         for i in 0..self.0.len() {
             let v = input(i)?;

@@ -15,7 +15,7 @@ impl Expr for DefaultOnly {
     fn eval<'a>(
         &self,
         _input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
-        _row: &RowCx,
+        _row: &RowCx<'_>,
     ) -> Result<Found<'a>, String> {
         Ok(Found::Missing)
     }

@@ -22,7 +22,7 @@ impl Expr for From {
     fn eval<'a>(
         &self,
         input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
-        _row: &RowCx,
+        _row: &RowCx<'_>,
     ) -> Result<Found<'a>, String> {
         input(0)
     }

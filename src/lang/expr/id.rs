@@ -34,7 +34,7 @@ impl Expr for Id {
     fn eval<'a>(
         &self,
         input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
-        _row: &RowCx,
+        _row: &RowCx<'_>,
     ) -> Result<Found<'a>, String> {
         input(0)
     }

@@ -13,6 +13,7 @@ pub mod coalesce;
 pub mod default;
 pub mod from;
 pub mod id;
+pub mod key;
 pub mod position;
 
 use std::fmt::Debug;
@@ -71,10 +72,12 @@ pub trait Expr: Debug + Send + Sync {
 pub type ExprRef = Arc<dyn Expr>;
 
 /// Where a row stands, beside its values: the 0-based position of the
-/// unwind element it comes from (`None` without `unwind`).
+/// unwind element it comes from (`None` without `unwind`), and the key of
+/// the object entry it comes from (`unwind = "$.obj.*"`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RowCx {
+pub struct RowCx<'r> {
     pub index: Option<usize>,
+    pub key: Option<&'r str>,
 }
 
 /// What compiling an expression may ask of the compiler.
@@ -87,6 +90,8 @@ pub trait ExprCx {
     fn misuse(&mut self, at: &Sp<Literal>, message: String, help: &str);
     /// Whether the mapping unwinds an array (so `@` means its element).
     fn unwinding(&self) -> bool;
+    /// Whether it unwinds an object's entries (`unwind = "$.obj.*"`).
+    fn unwinding_entries(&self) -> bool;
     /// The column's name and type.
     fn column(&self) -> &str;
     fn ty(&self) -> &SqlType;
@@ -102,7 +107,7 @@ pub struct Kind {
 }
 
 /// Every expression a column table may use, by key.
-pub const KINDS: &[Kind] = &[from::KIND, id::KIND, coalesce::KIND, position::KIND];
+pub const KINDS: &[Kind] = &[from::KIND, id::KIND, coalesce::KIND, position::KIND, key::KIND];
 
 /// The kind written with `key`.
 pub fn kind(key: &str) -> Option<&'static Kind> {
@@ -152,6 +157,9 @@ mod tests {
         fn unwinding(&self) -> bool {
             true
         }
+        fn unwinding_entries(&self) -> bool {
+            true
+        }
         fn ty(&self) -> &SqlType {
             &self.ty
         }
@@ -190,6 +198,8 @@ mod tests {
             ("coalesce", Literal::Array(vec![]), SqlType::Text, Err("expected at least one path")),
             ("coalesce", Literal::Array(vec![Literal::Integer(1)]), SqlType::Text, Err("a path string in each place")),
             ("position", index("@"), SqlType::Integer, Ok(Some("3".into()))),
+            ("key", str_arg("@"), SqlType::Text, Ok(Some("fr".into()))),
+            ("key", str_arg("$.a"), SqlType::Text, Err("only `@`")),
             ("position", index("@1"), SqlType::Integer, Err("only `@`")),
             ("position", str_arg("@"), SqlType::Integer, Err("expected a table such as { index = \"@\" }")),
             ("position", index("@"), SqlType::Text, Err("`position` gives an integer, but `c` is text")),
@@ -201,7 +211,8 @@ mod tests {
                 None => Err(cx.errors.join("; ")),
                 Some(e) => {
                     let paths: Vec<CompiledPath> = e.paths().into_iter().cloned().collect();
-                    let found = e.eval(&mut |i| paths[i].eval(&doc, None), &RowCx { index: Some(3) }).unwrap();
+                    let found =
+                        e.eval(&mut |i| paths[i].eval(&doc, None), &RowCx { index: Some(3), key: Some("fr") }).unwrap();
                     Ok(found.as_ref().map(|v| e.convert(v, &ty, &rules).unwrap().to_pg_text().unwrap()))
                 }
             };
@@ -214,6 +225,6 @@ mod tests {
         let d = DefaultOnly;
         assert!(d.paths().is_empty() && d.is_default_only());
         assert!(matches!(d.eval(&mut |_| unreachable!(), &RowCx::default()), Ok(Found::Missing)));
-        assert_eq!(keys(), ["from", "id", "coalesce", "position"]);
+        assert_eq!(keys(), ["from", "id", "coalesce", "position", "key"]);
     }
 }

@@ -54,7 +54,7 @@ impl Expr for Position {
     fn eval<'a>(
         &self,
         _input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
-        row: &RowCx,
+        row: &RowCx<'_>,
     ) -> Result<Found<'a>, String> {
         Ok(row.index.map_or(Found::Missing, |i| Found::Owned(RawBson::Int64(i as i64))))
     }
