@@ -123,7 +123,8 @@ impl TableSink {
             if is_self(c) {
                 continue;
             }
-            let ref_col = referenced_column(plan, &m.table, &c.name, target);
+            let ref_col =
+                c.references_column.clone().unwrap_or_else(|| referenced_column(plan, &m.table, &c.name, target));
             orphans.push((
                 c.name.clone(),
                 format!(

@@ -97,6 +97,8 @@ pub struct ColumnPlan {
     /// `map` sources (by their text, as `map` keys) that become null.
     pub map_null: Vec<String>,
     pub references: Option<String>,
+    /// The referenced column: the table's key, or a natural key (`"t.c"`).
+    pub references_column: Option<String>,
     pub rules: CoerceRules,
 }
 

@@ -323,7 +323,15 @@ impl MappingRun<'_, '_> {
         let dry = conn.is_none();
         if let Some(c) = conn {
             sink.prepare(c, m).await.map_err(|e| self.db(e))?;
-            if first {
+            // Straight into the table only where PostgreSQL itself refuses
+            // orphans: a reference the schema does not constrain (a natural
+            // key declared in the mapping) is checked on the staging path.
+            let constrained = m
+                .columns
+                .iter()
+                .filter(|c| c.references.is_some())
+                .all(|c| self.plan.schema.table(&m.table).is_some_and(|t| t.foreign_key_on(&c.name).is_some()));
+            if first && constrained {
                 let stmt = format!("SELECT NOT EXISTS (SELECT 1 FROM {})", quote(&m.table));
                 let empty: bool = sqlx::query_scalar(sql(stmt)).fetch_one(&mut *c).await.map_err(|e| self.db(e))?;
                 if empty {

@@ -315,8 +315,23 @@ async fn integrity(
     conn: &mut PgConnection,
 ) -> Result<(), sqlx::Error> {
     let Some(table) = plan.schema.table(&t.table) else { return Ok(()) };
-    for fk in table.foreign_keys.iter().filter(|fk| fk.columns.len() == 1 && fk.ref_columns.len() == 1) {
-        let (c, rt, rc) = (quote(&fk.columns[0]), quote(&fk.ref_table), quote(&fk.ref_columns[0]));
+    // The schema's single-column foreign keys, and the references mappings
+    // declare without one (a natural key the schema does not constrain).
+    let mut refs: Vec<(String, String, String)> = table
+        .foreign_keys
+        .iter()
+        .filter(|fk| fk.columns.len() == 1 && fk.ref_columns.len() == 1)
+        .map(|fk| (fk.columns[0].clone(), fk.ref_table.clone(), fk.ref_columns[0].clone()))
+        .collect();
+    for c in mappings.iter().filter(|m| m.table == t.table).flat_map(|m| &m.columns) {
+        if let (Some(rt), Some(rc)) = (&c.references, &c.references_column)
+            && !refs.iter().any(|(col, _, _)| *col == c.name)
+        {
+            refs.push((c.name.clone(), rt.clone(), rc.clone()));
+        }
+    }
+    for (column, ref_table, ref_column) in refs {
+        let (c, rt, rc) = (quote(&column), quote(&ref_table), quote(&ref_column));
         let stmt = format!(
             "SELECT x.{c}::text FROM {} x WHERE x.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rt} r WHERE r.{rc} = x.{c})",
             quote(&t.table)
@@ -324,8 +339,8 @@ async fn integrity(
         let found: Vec<String> = sqlx::query_scalar(crate::pg::sql::sql(stmt)).fetch_all(&mut *conn).await?;
         if !found.is_empty() {
             t.orphans.push(Orphans {
-                column: fk.columns[0].clone(),
-                references: fk.ref_table.clone(),
+                column,
+                references: ref_table,
                 rows: found.len() as u64,
                 examples: found.into_iter().take(5).collect(),
             });

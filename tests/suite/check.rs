@@ -43,6 +43,7 @@ fn every_problem_is_rendered_with_location_and_code() {
         ("sentinel-misuse", "invalid-value"),
         ("position-misuse", "invalid-value"),
         ("key-misuse", "invalid-value"),
+        ("natural-key-misuse", "reference-mismatch"),
     ];
     for (dir, code) in cases {
         let (status, _, stderr) = check(dir, "schema", &[]);

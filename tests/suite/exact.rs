@@ -838,3 +838,83 @@ fn object_entries_as_rows_end_to_end() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(db.one("SELECT count(*)::text FROM variants"), "0");
 }
+
+/// References to natural keys end to end: `from` with `references =
+/// "accounts.account_id"` (with and without a schema foreign key) orders
+/// the load, rejects orphans, and validate checks them; rollback removes
+/// children before parents.
+#[test]
+fn references_to_natural_keys_end_to_end() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("schema")).unwrap();
+    std::fs::write(
+        work.path().join("schema/0001_bank.up.sql"),
+        "CREATE TABLE accounts (id UUID PRIMARY KEY, account_id INTEGER NOT NULL UNIQUE, name TEXT);
+         CREATE TABLE transactions (id UUID PRIMARY KEY, account_id INTEGER REFERENCES accounts (account_id), amount NUMERIC);
+         CREATE TABLE transfers (id UUID PRIMARY KEY, to_account INTEGER);",
+    )
+    .unwrap();
+    std::fs::write(work.path().join("schema/0001_bank.down.sql"), "DROP TABLE transfers, transactions, accounts;")
+        .unwrap();
+    let m = work.path().join("mappings");
+    std::fs::create_dir_all(&m).unwrap();
+    let files = [
+        (
+            "accounts",
+            "source = \"accounts\"\ntable = \"accounts\"\nkey = \"id\"\n[columns]\nid = { id = \"$._id\" }\naccount_id = \"$.account_id\"\nname = \"$.name\"\n",
+        ),
+        (
+            "transactions",
+            "source = \"transactions\"\ntable = \"transactions\"\nkey = \"id\"\n[columns]\nid = { id = \"$._id\" }\naccount_id = { from = \"$.account_id\", references = \"accounts.account_id\" }\namount = \"$.amount\"\n",
+        ),
+        (
+            "transfers",
+            "source = \"transfers\"\ntable = \"transfers\"\nkey = \"id\"\n[columns]\nid = { id = \"$._id\" }\nto_account = { from = \"$.to\", references = \"accounts.account_id\" }\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(m.join(format!("{name}.toml")), text).unwrap();
+    }
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("accounts.jsonl"),
+        "{\"_id\": 1, \"account_id\": 371138, \"name\": \"A\"}\n{\"_id\": 2, \"account_id\": 557378}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("transactions.jsonl"),
+        "{\"_id\": 10, \"account_id\": 371138, \"amount\": 5}\n{\"_id\": 11, \"account_id\": 999}\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("transfers.jsonl"), "{\"_id\": 20, \"to\": 557378}\n{\"_id\": 21, \"to\": 1}\n").unwrap();
+    let db = TestDb::new("natural");
+    let (mp, s) = ("mappings", src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["check", mp]);
+    assert_eq!(code, 0, "{out}");
+    let (_, plan, _) = cli(work.path(), &["plan", mp, "--format", "json"]);
+    let stages = plan["stages"].as_array().unwrap();
+    assert_eq!(stages[0], serde_json::json!(["accounts"]), "{plan}");
+    let (code, _, out) = cli(work.path(), &["run", mp, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 3, "{out}");
+    let reasons: Vec<String> =
+        read_rejects(work.path()).iter().map(|r| r["reason"].as_str().unwrap().to_string()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("points at 999")) && reasons.iter().any(|r| r.contains("points at 1,")),
+        "{reasons:?}"
+    );
+    assert_eq!(db.one("SELECT string_agg(account_id::text, ',') FROM transactions"), "371138");
+    assert_eq!(db.one("SELECT string_agg(to_account::text, ',') FROM transfers"), "557378");
+    let (code, _, out) = cli(work.path(), &["validate", mp, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    // A row pointing at nothing, where no schema constraint stops it: validate sees it.
+    db.exec("INSERT INTO transfers VALUES ('00000000-0000-0000-0000-000000000001', 424242)");
+    let (code, _, out) = cli(work.path(), &["validate", mp, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("to_account") && out.contains("424242"), "{out}");
+    db.exec("DELETE FROM transfers WHERE to_account = 424242");
+    let (code, _, out) = cli(work.path(), &["rollback", mp, "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT ((SELECT count(*) FROM accounts) + (SELECT count(*) FROM transactions) + (SELECT count(*) FROM transfers))::text"), "0");
+}
