@@ -23,6 +23,7 @@
 //! - [`schema`]: the target schema read from `schema/*.sql` with sqlparser.
 //! - [`compile`]: specs + schema → [`plan::Plan`], every diagnostic collected.
 //!   - [`compile::mapping`]: one mapping file against the schema.
+//!   - [`compile::references`]: a column's reference, to an id or a natural key.
 //!   - [`compile::graph`]: passes over all mappings: projection, overlaps, load order.
 //! - [`plan`]: the compiled plan and its text/JSON/Graphviz renderings.
 //! - [`value`]: pure BSON → typed PostgreSQL values.

@@ -10,6 +10,7 @@
 
 pub mod graph;
 pub mod mapping;
+pub mod references;
 
 use graph::{check_overlaps, order};
 use mapping::MappingCx;
