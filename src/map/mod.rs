@@ -140,18 +140,7 @@ impl<'p> RowMapper<'p> {
                     }
                     return;
                 }
-                Ok(f)
-                    if passes
-                        && f.as_ref().is_some_and(|v| {
-                            !matches!(
-                                v,
-                                RawBsonRef::Array(_)
-                                    | RawBsonRef::Null
-                                    | RawBsonRef::Undefined
-                                    | RawBsonRef::Document(_)
-                            )
-                        }) =>
-                {
+                Ok(f) if passes && f.as_ref().is_some_and(is_scalar) => {
                     let v = f.as_ref().map_or("", bson_kind);
                     let reason = format!(
                         "`unwind = \"{}\"` over a {v}: not an object or an array",
@@ -281,6 +270,11 @@ impl<'p> RowMapper<'p> {
         }
         RowEvent::Row { element: i, cells }
     }
+}
+
+/// Neither a container nor null: what an unwind cannot take apart.
+fn is_scalar(v: RawBsonRef<'_>) -> bool {
+    !matches!(v, RawBsonRef::Array(_) | RawBsonRef::Document(_) | RawBsonRef::Null | RawBsonRef::Undefined)
 }
 
 fn malformed(i: usize, e: bson::error::Error) -> RowEvent<'static> {
