@@ -158,9 +158,17 @@ impl std::fmt::Display for Holder {
 /// Takes the target's run lock on this connection, or says who holds it.
 /// With `wait`, blocks until the holder is done.
 pub async fn lock_target(conn: &mut PgConnection, wait: bool) -> Result<Result<(), Holder>, sqlx::Error> {
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(RUN_LOCK).fetch_one(&mut *conn).await?;
-    if got {
-        return Ok(Ok(()));
+    // A command that just exited may hold it for a moment more: its server
+    // session ends a little after the process. Try for a second first.
+    for attempt in 0..10 {
+        let got: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(RUN_LOCK).fetch_one(&mut *conn).await?;
+        if got {
+            return Ok(Ok(()));
+        }
+        if attempt < 9 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
     let holder = holder(conn).await?;
     if !wait {
@@ -169,6 +177,12 @@ pub async fn lock_target(conn: &mut PgConnection, wait: bool) -> Result<Result<(
     eprintln!("waiting for {holder} to finish (--wait)");
     sqlx::query("SELECT pg_advisory_lock($1)").bind(RUN_LOCK).execute(&mut *conn).await?;
     Ok(Ok(()))
+}
+
+/// Gives the target back as soon as the command is done, not when its
+/// session happens to end.
+pub async fn unlock_target(conn: &mut PgConnection) {
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(RUN_LOCK).execute(&mut *conn).await;
 }
 
 async fn holder(conn: &mut PgConnection) -> Result<Holder, sqlx::Error> {

@@ -200,7 +200,9 @@ fn same_source(
 /// the run left `running` (the next run continues it), and that is said.
 async fn finish(url: Option<&str>, conn: Option<&mut sqlx::PgConnection>, run_id: i64, outcome: &str) {
     let Some(c) = conn else { return };
-    let Err(first) = ledger::finish_run(c, run_id, outcome).await else { return };
+    let recorded = ledger::finish_run(c, run_id, outcome).await;
+    ledger::unlock_target(c).await;
+    let Err(first) = recorded else { return };
     let retried = match url {
         Some(url) => match target::connect(url).await {
             Ok(mut fresh) => ledger::finish_run(&mut fresh, run_id, outcome).await.map_err(|e| e.to_string()),
