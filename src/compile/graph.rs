@@ -26,7 +26,9 @@ pub(super) fn projection(
         .filter(|p| p.root() == Root::Document)
         .collect();
     paths.extend(unwind.cloned());
-    paths.extend(filter.iter().filter_map(|f| CompiledPath::parse(&f.path.value).ok()));
+    paths.extend(
+        filter.iter().filter_map(|f| CompiledPath::parse(&f.path.value).ok()).filter(|p| p.root() == Root::Document),
+    );
     for p in paths {
         fields.insert(p.top_field()?.to_string());
     }

@@ -71,7 +71,7 @@ impl MappingCx<'_> {
             .and_then(|parent| CompiledPath::parse(parent).ok())
             .filter(CompiledPath::is_simple);
         self.entries = unwind_entries.is_some();
-        let filter = spec.filter.iter().filter_map(|f| self.filter(f)).collect();
+        let filter = spec.filter.iter().filter_map(|f| self.filter(f, spec.unwind.is_some())).collect();
         let mut columns = Vec::new();
         for c in &spec.columns {
             // `@` paths are judged by whether `unwind` is declared, so a bad
@@ -150,8 +150,9 @@ impl MappingCx<'_> {
         None
     }
 
-    fn filter(&mut self, f: &spec::FilterSpec) -> Option<FilterPlan> {
-        let path = self.path(&f.path, false)?;
+    fn filter(&mut self, f: &spec::FilterSpec, unwinding: bool) -> Option<FilterPlan> {
+        // `@` paths test each unwind element; `$` paths the document.
+        let path = self.path(&f.path, unwinding)?;
         let lit = |l: &Literal| literal_bson(l);
         let test = match &f.test.value {
             spec::FilterTest::Equals(l) => FilterTest::Equals(lit(l)),
@@ -159,6 +160,21 @@ impl MappingCx<'_> {
             spec::FilterTest::In(ls) => FilterTest::In(ls.iter().map(lit).collect()),
             spec::FilterTest::NotIn(ls) => FilterTest::NotIn(ls.iter().map(lit).collect()),
             spec::FilterTest::Exists(b) => FilterTest::Exists(*b),
+            spec::FilterTest::Type(names) => {
+                for n in names {
+                    if !crate::value::text::BSON_TYPE_NAMES.contains(&n.as_str()) {
+                        let at = Sp::new(n.clone(), f.test.span.clone());
+                        self.diags.push(bad_choice(
+                            &self.spec.file,
+                            &at,
+                            "BSON type",
+                            crate::value::text::BSON_TYPE_NAMES,
+                        ));
+                        return None;
+                    }
+                }
+                FilterTest::Type(names.clone())
+            }
         };
         Some(FilterPlan { path, test })
     }

@@ -110,6 +110,8 @@ pub enum FilterTest {
     In(Vec<Literal>),
     NotIn(Vec<Literal>),
     Exists(bool),
+    /// `type = "string"` or `["int", "long"]`: the value's BSON type is one of these.
+    Type(Vec<String>),
 }
 
 /// Where a column's value comes from: a value expression (see
@@ -149,7 +151,7 @@ const COLUMN_OPTIONS: &[&str] =
     &["references", "required", "default", "transform", "map", "map_null", "null_if", "type", "time_zone", "json"];
 const PROJECT_KEYS: &[&str] = &["namespace", "schema", "time_zone", "json"];
 const JSON_KEYS: &[&str] = &["object_ids", "dates"];
-const FILTER_KEYS: &[&str] = &["path", "equals", "not_equals", "in", "not_in", "exists"];
+const FILTER_KEYS: &[&str] = &["path", "equals", "not_equals", "in", "not_in", "exists", "type"];
 
 /// Reads a mapping directory: the project file (if any) and every mapping, in
 /// file-name order. Problems go to `diags`; a file that cannot be parsed at all
@@ -430,6 +432,22 @@ impl Cx<'_> {
                     None => None,
                 },
                 "exists" => self.boolean(val).map(|b| FilterTest::Exists(b.value)),
+                "type" => match self.literal(val).map(|l| l.value) {
+                    Some(Literal::String(t)) => Some(FilterTest::Type(vec![t])),
+                    Some(Literal::Array(items)) if items.iter().all(|i| matches!(i, Literal::String(_))) => {
+                        Some(FilterTest::Type(
+                            items
+                                .into_iter()
+                                .filter_map(|i| if let Literal::String(t) = i { Some(t) } else { None })
+                                .collect(),
+                        ))
+                    }
+                    Some(_) => {
+                        self.wrong(val, "a BSON type name or an array of them");
+                        None
+                    }
+                    None => None,
+                },
                 other => {
                     self.unknown_key(k, other, FILTER_KEYS, "a filter condition");
                     continue;

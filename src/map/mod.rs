@@ -13,7 +13,7 @@ use crate::value::cell::Cell;
 use crate::value::equal::same_value;
 use crate::value::fields::FieldTrie;
 use crate::value::path::{CompiledPath, Found, Root};
-use crate::value::text::{bson_kind, map_key, preview};
+use crate::value::text::{bson_kind, is_bson_type, map_key, preview};
 
 /// Why a row was not produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +133,7 @@ impl<'p> RowMapper<'p> {
                     } else {
                         for (i, entry) in obj.into_iter().enumerate() {
                             emit(match entry {
-                                Ok((k, v)) => self.row(doc, fields.as_deref(), Some(v), Some(i), Some(k.as_str())),
+                                Ok((k, v)) => self.element(doc, fields.as_deref(), v, i, Some(k.as_str())),
                                 Err(e) => malformed(i, e),
                             });
                         }
@@ -194,7 +194,7 @@ impl<'p> RowMapper<'p> {
             Found::Borrowed(RawBsonRef::Array(elements)) => {
                 for (i, el) in elements.into_iter().enumerate() {
                     emit(match el {
-                        Ok(el) => self.row(doc, fields.as_deref(), Some(el), Some(i), None),
+                        Ok(el) => self.element(doc, fields.as_deref(), el, i, None),
                         Err(e) => malformed(i, e),
                     });
                 }
@@ -203,7 +203,7 @@ impl<'p> RowMapper<'p> {
             Found::Owned(RawBson::Array(elements)) => {
                 for (i, el) in elements.into_iter().enumerate() {
                     emit(match el {
-                        Ok(el) => into_owned(self.row(doc, fields.as_deref(), Some(el), Some(i), None)),
+                        Ok(el) => into_owned(self.element(doc, fields.as_deref(), el, i, None)),
                         Err(e) => malformed(i, e),
                     });
                 }
@@ -212,9 +212,19 @@ impl<'p> RowMapper<'p> {
         }
     }
 
+    /// The document-level conditions (`$` paths).
     fn passes_filter(&self, doc: &RawDocument) -> Result<bool, String> {
-        for f in &self.plan.filter {
-            let found = f.path.eval(doc, None)?;
+        self.passes(doc, None, Root::Document)
+    }
+
+    /// The element-level conditions (`@` paths) of an unwind mapping.
+    fn element_passes(&self, doc: &RawDocument, el: RawBsonRef<'_>) -> Result<bool, String> {
+        self.passes(doc, Some(el), Root::Element)
+    }
+
+    fn passes(&self, doc: &RawDocument, el: Option<RawBsonRef<'_>>, root: Root) -> Result<bool, String> {
+        for f in self.plan.filter.iter().filter(|f| f.path.root() == root) {
+            let found = f.path.eval(doc, el)?;
             let v = found.as_ref();
             let ok = match &f.test {
                 FilterTest::Exists(want) => v.is_some() == *want,
@@ -222,12 +232,29 @@ impl<'p> RowMapper<'p> {
                 FilterTest::NotEquals(x) => !v.is_some_and(|v| matches(v, x)),
                 FilterTest::In(xs) => v.is_some_and(|v| xs.iter().any(|x| matches(v, x))),
                 FilterTest::NotIn(xs) => !v.is_some_and(|v| xs.iter().any(|x| matches(v, x))),
+                FilterTest::Type(names) => v.is_some_and(|v| names.iter().any(|n| is_bson_type(v, n))),
             };
             if !ok {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// One unwind element: filtered out, or its row.
+    fn element<'a>(
+        &mut self,
+        doc: &'a RawDocument,
+        fields: Option<&[Option<RawBsonRef<'a>>]>,
+        el: RawBsonRef<'a>,
+        i: usize,
+        key: Option<&str>,
+    ) -> RowEvent<'a> {
+        match self.element_passes(doc, el) {
+            Ok(true) => self.row(doc, fields, Some(el), Some(i), key),
+            Ok(false) => RowEvent::Filtered(1),
+            Err(reason) => RowEvent::Rejected(Rejection { element: Some(i), column: None, reason }),
+        }
     }
 
     fn row<'a>(

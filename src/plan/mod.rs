@@ -115,6 +115,8 @@ pub enum FilterTest {
     In(Vec<RawBson>),
     NotIn(Vec<RawBson>),
     Exists(bool),
+    /// The value's BSON type is one of these names (`value::types`).
+    Type(Vec<String>),
 }
 
 /// What a default means, in one place: who fills it (the mapper, or the

@@ -147,3 +147,31 @@ pub fn map_key(v: RawBsonRef<'_>) -> Option<String> {
         _ => None,
     }
 }
+
+/// The BSON type names a filter's `type` test takes (MongoDB's `$type` aliases).
+pub const BSON_TYPE_NAMES: &[&str] = &[
+    "string", "int", "long", "double", "decimal", "number", "date", "objectId", "array", "object", "bool", "null",
+    "binData",
+];
+
+/// Whether a value is of the named BSON type (`number`: any numeric type).
+pub fn is_bson_type(v: RawBsonRef<'_>, name: &str) -> bool {
+    match name {
+        "string" => matches!(v, RawBsonRef::String(_)),
+        "int" => matches!(v, RawBsonRef::Int32(_)),
+        "long" => matches!(v, RawBsonRef::Int64(_)),
+        "double" => matches!(v, RawBsonRef::Double(_)),
+        "decimal" => matches!(v, RawBsonRef::Decimal128(_)),
+        "number" => {
+            matches!(v, RawBsonRef::Int32(_) | RawBsonRef::Int64(_) | RawBsonRef::Double(_) | RawBsonRef::Decimal128(_))
+        }
+        "date" => matches!(v, RawBsonRef::DateTime(_)),
+        "objectId" => matches!(v, RawBsonRef::ObjectId(_)),
+        "array" => matches!(v, RawBsonRef::Array(_)),
+        "object" => matches!(v, RawBsonRef::Document(_)),
+        "bool" => matches!(v, RawBsonRef::Boolean(_)),
+        "null" => matches!(v, RawBsonRef::Null),
+        "binData" => matches!(v, RawBsonRef::Binary(_)),
+        _ => false,
+    }
+}

@@ -918,3 +918,62 @@ fn references_to_natural_keys_end_to_end() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(db.one("SELECT ((SELECT count(*) FROM accounts) + (SELECT count(*) FROM transactions) + (SELECT count(*) FROM transfers))::text"), "0");
 }
+
+/// Filters on unwind elements (`@` paths) and BSON type tests, end to end:
+/// dropped elements and documents are counted as filtered, and both
+/// accounting equations hold.
+#[test]
+fn element_filters_and_type_tests_end_to_end() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("schema")).unwrap();
+    std::fs::write(
+        work.path().join("schema/0001_tags.up.sql"),
+        "CREATE TABLE tags (doc_id INTEGER, pos INTEGER, tag TEXT NOT NULL, PRIMARY KEY (doc_id, pos));",
+    )
+    .unwrap();
+    std::fs::write(work.path().join("schema/0001_tags.down.sql"), "DROP TABLE tags;").unwrap();
+    std::fs::create_dir_all(work.path().join("mappings")).unwrap();
+    std::fs::write(
+        work.path().join("mappings/tags.toml"),
+        "source = \"vals\"\ntable = \"tags\"\nunwind = \"$.tags[*]\"\nkey = [\"doc_id\", \"pos\"]\n\
+         filter = [{ path = \"$.kind\", type = \"string\" }, { path = \"@\", type = \"string\" }, { path = \"@\", not_equals = \"\" }]\n\
+         [columns]\ndoc_id = \"$._id\"\npos = { position = { index = \"@\" } }\ntag = \"@\"\n",
+    )
+    .unwrap();
+    let docs = [
+        r#"{"_id": 1, "kind": "k", "tags": ["a", "", 5, "b"]}"#,
+        r#"{"_id": 2, "kind": "k", "tags": [""]}"#,
+        r#"{"_id": 3, "kind": "k", "tags": []}"#,
+        r#"{"_id": 4, "kind": 7, "tags": ["x"]}"#,
+    ];
+    let src = source(work.path(), "vals.jsonl", &docs);
+    let db = TestDb::new("elemfilter");
+    let (m, s) = ("mappings", src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["check", m]);
+    assert_eq!(code, 0, "{out}");
+    for extra in [&["--dry-run"][..], &["--target", &db.url][..]] {
+        let (code, report, out) =
+            cli(work.path(), &[&["run", m, "--source", s, "--format", "json"][..], extra].concat());
+        assert_eq!(code, 0, "{out}");
+        let r = &report["mappings"][0];
+        let n = |k: &str| r[k].as_u64().unwrap();
+        // Elements: 4 + 1 + 0 + 1 = 6 read; "a", "b" loaded; "", 5, "" and doc 4's "x" filtered.
+        assert_eq!((n("read"), n("loaded"), n("filtered"), n("rejected")), (6, 2, 4, 0), "{r}");
+        let o = &r["document_outcomes"];
+        assert_eq!(
+            (o["with_rows"].as_u64(), o["filtered"].as_u64(), o["without_elements"].as_u64()),
+            (Some(1), Some(3), Some(1)),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        db.one("SELECT string_agg(doc_id || '/' || pos || '/' || tag, ',' ORDER BY doc_id, pos) FROM tags"),
+        "1/0/a,1/3/b"
+    );
+    let (code, _, out) = cli(work.path(), &["validate", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    let (code, report, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--format", "json"]);
+    assert_eq!((code, report["mappings"][0]["unchanged"].as_u64()), (0, Some(2)), "{out}");
+    let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+}
