@@ -37,6 +37,7 @@
 //!   - [`value::text`]: shared text of values (kinds, decimals, dates); a leaf.
 //!   - [`value::equal`]: exact equality of BSON values, numbers across types.
 //! - [`map`]: one document through one mapping: filter, unwind, rows.
+//!   - [`map::filter`]: what a filter condition means for a value.
 //! - [`source`]: where documents come from.
 //!   - [`source::files`]: mongodump and extended-JSON files.
 //!   - [`source::extjson`]: extended JSON → BSON, exactly.

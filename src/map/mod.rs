@@ -5,15 +5,17 @@
 //! checked is exactly what is loaded. Knows the plan and BSON; nothing of
 //! files or the database.
 
+pub mod filter;
+
 use bson::{RawBson, RawBsonRef, RawDocument};
 
 use crate::lang::expr::RowCx;
-use crate::plan::{ColumnPlan, DefaultPlan, FilterTest, MappingPlan};
+use crate::plan::{ColumnPlan, DefaultPlan, MappingPlan};
 use crate::value::cell::Cell;
 use crate::value::equal::same_value;
 use crate::value::fields::FieldTrie;
 use crate::value::path::{CompiledPath, Found, Root};
-use crate::value::text::{bson_kind, is_bson_type, map_key, preview};
+use crate::value::text::{bson_kind, map_key, preview};
 
 /// Why a row was not produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,15 +228,7 @@ impl<'p> RowMapper<'p> {
         for f in self.plan.filter.iter().filter(|f| f.path.root() == root) {
             let found = f.path.eval(doc, el)?;
             let v = found.as_ref();
-            let ok = match &f.test {
-                FilterTest::Exists(want) => v.is_some() == *want,
-                FilterTest::Equals(x) => v.is_some_and(|v| matches(v, x)),
-                FilterTest::NotEquals(x) => !v.is_some_and(|v| matches(v, x)),
-                FilterTest::In(xs) => v.is_some_and(|v| xs.iter().any(|x| matches(v, x))),
-                FilterTest::NotIn(xs) => !v.is_some_and(|v| xs.iter().any(|x| matches(v, x))),
-                FilterTest::Type(names) => v.is_some_and(|v| names.iter().any(|n| is_bson_type(v, n))),
-            };
-            if !ok {
+            if !filter::holds(&f.test, v) {
                 return Ok(false);
             }
         }
@@ -442,18 +436,6 @@ fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Res
 
 fn convert<'a>(col: &ColumnPlan, v: RawBsonRef<'a>) -> Result<Cell<'a>, String> {
     col.value.convert(v, &col.ty, &col.rules)
-}
-
-/// MongoDB-like equality for filters: numbers compare by value across
-/// types, and an array matches when any element does.
-fn matches(v: RawBsonRef<'_>, want: &RawBson) -> bool {
-    if same_value(v, want.as_raw_bson_ref()) {
-        return true;
-    }
-    if let RawBsonRef::Array(a) = v {
-        return a.into_iter().flatten().any(|e| !matches!(e, RawBsonRef::Array(_)) && matches(e, want));
-    }
-    false
 }
 
 /// A short description of a document's `_id`, for rejects and logs.
