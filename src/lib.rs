@@ -15,7 +15,7 @@
 //! - [`lang`]: the mapping language as written.
 //!   - [`lang::spec`]: mapping files (TOML with spans); shape checks only.
 //!   - [`lang::expr`]: value expressions behind one trait, one file each:
-//!     [`lang::expr::from`], [`lang::expr::id`], [`lang::expr::coalesce`],
+//!     [`lang::expr::from`], [`lang::expr::id`], [`lang::expr::coalesce`], [`lang::expr::format`],
 //!     [`lang::expr::position`], [`lang::expr::key`], [`lang::expr::default`].
 //!   - [`lang::transform`]: the closed set of value transforms, by family:
 //!     [`lang::transform::text`], [`lang::transform::date`].

@@ -391,8 +391,10 @@ impl Diagnostics {
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .map(|c| (strsim::jaro_winkler(word, c), strsim::osa_distance(word, c), c))
+        .filter(|(score, _, _)| *score > 0.8)
+        // Fewest edits first (a swapped pair of letters is one), then the
+        // closer prefix: `form` is `from`, not `format`.
+        .min_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)))
+        .map(|(_, _, c)| c)
 }

@@ -45,6 +45,7 @@ fn every_problem_is_rendered_with_location_and_code() {
         ("key-misuse", "invalid-value"),
         ("natural-key-misuse", "reference-mismatch"),
         ("filter-type-misuse", "invalid-value"),
+        ("format-misuse", "invalid-value"),
     ];
     for (dir, code) in cases {
         let (status, _, stderr) = check(dir, "schema", &[]);

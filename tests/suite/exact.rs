@@ -977,3 +977,39 @@ fn element_filters_and_type_tests_end_to_end() {
     let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// `format` end to end: a template over paths; a missing part leaves the
+/// value missing (then `default`), a document part rejects the row.
+#[test]
+fn format_builds_strings_end_to_end() {
+    let work = tempfile::tempdir().unwrap();
+    let mapping = "source = \"vals\"\ntable = \"vals\"\nkey = \"id\"\n[columns]\nid = \"$._id\"\n\
+                   s = { format = \"{$.first} {$.last} ({$.n}) {{x}}\", default = \"anonymous\" }\n";
+    let mappings = project(work.path(), &[("vals", mapping)]);
+    let docs = [
+        r#"{"_id": 1, "first": "Ada", "last": "Lovelace", "n": 1815}"#,
+        r#"{"_id": 2, "first": "Alan", "last": "Turing", "n": 0.5}"#,
+        r#"{"_id": 3, "first": "Grace"}"#,
+        r#"{"_id": 4, "first": "X", "last": {"a": 1}, "n": 1}"#,
+    ];
+    let src = source(work.path(), "vals.jsonl", &docs);
+    let db = TestDb::new("format");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["check", m]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(
+        db.one("SELECT string_agg(id || '=' || s, ',' ORDER BY id) FROM vals"),
+        "1=Ada Lovelace (1815) {x},2=Alan Turing (0.5) {x},3=anonymous"
+    );
+    let rejects = read_rejects(work.path());
+    assert_eq!(rejects.len(), 1);
+    assert!(rejects[0]["reason"].as_str().unwrap().contains("cannot put a document in a string"), "{}", rejects[0]);
+    let (code, _, out) = cli(work.path(), &["validate", m, "--source", s, "--target", &db.url]);
+    assert_eq!(code, 0, "{out}");
+    let (code, report, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--format", "json"]);
+    assert_eq!((code, report["mappings"][0]["unchanged"].as_u64()), (3, Some(3)), "{out}");
+    let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -11,6 +11,7 @@
 
 pub mod coalesce;
 pub mod default;
+pub mod format;
 pub mod from;
 pub mod id;
 pub mod key;
@@ -107,7 +108,7 @@ pub struct Kind {
 }
 
 /// Every expression a column table may use, by key.
-pub const KINDS: &[Kind] = &[from::KIND, id::KIND, coalesce::KIND, position::KIND, key::KIND];
+pub const KINDS: &[Kind] = &[from::KIND, id::KIND, coalesce::KIND, format::KIND, position::KIND, key::KIND];
 
 /// The kind written with `key`.
 pub fn kind(key: &str) -> Option<&'static Kind> {
@@ -199,6 +200,9 @@ mod tests {
             ("coalesce", Literal::Array(vec![Literal::Integer(1)]), SqlType::Text, Err("a path string in each place")),
             ("position", index("@"), SqlType::Integer, Ok(Some("3".into()))),
             ("key", str_arg("@"), SqlType::Text, Ok(Some("fr".into()))),
+            ("format", str_arg("{$.s}-{$.a}"), SqlType::Text, Ok(Some("x-5".into()))),
+            ("format", str_arg("{$.s} {$.missing}"), SqlType::Text, Ok(None)),
+            ("format", str_arg("{$.s"), SqlType::Text, Err("no closing brace")),
             ("key", str_arg("$.a"), SqlType::Text, Err("only `@`")),
             ("position", index("@1"), SqlType::Integer, Err("only `@`")),
             ("position", str_arg("@"), SqlType::Integer, Err("expected a table such as { index = \"@\" }")),
@@ -225,6 +229,6 @@ mod tests {
         let d = DefaultOnly;
         assert!(d.paths().is_empty() && d.is_default_only());
         assert!(matches!(d.eval(&mut |_| unreachable!(), &RowCx::default()), Ok(Found::Missing)));
-        assert_eq!(keys(), ["from", "id", "coalesce", "position", "key"]);
+        assert_eq!(keys(), ["from", "id", "coalesce", "format", "position", "key"]);
     }
 }
