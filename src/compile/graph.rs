@@ -73,12 +73,10 @@ fn same_key_space(a: &MappingSpec, b: &MappingSpec) -> bool {
     if src(a) != src(b) || a.unwind.as_ref().map(|u| &u.value) != b.unwind.as_ref().map(|u| &u.value) {
         return false;
     }
-    let derivation = |m: &MappingSpec, col: &str| {
-        m.columns.iter().find(|c| c.name.value == col).map(|c| match &c.source {
-            Some(e) => format!("{} {:?}", e.key.value, e.arg.value),
-            None => "default".into(),
-        })
-    };
+    // The expression and its argument, by value (spans differ); `None`: default only.
+    fn derivation<'m>(m: &'m MappingSpec, col: &str) -> Option<Option<(&'m String, &'m Literal)>> {
+        m.columns.iter().find(|c| c.name.value == col).map(|c| c.source.as_ref().map(|e| (&e.key.value, &e.arg.value)))
+    }
     let Some(key) = &a.key else { return false };
     key.value.iter().all(|k| {
         let da = derivation(a, &k.value);

@@ -140,9 +140,10 @@ impl MappingCx<'_> {
         // (With no mapping loading the table, a uuid key is taken to be derived.)
         let derived = match self.loaded.get(target.0.as_str()) {
             Some(ms) => ms.iter().any(|m| {
-                m.columns
-                    .iter()
-                    .any(|mc| mc.name.value == ref_column && mc.source.as_ref().is_some_and(|e| e.key.value == "id"))
+                m.columns.iter().any(|mc| {
+                    mc.name.value == ref_column
+                        && mc.source.as_ref().is_some_and(|e| e.key.value == crate::lang::expr::id::KIND.key)
+                })
             }),
             None => ref_col.ty == SqlType::Uuid,
         };

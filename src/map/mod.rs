@@ -127,10 +127,9 @@ impl<'p> RowMapper<'p> {
         if let Some(parent) = &self.plan.unwind_entries {
             match parent.eval(doc, None) {
                 Ok(Found::Borrowed(RawBsonRef::Document(obj))) => {
-                    let n = obj.into_iter().count();
                     if !passes {
-                        emit(RowEvent::Filtered(n as u64));
-                    } else if n == 0 {
+                        emit(RowEvent::Filtered(obj.into_iter().count() as u64));
+                    } else if obj.is_empty() {
                         emit(RowEvent::NoElements);
                     } else {
                         for (i, entry) in obj.into_iter().enumerate() {

@@ -156,8 +156,12 @@ impl std::fmt::Display for Holder {
 }
 
 /// Takes the target's run lock on this connection, or says who holds it.
-/// With `wait`, blocks until the holder is done.
-pub async fn lock_target(conn: &mut PgConnection, wait: bool) -> Result<Result<(), Holder>, sqlx::Error> {
+/// With `wait`, tells `waiting` who holds it, then blocks until they are done.
+pub async fn lock_target(
+    conn: &mut PgConnection,
+    wait: bool,
+    waiting: &dyn Fn(&Holder),
+) -> Result<Result<(), Holder>, sqlx::Error> {
     // A command that just exited may hold it for a moment more: its server
     // session ends a little after the process. Try for a second first.
     for attempt in 0..10 {
@@ -174,7 +178,7 @@ pub async fn lock_target(conn: &mut PgConnection, wait: bool) -> Result<Result<(
     if !wait {
         return Ok(Err(holder));
     }
-    eprintln!("waiting for {holder} to finish (--wait)");
+    waiting(&holder);
     sqlx::query("SELECT pg_advisory_lock($1)").bind(RUN_LOCK).execute(&mut *conn).await?;
     Ok(Ok(()))
 }

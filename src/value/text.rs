@@ -154,24 +154,35 @@ pub const BSON_TYPE_NAMES: &[&str] = &[
     "binData",
 ];
 
+/// A value's BSON type as MongoDB's `$type` names it.
+pub fn type_alias(v: RawBsonRef<'_>) -> &'static str {
+    match v {
+        RawBsonRef::Double(_) => "double",
+        RawBsonRef::String(_) => "string",
+        RawBsonRef::Document(_) => "object",
+        RawBsonRef::Array(_) => "array",
+        RawBsonRef::Binary(_) => "binData",
+        RawBsonRef::Undefined => "undefined",
+        RawBsonRef::ObjectId(_) => "objectId",
+        RawBsonRef::Boolean(_) => "bool",
+        RawBsonRef::DateTime(_) => "date",
+        RawBsonRef::Null => "null",
+        RawBsonRef::RegularExpression(_) => "regex",
+        RawBsonRef::DbPointer(_) => "dbPointer",
+        RawBsonRef::JavaScriptCode(_) => "javascript",
+        RawBsonRef::Symbol(_) => "symbol",
+        RawBsonRef::JavaScriptCodeWithScope(_) => "javascriptWithScope",
+        RawBsonRef::Int32(_) => "int",
+        RawBsonRef::Timestamp(_) => "timestamp",
+        RawBsonRef::Int64(_) => "long",
+        RawBsonRef::Decimal128(_) => "decimal",
+        RawBsonRef::MinKey => "minKey",
+        RawBsonRef::MaxKey => "maxKey",
+    }
+}
+
 /// Whether a value is of the named BSON type (`number`: any numeric type).
 pub fn is_bson_type(v: RawBsonRef<'_>, name: &str) -> bool {
-    match name {
-        "string" => matches!(v, RawBsonRef::String(_)),
-        "int" => matches!(v, RawBsonRef::Int32(_)),
-        "long" => matches!(v, RawBsonRef::Int64(_)),
-        "double" => matches!(v, RawBsonRef::Double(_)),
-        "decimal" => matches!(v, RawBsonRef::Decimal128(_)),
-        "number" => {
-            matches!(v, RawBsonRef::Int32(_) | RawBsonRef::Int64(_) | RawBsonRef::Double(_) | RawBsonRef::Decimal128(_))
-        }
-        "date" => matches!(v, RawBsonRef::DateTime(_)),
-        "objectId" => matches!(v, RawBsonRef::ObjectId(_)),
-        "array" => matches!(v, RawBsonRef::Array(_)),
-        "object" => matches!(v, RawBsonRef::Document(_)),
-        "bool" => matches!(v, RawBsonRef::Boolean(_)),
-        "null" => matches!(v, RawBsonRef::Null),
-        "binData" => matches!(v, RawBsonRef::Binary(_)),
-        _ => false,
-    }
+    let alias = type_alias(v);
+    alias == name || name == "number" && matches!(alias, "int" | "long" | "double" | "decimal")
 }

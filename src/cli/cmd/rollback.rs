@@ -40,7 +40,7 @@ pub async fn run(args: RollbackArgs) -> Finished {
     }
     // Not while a run loads: its chunks would land after the rollback.
     if !args.dry_run && crate::pg::ledger::exists(&mut conn).await.unwrap_or(false) {
-        match crate::pg::ledger::lock_target(&mut conn, false).await {
+        match crate::pg::ledger::lock_target(&mut conn, false, &|_| {}).await {
             Ok(Ok(())) => {}
             Ok(Err(holder)) => {
                 return super::fail(format!("nothing deleted: a finlit-map command is using this target: {holder}"));

@@ -230,7 +230,7 @@ async fn prepare_target(
     // One run per target at a time, from before its schema is applied: a
     // second run would continue the first's checkpoints while it still
     // writes them.
-    match ledger::lock_target(&mut conn, wait).await {
+    match ledger::lock_target(&mut conn, wait, &|h| eprintln!("waiting for {h} to finish (--wait)")).await {
         Ok(Ok(())) => {}
         Ok(Err(holder)) => {
             return Err(format!(
