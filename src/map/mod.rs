@@ -320,6 +320,16 @@ enum Val<'a> {
     Owned(RawBson),
 }
 
+impl Val<'_> {
+    fn get(&self) -> Option<RawBsonRef<'_>> {
+        match self {
+            Val::Absent => None,
+            Val::Borrowed(b) => Some(*b),
+            Val::Owned(o) => Some(o.as_raw_bson_ref()),
+        }
+    }
+}
+
 /// A path's value for this row: from the one-pass extraction when the path
 /// is plain and the scan succeeded, else from the general evaluator.
 fn lookup<'a>(
@@ -352,51 +362,25 @@ fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Res
     };
     let was_present = !matches!(v, Val::Absent);
     // A sentinel (`null_if`), compared with the value as read, means null.
-    let mut sentinel = false;
-    if let Val::Borrowed(b) = v
-        && col.null_if.iter().any(|n| same_value(b, n.as_raw_bson_ref()))
-    {
+    let mut sentinel = v.get().is_some_and(|b| col.null_if.iter().any(|n| same_value(b, n.as_raw_bson_ref())));
+    if sentinel {
         v = Val::Absent;
-        sentinel = true;
-    } else if let Val::Owned(o) = &v
-        && col.null_if.iter().any(|n| same_value(o.as_raw_bson_ref(), n.as_raw_bson_ref()))
-    {
-        v = Val::Absent;
-        sentinel = true;
     }
     for t in &col.transforms {
-        let current = match &v {
-            Val::Absent => break,
-            Val::Borrowed(b) => *b,
-            Val::Owned(o) => o.as_raw_bson_ref(),
-        };
+        let Some(current) = v.get() else { break };
         v = match t.apply(current, col.rules.tz)? {
             Some(o) => Val::Owned(o),
             None => Val::Absent,
         };
     }
-    if !col.map.is_empty() {
-        let current = match &v {
-            Val::Absent => None,
-            Val::Borrowed(b) => Some(*b),
-            Val::Owned(o) => Some(o.as_raw_bson_ref()),
-        };
-        if let Some(key) = current.and_then(map_key)
-            && let Some((_, to)) = col.map.iter().find(|(from, _)| *from == key)
-        {
-            v = Val::Owned(to.clone());
-        }
+    if let Some(key) = v.get().filter(|_| !col.map.is_empty()).and_then(map_key)
+        && let Some((_, to)) = col.map.iter().find(|(from, _)| *from == key)
+    {
+        v = Val::Owned(to.clone());
     }
-    if !col.map_null.is_empty() {
-        let current = match &v {
-            Val::Absent => None,
-            Val::Borrowed(b) => Some(*b),
-            Val::Owned(o) => Some(o.as_raw_bson_ref()),
-        };
-        if current.and_then(map_key).is_some_and(|k| col.map_null.contains(&k)) {
-            v = Val::Absent;
-            sentinel = true;
-        }
+    if v.get().filter(|_| !col.map_null.is_empty()).and_then(map_key).is_some_and(|k| col.map_null.contains(&k)) {
+        v = Val::Absent;
+        sentinel = true;
     }
     let cell = match v {
         Val::Absent => {
