@@ -45,9 +45,14 @@ s = "$.s"
 
 /// A mapping project in `dir`: the schema above and the given mapping files.
 fn project(dir: &Path, mappings: &[(&str, &str)]) -> std::path::PathBuf {
+    project_with(dir, SCHEMA, "DROP TABLE keyed; DROP TABLE vals;", mappings)
+}
+
+/// A mapping project with its own schema (one migration) and mapping files.
+fn project_with(dir: &Path, up: &str, down: &str, mappings: &[(&str, &str)]) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("schema")).unwrap();
-    std::fs::write(dir.join("schema/0001_vals.up.sql"), SCHEMA).unwrap();
-    std::fs::write(dir.join("schema/0001_vals.down.sql"), "DROP TABLE keyed; DROP TABLE vals;").unwrap();
+    std::fs::write(dir.join("schema/0001_schema.up.sql"), up).unwrap();
+    std::fs::write(dir.join("schema/0001_schema.down.sql"), down).unwrap();
     let m = dir.join("mappings");
     std::fs::create_dir_all(&m).unwrap();
     for (name, text) in mappings {
@@ -739,20 +744,16 @@ fn sentinels_become_null_end_to_end() {
 #[test]
 fn array_positions_end_to_end() {
     let work = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(work.path().join("schema")).unwrap();
-    std::fs::write(
-        work.path().join("schema/0001_tags.up.sql"),
+    project_with(
+        work.path(),
         "CREATE TABLE tags (doc_id INTEGER, pos INTEGER, tag TEXT NOT NULL, PRIMARY KEY (doc_id, pos));",
-    )
-    .unwrap();
-    std::fs::write(work.path().join("schema/0001_tags.down.sql"), "DROP TABLE tags;").unwrap();
-    std::fs::create_dir_all(work.path().join("mappings")).unwrap();
-    std::fs::write(
-        work.path().join("mappings/tags.toml"),
-        "source = \"vals\"\ntable = \"tags\"\nunwind = \"$.tags[*]\"\nkey = [\"doc_id\", \"pos\"]\n[columns]\n\
+        "DROP TABLE tags;",
+        &[(
+            "tags",
+            "source = \"vals\"\ntable = \"tags\"\nunwind = \"$.tags[*]\"\nkey = [\"doc_id\", \"pos\"]\n[columns]\n\
          doc_id = \"$._id\"\npos = { position = { index = \"@\" } }\ntag = \"@\"\n",
-    )
-    .unwrap();
+        )],
+    );
     let docs = [r#"{"_id": 1, "tags": ["a", "b", "a"]}"#, r#"{"_id": 2, "tags": ["z"]}"#, r#"{"_id": 3, "tags": []}"#];
     // Expected rows, from the JSON: each element with its index.
     let mut expected = Vec::new();
@@ -788,20 +789,16 @@ fn array_positions_end_to_end() {
 #[test]
 fn object_entries_as_rows_end_to_end() {
     let work = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(work.path().join("schema")).unwrap();
-    std::fs::write(
-        work.path().join("schema/0001_variants.up.sql"),
+    project_with(
+        work.path(),
         "CREATE TABLE variants (item_id INTEGER, country TEXT, title TEXT, PRIMARY KEY (item_id, country));",
-    )
-    .unwrap();
-    std::fs::write(work.path().join("schema/0001_variants.down.sql"), "DROP TABLE variants;").unwrap();
-    std::fs::create_dir_all(work.path().join("mappings")).unwrap();
-    std::fs::write(
-        work.path().join("mappings/variants.toml"),
-        "source = \"items\"\ntable = \"variants\"\nunwind = \"$.variants.*\"\nkey = [\"item_id\", \"country\"]\n\
+        "DROP TABLE variants;",
+        &[(
+            "variants",
+            "source = \"items\"\ntable = \"variants\"\nunwind = \"$.variants.*\"\nkey = [\"item_id\", \"country\"]\n\
          [columns]\nitem_id = \"$._id\"\ncountry = { key = \"@\" }\ntitle = \"@.title\"\n",
-    )
-    .unwrap();
+        )],
+    );
     let docs = [
         r#"{"_id": 1, "variants": {"fr": {"title": "Bonjour"}, "de": {"title": "Hallo"}}}"#,
         r#"{"_id": 2, "variants": {}}"#,
@@ -846,18 +843,6 @@ fn object_entries_as_rows_end_to_end() {
 #[test]
 fn references_to_natural_keys_end_to_end() {
     let work = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(work.path().join("schema")).unwrap();
-    std::fs::write(
-        work.path().join("schema/0001_bank.up.sql"),
-        "CREATE TABLE accounts (id UUID PRIMARY KEY, account_id INTEGER NOT NULL UNIQUE, name TEXT);
-         CREATE TABLE transactions (id UUID PRIMARY KEY, account_id INTEGER REFERENCES accounts (account_id), amount NUMERIC);
-         CREATE TABLE transfers (id UUID PRIMARY KEY, to_account INTEGER);",
-    )
-    .unwrap();
-    std::fs::write(work.path().join("schema/0001_bank.down.sql"), "DROP TABLE transfers, transactions, accounts;")
-        .unwrap();
-    let m = work.path().join("mappings");
-    std::fs::create_dir_all(&m).unwrap();
     let files = [
         (
             "accounts",
@@ -872,9 +857,9 @@ fn references_to_natural_keys_end_to_end() {
             "source = \"transfers\"\ntable = \"transfers\"\nkey = \"id\"\n[columns]\nid = { id = \"$._id\" }\nto_account = { from = \"$.to\", references = \"accounts.account_id\" }\n",
         ),
     ];
-    for (name, text) in files {
-        std::fs::write(m.join(format!("{name}.toml")), text).unwrap();
-    }
+    project_with(work.path(), "CREATE TABLE accounts (id UUID PRIMARY KEY, account_id INTEGER NOT NULL UNIQUE, name TEXT);
+         CREATE TABLE transactions (id UUID PRIMARY KEY, account_id INTEGER REFERENCES accounts (account_id), amount NUMERIC);
+         CREATE TABLE transfers (id UUID PRIMARY KEY, to_account INTEGER);", "DROP TABLE transfers, transactions, accounts;", &files);
     let src = work.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(
@@ -925,21 +910,17 @@ fn references_to_natural_keys_end_to_end() {
 #[test]
 fn element_filters_and_type_tests_end_to_end() {
     let work = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(work.path().join("schema")).unwrap();
-    std::fs::write(
-        work.path().join("schema/0001_tags.up.sql"),
+    project_with(
+        work.path(),
         "CREATE TABLE tags (doc_id INTEGER, pos INTEGER, tag TEXT NOT NULL, PRIMARY KEY (doc_id, pos));",
-    )
-    .unwrap();
-    std::fs::write(work.path().join("schema/0001_tags.down.sql"), "DROP TABLE tags;").unwrap();
-    std::fs::create_dir_all(work.path().join("mappings")).unwrap();
-    std::fs::write(
-        work.path().join("mappings/tags.toml"),
-        "source = \"vals\"\ntable = \"tags\"\nunwind = \"$.tags[*]\"\nkey = [\"doc_id\", \"pos\"]\n\
+        "DROP TABLE tags;",
+        &[(
+            "tags",
+            "source = \"vals\"\ntable = \"tags\"\nunwind = \"$.tags[*]\"\nkey = [\"doc_id\", \"pos\"]\n\
          filter = [{ path = \"$.kind\", type = \"string\" }, { path = \"@\", type = \"string\" }, { path = \"@\", not_equals = \"\" }]\n\
          [columns]\ndoc_id = \"$._id\"\npos = { position = { index = \"@\" } }\ntag = \"@\"\n",
-    )
-    .unwrap();
+        )],
+    );
     let docs = [
         r#"{"_id": 1, "kind": "k", "tags": ["a", "", 5, "b"]}"#,
         r#"{"_id": 2, "kind": "k", "tags": [""]}"#,
