@@ -33,7 +33,11 @@
 //!   - [`value::ids`]: deterministic UUIDv5 ids.
 //!   - [`value::json`]: BSON as JSON text in a declared form.
 //!   - [`value::datetime`]: the one ISO-8601 date-time parser.
-//!   - [`value::cell`]: typed values, their text and binary COPY encodings.
+//!   - [`value::cell`]: typed values and their text encodings.
+//!   - [`value::types`]: one file per PostgreSQL type family (accepted values, binary COPY, OID):
+//!     [`value::types::text`], [`value::types::integer`], [`value::types::numeric`],
+//!     [`value::types::float`], [`value::types::boolean`], [`value::types::temporal`],
+//!     [`value::types::uuid`], [`value::types::json`], [`value::types::array`].
 //!   - [`value::text`]: shared text of values (kinds, decimals, dates); a leaf.
 //!   - [`value::equal`]: exact equality of BSON values, numbers across types.
 //! - [`map`]: one document through one mapping: filter, unwind, rows.

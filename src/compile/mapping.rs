@@ -208,7 +208,7 @@ impl MappingCx<'_> {
         if let Some(t) = &c.ty {
             match SqlType::parse(&t.value) {
                 Ok(parsed) => {
-                    if col.ty.is_supported() && parsed != col.ty {
+                    if crate::value::types::is_supported(&col.ty) && parsed != col.ty {
                         self.diags.push(
                             Diagnostic::warning(
                                 Code::TypeMismatch,
@@ -231,7 +231,7 @@ impl MappingCx<'_> {
                 }
             }
         }
-        if !ty.is_supported() {
+        if !crate::value::types::is_supported(&ty) {
             self.diags.push(
                 Diagnostic::error(
                     Code::UnsupportedType,

@@ -95,7 +95,7 @@ impl TableSink {
             .iter()
             .map(|c| {
                 let ty = plan.schema.table(&m.table)?.column(&c.name)?.ty.clone();
-                (ty == c.ty && ty.is_supported()).then_some(ty)
+                (ty == c.ty && crate::value::types::is_supported(&ty)).then_some(ty)
             })
             .collect();
         let format = if schema_types.is_some() { " (FORMAT binary)" } else { "" };
@@ -380,9 +380,9 @@ impl TableSink {
         let sent = match self.binary {
             Some(_) => {
                 async {
-                    copy.send(crate::value::cell::binary::HEADER).await?;
+                    copy.send(crate::value::types::binary::HEADER).await?;
                     copy.send(data).await?;
-                    copy.send(crate::value::cell::binary::TRAILER).await.map(|_| ())
+                    copy.send(crate::value::types::binary::TRAILER).await.map(|_| ())
                 }
                 .await
             }

@@ -215,7 +215,7 @@ pub(super) fn produce(
                         }
                     }
                     match &encoding.binary {
-                        Some(types) => crate::value::cell::binary::write_row(&mut chunk.copy, &cells, types),
+                        Some(types) => crate::value::types::binary::write_row(&mut chunk.copy, &cells, types),
                         None => write_row(&mut chunk.copy, &cells),
                     }
                     chunk.rows.push(Origin { doc: doc_index as u32, element: element.map(|e| e as u32) });

@@ -106,15 +106,6 @@ impl SqlType {
     pub fn is_json(&self) -> bool {
         matches!(self, SqlType::Json | SqlType::Jsonb)
     }
-
-    /// Whether a type is one the engine can write (arrays: of writable scalars).
-    pub fn is_supported(&self) -> bool {
-        match self {
-            SqlType::Other(_) => false,
-            SqlType::Array(inner) => !matches!(**inner, SqlType::Array(_)) && inner.is_supported(),
-            _ => true,
-        }
-    }
 }
 
 impl fmt::Display for SqlType {

@@ -1,25 +1,19 @@
-//! Coercion of one BSON value into one PostgreSQL column type.
-//!
-//! Exact or an error: a value that would be truncated, wrapped or rounded is
-//! rejected with a reason a person can act on. A new coercion is one match
-//! arm here and one row in the table test below.
+//! Coercion of one BSON value into one PostgreSQL column type: the
+//! declared rules (zone, JSON form, id namespace) and the dispatch to the
+//! type's family in [`crate::value::types`], which holds each type's
+//! accepted values. Exact or an error: a value that would be truncated,
+//! wrapped or rounded is rejected with a reason a person can act on.
 //!
 //! Knows BSON and the target types; nothing of mappings, files or the database.
 
-use std::borrow::Cow;
-
 use bson::RawBsonRef;
-use bson::spec::BinarySubtype;
-use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use uuid::Uuid;
 
 use crate::schema::SqlType;
 use crate::value::cell::Cell;
-use crate::value::datetime::{IsoDateTime, parse_iso};
 use crate::value::ids::IdNamespace;
-use crate::value::json::{JsonForm, write_json};
-use crate::value::text::{bson_kind, decimal_text, float_text, preview, same_number};
+use crate::value::json::JsonForm;
+use crate::value::types;
 
 /// The declared rules coercion follows for one column.
 #[derive(Debug, Clone, Copy)]
@@ -36,263 +30,13 @@ impl Default for CoerceRules {
     }
 }
 
-fn refuse(v: RawBsonRef<'_>, ty: &SqlType) -> String {
-    let hint = match (v, ty) {
-        (RawBsonRef::Document(_) | RawBsonRef::Array(_), _) => "; use a json or jsonb column",
-        (RawBsonRef::ObjectId(_), SqlType::Uuid) => "; use `id = \"...\"` to derive a UUID",
-        _ => "",
-    };
-    format!("{} {} cannot go into {ty}{hint}", bson_kind(v), preview(v))
-}
-
 /// Coerces a non-null value. Null and missing are handled by the caller
 /// (they depend on `default` and `required`, not on the type).
 pub fn coerce<'a>(v: RawBsonRef<'a>, ty: &SqlType, rules: &CoerceRules) -> Result<Cell<'a>, String> {
-    match ty {
-        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
-            let text: Cow<'a, str> = match v {
-                RawBsonRef::String(s) | RawBsonRef::Symbol(s) => Cow::Borrowed(s),
-                RawBsonRef::ObjectId(o) => Cow::Owned(o.to_hex()),
-                RawBsonRef::Int32(i) => Cow::Owned(i.to_string()),
-                RawBsonRef::Int64(i) => Cow::Owned(i.to_string()),
-                RawBsonRef::Double(d) => Cow::Owned(float_text(d)),
-                RawBsonRef::Decimal128(d) => Cow::Owned(decimal_text(&d.to_string()).ok_or_else(|| refuse(v, ty))?),
-                RawBsonRef::Boolean(b) => Cow::Borrowed(if b { "true" } else { "false" }),
-                RawBsonRef::DateTime(d) => Cow::Owned(super::text::iso_date(d)),
-                RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Uuid => {
-                    Cow::Owned(Uuid::from_slice(b.bytes).map_err(|e| e.to_string())?.hyphenated().to_string())
-                }
-                _ => return Err(refuse(v, ty)),
-            };
-            check_text(text, ty)
-        }
-        SqlType::SmallInt => int_in(v, ty, i16::MIN as i64, i16::MAX as i64),
-        SqlType::Integer => int_in(v, ty, i32::MIN as i64, i32::MAX as i64),
-        SqlType::BigInt => int_in(v, ty, i64::MIN, i64::MAX),
-        SqlType::Numeric(limits) => {
-            let text = match v {
-                RawBsonRef::Int32(i) => i.to_string(),
-                RawBsonRef::Int64(i) => i.to_string(),
-                RawBsonRef::Double(d) => float_text(d),
-                RawBsonRef::Decimal128(d) => decimal_text(&d.to_string()).ok_or_else(|| refuse(v, ty))?,
-                RawBsonRef::String(s) => {
-                    decimal_text(s).ok_or_else(|| format!("string {} is not a number", preview(v)))?
-                }
-                _ => return Err(refuse(v, ty)),
-            };
-            check_numeric(text, *limits)
-        }
-        SqlType::Double => match v {
-            RawBsonRef::Double(d) => Ok(Cell::Double(d)),
-            RawBsonRef::Int32(i) => Ok(Cell::Double(f64::from(i))),
-            RawBsonRef::Int64(i) if i.unsigned_abs() <= 1 << 53 => Ok(Cell::Double(i as f64)),
-            RawBsonRef::Int64(i) => Err(format!("int64 {i} has more digits than double precision keeps")),
-            RawBsonRef::Decimal128(_) | RawBsonRef::String(_) => {
-                let text = decimal_or_refuse(v, ty)?;
-                let d: f64 = text.parse().map_err(|_| refuse(v, ty))?;
-                // The normal form drops the sign of zero; a double keeps it.
-                let negative = match v {
-                    RawBsonRef::Decimal128(x) => x.to_string().starts_with('-'),
-                    RawBsonRef::String(s) => s.trim_start().starts_with('-'),
-                    _ => false,
-                };
-                let d = if d == 0.0 && negative { -0.0 } else { d };
-                if same_number(&float_text(d), &text) || !d.is_finite() && text.contains("Infinity") || d.is_nan() {
-                    Ok(Cell::Double(d))
-                } else {
-                    Err(format!(
-                        "{} {} would be rounded to {} in double precision",
-                        bson_kind(v),
-                        preview(v),
-                        float_text(d)
-                    ))
-                }
-            }
-            _ => Err(refuse(v, ty)),
-        },
-        SqlType::Real => {
-            let (d, text) = match v {
-                RawBsonRef::Double(d) => (d, float_text(d)),
-                RawBsonRef::Int32(i) => (f64::from(i), i.to_string()),
-                RawBsonRef::Int64(i) => (i as f64, i.to_string()),
-                RawBsonRef::Decimal128(_) | RawBsonRef::String(_) => {
-                    let t = decimal_or_refuse(v, ty)?;
-                    (t.parse().map_err(|_| refuse(v, ty))?, t)
-                }
-                _ => return Err(refuse(v, ty)),
-            };
-            let r = d as f32;
-            if !d.is_finite() || same_number(&float_text(f64::from(r)), &text) || same_number(&format!("{r}"), &text) {
-                Ok(Cell::Real(r))
-            } else {
-                Err(format!(
-                    "{} {} would be rounded to {r} in real; use double precision or numeric",
-                    bson_kind(v),
-                    preview(v)
-                ))
-            }
-        }
-        SqlType::Boolean => match v {
-            RawBsonRef::Boolean(b) => Ok(Cell::Bool(b)),
-            RawBsonRef::Int32(0) | RawBsonRef::Int64(0) => Ok(Cell::Bool(false)),
-            RawBsonRef::Int32(1) | RawBsonRef::Int64(1) => Ok(Cell::Bool(true)),
-            RawBsonRef::String("true") => Ok(Cell::Bool(true)),
-            RawBsonRef::String("false") => Ok(Cell::Bool(false)),
-            _ => Err(refuse(v, ty)),
-        },
-        SqlType::Date => {
-            let local = wall_clock(v, ty, rules)?;
-            if local.time() != NaiveTime::MIN {
-                return Err(format!(
-                    "{} {} has a time of day ({} in {}); a date column would drop it (add transform \"date\" to keep only the day)",
-                    bson_kind(v),
-                    preview(v),
-                    local.time(),
-                    rules.tz
-                ));
-            }
-            Ok(Cell::Date(local.date()))
-        }
-        SqlType::Timestamp => wall_clock(v, ty, rules).map(Cell::Timestamp),
-        SqlType::Timestamptz => instant(v, ty, rules).map(Cell::Timestamptz),
-        SqlType::Uuid => match v {
-            RawBsonRef::Binary(b) if matches!(b.subtype, BinarySubtype::Uuid | BinarySubtype::UuidOld) => {
-                Uuid::from_slice(b.bytes).map(Cell::Uuid).map_err(|e| format!("bad UUID binary: {e}"))
-            }
-            RawBsonRef::String(s) if s.len() == 36 => {
-                Uuid::try_parse(s).map(Cell::Uuid).map_err(|_| format!("string {} is not a UUID", preview(v)))
-            }
-            _ => Err(refuse(v, ty)),
-        },
-        SqlType::Json | SqlType::Jsonb => {
-            let mut out = String::new();
-            write_json(v, &rules.json, &rules.ns, &mut out)?;
-            if *ty == SqlType::Jsonb && out.contains("\\u0000") {
-                return Err("jsonb cannot hold the NUL character (\\u0000)".into());
-            }
-            Ok(Cell::Json(out))
-        }
-        SqlType::Array(inner) => match v {
-            RawBsonRef::Array(a) => {
-                let mut items = Vec::new();
-                for (i, el) in a.into_iter().enumerate() {
-                    let el = el.map_err(|e| format!("malformed BSON: {e}"))?;
-                    if matches!(el, RawBsonRef::Null | RawBsonRef::Undefined) {
-                        items.push(Cell::Null);
-                        continue;
-                    }
-                    items.push(coerce(el, inner, rules).map_err(|e| format!("element {i}: {e}"))?);
-                }
-                Ok(Cell::Array(items))
-            }
-            _ => Err(refuse(v, ty)),
-        },
-        SqlType::Other(name) => Err(format!("finlit-map cannot write the type `{name}`")),
+    match types::of(ty) {
+        Some(family) => family.coerce(v, ty, rules),
+        None => Err(format!("finlit-map cannot write the type `{ty}`")),
     }
-}
-
-fn decimal_or_refuse(v: RawBsonRef<'_>, ty: &SqlType) -> Result<String, String> {
-    let raw = match v {
-        RawBsonRef::Decimal128(d) => d.to_string(),
-        RawBsonRef::String(s) => s.to_string(),
-        _ => return Err(refuse(v, ty)),
-    };
-    decimal_text(&raw).ok_or_else(|| format!("{} {} is not a number", bson_kind(v), preview(v)))
-}
-
-fn check_text<'a>(text: Cow<'a, str>, ty: &SqlType) -> Result<Cell<'a>, String> {
-    if text.contains('\0') {
-        return Err("text cannot hold the NUL character".into());
-    }
-    let limit = match ty {
-        SqlType::Varchar(Some(n)) | SqlType::Char(n) => Some(*n as usize),
-        _ => None,
-    };
-    if let Some(n) = limit {
-        // Counting chars is cheap only when needed: bytes bound chars from above.
-        if text.len() > n {
-            let len = text.chars().count();
-            if len > n {
-                return Err(format!("string of {len} characters is longer than {ty}"));
-            }
-        }
-    }
-    Ok(Cell::Text(text))
-}
-
-fn int_in<'a>(v: RawBsonRef<'_>, ty: &SqlType, lo: i64, hi: i64) -> Result<Cell<'a>, String> {
-    let n: i64 = match v {
-        RawBsonRef::Int32(i) => i64::from(i),
-        RawBsonRef::Int64(i) => i,
-        RawBsonRef::Double(d) => {
-            if !d.is_finite() || d.fract() != 0.0 {
-                return Err(format!("double {} is not a whole number; {ty} would round it", float_text(d)));
-            }
-            // 2^63 itself is not an i64; the range test below catches the rest.
-            const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-            if !(-TWO_63..TWO_63).contains(&d) {
-                return Err(format!("double {} is out of range for {ty}", float_text(d)));
-            }
-            d as i64
-        }
-        RawBsonRef::Decimal128(_) | RawBsonRef::String(_) => {
-            let text = decimal_or_refuse(v, ty)?;
-            if text.contains('.') || text.contains('N') || text.contains('I') {
-                return Err(format!("{} {} is not a whole number; {ty} would round it", bson_kind(v), preview(v)));
-            }
-            text.parse::<i64>().map_err(|_| format!("{} {} is out of range for {ty}", bson_kind(v), preview(v)))?
-        }
-        _ => return Err(refuse(v, ty)),
-    };
-    if n < lo || n > hi {
-        return Err(format!("{} {} is out of range for {ty}", bson_kind(v), preview(v)));
-    }
-    Ok(Cell::Int(n))
-}
-
-/// Checks a plain decimal against NUMERIC(p,s) without rounding. PostgreSQL
-/// rounds a value to `s` decimal places (tens, hundreds, … when `s` is
-/// negative) and then needs `|value| < 10^(p-s)`; exact means the rounding
-/// changes nothing.
-fn check_numeric<'a>(text: String, limits: Option<(u32, i32)>) -> Result<Cell<'a>, String> {
-    if text == "NaN" {
-        return Ok(Cell::Numeric(text));
-    }
-    if text.ends_with("Infinity") {
-        return match limits {
-            None => Ok(Cell::Numeric(text)),
-            Some((p, s)) => Err(format!("{text} cannot go into numeric({p},{s}); only unconstrained numeric holds it")),
-        };
-    }
-    if let Some((p, s)) = limits {
-        let digits = text.trim_start_matches('-');
-        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-        let frac = frac.trim_end_matches('0');
-        let int = int.trim_start_matches('0');
-        if int.is_empty() && frac.is_empty() {
-            return Ok(Cell::Numeric(text));
-        }
-        // Decimal places the value needs: negative when it is a multiple of 10, 100, …
-        let places: i64 =
-            if frac.is_empty() { -((int.len() - int.trim_end_matches('0').len()) as i64) } else { frac.len() as i64 };
-        if places > i64::from(s) {
-            return Err(if s >= 0 {
-                format!("{text} has {} decimal places; numeric({p},{s}) would round it", frac.len())
-            } else {
-                format!(
-                    "{text} is not a multiple of 1{}; numeric({p},{s}) would round it",
-                    "0".repeat(s.unsigned_abs() as usize)
-                )
-            });
-        }
-        // Magnitude: the position of the first significant digit must be below p - s.
-        let magnitude: i64 =
-            if int.is_empty() { -((frac.len() - frac.trim_start_matches('0').len()) as i64) } else { int.len() as i64 };
-        if magnitude > i64::from(p) - i64::from(s) {
-            return Err(format!("{text} is too large for numeric({p},{s})"));
-        }
-    }
-    Ok(Cell::Numeric(text))
 }
 
 /// A schema DEFAULT constant as SQL text (`'novice'`, `10`, `TRUE`,
@@ -318,57 +62,11 @@ pub fn sql_constant(text: &str, ty: &SqlType, rules: &CoerceRules) -> Option<Cel
     coerce(RawBsonRef::String(&value), ty, rules).ok().map(Cell::into_owned)
 }
 
-/// The UTC instant of a date value; a string without an offset is read in the zone.
-fn instant(v: RawBsonRef<'_>, ty: &SqlType, rules: &CoerceRules) -> Result<DateTime<Utc>, String> {
-    match v {
-        RawBsonRef::DateTime(d) => DateTime::from_timestamp_millis(d.timestamp_millis())
-            .ok_or_else(|| format!("date {} ms is out of range", d.timestamp_millis())),
-        RawBsonRef::Timestamp(t) => DateTime::from_timestamp(i64::from(t.time), 0).ok_or_else(|| refuse(v, ty)),
-        RawBsonRef::String(_) => {
-            let d = iso_string(v)?;
-            match d.instant() {
-                Some(i) => Ok(i),
-                None => {
-                    local_to_utc(d.local, rules.tz).ok_or_else(|| format!("{} does not exist in {}", d.local, rules.tz))
-                }
-            }
-        }
-        _ => Err(refuse(v, ty)),
-    }
-}
-
-/// The wall-clock time of a value in the declared zone.
-fn wall_clock(v: RawBsonRef<'_>, ty: &SqlType, rules: &CoerceRules) -> Result<NaiveDateTime, String> {
-    if let RawBsonRef::String(_) = v {
-        let d = iso_string(v)?;
-        // A string without an offset already is wall-clock time.
-        if d.offset.is_none() {
-            return Ok(d.local);
-        }
-    }
-    let utc = instant(v, ty, rules)?;
-    Ok(utc.with_timezone(&rules.tz).naive_local())
-}
-
-/// A date-time string, read by the one ISO-8601 parser. PostgreSQL keeps
-/// microseconds: non-zero digits past the sixth would be truncated, so they
-/// are refused.
-fn iso_string(v: RawBsonRef<'_>) -> Result<IsoDateTime, String> {
-    let RawBsonRef::String(s) = v else { return Err(format!("{} is not a string", bson_kind(v))) };
-    let d = parse_iso(s).map_err(|_| format!("string {} is not a date or time", preview(v)))?;
-    if d.finer_than(6) {
-        return Err(format!("{} {} is finer than a microsecond, which PostgreSQL keeps", bson_kind(v), preview(v)));
-    }
-    Ok(d)
-}
-
-fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
-    tz.from_local_datetime(&naive).earliest().map(|d| d.with_timezone(&Utc))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::text::{bson_kind, decimal_text};
+    use bson::spec::BinarySubtype;
     use bson::{Decimal128, rawdoc};
     use std::str::FromStr;
 

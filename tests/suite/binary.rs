@@ -3,7 +3,8 @@
 
 use chrono::NaiveDate;
 use finlit_map::schema::SqlType;
-use finlit_map::value::cell::{Cell, binary};
+use finlit_map::value::cell::Cell;
+use finlit_map::value::types::binary;
 use sqlx::Connection;
 
 use super::db::TestDb;
