@@ -16,9 +16,10 @@
 //!   - [`lang::spec`]: mapping files (TOML with spans); shape checks only.
 //!   - [`lang::expr`]: value expressions behind one trait, one file each:
 //!     [`lang::expr::from`], [`lang::expr::id`], [`lang::expr::coalesce`], [`lang::expr::format`],
-//!     [`lang::expr::position`], [`lang::expr::key`], [`lang::expr::default`].
+//!     [`lang::expr::regex`], [`lang::expr::position`], [`lang::expr::key`], [`lang::expr::default`].
 //!   - [`lang::transform`]: the closed set of value transforms, by family:
-//!     [`lang::transform::text`], [`lang::transform::date`].
+//!     [`lang::transform::text`], [`lang::transform::date`], [`lang::transform::number`],
+//!     and the array shaping options [`lang::transform::shape`].
 //!   - [`lang::diag`]: diagnostics and their rendering.
 //! - [`schema`]: the target schema read from `schema/*.sql` with sqlparser.
 //! - [`compile`]: specs + schema → [`plan::Plan`], every diagnostic collected.
@@ -42,6 +43,7 @@
 //!   - [`value::equal`]: exact equality of BSON values, numbers across types.
 //! - [`map`]: one document through one mapping: filter, unwind, rows.
 //!   - [`map::filter`]: what a filter condition means for a value.
+//!   - [`map::keep`]: which row of a repeated key is kept (`on_duplicate`).
 //! - [`source`]: where documents come from.
 //!   - [`source::files`]: mongodump and extended-JSON files.
 //!   - [`source::extjson`]: extended JSON → BSON, exactly.

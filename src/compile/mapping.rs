@@ -16,7 +16,7 @@ use crate::lang::diag::{Code, Diagnostic, Diagnostics, SourceFile, did_you_mean}
 use crate::lang::expr::{DefaultOnly, ExprCx, ExprRef};
 use crate::lang::spec::{self, ColumnSpec, Literal, MappingSpec, Sp};
 use crate::lang::transform::Transform;
-use crate::plan::{ColumnPlan, DefaultPlan, FilterPlan, FilterTest, MappingPlan};
+use crate::plan::{ColumnPlan, DefaultPlan, FilterPlan, FilterTest, MappingPlan, OnDuplicate, UnwindShape};
 use crate::schema::{Schema, SqlType, Table};
 use crate::value::coerce::{CoerceRules, coerce};
 use crate::value::path::{CompiledPath, Root};
@@ -63,7 +63,10 @@ impl MappingCx<'_> {
         }
         rules.json = json_form(&spec.json, rules.json, &spec.file, self.diags);
 
-        let unwind = spec.unwind.as_ref().and_then(|u| self.unwind(u));
+        let (unwind, unwind_shape) = match spec.unwind.as_ref().map(|u| self.unwind(u, &spec.unwind_shape)) {
+            Some(Some((u, shape))) => (Some(u), shape),
+            _ => (None, None),
+        };
         // `X.*` over a plain path X: rows are X's entries, keys known.
         let unwind_entries = unwind
             .as_ref()
@@ -71,6 +74,14 @@ impl MappingCx<'_> {
             .and_then(|parent| CompiledPath::parse(parent).ok())
             .filter(CompiledPath::is_simple);
         self.entries = unwind_entries.is_some();
+        let on_duplicate = match &spec.on_duplicate {
+            None => OnDuplicate::Reject,
+            Some(d) => OnDuplicate::parse(&d.value).unwrap_or_else(|| {
+                let names: Vec<&str> = OnDuplicate::NAMES.iter().map(|(_, n)| *n).collect();
+                self.diags.push(super::bad_choice(&spec.file, d, "`on_duplicate`", &names));
+                OnDuplicate::Reject
+            }),
+        };
         let filter = spec.filter.iter().filter_map(|f| self.filter(f, spec.unwind.is_some())).collect();
         let mut columns = Vec::new();
         for c in &spec.columns {
@@ -94,6 +105,8 @@ impl MappingCx<'_> {
             table: table.name.clone(),
             unwind,
             unwind_entries,
+            unwind_shape,
+            on_duplicate,
             filter,
             columns,
             key: key_idx?,
@@ -129,7 +142,39 @@ impl MappingCx<'_> {
         }
     }
 
-    fn unwind(&mut self, u: &Sp<String>) -> Option<CompiledPath> {
+    /// The unwind path, and with `wrap_scalar`/`split` the one value it
+    /// takes apart (written `$.tags` or `$.tags[*]`).
+    fn unwind(&mut self, u: &Sp<String>, shape: &spec::UnwindShapeSpec) -> Option<(CompiledPath, Option<UnwindShape>)> {
+        let wrap_scalar = shape.wrap_scalar.as_ref().is_some_and(|w| w.value);
+        if !wrap_scalar && shape.split.is_none() {
+            return self.unwind_path(u).map(|p| (p, None));
+        }
+        let base_text = u.value.trim_end().strip_suffix("[*]").unwrap_or(u.value.trim_end());
+        let base = self.path(&Sp::new(base_text.to_string(), u.span.clone()), false)?;
+        if !base.is_simple() {
+            self.diags.push(
+                Diagnostic::error(
+                    Code::InvalidJsonPath,
+                    format!("with `wrap_scalar` or `split`, `path = \"{}\"` must name one value", u.value),
+                )
+                .at(self.file(), u.span.clone(), "not a plain path")
+                .help("name the field that holds the array (or the single value), such as `$.tags`"),
+            );
+            return None;
+        }
+        if let Some(s) = shape.split.as_ref().filter(|s| s.value.is_empty()) {
+            self.diags.push(
+                Diagnostic::error(Code::InvalidValue, "`split` needs a separator")
+                    .at(self.file(), s.span.clone(), "empty separator")
+                    .help("write the text between the parts, such as `split = \",\"`"),
+            );
+            return None;
+        }
+        let each = self.path(&Sp::new(format!("{base_text}[*]"), u.span.clone()), false)?;
+        Some((each, Some(UnwindShape { base, wrap_scalar, split: shape.split.as_ref().map(|s| s.value.clone()) })))
+    }
+
+    fn unwind_path(&mut self, u: &Sp<String>) -> Option<CompiledPath> {
         let p = self.path(u, false)?;
         if p.is_multi() {
             return Some(p);
@@ -253,7 +298,7 @@ impl MappingCx<'_> {
             None => Arc::new(DefaultOnly),
         };
 
-        let transforms = c
+        let transforms: Vec<Transform> = c
             .transform
             .iter()
             .filter_map(|t| match Transform::parse(&t.value) {
@@ -264,6 +309,8 @@ impl MappingCx<'_> {
                 }
             })
             .collect();
+
+        let (date_format, split, wrap_scalar) = self.shaping(c, &transforms, &ty, &col.name)?;
 
         let mut map = Vec::new();
         for (k, v) in &c.map {
@@ -317,12 +364,79 @@ impl MappingCx<'_> {
             not_null: col.not_null,
             default,
             transforms,
+            date_format,
+            split,
+            wrap_scalar,
             map,
             null_if,
             map_null,
             references,
             references_column,
             rules,
+        })
+    }
+
+    /// `date_format`, `split` and `wrap_scalar`, checked against the
+    /// transforms and the column type: a format nothing reads, or an array
+    /// made for a column that is not one, is an error.
+    #[allow(clippy::type_complexity)]
+    fn shaping(
+        &mut self,
+        c: &ColumnSpec,
+        transforms: &[Transform],
+        ty: &SqlType,
+        column: &str,
+    ) -> Option<(Option<String>, Option<String>, bool)> {
+        let file = self.spec.file.clone();
+        let mut ok = true;
+        if let Some(f) = &c.date_format {
+            if !transforms.contains(&Transform::ToDate) {
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        format!("`date_format` on `{column}` is read by no transform"),
+                    )
+                    .at(&file, f.span.clone(), "unused format")
+                    .help("add `transform = \"to_date\"` to read strings with it"),
+                );
+                ok = false;
+            } else if let Some(e) = crate::lang::transform::date::format_error(&f.value) {
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        format!("`date_format = {:?}` is not a date format", f.value),
+                    )
+                    .at(&file, f.span.clone(), e)
+                    .help("chrono's strftime syntax, such as \"%m/%d/%Y\" or \"%Y-%m-%d %H:%M:%S\""),
+                );
+                ok = false;
+            }
+        }
+        if let Some(s) = &c.split
+            && s.value.is_empty()
+        {
+            self.diags.push(
+                Diagnostic::error(Code::InvalidValue, "`split` needs a separator")
+                    .at(&file, s.span.clone(), "empty separator")
+                    .help("write the text between the parts, such as `split = \",\"`"),
+            );
+            ok = false;
+        }
+        let wrap = c.wrap_scalar.as_ref().filter(|w| w.value);
+        let makes_array =
+            c.split.as_ref().map(|s| ("split", s.span.clone())).or(wrap.map(|w| ("wrap_scalar", w.span.clone())));
+        if let Some((option, span)) = makes_array
+            && !matches!(ty, SqlType::Array(_))
+        {
+            self.diags.push(
+                Diagnostic::error(Code::TypeMismatch, format!("`{option}` makes an array, but `{column}` is {ty}"))
+                    .at(&file, span, "array here")
+                    .help("use it on an array column (such as text[]), or on `unwind`"),
+            );
+            ok = false;
+        }
+        ok.then(|| {
+            (c.date_format.as_ref().map(|f| f.value.clone()), c.split.as_ref().map(|s| s.value.clone()), wrap.is_some())
         })
     }
 

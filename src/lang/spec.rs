@@ -77,6 +77,13 @@ pub struct JsonSpec {
     pub dates: Option<Sp<String>>,
 }
 
+/// How an unwind takes a value that is not an array.
+#[derive(Debug, Clone, Default)]
+pub struct UnwindShapeSpec {
+    pub wrap_scalar: Option<Sp<bool>>,
+    pub split: Option<Sp<String>>,
+}
+
 /// One mapping file: one source collection into one target table.
 #[derive(Debug, Clone)]
 pub struct MappingSpec {
@@ -87,6 +94,10 @@ pub struct MappingSpec {
     pub table: Option<Sp<String>>,
     pub key: Option<Sp<Vec<Sp<String>>>>,
     pub unwind: Option<Sp<String>>,
+    /// The table form's options: `unwind = { path = "$.tags", wrap_scalar = true, split = "," }`.
+    pub unwind_shape: UnwindShapeSpec,
+    /// What to do with a second row of a key: `reject` (default), `first`, `last`.
+    pub on_duplicate: Option<Sp<String>>,
     pub time_zone: Option<Sp<String>>,
     pub json: JsonSpec,
     pub filter: Vec<FilterSpec>,
@@ -133,6 +144,12 @@ pub struct ColumnSpec {
     pub required: Option<Sp<bool>>,
     pub default: Option<Sp<Literal>>,
     pub transform: Vec<Sp<String>>,
+    /// How `to_date` reads strings (chrono's strftime syntax).
+    pub date_format: Option<Sp<String>>,
+    /// Cut a string into an array at this separator.
+    pub split: Option<Sp<String>>,
+    /// A single value becomes a one-element array.
+    pub wrap_scalar: Option<Sp<bool>>,
     pub map: Vec<(Sp<String>, Sp<Literal>)>,
     /// `null_if = ["", "N/A", 0]`: sentinel values that mean null.
     pub null_if: Vec<Sp<Literal>>,
@@ -145,12 +162,27 @@ pub struct ColumnSpec {
     pub span: Range<usize>,
 }
 
-const MAPPING_KEYS: &[&str] = &["source", "table", "key", "unwind", "time_zone", "json", "filter", "columns"];
+const MAPPING_KEYS: &[&str] =
+    &["source", "table", "key", "unwind", "on_duplicate", "time_zone", "json", "filter", "columns"];
 /// Column options besides its value expression (whose keys `expr` lists).
-const COLUMN_OPTIONS: &[&str] =
-    &["references", "required", "default", "transform", "map", "map_null", "null_if", "type", "time_zone", "json"];
+const COLUMN_OPTIONS: &[&str] = &[
+    "references",
+    "required",
+    "default",
+    "transform",
+    "date_format",
+    "split",
+    "wrap_scalar",
+    "map",
+    "map_null",
+    "null_if",
+    "type",
+    "time_zone",
+    "json",
+];
 const PROJECT_KEYS: &[&str] = &["namespace", "schema", "time_zone", "json"];
 const JSON_KEYS: &[&str] = &["object_ids", "dates"];
+const UNWIND_KEYS: &[&str] = &["path", "wrap_scalar", "split"];
 const FILTER_KEYS: &[&str] = &["path", "equals", "not_equals", "in", "not_in", "exists", "type"];
 
 /// Reads a mapping directory: the project file (if any) and every mapping, in
@@ -234,6 +266,8 @@ pub fn parse_mapping(file: &SourceFile, diags: &mut Diagnostics) -> Option<Mappi
         table: None,
         key: None,
         unwind: None,
+        unwind_shape: UnwindShapeSpec::default(),
+        on_duplicate: None,
         time_zone: None,
         json: JsonSpec::default(),
         filter: Vec::new(),
@@ -246,7 +280,8 @@ pub fn parse_mapping(file: &SourceFile, diags: &mut Diagnostics) -> Option<Mappi
             "source" => m.source = cx.string(v),
             "table" => m.table = cx.string(v),
             "key" => m.key = cx.key(v),
-            "unwind" => m.unwind = cx.string(v),
+            "unwind" => (m.unwind, m.unwind_shape) = cx.unwind(v),
+            "on_duplicate" => m.on_duplicate = cx.string(v),
             "time_zone" => m.time_zone = cx.string(v),
             "json" => m.json = cx.json(v),
             "filter" => m.filter = cx.filters(v),
@@ -382,6 +417,31 @@ impl Cx<'_> {
         }
     }
 
+    /// `unwind = "$.a[*]"`, or the table `{ path = "$.a", wrap_scalar = true, split = "," }`.
+    fn unwind(&mut self, v: &Val) -> (Option<Sp<String>>, UnwindShapeSpec) {
+        let mut shape = UnwindShapeSpec::default();
+        let DeValue::Table(t) = v.get_ref() else {
+            return (self.string(v), shape);
+        };
+        let mut path = None;
+        for (k, val) in t.iter() {
+            match k.get_ref().as_ref() {
+                "path" => path = self.string(val),
+                "wrap_scalar" => shape.wrap_scalar = self.boolean(val),
+                "split" => shape.split = self.string(val),
+                other => self.unknown_key(k, other, UNWIND_KEYS, "`unwind`"),
+            }
+        }
+        if path.is_none() {
+            self.diags.push(
+                Diagnostic::error(Code::MissingKey, "`unwind` as a table needs `path`")
+                    .at(self.file, v.span(), "no path")
+                    .help("write `unwind = { path = \"$.tags\", wrap_scalar = true }`"),
+            );
+        }
+        (path, shape)
+    }
+
     fn json(&mut self, v: &Val) -> JsonSpec {
         let mut j = JsonSpec::default();
         let Some(t) = self.table(v, "a table such as { object_ids = \"hex\", dates = \"iso\" }") else {
@@ -493,6 +553,9 @@ impl Cx<'_> {
                 required: None,
                 default: None,
                 transform: Vec::new(),
+                date_format: None,
+                split: None,
+                wrap_scalar: None,
                 map: Vec::new(),
                 null_if: Vec::new(),
                 map_null: Vec::new(),
@@ -552,6 +615,9 @@ impl Cx<'_> {
                         }
                     }
                 }
+                "date_format" => c.date_format = self.string(v),
+                "split" => c.split = self.string(v),
+                "wrap_scalar" => c.wrap_scalar = self.boolean(v),
                 "null_if" => c.null_if = self.list(v),
                 "map_null" => c.map_null = self.list(v),
                 "type" => c.ty = self.string(v),

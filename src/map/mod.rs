@@ -6,11 +6,13 @@
 //! files or the database.
 
 pub mod filter;
+pub mod keep;
 
 use bson::{RawBson, RawBsonRef, RawDocument};
 
 use crate::lang::expr::RowCx;
-use crate::plan::{ColumnPlan, DefaultPlan, MappingPlan};
+use crate::lang::transform::{TransformCx, shape};
+use crate::plan::{ColumnPlan, DefaultPlan, MappingPlan, UnwindShape};
 use crate::value::cell::Cell;
 use crate::value::equal::same_value;
 use crate::value::fields::FieldTrie;
@@ -156,7 +158,9 @@ impl<'p> RowMapper<'p> {
         }
         // A JSONPath filter in the unwind path is evaluated with its count
         // of dropped elements; a plain path comes from the one-pass scan.
-        let found = if unwind.is_filtering() {
+        let found = if let Some(shape) = &self.plan.unwind_shape {
+            shaped(shape, doc).map(|f| (f, 0))
+        } else if unwind.is_filtering() {
             unwind.eval_counting_dropped(doc, None)
         } else {
             lookup(self.unwind, fields.as_deref(), &[], unwind, doc, None).map(|f| (f, 0))
@@ -292,6 +296,29 @@ impl<'p> RowMapper<'p> {
     }
 }
 
+/// The array an unwind with `split`/`wrap_scalar` takes apart: the value
+/// itself when it is an array, else the array made of it; missing or null
+/// gives no rows (counted), and a value neither option takes is a reject.
+fn shaped<'a>(u: &UnwindShape, doc: &'a RawDocument) -> Result<Found<'a>, String> {
+    let found = u.base.eval(doc, None)?;
+    let made = match found.as_ref() {
+        None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => return Ok(Found::Missing),
+        Some(RawBsonRef::Array(_)) => None,
+        Some(v @ RawBsonRef::String(_)) if u.split.is_some() => {
+            shape::split(v, u.split.as_deref().unwrap_or_default())?
+        }
+        Some(v) if u.wrap_scalar => shape::wrap(v),
+        Some(v) => {
+            return Err(format!(
+                "`unwind` over {} {}: not an array (`wrap_scalar = true` takes a single value as one element)",
+                bson_kind(v),
+                preview(v)
+            ));
+        }
+    };
+    Ok(made.map_or(found, Found::Owned))
+}
+
 /// Neither a container nor null: what an unwind cannot take apart.
 fn is_scalar(v: RawBsonRef<'_>) -> bool {
     !matches!(v, RawBsonRef::Array(_) | RawBsonRef::Document(_) | RawBsonRef::Null | RawBsonRef::Undefined)
@@ -366,12 +393,19 @@ fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Res
     if sentinel {
         v = Val::Absent;
     }
+    let cx = TransformCx { tz: col.rules.tz, date_format: col.date_format.as_deref() };
     for t in &col.transforms {
         let Some(current) = v.get() else { break };
-        v = match t.apply(current, col.rules.tz)? {
+        v = match t.apply(current, &cx)? {
             Some(o) => Val::Owned(o),
             None => Val::Absent,
         };
+    }
+    if let (Some(sep), Some(current)) = (&col.split, v.get()) {
+        v = shape::split(current, sep)?.map_or(Val::Absent, Val::Owned);
+    }
+    if let Some(wrapped) = v.get().filter(|_| col.wrap_scalar).and_then(shape::wrap) {
+        v = Val::Owned(wrapped);
     }
     if let Some(key) = v.get().filter(|_| !col.map.is_empty()).and_then(map_key)
         && let Some((_, to)) = col.map.iter().find(|(from, _)| *from == key)
@@ -590,5 +624,82 @@ name = "@"
         );
         assert_eq!(rows(&m, &rawdoc! { "_id": 1, "authors": ["x", "", "y", ""] }), vec!["FILTERED 2", "1|x", "1|y"]);
         assert_eq!(rows(&m, &rawdoc! { "_id": 2, "authors": ["", ""] }), vec!["FILTERED 2"]);
+    }
+
+    /// `wrap_scalar` and `split` on an unwind: a single value is one
+    /// element, a string is cut into elements, null or missing gives none.
+    #[test]
+    fn unwind_takes_scalars_and_strings_when_asked() {
+        let sql = "CREATE TABLE g (id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (id, name));";
+        let wrap = plan(
+            sql,
+            r#"source = "s"
+table = "g"
+unwind = { path = "$.genres", wrap_scalar = true }
+key = ["id", "name"]
+[columns]
+id = "$._id"
+name = "@"
+"#,
+        );
+        assert_eq!(rows(&wrap, &rawdoc! { "_id": 1, "genres": ["a", "b"] }), vec!["1|a", "1|b"]);
+        assert_eq!(rows(&wrap, &rawdoc! { "_id": 2, "genres": "drama" }), vec!["2|drama"]);
+        assert_eq!(rows(&wrap, &rawdoc! { "_id": 3, "genres": bson::RawBson::Null }), vec!["NO ELEMENTS"]);
+        assert_eq!(rows(&wrap, &rawdoc! { "_id": 4 }), vec!["NO ELEMENTS"]);
+        let split = plan(
+            sql,
+            r#"source = "s"
+table = "g"
+unwind = { path = "$.genres[*]", split = ", " }
+key = ["id", "name"]
+[columns]
+id = "$._id"
+name = "@"
+"#,
+        );
+        assert_eq!(rows(&split, &rawdoc! { "_id": 1, "genres": "a, b" }), vec!["1|a", "1|b"]);
+        assert_eq!(rows(&split, &rawdoc! { "_id": 2, "genres": ["x"] }), vec!["2|x"]);
+        assert_eq!(rows(&split, &rawdoc! { "_id": 3, "genres": "" }), vec!["NO ELEMENTS"]);
+        assert_eq!(
+            rows(&split, &rawdoc! { "_id": 4, "genres": 5 }),
+            vec![
+                "REJECT None None: `unwind` over int32 5: not an array (`wrap_scalar = true` takes a single value as one element)"
+            ]
+        );
+    }
+
+    /// The value steps after the transforms: `split` and `wrap_scalar` on
+    /// array columns, `to_number` and `to_date` with a format.
+    #[test]
+    fn columns_split_wrap_and_parse() {
+        let m = plan(
+            "CREATE TABLE p (id INTEGER PRIMARY KEY, tags TEXT[], ns INTEGER[], price NUMERIC(8,2), day DATE);",
+            r#"source = "s"
+table = "p"
+key = "id"
+[columns]
+id = "$._id"
+tags = { from = "$.tags", split = "," }
+ns = { from = "$.ns", wrap_scalar = true }
+price = { from = "$.price", transform = "to_number" }
+day = { from = "$.day", transform = "to_date", date_format = "%m/%d/%Y" }
+"#,
+        );
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 1, "tags": "a,b", "ns": 3, "price": " 12.50 ", "day": "03/15/2024" }),
+            vec![r#"1|{"a","b"}|{"3"}|12.50|2024-03-15"#]
+        );
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 2, "tags": ["x"], "ns": [1, 2], "price": 3 }),
+            vec![r#"2|{"x"}|{"1","2"}|3|NULL"#]
+        );
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 3, "price": "12,50" }),
+            vec![r#"REJECT None Some("price"): string "12,50" is not a number"#]
+        );
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 4, "day": "2024-03-15" }),
+            vec![r#"REJECT None Some("day"): string "2024-03-15" does not match date_format "%m/%d/%Y""#]
+        );
     }
 }

@@ -46,6 +46,11 @@ pub struct MappingPlan {
     /// For `unwind = "$.obj.*"`: the object whose entries are the rows, so
     /// each row also knows its entry's key (`key = "@"`).
     pub unwind_entries: Option<CompiledPath>,
+    /// For the table form with `wrap_scalar` or `split`: the one value
+    /// that is made into the array whose elements are the rows.
+    pub unwind_shape: Option<UnwindShape>,
+    /// What a second row with the same key becomes.
+    pub on_duplicate: OnDuplicate,
     pub filter: Vec<FilterPlan>,
     pub columns: Vec<ColumnPlan>,
     /// Indices into `columns` of the conflict key.
@@ -65,6 +70,54 @@ impl MappingPlan {
     /// loaded in a second pass, once every row of the table exists.
     pub fn self_references(&self) -> impl Iterator<Item = (usize, &ColumnPlan)> {
         self.columns.iter().enumerate().filter(|(_, c)| c.references.as_deref() == Some(self.table.as_str()))
+    }
+}
+
+/// `on_duplicate`: rows of one run that repeat a key. `Reject` (the
+/// default) rejects every row after the first; `First` and `Last` keep one
+/// and count the others as `duplicates`, for lookup tables built from
+/// repeated values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnDuplicate {
+    #[default]
+    Reject,
+    First,
+    Last,
+}
+
+impl OnDuplicate {
+    /// Every choice and the name it is written with.
+    pub const NAMES: &[(OnDuplicate, &str)] =
+        &[(OnDuplicate::Reject, "reject"), (OnDuplicate::First, "first"), (OnDuplicate::Last, "last")];
+
+    pub fn parse(s: &str) -> Option<OnDuplicate> {
+        Self::NAMES.iter().find(|(_, n)| *n == s).map(|(d, _)| *d)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(d, _)| *d == self).map_or("reject", |(_, n)| n)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UnwindShape {
+    /// The value's path (the unwind path without its `[*]`).
+    pub base: CompiledPath,
+    pub wrap_scalar: bool,
+    pub split: Option<String>,
+}
+
+impl UnwindShape {
+    /// `; split ","; a single value as one element`, for the `plan` command.
+    fn text(&self) -> String {
+        let mut t = String::new();
+        if let Some(sep) = &self.split {
+            let _ = write!(t, "; a string split at {sep:?}");
+        }
+        if self.wrap_scalar {
+            t.push_str("; a single value as one element");
+        }
+        t
     }
 }
 
@@ -91,6 +144,12 @@ pub struct ColumnPlan {
     pub not_null: bool,
     pub default: DefaultPlan,
     pub transforms: Vec<Transform>,
+    /// `date_format`: how `to_date` reads strings (chrono syntax).
+    pub date_format: Option<String>,
+    /// `split`: the separator that cuts a string into an array.
+    pub split: Option<String>,
+    /// `wrap_scalar`: a single value becomes a one-element array.
+    pub wrap_scalar: bool,
     pub map: Vec<(String, RawBson)>,
     /// Sentinel values (as read) that mean null: `null_if`.
     pub null_if: Vec<RawBson>,
@@ -189,7 +248,16 @@ impl ColumnPlan {
         if !self.null_if.is_empty() {
             steps.push(format!("null_if[{}]", self.null_if.len()));
         }
-        steps.extend(self.transforms.iter().map(|t| t.name().to_string()));
+        steps.extend(self.transforms.iter().map(|t| match (t, &self.date_format) {
+            (Transform::ToDate, Some(f)) => format!("to_date({f:?})"),
+            _ => t.name().to_string(),
+        }));
+        if let Some(sep) = &self.split {
+            steps.push(format!("split({sep:?})"));
+        }
+        if self.wrap_scalar {
+            steps.push("wrap_scalar".into());
+        }
         if !self.map.is_empty() {
             steps.push(format!("map[{}]", self.map.len()));
         }
@@ -228,9 +296,17 @@ impl Plan {
                 let m = &self.mappings[i];
                 let _ = write!(out, "  {} : {} -> {}", m.name, m.source, m.table);
                 if let Some(u) = &m.unwind {
-                    let _ = write!(out, " (one row per {u})");
+                    let _ = write!(
+                        out,
+                        " (one row per {u}{})",
+                        m.unwind_shape.as_ref().map_or(String::new(), UnwindShape::text)
+                    );
                 }
-                let _ = writeln!(out, "  key ({})", m.key_names().join(", "));
+                let dup = match m.on_duplicate {
+                    OnDuplicate::Reject => String::new(),
+                    d => format!("; a repeated key keeps the {} row", d.name()),
+                };
+                let _ = writeln!(out, "  key ({}){dup}", m.key_names().join(", "));
                 if !m.depends_on.is_empty() {
                     let _ = writeln!(out, "    after: {}", m.depends_on.join(", "));
                 }
@@ -272,6 +348,8 @@ impl Plan {
                     "table": m.table,
                     "key": m.key_names(),
                     "unwind": m.unwind.as_ref().map(|u| u.text().to_string()),
+                    "on_duplicate": m.on_duplicate.name(),
+                    "unwind_shape": m.unwind_shape.as_ref().map(|s| json!({"wrap_scalar": s.wrap_scalar, "split": s.split})),
                     "depends_on": m.depends_on,
                     "fields": m.fields,
                     "filter": m.filter.iter().map(|f| json!({"path": f.path.text(), "test": format!("{:?}", f.test)})).collect::<Vec<_>>(),

@@ -26,7 +26,7 @@ use thiserror::Error;
 use crate::pg::ledger::{self, Progress};
 use crate::pg::sink::{DbRejection, TableSink};
 use crate::pg::sql::{quote, sql};
-use crate::plan::{MappingPlan, Plan};
+use crate::plan::{MappingPlan, OnDuplicate, Plan};
 use crate::run::rejects::{RejectRecord, RejectsFile};
 use crate::run::report::{ColumnReport, MappingReport, RunReport};
 use crate::source::{Source, SourceError};
@@ -249,6 +249,10 @@ impl MappingRun<'_, '_> {
             return Ok(r);
         }
         let started = Instant::now();
+        // `on_duplicate = "first" | "last"` needs every earlier row's key:
+        // an interrupted mapping of that kind reads its source again from
+        // the start (rows loaded before come back unchanged).
+        let prior = prior.filter(|_| m.on_duplicate == OnDuplicate::Reject);
         let mut r = initial_report(m, prior);
         let from = prior.and_then(|p| p.position.clone());
         let fingerprint = self.source.fingerprint(&m.source);
@@ -357,6 +361,7 @@ impl MappingRun<'_, '_> {
         r.documents += chunk.documents;
         r.read += chunk.read;
         r.filtered += chunk.filtered;
+        r.duplicates += chunk.duplicates;
         r.document_outcomes.add(&chunk.outcomes);
         let mut db_rejects: Vec<DbRejection> = Vec::new();
         let tx = match conn {

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::report::DocCounts;
+use crate::map::keep::Keep;
 use crate::map::{ColumnStats, Rejection, RowEvent, RowMapper};
 use crate::pg::sink::write_row;
-use crate::plan::{MappingPlan, Plan};
+use crate::plan::{MappingPlan, OnDuplicate, Plan};
 use crate::schema::SqlType;
 use crate::source::{Position, Source, SourceError, SourceItem};
 use crate::value::cell::Cell;
@@ -36,6 +37,8 @@ pub(super) struct Chunk {
     pub(super) documents: u64,
     pub(super) read: u64,
     pub(super) filtered: u64,
+    /// Rows dropped for repeating a key (`on_duplicate = "first" | "last"`).
+    pub(super) duplicates: u64,
     pub(super) outcomes: DocCounts,
     /// Where to continue once this chunk is committed.
     pub(super) position: Position,
@@ -55,6 +58,7 @@ impl Chunk {
             documents: 0,
             read: 0,
             filtered: 0,
+            duplicates: 0,
             outcomes: DocCounts::default(),
             position: Position::Offset { at: 0 },
             keys: Vec::new(),
@@ -86,7 +90,9 @@ pub(super) struct UniqueSet {
 /// columns the mapping fills.
 pub(super) fn unique_sets(plan: &Plan, m: &MappingPlan) -> Vec<UniqueSet> {
     let mut sets = Vec::new();
-    if !m.key.is_empty() {
+    // With `on_duplicate = "first" | "last"` repeats of the key are kept
+    // out by the reader itself (`Keep`), not rejected.
+    if !m.key.is_empty() && m.on_duplicate == OnDuplicate::Reject {
         sets.push(UniqueSet { columns: m.key.clone(), reason: crate::pg::sink::DUPLICATE_KEY.to_string() });
     }
     let Some(table) = plan.schema.table(&m.table) else { return sets };
@@ -162,6 +168,11 @@ pub(super) fn produce(
     encoding: &Encoding,
     tx: &mpsc::Sender<Result<Produced, SourceError>>,
 ) {
+    let mut keep = Keep::new(m);
+    if let Err(e) = first_pass(&mut keep, m, source, batch, &rt) {
+        let _ = tx.blocking_send(Err(e));
+        return;
+    }
     let mut stream = match source.stream(m, from.as_ref(), batch, rt) {
         Ok(s) => s,
         Err(e) => {
@@ -182,7 +193,7 @@ pub(super) fn produce(
         };
         let doc_index = chunk.docs.len();
         chunk.documents += 1;
-        let (mut rows, mut rejected, mut no_elements) = (0u64, 0u64, false);
+        let (mut rows, mut rejected, mut duplicates, mut no_elements) = (0u64, 0u64, 0u64, false);
         match &item {
             // Framed but unreadable: one rejected document, its bytes kept.
             SourceItem::Bad(b) => {
@@ -193,8 +204,13 @@ pub(super) fn produce(
             }
             SourceItem::Doc(doc) => mapper.map(doc, |ev| match ev {
                 RowEvent::Row { element, mut cells } => {
-                    rows += 1;
                     chunk.read += 1;
+                    if !keep.keeps(&cells) {
+                        duplicates += 1;
+                        chunk.duplicates += 1;
+                        return;
+                    }
+                    rows += 1;
                     if let Some(reason) = repeated(&encoding.dedupe, &mut seen, &cells) {
                         chunk.rejects.push((doc_index, Rejection { element, column: None, reason }));
                         return;
@@ -232,7 +248,7 @@ pub(super) fn produce(
                 RowEvent::NoElements => no_elements = true,
             }),
         }
-        chunk.outcomes.record(rows, rejected, no_elements);
+        chunk.outcomes.record(rows, rejected, duplicates, no_elements);
         if rejected > 0
             && let Some(at) = stream.location()
         {
@@ -252,6 +268,25 @@ pub(super) fn produce(
         let _ = tx.blocking_send(Ok(Produced::Chunk(Box::new(chunk))));
     }
     let _ = tx.blocking_send(Ok(Produced::Done(mapper.stats)));
+}
+
+/// Reads the source once before the run when `keep` needs it (`on_duplicate = "last"`).
+pub(crate) fn first_pass(
+    keep: &mut Keep,
+    m: &MappingPlan,
+    source: &Source,
+    batch: usize,
+    rt: &tokio::runtime::Handle,
+) -> Result<(), SourceError> {
+    if keep.needs_first_pass() {
+        let mut stream = source.stream(m, None, batch, rt.clone())?;
+        while let Some(item) = stream.next_doc() {
+            if let SourceItem::Doc(doc) = item? {
+                keep.first_pass(&doc);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A dry run's stand-in for the server's unique indexes: the reason when

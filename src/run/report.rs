@@ -26,15 +26,19 @@ pub struct DocCounts {
     pub without_elements: u64,
     /// Documents that gave no row because they, or all their elements, were rejected.
     pub rejected: u64,
+    /// Documents whose every row repeated an earlier row's key (`on_duplicate`).
+    pub duplicates: u64,
 }
 
 impl DocCounts {
     /// Classifies one document by what the mapper made of it.
-    pub fn record(&mut self, rows: u64, rejected: u64, without_elements: bool) {
+    pub fn record(&mut self, rows: u64, rejected: u64, duplicates: u64, without_elements: bool) {
         if rows > 0 {
             self.with_rows += 1;
         } else if rejected > 0 {
             self.rejected += 1;
+        } else if duplicates > 0 {
+            self.duplicates += 1;
         } else {
             self.filtered += 1;
             if without_elements {
@@ -48,10 +52,11 @@ impl DocCounts {
         self.filtered += o.filtered;
         self.without_elements += o.without_elements;
         self.rejected += o.rejected;
+        self.duplicates += o.duplicates;
     }
 
     pub fn total(&self) -> u64 {
-        self.with_rows + self.filtered + self.rejected
+        self.with_rows + self.filtered + self.rejected + self.duplicates
     }
 }
 
@@ -74,6 +79,9 @@ pub struct MappingReport {
     pub unchanged: u64,
     pub rejected: u64,
     pub filtered: u64,
+    /// Rows not loaded because an earlier (`on_duplicate = "first"`) or a
+    /// later (`"last"`) row has the same key: neither rejects nor lost.
+    pub duplicates: u64,
     /// Self-references whose parent does not exist (the row keeps NULL).
     pub dangling: u64,
     pub seconds: f64,
@@ -89,7 +97,8 @@ pub struct MappingReport {
 impl MappingReport {
     /// Both promises: every row and every document is accounted for.
     pub fn balanced(&self) -> bool {
-        self.read == self.loaded + self.rejected + self.filtered && self.documents == self.document_outcomes.total()
+        self.read == self.loaded + self.rejected + self.filtered + self.duplicates
+            && self.documents == self.document_outcomes.total()
     }
 }
 
@@ -129,6 +138,7 @@ impl RunReport {
             total.unchanged += m.unchanged;
             total.rejected += m.rejected;
             total.filtered += m.filtered;
+            total.duplicates += m.duplicates;
         }
         total.seconds = self.seconds;
         total.rows_per_second = if self.seconds > 0.0 { total.loaded as f64 / self.seconds } else { 0.0 };
@@ -136,7 +146,7 @@ impl RunReport {
         for m in self.mappings.iter().filter(|m| !m.balanced()) {
             let _ = writeln!(
                 out,
-                "warning: {}: read {} != loaded + rejected + filtered, or documents {} != {} accounted for",
+                "warning: {}: read {} != loaded + rejected + filtered + duplicates, or documents {} != {} accounted for",
                 m.mapping,
                 m.read,
                 m.documents,
@@ -155,6 +165,13 @@ impl RunReport {
                 out,
                 "  {}: documents {} = {} with rows + {} filtered{} + {} rejected",
                 m.mapping, m.documents, o.with_rows, o.filtered, empty, o.rejected
+            );
+        }
+        for m in self.mappings.iter().filter(|m| m.duplicates > 0) {
+            let _ = writeln!(
+                out,
+                "  {}: {} rows repeated a key and were not loaded (on_duplicate keeps one row per key)",
+                m.mapping, m.duplicates
             );
         }
         for m in self.mappings.iter().filter(|m| m.dangling > 0) {

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use crate::map::keep::Keep;
 use crate::map::{RowEvent, RowMapper};
 use crate::pg::keys::ServerKeys;
 use crate::pg::sql::{column_types, equals_param, quote};
@@ -175,7 +176,7 @@ pub async fn validate(
 /// beside the rejects. Reads the collection through the mapping when
 /// documents and rows can differ, else counts documents.
 pub async fn source_rows(m: &MappingPlan, source: &Source) -> Result<u64, SourceError> {
-    if m.unwind.is_none() && m.filter.is_empty() {
+    if m.unwind.is_none() && m.filter.is_empty() && m.on_duplicate == crate::plan::OnDuplicate::Reject {
         return Ok(source.count(m).await.unwrap_or(0));
     }
     tokio::task::block_in_place(|| scan(m, source, 0, 0)).map(|(rows, _, _)| rows)
@@ -198,6 +199,10 @@ fn scan(
     let mut stream = source.stream(m, None, 1000, tokio::runtime::Handle::current())?;
     let stride = if sample == 0 { u64::MAX } else { (total.max(1) / sample as u64).max(1) };
     let mut mapper = RowMapper::new(m);
+    // Rows a run does not load because their key repeats (`on_duplicate`)
+    // are neither expected in the table nor sampled.
+    let mut keep = Keep::new(m);
+    crate::run::reader::first_pass(&mut keep, m, source, 1000, &tokio::runtime::Handle::current())?;
     let (mut rows, mut picked) = (0u64, Vec::new());
     let mut keys: ClientKeys = vec![Vec::new(); m.key.len()];
     let mut n = 0u64;
@@ -213,7 +218,7 @@ fn scan(
         let take = sample > 0 && n % stride == 0 && picked.len() < sample;
         n += 1;
         mapper.map(&doc, |ev| match ev {
-            RowEvent::Row { cells, .. } => {
+            RowEvent::Row { cells, .. } if keep.keeps(&cells) => {
                 rows += 1;
                 let key: Vec<Option<String>> = m.key.iter().map(|&i| cells[i].to_pg_text()).collect();
                 for (col, k) in keys.iter_mut().zip(&key) {
@@ -224,7 +229,7 @@ fn scan(
                 }
             }
             RowEvent::Rejected(_) => rows += 1,
-            RowEvent::Filtered(_) | RowEvent::NoElements => {}
+            RowEvent::Row { .. } | RowEvent::Filtered(_) | RowEvent::NoElements => {}
         });
     }
     Ok((rows, keys, picked))

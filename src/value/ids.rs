@@ -4,6 +4,14 @@
 //!
 //! The UUID's name is the id's canonical text: an ObjectId's 24 lowercase hex
 //! digits, a string as is, an integer in decimal, a UUID in hyphenated form.
+//!
+//! An id from several fields (`id = ["$.zip", "$.state"]`) is typed: its
+//! name is, for each value in order, a tag (`s` for text: a string, an
+//! ObjectId's hex, a UUID's hyphenated form; `i` for an integer), the
+//! text's length in bytes in decimal, `:` and the text. So `["10001",
+//! "NY"]` is named `s5:10001s2:NY`, `[10001, "NY"]` is `i5:10001s2:NY`, and
+//! no two lists share a name. This encoding is fixed forever: ids in
+//! databases depend on it.
 
 use bson::RawBsonRef;
 use bson::oid::ObjectId;
@@ -32,6 +40,36 @@ impl IdNamespace {
             hex[2 * i + 1] = HEX[(b & 15) as usize];
         }
         Uuid::new_v5(&self.0, &hex)
+    }
+
+    /// The UUID for the values of several fields, in order (module docs).
+    pub fn derive_parts(&self, parts: &[RawBsonRef<'_>]) -> Result<Uuid, String> {
+        let mut name = Vec::new();
+        for (i, v) in parts.iter().enumerate() {
+            let (tag, text) = match *v {
+                RawBsonRef::ObjectId(oid) => ('s', oid.to_hex()),
+                RawBsonRef::String(s) if !s.is_empty() => ('s', s.to_string()),
+                RawBsonRef::Int32(n) => ('i', n.to_string()),
+                RawBsonRef::Int64(n) => ('i', n.to_string()),
+                RawBsonRef::Binary(b) if matches!(b.subtype, BinarySubtype::Uuid | BinarySubtype::UuidOld) => (
+                    's',
+                    Uuid::from_slice(b.bytes).map_err(|e| format!("bad UUID binary: {e}"))?.hyphenated().to_string(),
+                ),
+                RawBsonRef::String(_) => return Err(format!("part {} of the id is an empty string", i + 1)),
+                other => {
+                    return Err(format!(
+                        "part {} of the id is {}, which cannot be part of an id (ObjectId, string, integer or UUID expected)",
+                        i + 1,
+                        crate::value::text::bson_kind(other)
+                    ));
+                }
+            };
+            name.push(tag as u8);
+            name.extend_from_slice(text.len().to_string().as_bytes());
+            name.push(b':');
+            name.extend_from_slice(text.as_bytes());
+        }
+        Ok(Uuid::new_v5(&self.0, &name))
     }
 
     /// The UUID for a source id value, or why it cannot be one.
@@ -70,5 +108,23 @@ mod tests {
         assert!(ns.derive(RawBsonRef::Double(1.5)).is_err());
         let other = IdNamespace(Uuid::from_u128(1));
         assert_ne!(a, other.derive(RawBsonRef::ObjectId(oid)).unwrap());
+    }
+
+    /// The several-field encoding, pinned: these UUIDs must never change.
+    #[test]
+    fn ids_from_several_fields_are_typed_and_stable() {
+        let ns = IdNamespace::default();
+        let zip_ny = ns.derive_parts(&[RawBsonRef::String("10001"), RawBsonRef::String("NY")]).unwrap();
+        assert_eq!(zip_ny, Uuid::new_v5(&DEFAULT_NAMESPACE, b"s5:10001s2:NY"));
+        let int_zip = ns.derive_parts(&[RawBsonRef::Int32(10001), RawBsonRef::String("NY")]).unwrap();
+        assert_ne!(zip_ny, int_zip);
+        assert_eq!(int_zip, ns.derive_parts(&[RawBsonRef::Int64(10001), RawBsonRef::String("NY")]).unwrap());
+        // Lengths keep the parts apart: ("ab", "c") is not ("a", "bc").
+        assert_ne!(
+            ns.derive_parts(&[RawBsonRef::String("ab"), RawBsonRef::String("c")]).unwrap(),
+            ns.derive_parts(&[RawBsonRef::String("a"), RawBsonRef::String("bc")]).unwrap()
+        );
+        assert!(ns.derive_parts(&[RawBsonRef::String("a"), RawBsonRef::Double(1.5)]).unwrap_err().contains("part 2"));
+        assert!(ns.derive_parts(&[RawBsonRef::String("")]).unwrap_err().contains("empty string"));
     }
 }

@@ -46,6 +46,7 @@ fn every_problem_is_rendered_with_location_and_code() {
         ("natural-key-misuse", "reference-mismatch"),
         ("filter-type-misuse", "invalid-value"),
         ("format-misuse", "invalid-value"),
+        ("shaping-misuse", "invalid-value"),
     ];
     for (dir, code) in cases {
         let (status, _, stderr) = check(dir, "schema", &[]);

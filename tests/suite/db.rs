@@ -27,6 +27,16 @@ impl TestDb {
         TestDb { url: format!("{}/{name}", server()), name, rt }
     }
 
+    /// Creates the database now (for a test's own use, not the tool's).
+    pub fn create(&self) {
+        let url = format!("{}/postgres", server());
+        let sql = format!("CREATE DATABASE \"{}\"", self.name);
+        self.rt.block_on(async move {
+            let mut c = PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.unwrap();
+        });
+    }
+
     pub fn exists(&self) -> bool {
         let url = format!("{}/postgres", server());
         let name = self.name.clone();

@@ -14,7 +14,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::Value;
 
 use super::db::TestDb;
-use super::{finlit_map, read_rejects};
+use super::{cli, project_with, read_rejects, source};
 
 const SCHEMA: &str = "CREATE TABLE vals (
     id INTEGER PRIMARY KEY,
@@ -46,33 +46,6 @@ s = "$.s"
 /// A mapping project in `dir`: the schema above and the given mapping files.
 fn project(dir: &Path, mappings: &[(&str, &str)]) -> std::path::PathBuf {
     project_with(dir, SCHEMA, "DROP TABLE keyed; DROP TABLE vals;", mappings)
-}
-
-/// A mapping project with its own schema (one migration) and mapping files.
-fn project_with(dir: &Path, up: &str, down: &str, mappings: &[(&str, &str)]) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir.join("schema")).unwrap();
-    std::fs::write(dir.join("schema/0001_schema.up.sql"), up).unwrap();
-    std::fs::write(dir.join("schema/0001_schema.down.sql"), down).unwrap();
-    let m = dir.join("mappings");
-    std::fs::create_dir_all(&m).unwrap();
-    for (name, text) in mappings {
-        std::fs::write(m.join(format!("{name}.toml")), text).unwrap();
-    }
-    m
-}
-
-/// Runs the binary; returns exit code, JSON report (when asked) and stderr.
-fn cli(cwd: &Path, args: &[&str]) -> (i32, Value, String) {
-    let (code, stdout, stderr) = finlit_map(cwd, args);
-    (code, serde_json::from_str(&stdout).unwrap_or(Value::Null), format!("{stdout}{stderr}"))
-}
-
-/// A source directory `src` beside the project holding one collection file.
-fn source(work: &Path, file: &str, lines: &[&str]) -> std::path::PathBuf {
-    let src = work.join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join(file), lines.join("\n")).unwrap();
-    src
 }
 
 /// One generated document and what PostgreSQL must hold for it.

@@ -6,6 +6,7 @@ mod binary;
 mod check;
 mod db;
 mod exact;
+mod language;
 mod live;
 mod manage;
 mod mongo;
@@ -24,6 +25,33 @@ pub fn finlit_map(cwd: &Path, args: &[&str]) -> (i32, String, String) {
         .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// A mapping project with its own schema (one migration) and mapping files.
+pub fn project_with(dir: &Path, up: &str, down: &str, mappings: &[(&str, &str)]) -> PathBuf {
+    std::fs::create_dir_all(dir.join("schema")).unwrap();
+    std::fs::write(dir.join("schema/0001_schema.up.sql"), up).unwrap();
+    std::fs::write(dir.join("schema/0001_schema.down.sql"), down).unwrap();
+    let m = dir.join("mappings");
+    std::fs::create_dir_all(&m).unwrap();
+    for (name, text) in mappings {
+        std::fs::write(m.join(format!("{name}.toml")), text).unwrap();
+    }
+    m
+}
+
+/// Runs the binary; returns exit code, JSON report (when asked) and stderr.
+pub fn cli(cwd: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let (code, stdout, stderr) = finlit_map(cwd, args);
+    (code, serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null), format!("{stdout}{stderr}"))
+}
+
+/// A source directory `src` beside the project holding one collection file.
+pub fn source(work: &Path, file: &str, lines: &[&str]) -> PathBuf {
+    let src = work.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join(file), lines.join("\n")).unwrap();
+    src
 }
 
 /// Every line of the rejects file a run wrote in `dir`.

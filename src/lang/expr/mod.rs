@@ -16,6 +16,7 @@ pub mod from;
 pub mod id;
 pub mod key;
 pub mod position;
+pub mod regex;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -108,7 +109,8 @@ pub struct Kind {
 }
 
 /// Every expression a column table may use, by key.
-pub const KINDS: &[Kind] = &[from::KIND, id::KIND, coalesce::KIND, format::KIND, position::KIND, key::KIND];
+pub const KINDS: &[Kind] =
+    &[from::KIND, id::KIND, coalesce::KIND, format::KIND, regex::KIND, position::KIND, key::KIND];
 
 /// The kind written with `key`.
 pub fn kind(key: &str) -> Option<&'static Kind> {
@@ -177,12 +179,24 @@ mod tests {
     /// over `{"a": 5, "s": "x", "n": null}`: the cell it gives, or why it is refused.
     #[test]
     fn every_expression_compiles_and_evaluates() {
-        let doc = bson::rawdoc! { "a": 5, "s": "x", "n": null };
+        let doc = bson::rawdoc! { "a": 5, "s": "x", "n": null, "t": "Heat (1995)" };
+        let re = |pattern: &str, group: Option<Literal>| {
+            let mut t = vec![
+                ("from".into(), Literal::String("$.t".into())),
+                ("pattern".into(), Literal::String(pattern.into())),
+            ];
+            t.extend(group.map(|g| ("group".to_string(), g)));
+            Literal::Table(t)
+        };
         let index = |at: &str| Literal::Table(vec![("index".into(), Literal::String(at.into()))]);
         let paths = |ps: &[&str]| Literal::Array(ps.iter().map(|p| Literal::String(p.to_string())).collect());
         let rules = CoerceRules::default();
         let id_of_5 = IdNamespace::default().derive(RawBsonRef::Int32(5)).map(|u| u.to_string()).unwrap();
         let str_arg = |s: &str| Literal::String(s.into());
+        let id_of_x_5 = IdNamespace::default()
+            .derive_parts(&[RawBsonRef::String("x"), RawBsonRef::Int32(5)])
+            .map(|u| u.to_string())
+            .unwrap();
         type Row<'s> = (&'s str, Literal, SqlType, Result<Option<String>, &'s str>);
         let rows: Vec<Row> = vec![
             ("from", str_arg("$.a"), SqlType::Integer, Ok(Some("5".into()))),
@@ -190,8 +204,12 @@ mod tests {
             ("from", str_arg("$.s"), SqlType::Text, Ok(Some("x".into()))),
             ("from", Literal::Integer(1), SqlType::Text, Err("expected a string, found an integer")),
             ("from", str_arg("a"), SqlType::Text, Err("a path starts with")),
-            ("id", str_arg("$.a"), SqlType::Uuid, Ok(Some(id_of_5))),
+            ("id", str_arg("$.a"), SqlType::Uuid, Ok(Some(id_of_5.clone()))),
             ("id", str_arg("$.a"), SqlType::Integer, Err("`id` derives a UUID, but `c` is integer")),
+            ("id", paths(&["$.a"]), SqlType::Uuid, Ok(Some(id_of_5.clone()))),
+            ("id", paths(&["$.s", "$.a"]), SqlType::Uuid, Ok(Some(id_of_x_5))),
+            ("id", paths(&["$.s", "$.missing"]), SqlType::Uuid, Ok(None)),
+            ("id", Literal::Array(vec![]), SqlType::Uuid, Err("expected a path, or an array of paths")),
             ("coalesce", paths(&["$.missing", "$.n", "$.a", "$.s"]), SqlType::Integer, Ok(Some("5".into()))),
             ("coalesce", paths(&["$.s", "$.a"]), SqlType::Text, Ok(Some("x".into()))),
             ("coalesce", paths(&["$.missing", "$.n"]), SqlType::Text, Ok(None)),
@@ -207,6 +225,20 @@ mod tests {
             ("position", index("@1"), SqlType::Integer, Err("only `@`")),
             ("position", str_arg("@"), SqlType::Integer, Err("expected a table such as { index = \"@\" }")),
             ("position", index("@"), SqlType::Text, Err("`position` gives an integer, but `c` is text")),
+            ("regex", re(r"^(.*) \((\d{4})\)$", None), SqlType::Text, Ok(Some("Heat".into()))),
+            ("regex", re(r"^(.*) \((\d{4})\)$", Some(Literal::Integer(2))), SqlType::Integer, Ok(Some("1995".into()))),
+            (
+                "regex",
+                re(r"\((?<year>\d+)\)", Some(Literal::String("year".into()))),
+                SqlType::Text,
+                Ok(Some("1995".into())),
+            ),
+            ("regex", re(r"\d+", None), SqlType::Text, Ok(Some("1995".into()))),
+            ("regex", re(r"^x$", None), SqlType::Text, Ok(None)),
+            ("regex", re(r"(", None), SqlType::Text, Err("`pattern` is not a regular expression")),
+            ("regex", re(r"(a)", Some(Literal::Integer(2))), SqlType::Text, Err("is not in the pattern")),
+            ("regex", re(r"(a)", Some(Literal::String("b".into()))), SqlType::Text, Err("is not in the pattern")),
+            ("regex", str_arg("$.t"), SqlType::Text, Err("expected a table such as { from")),
         ];
         for (key, arg, ty, want) in rows {
             let mut cx = Stub { ty: ty.clone(), errors: Vec::new() };
@@ -215,9 +247,8 @@ mod tests {
                 None => Err(cx.errors.join("; ")),
                 Some(e) => {
                     let paths: Vec<CompiledPath> = e.paths().into_iter().cloned().collect();
-                    let found =
-                        e.eval(&mut |i| paths[i].eval(&doc, None), &RowCx { index: Some(3), key: Some("fr") }).unwrap();
-                    Ok(found.as_ref().map(|v| e.convert(v, &ty, &rules).unwrap().to_pg_text().unwrap()))
+                    let found = e.eval(&mut |i| paths[i].eval(&doc, None), &RowCx { index: Some(3), key: Some("fr") });
+                    found.map(|f| f.as_ref().map(|v| e.convert(v, &ty, &rules).unwrap().to_pg_text().unwrap()))
                 }
             };
             match (&got, &want) {
@@ -229,6 +260,11 @@ mod tests {
         let d = DefaultOnly;
         assert!(d.paths().is_empty() && d.is_default_only());
         assert!(matches!(d.eval(&mut |_| unreachable!(), &RowCx::default()), Ok(Found::Missing)));
-        assert_eq!(keys(), ["from", "id", "coalesce", "format", "position", "key"]);
+        assert_eq!(keys(), ["from", "id", "coalesce", "format", "regex", "position", "key"]);
+        // A value that is not a string is refused at run time, not matched.
+        let mut cx = Stub { ty: SqlType::Text, errors: Vec::new() };
+        let e = (kind("regex").unwrap().compile)(&sp(re("x", None)), &mut cx).unwrap();
+        let err = e.eval(&mut |_| Ok(Found::Borrowed(RawBsonRef::Int32(7))), &RowCx::default()).unwrap_err();
+        assert!(err.contains("reads a string, but the value is int32"), "{err}");
     }
 }

@@ -3,9 +3,12 @@
 //! Each is a function of one value, applied in the order written, after the
 //! value is read and before it is mapped (`map`) and coerced. Strings are the
 //! input of the text transforms; any other type is a rejection, never a
-//! silent pass-through.
+//! silent pass-through. Two column options shape a value into an array
+//! after the transforms: `split` and `wrap_scalar` ([`shape`]).
 
 pub mod date;
+pub mod number;
+pub mod shape;
 pub mod text;
 
 use bson::{RawBson, RawBsonRef};
@@ -24,6 +27,20 @@ pub enum Transform {
     /// A BSON date becomes midnight of its day in the column's time zone,
     /// for DATE columns fed with date-times.
     Date,
+    /// A numeric string becomes an exact number (int64, or decimal128);
+    /// numbers pass; anything else is refused.
+    ToNumber,
+    /// A date string becomes a BSON date, read with the column's
+    /// `date_format` (chrono syntax) or as ISO-8601; dates pass.
+    ToDate,
+}
+
+/// What a transform may need beside the value: the column's zone and
+/// its `date_format`.
+#[derive(Debug, Clone, Copy)]
+pub struct TransformCx<'c> {
+    pub tz: Tz,
+    pub date_format: Option<&'c str>,
 }
 
 /// Every transform and the name it is written with: the only list.
@@ -34,6 +51,8 @@ const ALL: &[(Transform, &str)] = &[
     (Transform::CollapseWhitespace, "collapse_whitespace"),
     (Transform::EmptyToNull, "empty_to_null"),
     (Transform::Date, "date"),
+    (Transform::ToNumber, "to_number"),
+    (Transform::ToDate, "to_date"),
 ];
 
 impl Transform {
@@ -51,9 +70,11 @@ impl Transform {
     }
 
     /// Applies the transform. `Ok(None)` means the value became null.
-    pub fn apply(self, v: RawBsonRef<'_>, tz: Tz) -> Result<Option<RawBson>, String> {
+    pub fn apply(self, v: RawBsonRef<'_>, cx: &TransformCx<'_>) -> Result<Option<RawBson>, String> {
         match self {
-            Transform::Date => date::midnight(v, tz),
+            Transform::Date => date::midnight(v, cx.tz),
+            Transform::ToDate => date::parse(v, cx),
+            Transform::ToNumber => number::to_number(v),
             Transform::Trim
             | Transform::Lowercase
             | Transform::Uppercase
@@ -80,7 +101,9 @@ mod tests {
                 | Transform::Uppercase
                 | Transform::CollapseWhitespace
                 | Transform::EmptyToNull
-                | Transform::Date => {}
+                | Transform::Date
+                | Transform::ToNumber
+                | Transform::ToDate => {}
             }
         }
         assert_eq!(Transform::names().len(), ALL.len());
@@ -89,7 +112,8 @@ mod tests {
 
     #[test]
     fn transforms() {
-        let s = |t: Transform, v: &str| match t.apply(RawBsonRef::String(v), Tz::UTC) {
+        let cx = TransformCx { tz: Tz::UTC, date_format: None };
+        let s = |t: Transform, v: &str| match t.apply(RawBsonRef::String(v), &cx) {
             Ok(Some(RawBson::String(s))) => s,
             Ok(None) => "<null>".into(),
             other => format!("{other:?}"),
@@ -99,9 +123,9 @@ mod tests {
         assert_eq!(s(Transform::Uppercase, "ab"), "AB");
         assert_eq!(s(Transform::CollapseWhitespace, " a \t b\n"), "a b");
         assert_eq!(s(Transform::EmptyToNull, "  "), "<null>");
-        assert!(Transform::Trim.apply(RawBsonRef::Int32(1), Tz::UTC).is_err());
+        assert!(Transform::Trim.apply(RawBsonRef::Int32(1), &cx).is_err());
         let noon = bson::DateTime::from_millis(1_736_942_400_000); // 2025-01-15T12:00Z
-        let Some(RawBson::DateTime(d)) = Transform::Date.apply(RawBsonRef::DateTime(noon), Tz::UTC).unwrap() else {
+        let Some(RawBson::DateTime(d)) = Transform::Date.apply(RawBsonRef::DateTime(noon), &cx).unwrap() else {
             panic!()
         };
         assert_eq!(d.timestamp_millis(), 1_736_899_200_000);

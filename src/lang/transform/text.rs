@@ -15,7 +15,7 @@ pub(super) fn apply(t: Transform, v: RawBsonRef<'_>) -> Result<Option<RawBson>, 
         Transform::Uppercase => s.to_uppercase(),
         Transform::CollapseWhitespace => s.split_whitespace().collect::<Vec<_>>().join(" "),
         Transform::EmptyToNull if s.trim().is_empty() => return Ok(None),
-        Transform::EmptyToNull | Transform::Date => s.to_string(),
+        Transform::EmptyToNull | Transform::Date | Transform::ToNumber | Transform::ToDate => s.to_string(),
     };
     Ok(Some(RawBson::String(out)))
 }
