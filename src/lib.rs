@@ -38,7 +38,8 @@
 //!   - [`value::types`]: one file per PostgreSQL type family (accepted values, binary COPY, OID):
 //!     [`value::types::text`], [`value::types::integer`], [`value::types::numeric`],
 //!     [`value::types::float`], [`value::types::boolean`], [`value::types::temporal`],
-//!     [`value::types::uuid`], [`value::types::json`], [`value::types::array`].
+//!     [`value::types::uuid`], [`value::types::json`], [`value::types::bytea`],
+//!     [`value::types::array`].
 //!   - [`value::text`]: shared text of values (kinds, decimals, dates); a leaf.
 //!   - [`value::equal`]: exact equality of BSON values, numbers across types.
 //! - [`map`]: one document through one mapping: filter, unwind, rows.

@@ -16,9 +16,11 @@ use crate::lang::diag::{Code, Diagnostic, Diagnostics, SourceFile, did_you_mean}
 use crate::lang::expr::{DefaultOnly, ExprCx, ExprRef};
 use crate::lang::spec::{self, ColumnSpec, Literal, MappingSpec, Sp};
 use crate::lang::transform::Transform;
-use crate::plan::{ColumnPlan, DefaultPlan, FilterPlan, FilterTest, MappingPlan, OnDuplicate, UnwindShape};
-use crate::schema::{Schema, SqlType, Table};
-use crate::value::coerce::{CoerceRules, coerce};
+use crate::plan::{
+    ColumnPlan, DefaultPlan, FilterPlan, FilterTest, InnerUnwind, MappingPlan, OnDuplicate, OnMissing, UnwindShape,
+};
+use crate::schema::{Column, Schema, SqlType, Table};
+use crate::value::coerce::{BytesText, CoerceRules, coerce};
 use crate::value::path::{CompiledPath, Root};
 
 pub(super) struct MappingCx<'a> {
@@ -29,8 +31,9 @@ pub(super) struct MappingCx<'a> {
     pub(super) diags: &'a mut Diagnostics,
     /// (referenced table, file, span) for each reference to another table.
     pub(super) edges: Vec<(String, SourceFile, Range<usize>)>,
-    /// The mapping unwinds an object's entries (`unwind = "$.obj.*"`).
-    pub(super) entries: bool,
+    /// Per unwind level, outermost first: whether it unwinds an object's
+    /// entries (`unwind = "$.obj.*"`).
+    pub(super) entries: Vec<bool>,
 }
 
 impl MappingCx<'_> {
@@ -73,7 +76,10 @@ impl MappingCx<'_> {
             .and_then(|u| u.text().strip_suffix(".*"))
             .and_then(|parent| CompiledPath::parse(parent).ok())
             .filter(CompiledPath::is_simple);
-        self.entries = unwind_entries.is_some();
+        let inner_unwinds: Vec<InnerUnwind> = spec.unwind_inner.iter().filter_map(|u| self.inner_unwind(u)).collect();
+        self.entries = std::iter::once(unwind_entries.is_some())
+            .chain(inner_unwinds.iter().map(|i| i.entries.is_some()))
+            .collect();
         let on_duplicate = match &spec.on_duplicate {
             None => OnDuplicate::Reject,
             Some(d) => OnDuplicate::parse(&d.value).unwrap_or_else(|| {
@@ -106,6 +112,7 @@ impl MappingCx<'_> {
             unwind,
             unwind_entries,
             unwind_shape,
+            inner_unwinds,
             on_duplicate,
             filter,
             columns,
@@ -118,7 +125,21 @@ impl MappingCx<'_> {
     fn path(&mut self, p: &Sp<String>, unwinding: bool) -> Option<CompiledPath> {
         match CompiledPath::parse(&p.value) {
             Ok(c) => {
-                if c.root() == Root::Element && !unwinding {
+                let declared = usize::from(self.spec.unwind.is_some()) + self.spec.unwind_inner.len();
+                if let Root::Level(n) = c.root()
+                    && usize::from(n) > declared
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::UnwindPathOutside,
+                            format!("`{}` reads unwind level {n}, but this mapping unwinds {declared}", p.value),
+                        )
+                        .at(self.file(), p.span.clone(), "no such level")
+                        .help("`@1` is the outermost level of `unwind = [\"$.a[*]\", \"@.b[*]\"]`, `@` the innermost"),
+                    );
+                    return None;
+                }
+                if c.root() != Root::Document && !unwinding {
                     self.diags.push(
                         Diagnostic::error(
                             Code::UnwindPathOutside,
@@ -172,6 +193,33 @@ impl MappingCx<'_> {
         }
         let each = self.path(&Sp::new(format!("{base_text}[*]"), u.span.clone()), false)?;
         Some((each, Some(UnwindShape { base, wrap_scalar, split: shape.split.as_ref().map(|s| s.value.clone()) })))
+    }
+
+    /// A nested level: a plain path from the element above, to an array
+    /// (`@.benefits[*]`) or an object's entries (`@.tiers.*`).
+    fn inner_unwind(&mut self, u: &Sp<String>) -> Option<InnerUnwind> {
+        let path = self.path(u, true)?;
+        let entries = u
+            .value
+            .trim_end()
+            .strip_suffix(".*")
+            .and_then(|parent| CompiledPath::parse(parent).ok())
+            .filter(|p| p.is_simple() && p.root() == Root::Element);
+        let plain_each = path.fast_segments().is_some_and(|(_, each)| each);
+        if path.root() != Root::Element || !(plain_each || entries.is_some()) {
+            self.diags.push(
+                Diagnostic::error(
+                    Code::UnwindNotArray,
+                    format!("a nested unwind level takes the element above apart; `{}` does not", u.value),
+                )
+                .at(self.file(), u.span.clone(), "not a plain `@` path to an array or an object's entries")
+                .help(
+                    "write `@.field[*]` (an array) or `@.field.*` (an object's entries); filter elements with `filter`",
+                ),
+            );
+            return None;
+        }
+        Some(InnerUnwind { path, entries })
     }
 
     fn unwind_path(&mut self, u: &Sp<String>) -> Option<CompiledPath> {
@@ -288,6 +336,7 @@ impl MappingCx<'_> {
             );
             return None;
         }
+        self.byte_rules(c, &ty, &mut rules)?;
 
         let value: ExprRef = match &c.source {
             Some(e) => {
@@ -356,6 +405,7 @@ impl MappingCx<'_> {
         }
 
         let (references, references_column) = self.references(c, table, col, &value).unzip();
+        let on_missing = self.on_missing(c, col, references.is_some())?;
         Some(ColumnPlan {
             name: col.name.clone(),
             ty,
@@ -372,8 +422,98 @@ impl MappingCx<'_> {
             map_null,
             references,
             references_column,
+            on_missing,
             rules,
         })
+    }
+
+    /// `encoding` (bytea columns) and `dimensions` (array columns) into the
+    /// column's coercion rules.
+    fn byte_rules(&mut self, c: &ColumnSpec, ty: &SqlType, rules: &mut CoerceRules) -> Option<()> {
+        let file = self.spec.file.clone();
+        let mut ok = true;
+        if let Some(e) = &c.encoding {
+            let names: Vec<&str> = BytesText::NAMES.iter().map(|(_, n)| *n).collect();
+            match BytesText::parse(&e.value) {
+                None => {
+                    self.diags.push(super::bad_choice(&file, e, "`encoding`", &names));
+                    ok = false;
+                }
+                Some(_) if *ty != SqlType::Bytea => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::TypeMismatch,
+                            format!("`encoding` says how strings hold bytes, but `{}` is {ty}", c.name.value),
+                        )
+                        .at(&file, e.span.clone(), "not a bytea column")
+                        .help("use it on a bytea column"),
+                    );
+                    ok = false;
+                }
+                Some(b) => rules.bytes = Some(b),
+            }
+        }
+        if let Some(d) = &c.dimensions {
+            match d.value {
+                Literal::Integer(n) if n > 0 && matches!(ty, SqlType::Array(_)) => {
+                    rules.dimensions = u32::try_from(n).ok();
+                }
+                Literal::Integer(n) if n > 0 => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::TypeMismatch,
+                            format!("`dimensions` checks an array's length, but `{}` is {ty}", c.name.value),
+                        )
+                        .at(&file, d.span.clone(), "not an array column")
+                        .help("use it on an array column such as real[]"),
+                    );
+                    ok = false;
+                }
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error(Code::InvalidValue, "`dimensions` must be a positive integer")
+                            .at(&file, d.span.clone(), format!("found {}", d.value.kind()))
+                            .help("write the vector length, such as `dimensions = 1536`"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(())
+    }
+
+    /// `on_missing`: a known choice, on a reference, into a nullable column.
+    fn on_missing(&mut self, c: &ColumnSpec, col: &Column, references: bool) -> Option<OnMissing> {
+        let Some(o) = &c.on_missing else { return Some(OnMissing::Reject) };
+        let file = self.spec.file.clone();
+        let Some(choice) = OnMissing::parse(&o.value) else {
+            let names: Vec<&str> = OnMissing::NAMES.iter().map(|(_, n)| *n).collect();
+            self.diags.push(super::bad_choice(&file, o, "`on_missing`", &names));
+            return None;
+        };
+        if !references {
+            self.diags.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    format!("`on_missing` on `{}`, which references nothing", col.name),
+                )
+                .at(&file, o.span.clone(), "no `references` here")
+                .help("add `references = \"table\"`, or drop `on_missing`"),
+            );
+            return None;
+        }
+        if choice == OnMissing::Null && col.not_null {
+            self.diags.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    format!("`on_missing = \"null\"` on `{}`, which is NOT NULL in the schema", col.name),
+                )
+                .at(&file, o.span.clone(), "cannot be NULL")
+                .help("drop NOT NULL from the column in a migration, or keep `on_missing = \"reject\"`"),
+            );
+            return None;
+        }
+        Some(choice)
     }
 
     /// `date_format`, `split` and `wrap_scalar`, checked against the
@@ -616,12 +756,15 @@ impl ExprCx for ColumnCx<'_, '_> {
             .push(Diagnostic::error(Code::InvalidValue, message).at(&file, at.span.clone(), "here").help(help));
     }
 
-    fn unwinding(&self) -> bool {
-        self.unwinding
+    /// Levels as declared, so a level that failed to compile is not
+    /// reported again at every column that names it.
+    fn levels(&self) -> usize {
+        if self.unwinding { 1 + self.cx.spec.unwind_inner.len() } else { 0 }
     }
 
-    fn unwinding_entries(&self) -> bool {
-        self.cx.entries
+    fn entries_at(&self, n: Option<usize>) -> bool {
+        let at = n.map_or(self.cx.entries.len().checked_sub(1), |n| n.checked_sub(1));
+        at.and_then(|i| self.cx.entries.get(i)).copied().unwrap_or(false)
     }
 
     fn ty(&self) -> &SqlType {

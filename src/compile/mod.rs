@@ -84,7 +84,7 @@ pub fn compile(
             defaults: &defaults,
             diags,
             edges: Vec::new(),
-            entries: false,
+            entries: Vec::new(),
         };
         if let Some(m) = cx.compile() {
             let idx = mappings.len();

@@ -96,6 +96,9 @@ pub struct MappingSpec {
     pub unwind: Option<Sp<String>>,
     /// The table form's options: `unwind = { path = "$.tags", wrap_scalar = true, split = "," }`.
     pub unwind_shape: UnwindShapeSpec,
+    /// Nested levels: `unwind = ["$.tiers.*", "@.benefits[*]"]` gives the
+    /// first as `unwind` and the others here, outermost first.
+    pub unwind_inner: Vec<Sp<String>>,
     /// What to do with a second row of a key: `reject` (default), `first`, `last`.
     pub on_duplicate: Option<Sp<String>>,
     pub time_zone: Option<Sp<String>>,
@@ -141,6 +144,8 @@ pub struct ColumnSpec {
     pub name: Sp<String>,
     pub source: Option<ExprSpec>,
     pub references: Option<Sp<String>>,
+    /// A reference to a row that is not there: `reject` (default) or `null`.
+    pub on_missing: Option<Sp<String>>,
     pub required: Option<Sp<bool>>,
     pub default: Option<Sp<Literal>>,
     pub transform: Vec<Sp<String>>,
@@ -150,6 +155,10 @@ pub struct ColumnSpec {
     pub split: Option<Sp<String>>,
     /// A single value becomes a one-element array.
     pub wrap_scalar: Option<Sp<bool>>,
+    /// How strings hold bytes for a bytea column: `base64` or `hex`.
+    pub encoding: Option<Sp<String>>,
+    /// The length every array value must have (vectors).
+    pub dimensions: Option<Sp<Literal>>,
     pub map: Vec<(Sp<String>, Sp<Literal>)>,
     /// `null_if = ["", "N/A", 0]`: sentinel values that mean null.
     pub null_if: Vec<Sp<Literal>>,
@@ -167,12 +176,15 @@ const MAPPING_KEYS: &[&str] =
 /// Column options besides its value expression (whose keys `expr` lists).
 const COLUMN_OPTIONS: &[&str] = &[
     "references",
+    "on_missing",
     "required",
     "default",
     "transform",
     "date_format",
     "split",
     "wrap_scalar",
+    "encoding",
+    "dimensions",
     "map",
     "map_null",
     "null_if",
@@ -267,6 +279,7 @@ pub fn parse_mapping(file: &SourceFile, diags: &mut Diagnostics) -> Option<Mappi
         key: None,
         unwind: None,
         unwind_shape: UnwindShapeSpec::default(),
+        unwind_inner: Vec::new(),
         on_duplicate: None,
         time_zone: None,
         json: JsonSpec::default(),
@@ -280,7 +293,7 @@ pub fn parse_mapping(file: &SourceFile, diags: &mut Diagnostics) -> Option<Mappi
             "source" => m.source = cx.string(v),
             "table" => m.table = cx.string(v),
             "key" => m.key = cx.key(v),
-            "unwind" => (m.unwind, m.unwind_shape) = cx.unwind(v),
+            "unwind" => (m.unwind, m.unwind_shape, m.unwind_inner) = cx.unwind(v),
             "on_duplicate" => m.on_duplicate = cx.string(v),
             "time_zone" => m.time_zone = cx.string(v),
             "json" => m.json = cx.json(v),
@@ -417,11 +430,22 @@ impl Cx<'_> {
         }
     }
 
-    /// `unwind = "$.a[*]"`, or the table `{ path = "$.a", wrap_scalar = true, split = "," }`.
-    fn unwind(&mut self, v: &Val) -> (Option<Sp<String>>, UnwindShapeSpec) {
+    /// `unwind = "$.a[*]"`, the table `{ path = "$.a", wrap_scalar = true,
+    /// split = "," }`, or nested levels `["$.a.*", "@.b[*]"]`.
+    fn unwind(&mut self, v: &Val) -> (Option<Sp<String>>, UnwindShapeSpec, Vec<Sp<String>>) {
         let mut shape = UnwindShapeSpec::default();
-        let DeValue::Table(t) = v.get_ref() else {
-            return (self.string(v), shape);
+        let t = match v.get_ref() {
+            DeValue::Table(t) => t,
+            DeValue::Array(items) if !items.is_empty() => {
+                let mut levels = items.iter().filter_map(|i| self.string(i));
+                let first = levels.next();
+                return (first, shape, levels.collect());
+            }
+            DeValue::Array(_) => {
+                self.wrong(v, "at least one path");
+                return (None, shape, Vec::new());
+            }
+            _ => return (self.string(v), shape, Vec::new()),
         };
         let mut path = None;
         for (k, val) in t.iter() {
@@ -439,7 +463,7 @@ impl Cx<'_> {
                     .help("write `unwind = { path = \"$.tags\", wrap_scalar = true }`"),
             );
         }
-        (path, shape)
+        (path, shape, Vec::new())
     }
 
     fn json(&mut self, v: &Val) -> JsonSpec {
@@ -550,12 +574,15 @@ impl Cx<'_> {
                 name,
                 source: None,
                 references: None,
+                on_missing: None,
                 required: None,
                 default: None,
                 transform: Vec::new(),
                 date_format: None,
                 split: None,
                 wrap_scalar: None,
+                encoding: None,
+                dimensions: None,
                 map: Vec::new(),
                 null_if: Vec::new(),
                 map_null: Vec::new(),
@@ -599,6 +626,7 @@ impl Cx<'_> {
                     }
                 }
                 "references" => c.references = self.string(v),
+                "on_missing" => c.on_missing = self.string(v),
                 "required" => c.required = self.boolean(v),
                 "default" => c.default = self.literal(v),
                 "transform" => match v.get_ref() {
@@ -618,6 +646,8 @@ impl Cx<'_> {
                 "date_format" => c.date_format = self.string(v),
                 "split" => c.split = self.string(v),
                 "wrap_scalar" => c.wrap_scalar = self.boolean(v),
+                "encoding" => c.encoding = self.string(v),
+                "dimensions" => c.dimensions = self.literal(v),
                 "null_if" => c.null_if = self.list(v),
                 "map_null" => c.map_null = self.list(v),
                 "type" => c.ty = self.string(v),

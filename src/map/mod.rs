@@ -10,9 +10,9 @@ pub mod keep;
 
 use bson::{RawBson, RawBsonRef, RawDocument};
 
-use crate::lang::expr::RowCx;
+use crate::lang::expr::{Level, RowCx};
 use crate::lang::transform::{TransformCx, shape};
-use crate::plan::{ColumnPlan, DefaultPlan, MappingPlan, UnwindShape};
+use crate::plan::{ColumnPlan, DefaultPlan, InnerUnwind, MappingPlan, UnwindShape};
 use crate::value::cell::Cell;
 use crate::value::equal::same_value;
 use crate::value::fields::FieldTrie;
@@ -119,7 +119,7 @@ impl<'p> RowMapper<'p> {
         let fields = scanned.then_some(fields);
         let Some(unwind) = &self.plan.unwind else {
             if passes {
-                emit(self.row(doc, fields.as_deref(), None, None, None));
+                emit(self.row(doc, fields.as_deref(), None));
             } else {
                 emit(RowEvent::Filtered(1));
             }
@@ -134,11 +134,16 @@ impl<'p> RowMapper<'p> {
                     } else if obj.is_empty() {
                         emit(RowEvent::NoElements);
                     } else {
+                        let mut stack = Stack::default();
                         for (i, entry) in obj.into_iter().enumerate() {
-                            emit(match entry {
-                                Ok((k, v)) => self.element(doc, fields.as_deref(), v, i, Some(k.as_str())),
-                                Err(e) => malformed(i, e),
-                            });
+                            match entry {
+                                Ok((k, v)) => {
+                                    stack.push(v, i, Some(k.as_str()));
+                                    self.element(doc, fields.as_deref(), &mut stack, &mut emit);
+                                    stack.pop();
+                                }
+                                Err(e) => emit(malformed(i, e)),
+                            }
                         }
                     }
                     return;
@@ -161,9 +166,9 @@ impl<'p> RowMapper<'p> {
         let found = if let Some(shape) = &self.plan.unwind_shape {
             shaped(shape, doc).map(|f| (f, 0))
         } else if unwind.is_filtering() {
-            unwind.eval_counting_dropped(doc, None)
+            unwind.eval_counting_dropped(doc, &[])
         } else {
-            lookup(self.unwind, fields.as_deref(), &[], unwind, doc, None).map(|f| (f, 0))
+            lookup(self.unwind, fields.as_deref(), &[], unwind, doc, &[]).map(|f| (f, 0))
         };
         let (found, dropped) = match found {
             Ok(f) => f,
@@ -197,20 +202,31 @@ impl<'p> RowMapper<'p> {
         match &found {
             // The usual case: the array lives in the document, rows borrow from it.
             Found::Borrowed(RawBsonRef::Array(elements)) => {
+                let mut stack = Stack::default();
                 for (i, el) in elements.into_iter().enumerate() {
-                    emit(match el {
-                        Ok(el) => self.element(doc, fields.as_deref(), el, i, None),
-                        Err(e) => malformed(i, e),
-                    });
+                    match el {
+                        Ok(el) => {
+                            stack.push(el, i, None);
+                            self.element(doc, fields.as_deref(), &mut stack, &mut emit);
+                            stack.pop();
+                        }
+                        Err(e) => emit(malformed(i, e)),
+                    }
                 }
             }
             // A general JSONPath built the array: rows are copied out of it.
             Found::Owned(RawBson::Array(elements)) => {
+                let mut stack = Stack::default();
+                let mut owned = |ev: RowEvent<'_>| emit(into_owned(ev));
                 for (i, el) in elements.into_iter().enumerate() {
-                    emit(match el {
-                        Ok(el) => into_owned(self.element(doc, fields.as_deref(), el, i, None)),
-                        Err(e) => malformed(i, e),
-                    });
+                    match el {
+                        Ok(el) => {
+                            stack.push(el, i, None);
+                            self.element(doc, fields.as_deref(), &mut stack, &mut owned);
+                            stack.pop();
+                        }
+                        Err(e) => owned(malformed(i, e)),
+                    }
                 }
             }
             _ => {}
@@ -219,17 +235,18 @@ impl<'p> RowMapper<'p> {
 
     /// The document-level conditions (`$` paths).
     fn passes_filter(&self, doc: &RawDocument) -> Result<bool, String> {
-        self.passes(doc, None, Root::Document)
+        self.passes(doc, &[], true)
     }
 
-    /// The element-level conditions (`@` paths) of an unwind mapping.
-    fn element_passes(&self, doc: &RawDocument, el: RawBsonRef<'_>) -> Result<bool, String> {
-        self.passes(doc, Some(el), Root::Element)
+    /// The element-level conditions (`@`, `@1`, … paths) of an unwind
+    /// mapping, at its innermost level.
+    fn element_passes(&self, doc: &RawDocument, els: &[RawBsonRef<'_>]) -> Result<bool, String> {
+        self.passes(doc, els, false)
     }
 
-    fn passes(&self, doc: &RawDocument, el: Option<RawBsonRef<'_>>, root: Root) -> Result<bool, String> {
-        for f in self.plan.filter.iter().filter(|f| f.path.root() == root) {
-            let found = f.path.eval(doc, el)?;
+    fn passes(&self, doc: &RawDocument, els: &[RawBsonRef<'_>], document: bool) -> Result<bool, String> {
+        for f in self.plan.filter.iter().filter(|f| (f.path.root() == Root::Document) == document) {
+            let found = f.path.eval_in(doc, els)?;
             let v = found.as_ref();
             if !filter::holds(&f.test, v) {
                 return Ok(false);
@@ -238,30 +255,70 @@ impl<'p> RowMapper<'p> {
         Ok(true)
     }
 
-    /// One unwind element: filtered out, or its row.
+    /// One unwind element: taken apart by the next level, or (at the
+    /// innermost) filtered out, rejected, or its row.
     fn element<'a>(
         &mut self,
         doc: &'a RawDocument,
         fields: Option<&[Option<RawBsonRef<'a>>]>,
-        el: RawBsonRef<'a>,
-        i: usize,
-        key: Option<&str>,
-    ) -> RowEvent<'a> {
-        match self.element_passes(doc, el) {
-            Ok(true) => self.row(doc, fields, Some(el), Some(i), key),
-            Ok(false) => RowEvent::Filtered(1),
-            Err(reason) => RowEvent::Rejected(Rejection { element: Some(i), column: None, reason }),
+        stack: &mut Stack<'a>,
+        emit: &mut dyn FnMut(RowEvent<'a>),
+    ) {
+        let index = stack.at.last().map(|l| l.index);
+        if let Some(inner) = self.plan.inner_unwinds.get(stack.els.len() - 1) {
+            let (entries, found) = match inner_elements(inner, doc, &stack.els) {
+                Ok(f) => f,
+                Err(reason) => return emit(RowEvent::Rejected(Rejection { element: index, column: None, reason })),
+            };
+            match found {
+                Some(RawBsonRef::Document(obj)) if entries => {
+                    for (i, entry) in obj.into_iter().enumerate() {
+                        match entry {
+                            Ok((k, v)) => {
+                                stack.push(v, i, Some(k.as_str()));
+                                self.element(doc, fields, stack, emit);
+                                stack.pop();
+                            }
+                            Err(e) => emit(malformed(i, e)),
+                        }
+                    }
+                }
+                Some(RawBsonRef::Array(a)) => {
+                    for (i, el) in a.into_iter().enumerate() {
+                        match el {
+                            Ok(v) => {
+                                stack.push(v, i, None);
+                                self.element(doc, fields, stack, emit);
+                                stack.pop();
+                            }
+                            Err(e) => emit(malformed(i, e)),
+                        }
+                    }
+                }
+                // Missing or null: this element has no elements below it.
+                _ => {}
+            }
+            return;
         }
+        emit(match self.element_passes(doc, &stack.els) {
+            Ok(true) => self.row(doc, fields, Some(stack)),
+            Ok(false) => RowEvent::Filtered(1),
+            Err(reason) => RowEvent::Rejected(Rejection { element: index, column: None, reason }),
+        })
     }
 
     fn row<'a>(
         &mut self,
         doc: &'a RawDocument,
         fields: Option<&[Option<RawBsonRef<'a>>]>,
-        el: Option<RawBsonRef<'a>>,
-        i: Option<usize>,
-        key: Option<&str>,
+        stack: Option<&Stack<'a>>,
     ) -> RowEvent<'a> {
+        let (els, levels): (&[RawBsonRef<'a>], &[Level<'a>]) = match stack {
+            Some(s) => (&s.els, &s.at),
+            None => (&[], &[]),
+        };
+        let el = els.last().copied();
+        let i = levels.last().map(|l| l.index);
         let mut elem_fields = Vec::new();
         if let Some(RawBsonRef::Document(d)) = el
             && !self.elem_fields.is_empty()
@@ -280,10 +337,10 @@ impl<'p> RowMapper<'p> {
             let srcs = &self.columns[ci];
             let found = col.value.eval(
                 &mut |n| match srcs.get(n) {
-                    Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, el),
+                    Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, els),
                     None => Ok(Found::Missing),
                 },
-                &RowCx { index: i, key },
+                &RowCx { levels },
             );
             match found.and_then(|f| value(col, f, &mut self.stats[ci])) {
                 Ok(c) => cells.push(c),
@@ -317,6 +374,53 @@ fn shaped<'a>(u: &UnwindShape, doc: &'a RawDocument) -> Result<Found<'a>, String
         }
     };
     Ok(made.map_or(found, Found::Owned))
+}
+
+/// The unwind levels a row stands in: each level's current element, and
+/// its position and entry key, the outermost first.
+#[derive(Default)]
+struct Stack<'a> {
+    els: Vec<RawBsonRef<'a>>,
+    at: Vec<Level<'a>>,
+}
+
+impl<'a> Stack<'a> {
+    fn push(&mut self, el: RawBsonRef<'a>, index: usize, key: Option<&'a str>) {
+        self.els.push(el);
+        self.at.push(Level { index, key });
+    }
+
+    fn pop(&mut self) {
+        self.els.pop();
+        self.at.pop();
+    }
+}
+
+/// What a nested level takes apart in the element above: an array, or an
+/// object's entries (`true`) or `None` when the value is missing or null.
+/// A scalar is refused with the reason.
+fn inner_elements<'a>(
+    inner: &InnerUnwind,
+    doc: &'a RawDocument,
+    els: &[RawBsonRef<'a>],
+) -> Result<(bool, Option<RawBsonRef<'a>>), String> {
+    let path = inner.entries.as_ref().unwrap_or(&inner.path);
+    let found = match path.eval_in(doc, els)? {
+        Found::Borrowed(v) => v,
+        Found::Missing | Found::Owned(_) => return Ok((false, None)),
+    };
+    match found {
+        RawBsonRef::Null | RawBsonRef::Undefined => Ok((false, None)),
+        RawBsonRef::Array(_) => Ok((false, Some(found))),
+        RawBsonRef::Document(_) if inner.entries.is_some() => Ok((true, Some(found))),
+        v => Err(format!(
+            "`{}` over {} {}: not an array{}",
+            inner.path,
+            bson_kind(v),
+            preview(v),
+            if inner.entries.is_some() { " or an object" } else { "" }
+        )),
+    }
 }
 
 /// Neither a container nor null: what an unwind cannot take apart.
@@ -365,8 +469,9 @@ fn lookup<'a>(
     elem_fields: &[Option<RawBsonRef<'a>>],
     path: &CompiledPath,
     doc: &'a RawDocument,
-    el: Option<RawBsonRef<'a>>,
+    els: &[RawBsonRef<'a>],
 ) -> Result<Found<'a>, String> {
+    let el = els.last().copied();
     let pick = |v: Option<RawBsonRef<'a>>, each: bool| match (v, each) {
         (v, true) => path.each(v),
         (Some(v), false) => Ok(Found::Borrowed(v)),
@@ -376,7 +481,7 @@ fn lookup<'a>(
         (Src::Doc(slot, each), Some(f)) => pick(f[slot], each),
         (Src::Elem(slot, each), _) if matches!(el, Some(RawBsonRef::Document(_))) => pick(elem_fields[slot], each),
         (Src::None, _) => Ok(Found::Missing),
-        _ => path.eval(doc, el),
+        _ => path.eval_in(doc, els),
     }
 }
 
@@ -700,6 +805,47 @@ day = { from = "$.day", transform = "to_date", date_format = "%m/%d/%Y" }
         assert_eq!(
             rows(&m, &rawdoc! { "_id": 4, "day": "2024-03-15" }),
             vec![r#"REJECT None Some("day"): string "2024-03-15" does not match date_format "%m/%d/%Y""#]
+        );
+    }
+
+    /// Nested unwinds: rows at the innermost level, `@1` the outer
+    /// element, `key`/`position` per level; an outer element without inner
+    /// elements gives no row, a scalar where the inner array should be is
+    /// a reject of that element.
+    #[test]
+    fn nested_unwinds_give_rows_at_the_innermost_level() {
+        let m = plan(
+            "CREATE TABLE b (id INTEGER NOT NULL, tier TEXT NOT NULL, pos INTEGER NOT NULL, benefit TEXT NOT NULL,
+                 fee INTEGER, tier_pos INTEGER, PRIMARY KEY (id, tier, pos));",
+            r#"source = "s"
+table = "b"
+unwind = ["$.tiers.*", "@.benefits[*]"]
+key = ["id", "tier", "pos"]
+filter = { path = "@", not_equals = "none" }
+[columns]
+id = "$._id"
+tier = { key = "@1" }
+tier_pos = { position = { index = "@1" } }
+pos = { position = { index = "@" } }
+benefit = "@"
+fee = "@1.fee"
+"#,
+        );
+        let doc = rawdoc! { "_id": 1, "tiers": {
+            "gold": { "fee": 10, "benefits": ["lounge", "none", "miles"] },
+            "basic": { "fee": 0, "benefits": [] },
+            "odd": { "benefits": "x" },
+            "silver": { "fee": 5, "benefits": ["miles"] },
+        } };
+        assert_eq!(
+            rows(&m, &doc),
+            vec![
+                "1|gold|0|0|lounge|10",
+                "FILTERED 1",
+                "1|gold|0|2|miles|10",
+                "REJECT Some(2) None: `@.benefits[*]` expects an array, but the value is string \"x\"",
+                "1|silver|3|0|miles|5",
+            ]
         );
     }
 }

@@ -17,7 +17,7 @@ use sqlx::{Connection, PgConnection, Row};
 use super::keys::{ServerKeys, key_text};
 use super::sql::{comparable, literal, quote, sql};
 
-use crate::plan::{ColumnPlan, MappingPlan, Plan};
+use crate::plan::{ColumnPlan, MappingPlan, OnMissing, Plan};
 use crate::schema::SqlType;
 
 /// A row the database refused, by its position in the chunk.
@@ -26,6 +26,15 @@ pub struct DbRejection {
     pub ord: usize,
     pub column: Option<String>,
     pub reason: String,
+    /// The row loaded anyway (a reference set to NULL, `on_missing = "null"`):
+    /// a warning line, not a reject.
+    pub warning: bool,
+}
+
+impl DbRejection {
+    fn reject(ord: usize, column: Option<String>, reason: String) -> DbRejection {
+        DbRejection { ord, column, reason, warning: false }
+    }
 }
 
 /// What one chunk did to the table.
@@ -56,7 +65,9 @@ pub struct TableSink {
     table_name: String,
     mapping: String,
     dedupe: String,
-    orphans: Vec<(String, String)>,
+    /// Per referencing column: the statement that finds its orphans, and
+    /// whether it sets them to NULL (`on_missing = "null"`) or removes them.
+    orphans: Vec<(String, String, bool)>,
     update: Option<String>,
     insert: String,
     /// (self-referencing column, the column of the same table it points at).
@@ -123,18 +134,18 @@ impl TableSink {
             if is_self(c) {
                 continue;
             }
-            let ref_col =
-                c.references_column.clone().unwrap_or_else(|| referenced_column(plan, &m.table, &c.name, target));
-            orphans.push((
-                c.name.clone(),
-                format!(
-                    "DELETE FROM {stage} s WHERE s.{col} IS NOT NULL AND NOT EXISTS \
-                     (SELECT 1 FROM {t} r WHERE r.{rc} = s.{col}) RETURNING s.__ord, s.{col}::text",
-                    col = quote(&c.name),
-                    t = quote(target),
-                    rc = quote(&ref_col),
+            let ref_col = plan.referenced_column(m, c).unwrap_or_default();
+            let (col, t, rc) = (quote(&c.name), quote(target), quote(&ref_col));
+            let missing = format!("s.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {t} r WHERE r.{rc} = s.{col})");
+            let stmt = match c.on_missing {
+                OnMissing::Reject => format!("DELETE FROM {stage} s WHERE {missing} RETURNING s.__ord, s.{col}::text"),
+                // The value it had, then NULL: the row loads.
+                OnMissing::Null => format!(
+                    "WITH o AS (SELECT s.__ord, s.{col}::text AS v FROM {stage} s WHERE {missing}) \
+                     UPDATE {stage} s SET {col} = NULL FROM o WHERE s.__ord = o.__ord RETURNING o.__ord, o.v"
                 ),
-            ));
+            };
+            orphans.push((c.name.clone(), stmt, c.on_missing == OnMissing::Null));
         }
 
         let updatable: Vec<&&ColumnPlan> =
@@ -173,8 +184,10 @@ impl TableSink {
             literal(&m.name),
             key_text(&ins_keys),
         );
-        let self_targets =
-            self_cols.iter().map(|c| (c.to_string(), referenced_column(plan, &m.table, c, &m.table))).collect();
+        let self_targets = m
+            .self_references()
+            .map(|(_, c)| (c.name.clone(), plan.referenced_column(m, c).unwrap_or_default()))
+            .collect();
         TableSink {
             table,
             stage,
@@ -271,13 +284,17 @@ impl TableSink {
         self.copy_into(&mut tx, &self.copy, copy_data).await?;
 
         reject_duplicates(&mut tx, &self.dedupe, rejected).await?;
-        for (col, stmt) in &self.orphans {
+        for (col, stmt, nulls) in &self.orphans {
             for row in sqlx::query(sql(stmt)).fetch_all(&mut *tx).await? {
                 let (ord, value): (i32, String) = (row.try_get(0)?, row.try_get(1)?);
+                let why = format!(
+                    "points at {value}, which is not in the referenced table (its document is missing or was rejected)"
+                );
                 rejected.push(DbRejection {
                     ord: ord as usize,
                     column: Some(col.clone()),
-                    reason: format!("points at {value}, which is not in the referenced table (its document is missing or was rejected)"),
+                    reason: if *nulls { format!("{why}; loaded with NULL (on_missing = \"null\")") } else { why },
+                    warning: *nulls,
                 });
             }
         }
@@ -286,7 +303,7 @@ impl TableSink {
         if first_load {
             reject_duplicates(&mut tx, &self.already_loaded, rejected).await?;
         }
-        let remaining = rows - rejected.len();
+        let remaining = rows - rejected.iter().filter(|r| !r.warning).count();
         sqlx::query("SAVEPOINT fm_chunk").execute(&mut *tx).await?;
         let result = match self.apply(&mut tx, None).await {
             Ok((updated, inserted)) => {
@@ -345,6 +362,7 @@ impl TableSink {
                     let detail = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|p| p.detail());
                     rejected.push(DbRejection {
                         ord: ord as usize,
+                        warning: false,
                         column: e
                             .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                             .and_then(|p| p.column().map(str::to_string)),
@@ -441,20 +459,9 @@ async fn reject_duplicates(
 ) -> Result<(), sqlx::Error> {
     for row in sqlx::query(sql(stmt)).fetch_all(&mut *tx).await? {
         let ord: i32 = row.try_get(0)?;
-        rejected.push(DbRejection { ord: ord as usize, column: None, reason: DUPLICATE_KEY.into() });
+        rejected.push(DbRejection::reject(ord as usize, None, DUPLICATE_KEY.into()));
     }
     Ok(())
-}
-
-/// The column a foreign key points at: the schema's, else the target's primary key.
-fn referenced_column(plan: &Plan, table: &str, column: &str, target: &str) -> String {
-    let t = plan.schema.table(table);
-    if let Some(fk) = t.and_then(|t| t.foreign_key_on(column))
-        && let Some(c) = fk.ref_columns.first()
-    {
-        return c.clone();
-    }
-    plan.schema.table(target).and_then(|t| t.primary_key.first().cloned()).unwrap_or_else(|| "id".to_string())
 }
 
 /// Data exceptions (class 22) and integrity violations (class 23) are the

@@ -33,6 +33,22 @@ impl Plan {
     pub fn mapping(&self, name: &str) -> Option<&MappingPlan> {
         self.mappings.iter().find(|m| m.name == name)
     }
+
+    /// The column a referencing column points at: the mapping's natural
+    /// key (`"table.column"`), else the schema's foreign key, else the
+    /// referenced table's primary key. `None` when it references nothing.
+    pub fn referenced_column(&self, m: &MappingPlan, c: &ColumnPlan) -> Option<String> {
+        let target = c.references.as_deref()?;
+        if let Some(rc) = &c.references_column {
+            return Some(rc.clone());
+        }
+        if let Some(fk) = self.schema.table(&m.table).and_then(|t| t.foreign_key_on(&c.name))
+            && let Some(rc) = fk.ref_columns.first()
+        {
+            return Some(rc.clone());
+        }
+        Some(self.schema.table(target).and_then(|t| t.primary_key.first().cloned()).unwrap_or_else(|| "id".into()))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +65,9 @@ pub struct MappingPlan {
     /// For the table form with `wrap_scalar` or `split`: the one value
     /// that is made into the array whose elements are the rows.
     pub unwind_shape: Option<UnwindShape>,
+    /// Nested unwind levels below `unwind`, outermost first: each takes
+    /// apart the element of the level above (`@.benefits[*]`, `@.tiers.*`).
+    pub inner_unwinds: Vec<InnerUnwind>,
     /// What a second row with the same key becomes.
     pub on_duplicate: OnDuplicate,
     pub filter: Vec<FilterPlan>,
@@ -96,6 +115,21 @@ impl OnDuplicate {
 
     pub fn name(self) -> &'static str {
         Self::NAMES.iter().find(|(d, _)| *d == self).map_or("reject", |(_, n)| n)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InnerUnwind {
+    /// The level's path, as written (`@.benefits[*]`).
+    pub path: CompiledPath,
+    /// For `@.obj.*`: the object whose entries are the elements.
+    pub entries: Option<CompiledPath>,
+}
+
+impl MappingPlan {
+    /// How many unwind levels the mapping has (0 without `unwind`).
+    pub fn levels(&self) -> usize {
+        usize::from(self.unwind.is_some()) + self.inner_unwinds.len()
     }
 }
 
@@ -158,7 +192,27 @@ pub struct ColumnPlan {
     pub references: Option<String>,
     /// The referenced column: the table's key, or a natural key (`"t.c"`).
     pub references_column: Option<String>,
+    /// What a reference to a row that is not there becomes.
+    pub on_missing: OnMissing,
     pub rules: CoerceRules,
+}
+
+/// `on_missing`: a reference whose row is not in the referenced table.
+/// `Reject` (the default) rejects the row; `Null` loads it with NULL there,
+/// counted as `nulled` and written to the rejects file as a warning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnMissing {
+    #[default]
+    Reject,
+    Null,
+}
+
+impl OnMissing {
+    pub const NAMES: &[(OnMissing, &str)] = &[(OnMissing::Reject, "reject"), (OnMissing::Null, "null")];
+
+    pub fn parse(s: &str) -> Option<OnMissing> {
+        Self::NAMES.iter().find(|(_, n)| *n == s).map(|(d, _)| *d)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -296,9 +350,10 @@ impl Plan {
                 let m = &self.mappings[i];
                 let _ = write!(out, "  {} : {} -> {}", m.name, m.source, m.table);
                 if let Some(u) = &m.unwind {
+                    let inner: String = m.inner_unwinds.iter().map(|i| format!(", then per {}", i.path)).collect();
                     let _ = write!(
                         out,
-                        " (one row per {u}{})",
+                        " (one row per {u}{}{inner})",
                         m.unwind_shape.as_ref().map_or(String::new(), UnwindShape::text)
                     );
                 }
@@ -348,6 +403,7 @@ impl Plan {
                     "table": m.table,
                     "key": m.key_names(),
                     "unwind": m.unwind.as_ref().map(|u| u.text().to_string()),
+                    "unwind_levels": m.inner_unwinds.iter().map(|i| i.path.text().to_string()).collect::<Vec<_>>(),
                     "on_duplicate": m.on_duplicate.name(),
                     "unwind_shape": m.unwind_shape.as_ref().map(|s| json!({"wrap_scalar": s.wrap_scalar, "split": s.split})),
                     "depends_on": m.depends_on,

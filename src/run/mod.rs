@@ -385,6 +385,7 @@ impl MappingRun<'_, '_> {
             }
         };
         let rejected = self.write_rejects(chunk, &db_rejects)?;
+        r.nulled += db_rejects.iter().filter(|d| d.warning).count() as u64;
         r.rejected += rejected;
         let total = self.total_rejects.fetch_add(rejected, Ordering::SeqCst) + rejected;
         // Rejects reach the disk before the chunk commits: a crash in
@@ -435,7 +436,7 @@ impl MappingRun<'_, '_> {
         Ok(())
     }
 
-    /// Writes a chunk's rejects; returns how many.
+    /// Writes a chunk's rejects and warnings; returns how many rejects.
     fn write_rejects(&mut self, chunk: &Chunk, db_rejects: &[DbRejection]) -> Result<u64, ExecError> {
         let m = self.m;
         let mut file = lock(self.rejects);
@@ -448,6 +449,7 @@ impl MappingRun<'_, '_> {
                 reason: &rej.reason,
                 document: chunk.docs.get(*doc),
                 location: chunk.locations.get(doc).map(String::as_str),
+                warning: false,
             };
             file.write(&rec)
                 .map_err(|source| ExecError::Rejects { path: file.path().display().to_string(), source })?;
@@ -462,11 +464,12 @@ impl MappingRun<'_, '_> {
                 reason: &rej.reason,
                 document: chunk.docs.get(origin.doc as usize),
                 location: None,
+                warning: rej.warning,
             };
             file.write(&rec)
                 .map_err(|source| ExecError::Rejects { path: file.path().display().to_string(), source })?;
         }
-        Ok((chunk.rejects.len() + db_rejects.len()) as u64)
+        Ok((chunk.rejects.len() + db_rejects.iter().filter(|r| !r.warning).count()) as u64)
     }
 
     /// The second pass: the whole collection again into staging (one
@@ -502,6 +505,7 @@ impl MappingRun<'_, '_> {
                 reason: &reason,
                 document: None,
                 location: None,
+                warning: true,
             };
             let written = lock(self.rejects).write(&rec);
             written.map_err(|e| self.rejects_err(e))?;

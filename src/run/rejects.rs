@@ -34,6 +34,9 @@ pub struct RejectRecord<'a> {
     pub document: Option<&'a SourceItem>,
     /// Where the document is in the source, when known.
     pub location: Option<&'a str>,
+    /// The row loaded, with this caveat (a reference set to NULL): the
+    /// line says `"severity": "warning"` instead of `"error"`.
+    pub warning: bool,
 }
 
 impl RejectsFile {
@@ -87,6 +90,7 @@ impl RejectsFile {
             "element": r.element,
             "column": r.column,
             "reason": r.reason,
+            "severity": if r.warning { "warning" } else { "error" },
             "document": doc,
         });
         if let Value::Object(o) = &mut line {

@@ -82,6 +82,9 @@ pub struct MappingReport {
     /// Rows not loaded because an earlier (`on_duplicate = "first"`) or a
     /// later (`"last"`) row has the same key: neither rejects nor lost.
     pub duplicates: u64,
+    /// Rows loaded with a reference set to NULL because its row is not
+    /// there (`on_missing = "null"`); they count as loaded.
+    pub nulled: u64,
     /// Self-references whose parent does not exist (the row keeps NULL).
     pub dangling: u64,
     pub seconds: f64,
@@ -172,6 +175,13 @@ impl RunReport {
                 out,
                 "  {}: {} rows repeated a key and were not loaded (on_duplicate keeps one row per key)",
                 m.mapping, m.duplicates
+            );
+        }
+        for m in self.mappings.iter().filter(|m| m.nulled > 0) {
+            let _ = writeln!(
+                out,
+                "warning: {}: {} rows loaded with NULL for a reference whose row is not there (on_missing = \"null\"; see rejects)",
+                m.mapping, m.nulled
             );
         }
         for m in self.mappings.iter().filter(|m| m.dangling > 0) {

@@ -40,6 +40,7 @@ pub enum SqlType {
     Uuid,
     Json,
     Jsonb,
+    Bytea,
     Array(Box<SqlType>),
     /// A type the engine does not write (kept for messages).
     Other(String),
@@ -75,6 +76,7 @@ impl SqlType {
             DataType::Uuid => SqlType::Uuid,
             DataType::JSON => SqlType::Json,
             DataType::JSONB => SqlType::Jsonb,
+            DataType::Bytea => SqlType::Bytea,
             DataType::Array(A::SquareBracket(inner, _) | A::Qualified(inner, _) | A::AngleBracket(inner)) => {
                 SqlType::Array(Box::new(SqlType::from_ast(inner)))
             }
@@ -129,6 +131,7 @@ impl fmt::Display for SqlType {
             SqlType::Uuid => f.write_str("uuid"),
             SqlType::Json => f.write_str("json"),
             SqlType::Jsonb => f.write_str("jsonb"),
+            SqlType::Bytea => f.write_str("bytea"),
             SqlType::Array(inner) => write!(f, "{inner}[]"),
             SqlType::Other(o) => f.write_str(o),
         }

@@ -1,5 +1,6 @@
 //! Extended JSON (canonical, relaxed, and the legacy forms older mongoexport
-//! and Compass wrote) → raw BSON, exactly.
+//! and Compass wrote: `$date` strings and numbers, `{"$binary": "…",
+//! "$type": "…"}`, `{"$regex": "…", "$options": "…"}`) → raw BSON, exactly.
 //!
 //! Numbers parse to the correctly rounded double (serde_json's
 //! `float_roundtrip`); integers that fit int32/int64 stay integers, as
@@ -195,6 +196,22 @@ fn normalize(v: &mut Value) -> Result<(), String> {
             {
                 return Err(format!("$numberDecimal {d:?} is not a decimal number"));
             }
+            // Legacy binary: `{"$binary": "<base64>", "$type": "<hex>"}`.
+            if map.len() == 2
+                && let (Some(Value::String(data)), Some(Value::String(sub))) = (map.get("$binary"), map.get("$type"))
+            {
+                let sub = if sub.len() == 1 { format!("0{sub}") } else { sub.clone() };
+                *v = serde_json::json!({ "$binary": { "base64": data, "subType": sub } });
+                return Ok(());
+            }
+            // Legacy regular expression: `{"$regex": "...", "$options": "..."}`.
+            if map.len() == 2
+                && let (Some(Value::String(pattern)), Some(Value::String(options))) =
+                    (map.get("$regex"), map.get("$options"))
+            {
+                *v = serde_json::json!({ "$regularExpression": { "pattern": pattern, "options": options } });
+                return Ok(());
+            }
             if map.len() == 1
                 && let Some(d) = map.get_mut("$date")
             {
@@ -315,6 +332,30 @@ mod tests {
             let d = json_to_doc(f.as_bytes()).unwrap();
             let Some(RawBsonRef::DateTime(dt)) = d.get("d").unwrap() else { panic!("{f}") };
             assert_eq!(dt.timestamp_millis(), 1_238_569_200_000, "{f}");
+        }
+    }
+
+    /// Binary and regular expressions: canonical and legacy give the same value.
+    #[test]
+    fn every_binary_and_regex_dialect_gives_the_same_value() {
+        let binary = [
+            r#"{"b": {"$binary": {"base64": "AAH/", "subType": "09"}}}"#,
+            r#"{"b": {"$binary": "AAH/", "$type": "09"}}"#,
+            r#"{"b": {"$binary": "AAH/", "$type": "9"}}"#,
+        ];
+        for f in binary {
+            let d = json_to_doc(f.as_bytes()).unwrap();
+            let Some(RawBsonRef::Binary(b)) = d.get("b").unwrap() else { panic!("{f}") };
+            assert_eq!((b.subtype, b.bytes), (bson::spec::BinarySubtype::Vector, &[0u8, 1, 255][..]), "{f}");
+        }
+        let regex = [
+            r#"{"r": {"$regularExpression": {"pattern": "^a.*", "options": "i"}}}"#,
+            r#"{"r": {"$regex": "^a.*", "$options": "i"}}"#,
+        ];
+        for f in regex {
+            let d = json_to_doc(f.as_bytes()).unwrap();
+            let Some(RawBsonRef::RegularExpression(r)) = d.get("r").unwrap() else { panic!("{f}") };
+            assert_eq!((r.pattern.as_str(), r.options.as_str()), ("^a.*", "i"), "{f}");
         }
     }
 

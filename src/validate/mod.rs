@@ -19,7 +19,7 @@ use crate::map::keep::Keep;
 use crate::map::{RowEvent, RowMapper};
 use crate::pg::keys::ServerKeys;
 use crate::pg::sql::{column_types, equals_param, quote};
-use crate::plan::{MappingPlan, Plan};
+use crate::plan::{MappingPlan, OnMissing, Plan};
 use crate::source::{Source, SourceError};
 use crate::value::cell::Cell;
 
@@ -160,7 +160,7 @@ pub async fn validate(
     if !count_only {
         for (m, picked) in &samples {
             let t = tables.get_mut(&m.table).expect("table checked above");
-            compare(m, &server_keys[&m.name], picked, conn, t).await?;
+            compare(plan, m, &server_keys[&m.name], picked, conn, t).await?;
         }
         for t in tables.values_mut() {
             integrity(plan, t, &keys_by_table[&t.table], mappings, conn).await?;
@@ -240,6 +240,7 @@ fn scan(
 /// FROM`, so `1.50` and `1.5` in numeric, or jsonb written with other
 /// spacing, are the same value, and a double differs in its last bit.
 async fn compare(
+    plan: &Plan,
     m: &MappingPlan,
     keys: &ServerKeys,
     picked: &[Sample],
@@ -295,6 +296,23 @@ async fn compare(
             // A server-side default fills a value the document did not have.
             if same || cell.is_null() && c.default.by_server() {
                 continue;
+            }
+            // `on_missing = "null"`: NULL where the referenced row is not there.
+            if c.on_missing == OnMissing::Null
+                && row.get(&c.name).is_none_or(Value::is_null)
+                && let (Some(target), Some(rc)) = (&c.references, plan.referenced_column(m, c))
+            {
+                let ty = types.get(&c.name).map_or("text", String::as_str);
+                let stmt = format!(
+                    "SELECT NOT EXISTS (SELECT 1 FROM {} r WHERE {})",
+                    quote(target),
+                    equals_param(&format!("r.{}", quote(&rc)), "=", 1, ty)
+                );
+                let gone: bool =
+                    sqlx::query_scalar(crate::pg::sql::sql(stmt)).bind(cell.to_pg_text()).fetch_one(&mut *conn).await?;
+                if gone {
+                    continue;
+                }
             }
             ok = false;
             t.mismatches.push(Mismatch {

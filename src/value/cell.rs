@@ -26,6 +26,8 @@ pub enum Cell<'a> {
     Uuid(Uuid),
     /// JSON text, already serialized.
     Json(String),
+    /// `bytea`: the bytes themselves.
+    Bytes(Cow<'a, [u8]>),
     Array(Vec<Cell<'a>>),
 }
 
@@ -44,6 +46,7 @@ impl Cell<'_> {
             Cell::Timestamptz(t) => Cell::Timestamptz(t),
             Cell::Uuid(u) => Cell::Uuid(u),
             Cell::Json(j) => Cell::Json(j),
+            Cell::Bytes(b) => Cell::Bytes(Cow::Owned(b.into_owned())),
             Cell::Array(a) => Cell::Array(a.into_iter().map(Cell::into_owned).collect()),
         }
     }
@@ -69,6 +72,13 @@ impl Cell<'_> {
             Cell::Timestamptz(t) => push_datetime(&mut s, t.naive_utc(), "+00"),
             Cell::Uuid(u) => write!(s, "{}", u.hyphenated()).ok()?,
             Cell::Json(j) => s.push_str(j),
+            // bytea's hex form, as PostgreSQL prints it.
+            Cell::Bytes(b) => {
+                s.push_str("\\x");
+                for byte in b.iter() {
+                    write!(s, "{byte:02x}").ok()?;
+                }
+            }
             Cell::Array(items) => {
                 s.push('{');
                 for (i, item) in items.iter().enumerate() {

@@ -22,11 +22,41 @@ pub struct CoerceRules {
     pub tz: Tz,
     pub json: JsonForm,
     pub ns: IdNamespace,
+    /// How a string holds bytes for a `bytea` column (`encoding`); `None`:
+    /// strings are refused there.
+    pub bytes: Option<BytesText>,
+    /// The length every array value must have (`dimensions`), for vectors.
+    pub dimensions: Option<u32>,
+}
+
+/// The text forms of bytes a `bytea` column reads from strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BytesText {
+    Base64,
+    Hex,
+}
+
+impl BytesText {
+    pub const NAMES: &[(BytesText, &str)] = &[(BytesText::Base64, "base64"), (BytesText::Hex, "hex")];
+
+    pub fn parse(s: &str) -> Option<BytesText> {
+        Self::NAMES.iter().find(|(_, n)| *n == s).map(|(b, _)| *b)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(b, _)| *b == self).map_or("base64", |(_, n)| n)
+    }
 }
 
 impl Default for CoerceRules {
     fn default() -> Self {
-        CoerceRules { tz: Tz::UTC, json: JsonForm::default(), ns: IdNamespace::default() }
+        CoerceRules {
+            tz: Tz::UTC,
+            json: JsonForm::default(),
+            ns: IdNamespace::default(),
+            bytes: None,
+            dimensions: None,
+        }
     }
 }
 

@@ -22,8 +22,12 @@ use jsonpath_rust::query::js_path_process;
 pub enum Root {
     /// `$`: the source document.
     Document,
-    /// `@`: the current element of the mapping's `unwind`.
+    /// `@`: the current element of the mapping's `unwind` (the innermost,
+    /// when unwinds are nested).
     Element,
+    /// `@1`, `@2`, …: the current element of one unwind level, counted
+    /// from the outermost (`@1`).
+    Level(u8),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,28 +93,34 @@ impl CompiledPath {
     /// Parses a path. The error is a message fit for a diagnostic label.
     pub fn parse(text: &str) -> Result<CompiledPath, String> {
         let trimmed = text.trim();
+        let digits = trimmed.get(1..).map_or(0, |r| r.bytes().take_while(u8::is_ascii_digit).count());
         let root = match trimmed.chars().next() {
             Some('$') => Root::Document,
-            Some('@') => Root::Element,
+            Some('@') if digits == 0 => Root::Element,
+            Some('@') => match trimmed[1..1 + digits].parse::<u8>() {
+                Ok(n) if n >= 1 => Root::Level(n),
+                _ => return Err("an unwind level is `@1` (the outermost), `@2`, …".into()),
+            },
             _ => {
                 return Err("a path starts with `$` (the document) or `@` (the unwind element)".into());
             }
         };
-        if let Some(segs) = parse_simple(&trimmed[1..]) {
+        let rest = &trimmed[1 + digits..];
+        if let Some(segs) = parse_simple(rest) {
             return Ok(CompiledPath { text: trimmed.to_string(), root, kind: Kind::Simple(segs) });
         }
-        if let Some(segs) = trimmed[1..].strip_suffix("[*]").and_then(parse_simple) {
+        if let Some(segs) = rest.strip_suffix("[*]").and_then(parse_simple) {
             return Ok(CompiledPath { text: trimmed.to_string(), root, kind: Kind::Each(segs) });
         }
         // jsonpath-rust only knows `$` as a root; `@` paths are evaluated
         // against the element, so they parse as `$` paths.
-        let as_dollar = format!("${}", &trimmed[1..]);
+        let as_dollar = format!("${rest}");
         let query = parse_json_path(&as_dollar).map_err(|e| format!("invalid JSONPath: {e}"))?;
         let unfiltered = without_filters(&as_dollar).and_then(|t| parse_json_path(&t).ok()).map(Box::new);
         Ok(CompiledPath {
             text: trimmed.to_string(),
             root,
-            kind: Kind::General { query: Box::new(query), definite: is_definite(&trimmed[1..]), unfiltered },
+            kind: Kind::General { query: Box::new(query), definite: is_definite(rest), unfiltered },
         })
     }
 
@@ -184,7 +194,13 @@ impl CompiledPath {
     /// multi-valued path yields an array of what it selected (empty when
     /// nothing matched); a definite path yields one value or `Missing`.
     pub fn eval<'a>(&self, doc: &'a RawDocument, element: Option<RawBsonRef<'a>>) -> Result<Found<'a>, String> {
-        let start = self.start(doc, element)?;
+        self.eval_in(doc, element.as_slice())
+    }
+
+    /// Like `eval`, with the current element of every unwind level, the
+    /// outermost first (`@1`), the innermost last (`@`).
+    pub fn eval_in<'a>(&self, doc: &'a RawDocument, levels: &[RawBsonRef<'a>]) -> Result<Found<'a>, String> {
+        let start = self.start(doc, levels)?;
         match &self.kind {
             Kind::Simple(segs) => walk(start, segs).map(|v| v.map_or(Found::Missing, Found::Borrowed)),
             // The array itself stands for "each element": callers iterate it.
@@ -198,12 +214,12 @@ impl CompiledPath {
     pub fn eval_counting_dropped<'a>(
         &self,
         doc: &'a RawDocument,
-        element: Option<RawBsonRef<'a>>,
+        levels: &[RawBsonRef<'a>],
     ) -> Result<(Found<'a>, usize), String> {
         let Kind::General { query, definite, unfiltered: Some(all) } = &self.kind else {
-            return Ok((self.eval(doc, element)?, 0));
+            return Ok((self.eval_in(doc, levels)?, 0));
         };
-        let json = to_extjson(self.start(doc, element)?)?;
+        let json = to_extjson(self.start(doc, levels)?)?;
         let all = js_path_process(all, &json).map_err(|e| format!("JSONPath `{}`: {e}", self.text))?.len();
         let found = self.select(query, *definite, &json)?;
         let selected = match found.as_ref() {
@@ -214,11 +230,22 @@ impl CompiledPath {
         Ok((found, all.saturating_sub(selected)))
     }
 
-    fn start<'a>(&self, doc: &'a RawDocument, element: Option<RawBsonRef<'a>>) -> Result<RawBsonRef<'a>, String> {
-        match (self.root, element) {
-            (Root::Document, _) => Ok(RawBsonRef::Document(doc)),
-            (Root::Element, Some(e)) => Ok(e),
-            (Root::Element, None) => Err(format!("`{}` reads the unwind element, but there is none", self.text)),
+    fn start<'a>(&self, doc: &'a RawDocument, levels: &[RawBsonRef<'a>]) -> Result<RawBsonRef<'a>, String> {
+        let found = match self.root {
+            Root::Document => return Ok(RawBsonRef::Document(doc)),
+            Root::Element => levels.last(),
+            Root::Level(n) => levels.get(usize::from(n) - 1),
+        };
+        found.copied().ok_or_else(|| format!("`{}` reads an unwind element, but there is none", self.text))
+    }
+
+    /// The unwind level a path reads (1 = the outermost), given how many
+    /// levels there are; `None` for `$` paths.
+    pub fn level(&self, levels: usize) -> Option<usize> {
+        match self.root {
+            Root::Document => None,
+            Root::Element => Some(levels),
+            Root::Level(n) => Some(usize::from(n)),
         }
     }
 
@@ -469,7 +496,7 @@ mod tests {
         assert_eq!(without_filters("$.a[*]"), None);
         let d = rawdoc! { "authors": ["x", "", "y", ""] };
         let p = CompiledPath::parse("$.authors[?(@ != '')]").unwrap();
-        let (found, dropped) = p.eval_counting_dropped(&d, None).unwrap();
+        let (found, dropped) = p.eval_counting_dropped(&d, &[]).unwrap();
         assert_eq!(dropped, 2);
         let Some(RawBsonRef::Array(a)) = found.as_ref() else { panic!("{found:?}") };
         assert_eq!(a.into_iter().count(), 2);

@@ -47,6 +47,7 @@ fn every_problem_is_rendered_with_location_and_code() {
         ("filter-type-misuse", "invalid-value"),
         ("format-misuse", "invalid-value"),
         ("shaping-misuse", "invalid-value"),
+        ("nested-unwind-misuse", "unwind-not-array"),
     ];
     for (dir, code) in cases {
         let (status, _, stderr) = check(dir, "schema", &[]);

@@ -42,7 +42,8 @@ impl Life<'_> {
             assert_eq!(got, code, "{out}");
             let counts: Vec<u64> =
                 report["mappings"].as_array().unwrap().iter().map(|m| m["loaded"].as_u64().unwrap()).collect();
-            assert_eq!(counts, loaded, "{target:?}: {out}");
+            let rejects = std::fs::read_to_string(self.work.join("rejects.jsonl")).unwrap_or_default();
+            assert_eq!(counts, loaded, "{target:?}: {out}\n{rejects}");
         }
     }
 
@@ -346,4 +347,229 @@ fn duplicate_keys_by_design_end_to_end() {
     assert_eq!(db.one("SELECT string_agg(name || '=' || movie, ',' ORDER BY name) FROM genres_last"), show(&lasts));
     assert!(!work.path().join("rejects.jsonl").exists(), "duplicates are not rejects");
     life.validate_rerun_rollback(0, &["genres_first", "genres_last"]);
+}
+
+/// `on_missing = "null"`: a reference whose row is not there loads as NULL,
+/// counted as `nulled` and written to the rejects file as a warning line;
+/// the default still rejects. Validate accepts the NULL (the row is not
+/// there) and a re-run changes nothing.
+#[test]
+fn missing_references_become_null_when_asked_end_to_end() {
+    let work = tempfile::tempdir().unwrap();
+    let up = "CREATE TABLE authors (id INTEGER PRIMARY KEY);
+        CREATE TABLE books (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES authors(id),
+            editor_id INTEGER REFERENCES authors(id));";
+    let authors = "source = \"authors\"\ntable = \"authors\"\nkey = \"id\"\n[columns]\nid = \"$._id\"\n";
+    let books = r#"source = "books"
+table = "books"
+key = "id"
+[columns]
+id = "$._id"
+author_id = { from = "$.author", references = "authors", on_missing = "null" }
+editor_id = { from = "$.editor", references = "authors" }
+"#;
+    let mappings = project_with(
+        work.path(),
+        up,
+        "DROP TABLE books; DROP TABLE authors;",
+        &[("authors", authors), ("books", books)],
+    );
+    let src = source(work.path(), "authors.jsonl", &[r#"{"_id": 1}"#, r#"{"_id": 2}"#]);
+    let docs = [
+        r#"{"_id": 10, "author": 1, "editor": 2}"#,
+        r#"{"_id": 11, "author": 99}"#,
+        r#"{"_id": 12, "author": 2, "editor": 98}"#,
+        r#"{"_id": 13}"#,
+        r#"{"_id": 14, "author": 97, "editor": 1}"#,
+    ];
+    std::fs::write(src.join("books.jsonl"), docs.join("\n")).unwrap();
+    // The rule, applied here: authors 1 and 2 exist; a missing author is
+    // NULL, a missing editor rejects the book.
+    let exists = |v: &Value| v.as_i64().is_some_and(|i| i == 1 || i == 2);
+    let (mut expected, mut nulled, mut rejected) = (Vec::new(), 0u64, 0u64);
+    for d in &docs {
+        let v: Value = serde_json::from_str(d).unwrap();
+        if !v["editor"].is_null() && !exists(&v["editor"]) {
+            rejected += 1;
+            continue;
+        }
+        let author = if exists(&v["author"]) { v["author"].to_string() } else { "NULL".into() };
+        nulled += u64::from(!v["author"].is_null() && !exists(&v["author"]));
+        let editor = if v["editor"].is_null() { "NULL".to_string() } else { v["editor"].to_string() };
+        expected.push(format!("{}|{author}|{editor}", v["_id"]));
+    }
+    let db = TestDb::new("on_missing");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let life = Life { work: work.path(), mappings: m, source: s, db: &db };
+    life.check_and_plan(&[]);
+    let (code, report, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--format", "json"]);
+    assert_eq!(code, 3, "{out}");
+    let b = &report["mappings"][1];
+    assert_eq!((b["nulled"].as_u64(), b["rejected"].as_u64()), (Some(nulled), Some(rejected)), "{out}");
+    assert_eq!(b["loaded"].as_u64(), Some(expected.len() as u64), "{out}");
+    let got: Vec<String> = db
+        .rows("SELECT concat_ws('|', id, coalesce(author_id::text, 'NULL'), coalesce(editor_id::text, 'NULL')) FROM books ORDER BY id")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(got, expected);
+    let lines = read_rejects(work.path());
+    let severities: Vec<(String, String)> =
+        lines.iter().map(|r| (r["_id"].to_string(), r["severity"].as_str().unwrap().to_string())).collect();
+    assert_eq!(
+        severities,
+        [("11", "warning"), ("14", "warning"), ("12", "error")].map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert!(lines[0]["reason"].as_str().unwrap().contains("loaded with NULL (on_missing = \"null\")"), "{}", lines[0]);
+    let (_, _, text) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url]);
+    assert!(text.contains("rows loaded with NULL for a reference whose row is not there"), "{text}");
+    life.validate_rerun_rollback(3, &["books", "authors"]);
+}
+
+/// `bytea` from BSON binary of any subtype and from base64/hex strings
+/// (`encoding`); BSON vectors (binary subtype 9: float32, int8, packed
+/// bits) and number arrays into `real[]`, `double precision[]` and
+/// `boolean[]` with a `dimensions` check. Written as canonical and legacy
+/// extended JSON; values compared by PostgreSQL's own parsers.
+#[test]
+fn bytes_and_vectors_end_to_end() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let work = tempfile::tempdir().unwrap();
+    let up = "CREATE TABLE files (id INTEGER PRIMARY KEY, blob BYTEA, b64 BYTEA, hx BYTEA,
+        emb REAL[], emb8 DOUBLE PRECISION[], bits BOOLEAN[]);";
+    let mapping = r#"source = "files"
+table = "files"
+key = "id"
+[columns]
+id = "$._id"
+blob = "$.blob"
+b64 = { from = "$.b64", encoding = "base64" }
+hx = { from = "$.hx", encoding = "hex" }
+emb = { from = "$.emb", dimensions = 3 }
+emb8 = "$.emb8"
+bits = "$.bits"
+"#;
+    let mappings = project_with(work.path(), up, "DROP TABLE files;", &[("files", mapping)]);
+    let float32 = |xs: &[f32]| {
+        let mut v = vec![0x27u8, 0];
+        for x in xs {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        b64(&v)
+    };
+    let canonical = |data: &str, sub: &str| format!(r#"{{"$binary": {{"base64": "{data}", "subType": "{sub}"}}}}"#);
+    let legacy = |data: &str, sub: &str| format!(r#"{{"$binary": "{data}", "$type": "{sub}"}}"#);
+    let docs = [
+        format!(
+            r#"{{"_id": 1, "blob": {}, "b64": "AAH/", "hx": "0001FF", "emb": {}, "emb8": {}, "bits": {}}}"#,
+            canonical(&b64(&[0, 1, 255]), "00"),
+            canonical(&float32(&[1.5, -2.0, 0.1]), "09"),
+            legacy(&b64(&[0x03, 0, 1, 0xfe, 127]), "09"),
+            canonical(&b64(&[0x10, 4, 0b1010_0000]), "09"),
+        ),
+        format!(r#"{{"_id": 2, "blob": {}, "emb": [0.5, 2, -1]}}"#, legacy(&b64(b"\x80custom"), "80")),
+        format!(r#"{{"_id": 3, "emb": {}}}"#, canonical(&float32(&[1.0, 2.0]), "09")),
+        format!(r#"{{"_id": 4, "bits": {}}}"#, canonical(&b64(&[0x10, 4, 0b1010_0001]), "09")),
+        r#"{"_id": 5, "blob": "AAH/"}"#.to_string(),
+        r#"{"_id": 6, "hx": "0g"}"#.to_string(),
+    ];
+    let lines: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let src = source(work.path(), "files.jsonl", &lines);
+    let db = TestDb::new("bytes");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let life = Life { work: work.path(), mappings: m, source: s, db: &db };
+    life.check_and_plan(&[]);
+    life.load(3, &[2]);
+    // PostgreSQL's own parsers say what each value must be.
+    let same = db.one(
+        "SELECT string_agg((id, \
+           blob IS NOT DISTINCT FROM CASE id WHEN 1 THEN '\\x0001ff'::bytea ELSE '\\x80637573746f6d'::bytea END, \
+           b64 IS NOT DISTINCT FROM CASE id WHEN 1 THEN decode('AAH/', 'base64') END, \
+           hx IS NOT DISTINCT FROM CASE id WHEN 1 THEN decode('0001ff', 'hex') END, \
+           emb = CASE id WHEN 1 THEN '{1.5,-2,0.1}'::real[] ELSE '{0.5,2,-1}'::real[] END, \
+           emb8 IS NOT DISTINCT FROM CASE id WHEN 1 THEN '{1,-2,127}'::float8[] END, \
+           bits IS NOT DISTINCT FROM CASE id WHEN 1 THEN '{t,f,t,f}'::boolean[] END)::text, ',' ORDER BY id) FROM files",
+    );
+    assert_eq!(same, "(1,t,t,t,t,t,t),(2,t,t,t,t,t,t)");
+    let reasons: Vec<String> =
+        read_rejects(work.path()).iter().map(|r| format!("{} {}", r["_id"], r["reason"].as_str().unwrap())).collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("3 ")
+            && reasons[0].contains("an array of 2 elements, but the column takes `dimensions = 3`"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].starts_with("4 ") && reasons[1].contains("malformed BSON vector"), "{reasons:?}");
+    assert!(
+        reasons[2].starts_with("5 ") && reasons[2].contains("cannot go into bytea; say how it holds bytes"),
+        "{reasons:?}"
+    );
+    assert!(reasons[3].starts_with("6 ") && reasons[3].contains("is not hex"), "{reasons:?}");
+    life.validate_rerun_rollback(3, &["files"]);
+}
+
+/// Nested unwinds: `unwind = ["$.tiers.*", "@.benefits[*]"]` gives one row
+/// per benefit of each tier; `key = "@1"` is the tier, `@1.fee` reads the
+/// tier, `position` keeps each level's order. Every innermost element is
+/// a row, a filtered element or a reject; validate, re-run and rollback.
+#[test]
+fn nested_unwinds_end_to_end() {
+    let work = tempfile::tempdir().unwrap();
+    let up = "CREATE TABLE benefits (card INTEGER NOT NULL, tier TEXT NOT NULL, pos INTEGER NOT NULL,
+        benefit TEXT NOT NULL, fee INTEGER, PRIMARY KEY (card, tier, pos));";
+    let mapping = r#"source = "cards"
+table = "benefits"
+unwind = ["$.tiers.*", "@.benefits[*]"]
+key = ["card", "tier", "pos"]
+filter = { path = "@", type = "string" }
+[columns]
+card = "$._id"
+tier = { key = "@1" }
+pos = { position = { index = "@" } }
+benefit = "@"
+fee = "@1.fee"
+"#;
+    let mappings = project_with(work.path(), up, "DROP TABLE benefits;", &[("benefits", mapping)]);
+    let docs = [
+        r#"{"_id": 1, "tiers": {"gold": {"fee": 10, "benefits": ["lounge", "miles"]}, "basic": {"fee": 0, "benefits": []}}}"#,
+        r#"{"_id": 2, "tiers": {"silver": {"fee": 5, "benefits": ["miles", 7, "cashback"]}}}"#,
+        r#"{"_id": 3, "tiers": {}}"#,
+        r#"{"_id": 4, "tiers": {"odd": {"benefits": "x"}, "gold": {"fee": 12, "benefits": ["concierge"]}}}"#,
+    ];
+    // The rule, applied here: per tier in order, per benefit in order.
+    let (mut expected, mut filtered, mut rejected) = (Vec::new(), 0u64, 0u64);
+    for d in &docs {
+        let v: Value = serde_json::from_str(d).unwrap();
+        for (tier, t) in v["tiers"].as_object().unwrap() {
+            match &t["benefits"] {
+                Value::Array(bs) => {
+                    for (pos, b) in bs.iter().enumerate() {
+                        match b.as_str() {
+                            Some(b) => expected.push(format!("{}|{tier}|{pos}|{b}|{}", v["_id"], t["fee"])),
+                            None => filtered += 1,
+                        }
+                    }
+                }
+                _ => rejected += 1,
+            }
+        }
+    }
+    expected.sort();
+    let src = source(work.path(), "cards.jsonl", &docs);
+    let db = TestDb::new("nested");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let life = Life { work: work.path(), mappings: m, source: s, db: &db };
+    life.check_and_plan(&["one row per $.tiers.*, then per @.benefits[*]", "key(@1)"]);
+    life.load(3, &[expected.len() as u64]);
+    let (_, report, _) = cli(work.path(), &["run", m, "--source", s, "--dry-run", "--format", "json"]);
+    let r = &report["mappings"][0];
+    assert_eq!((r["filtered"].as_u64(), r["rejected"].as_u64()), (Some(filtered), Some(rejected)));
+    let got: Vec<String> = db
+        .rows("SELECT concat_ws('|', card, tier, pos, benefit, coalesce(fee::text, 'null')) FROM benefits ORDER BY 1")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(got, expected);
+    life.validate_rerun_rollback(3, &["benefits"]);
 }

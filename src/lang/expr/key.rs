@@ -1,6 +1,7 @@
 //! `key = "@"`: in a mapping with `unwind = "$.obj.*"`, the key of the
 //! object entry the row comes from (the values are `@`), so an object keyed
-//! by country, language or id becomes rows that keep their key.
+//! by country, language or id becomes rows that keep their key. With
+//! nested unwinds, `key = "@1"` is the key at the outermost level.
 
 use std::sync::Arc;
 
@@ -12,24 +13,29 @@ use crate::value::path::{CompiledPath, Found};
 
 pub const KIND: Kind = Kind { key: "key", compile };
 
+/// The level (`None`: the innermost).
 #[derive(Debug)]
-struct EntryKey;
+struct EntryKey(Option<usize>);
 
 fn compile(arg: &Sp<Literal>, cx: &mut dyn ExprCx) -> Option<ExprRef> {
-    match &arg.value {
-        Literal::String(at) if at == "@" => {}
-        _ => {
-            cx.wrong_arg(arg, "only `@` (the entry being unwound)");
+    let Literal::String(at) = &arg.value else {
+        cx.wrong_arg(arg, "`@` (the entry being unwound) or `@1`, `@2`, … (a level)");
+        return None;
+    };
+    let level = match super::level_arg(at, cx.levels().max(1)) {
+        Ok(l) => l,
+        Err(_) => {
+            cx.wrong_arg(arg, "only `@` (the entry being unwound) or `@1`, `@2`, … (a level)");
             return None;
         }
-    }
-    if !cx.unwinding_entries() {
+    };
+    if !cx.entries_at(level) {
         let message =
-            format!("`{}` takes an object entry's key, but the mapping does not unwind an object", cx.column());
+            format!("`{}` takes an object entry's key, but the mapping does not unwind an object there", cx.column());
         cx.misuse(arg, message, "unwind the object's entries with `unwind = \"$.object.*\"`");
         return None;
     }
-    Some(Arc::new(EntryKey))
+    Some(Arc::new(EntryKey(level)))
 }
 
 impl Expr for EntryKey {
@@ -42,10 +48,13 @@ impl Expr for EntryKey {
         _input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
         row: &RowCx<'_>,
     ) -> Result<Found<'a>, String> {
-        Ok(row.key.map_or(Found::Missing, |k| Found::Owned(RawBson::String(k.to_string()))))
+        Ok(row
+            .level(self.0)
+            .and_then(|l| l.key)
+            .map_or(Found::Missing, |k| Found::Owned(RawBson::String(k.to_string()))))
     }
 
     fn text(&self) -> String {
-        "key(@)".into()
+        format!("key(@{})", self.0.map_or(String::new(), |n| n.to_string()))
     }
 }

@@ -73,13 +73,41 @@ pub trait Expr: Debug + Send + Sync {
 
 pub type ExprRef = Arc<dyn Expr>;
 
-/// Where a row stands, beside its values: the 0-based position of the
-/// unwind element it comes from (`None` without `unwind`), and the key of
-/// the object entry it comes from (`unwind = "$.obj.*"`).
+/// Where a row stands, beside its values: for each unwind level, the
+/// outermost first, the 0-based position of its element and the key of
+/// the object entry it is (`unwind = "$.obj.*"`). Empty without `unwind`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RowCx<'r> {
-    pub index: Option<usize>,
+    pub levels: &'r [Level<'r>],
+}
+
+/// One unwind level's current element: its position, and its entry key.
+#[derive(Debug, Clone, Copy)]
+pub struct Level<'r> {
+    pub index: usize,
     pub key: Option<&'r str>,
+}
+
+impl RowCx<'_> {
+    /// Level `n` (1 = the outermost); `None` for the innermost (`@`).
+    pub fn level(&self, n: Option<usize>) -> Option<&Level<'_>> {
+        match n {
+            None => self.levels.last(),
+            Some(n) => self.levels.get(n.checked_sub(1)?),
+        }
+    }
+}
+
+/// Reads `"@"` or `"@N"` (an unwind level): `Ok(None)` for the innermost.
+pub fn level_arg(at: &str, levels: usize) -> Result<Option<usize>, String> {
+    if at == "@" {
+        return Ok(None);
+    }
+    match at.strip_prefix('@').and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) if (1..=levels).contains(&n) => Ok(Some(n)),
+        Some(n) => Err(format!("`@{n}`, but the mapping unwinds {levels} level(s): `@1` to `@{levels}`")),
+        None => Err(format!("`{at}` is not an unwind level: `@` (the innermost), or `@1` (the outermost), `@2`, …")),
+    }
 }
 
 /// What compiling an expression may ask of the compiler.
@@ -90,10 +118,12 @@ pub trait ExprCx {
     fn wrong_arg(&mut self, arg: &Sp<Literal>, expected: &str);
     /// Reports any other misuse of the expression, with a hint.
     fn misuse(&mut self, at: &Sp<Literal>, message: String, help: &str);
-    /// Whether the mapping unwinds an array (so `@` means its element).
-    fn unwinding(&self) -> bool;
-    /// Whether it unwinds an object's entries (`unwind = "$.obj.*"`).
-    fn unwinding_entries(&self) -> bool;
+    /// How many unwind levels the mapping has (0: no `unwind`; `@` is
+    /// the element of the last).
+    fn levels(&self) -> usize;
+    /// Whether level `n` (1 = the outermost; `None`: the innermost)
+    /// unwinds an object's entries (`unwind = "$.obj.*"`).
+    fn entries_at(&self, n: Option<usize>) -> bool;
     /// The column's name and type.
     fn column(&self) -> &str;
     fn ty(&self) -> &SqlType;
@@ -157,11 +187,11 @@ mod tests {
         fn misuse(&mut self, _at: &Sp<Literal>, message: String, _help: &str) {
             self.errors.push(message);
         }
-        fn unwinding(&self) -> bool {
-            true
+        fn levels(&self) -> usize {
+            2
         }
-        fn unwinding_entries(&self) -> bool {
-            true
+        fn entries_at(&self, n: Option<usize>) -> bool {
+            n != Some(1)
         }
         fn ty(&self) -> &SqlType {
             &self.ty
@@ -179,6 +209,7 @@ mod tests {
     /// over `{"a": 5, "s": "x", "n": null}`: the cell it gives, or why it is refused.
     #[test]
     fn every_expression_compiles_and_evaluates() {
+        let levels = [Level { index: 0, key: None }, Level { index: 3, key: Some("fr") }];
         let doc = bson::rawdoc! { "a": 5, "s": "x", "n": null, "t": "Heat (1995)" };
         let re = |pattern: &str, group: Option<Literal>| {
             let mut t = vec![
@@ -222,7 +253,10 @@ mod tests {
             ("format", str_arg("{$.s} {$.missing}"), SqlType::Text, Ok(None)),
             ("format", str_arg("{$.s"), SqlType::Text, Err("no closing brace")),
             ("key", str_arg("$.a"), SqlType::Text, Err("only `@`")),
-            ("position", index("@1"), SqlType::Integer, Err("only `@`")),
+            ("position", index("@1"), SqlType::Integer, Ok(Some("0".into()))),
+            ("position", index("@3"), SqlType::Integer, Err("`@3`, but the mapping unwinds 2 level(s)")),
+            ("key", str_arg("@2"), SqlType::Text, Ok(Some("fr".into()))),
+            ("key", str_arg("@1"), SqlType::Text, Err("does not unwind an object there")),
             ("position", str_arg("@"), SqlType::Integer, Err("expected a table such as { index = \"@\" }")),
             ("position", index("@"), SqlType::Text, Err("`position` gives an integer, but `c` is text")),
             ("regex", re(r"^(.*) \((\d{4})\)$", None), SqlType::Text, Ok(Some("Heat".into()))),
@@ -247,7 +281,7 @@ mod tests {
                 None => Err(cx.errors.join("; ")),
                 Some(e) => {
                     let paths: Vec<CompiledPath> = e.paths().into_iter().cloned().collect();
-                    let found = e.eval(&mut |i| paths[i].eval(&doc, None), &RowCx { index: Some(3), key: Some("fr") });
+                    let found = e.eval(&mut |i| paths[i].eval(&doc, None), &RowCx { levels: &levels });
                     found.map(|f| f.as_ref().map(|v| e.convert(v, &ty, &rules).unwrap().to_pg_text().unwrap()))
                 }
             };

@@ -1,7 +1,7 @@
 //! `position = { index = "@" }`: the 0-based position of the unwind
 //! element in its array, so a child table can keep the array's order (and
-//! use it in its `key`). `@` is the element being unwound; naming outer
-//! levels (`@1`) waits for nested unwinds.
+//! use it in its `key`). `@` is the element being unwound (the innermost,
+//! when unwinds are nested); `@1` the outermost level's, `@2` the next.
 
 use std::sync::Arc;
 
@@ -14,26 +14,24 @@ use crate::value::path::{CompiledPath, Found};
 
 pub const KIND: Kind = Kind { key: "position", compile };
 
+/// The level (`None`: the innermost).
 #[derive(Debug)]
-struct Position;
+struct Position(Option<usize>);
 
 fn compile(arg: &Sp<Literal>, cx: &mut dyn ExprCx) -> Option<ExprRef> {
     let Literal::Table(entries) = &arg.value else {
         cx.wrong_arg(arg, "a table such as { index = \"@\" }");
         return None;
     };
-    match entries.as_slice() {
-        [(k, Literal::String(at))] if k == "index" && at == "@" => {}
-        [(k, Literal::String(_))] if k == "index" => {
-            cx.wrong_arg(arg, "only `@` (the element being unwound) as the level");
-            return None;
-        }
-        _ => {
-            cx.wrong_arg(arg, "a table such as { index = \"@\" }");
-            return None;
-        }
+    let [(k, Literal::String(at))] = entries.as_slice() else {
+        cx.wrong_arg(arg, "a table such as { index = \"@\" }");
+        return None;
+    };
+    if k != "index" {
+        cx.wrong_arg(arg, "a table such as { index = \"@\" }");
+        return None;
     }
-    if !cx.unwinding() {
+    if cx.levels() == 0 {
         let message = format!("`{}` takes an element's position, but the mapping has no `unwind`", cx.column());
         cx.misuse(arg, message, "add `unwind = \"$.array[*]\"` to the mapping, or fill the column another way");
         return None;
@@ -43,7 +41,13 @@ fn compile(arg: &Sp<Literal>, cx: &mut dyn ExprCx) -> Option<ExprRef> {
         cx.type_mismatch(arg, message, "integer", "make the column an integer type");
         return None;
     }
-    Some(Arc::new(Position))
+    match super::level_arg(at, cx.levels()) {
+        Ok(level) => Some(Arc::new(Position(level))),
+        Err(e) => {
+            cx.misuse(arg, e, "`@` is the element being unwound; `@1` the outermost level's");
+            None
+        }
+    }
 }
 
 impl Expr for Position {
@@ -56,10 +60,10 @@ impl Expr for Position {
         _input: &mut dyn FnMut(usize) -> Result<Found<'a>, String>,
         row: &RowCx<'_>,
     ) -> Result<Found<'a>, String> {
-        Ok(row.index.map_or(Found::Missing, |i| Found::Owned(RawBson::Int64(i as i64))))
+        Ok(row.level(self.0).map_or(Found::Missing, |l| Found::Owned(RawBson::Int64(l.index as i64))))
     }
 
     fn text(&self) -> String {
-        "position(@)".into()
+        format!("position(@{})", self.0.map_or(String::new(), |n| n.to_string()))
     }
 }

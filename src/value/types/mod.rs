@@ -10,6 +10,7 @@
 
 pub mod array;
 pub mod boolean;
+pub mod bytea;
 pub mod float;
 pub mod integer;
 pub mod json;
@@ -48,6 +49,7 @@ pub fn of(ty: &SqlType) -> Option<&'static dyn ColumnType> {
         SqlType::Date | SqlType::Timestamp | SqlType::Timestamptz => &temporal::TemporalType,
         SqlType::Uuid => &uuid::UuidType,
         SqlType::Json | SqlType::Jsonb => &json::JsonType,
+        SqlType::Bytea => &bytea::ByteaType,
         // One dimension, of a written type.
         SqlType::Array(inner) if !matches!(**inner, SqlType::Array(_)) && of(inner).is_some() => &array::ArrayType,
         SqlType::Array(_) | SqlType::Other(_) => return None,
@@ -149,6 +151,7 @@ mod tests {
             ("uuid", Some(2950)),
             ("json", Some(114)),
             ("jsonb", Some(3802)),
+            ("bytea", Some(17)),
             ("text[]", Some(0)),
         ];
         for (text, oid) in rows {
