@@ -88,6 +88,13 @@ const LANGS: &[(&str, &str)] = &[
 ];
 const STATUS: &[&str] = &["H1B", "F1", "Green Card", "Citizen", "Refugee", "DACA", "L1"];
 const GOALS: &[&str] = &["save", "invest", "credit", "budget", "remit", "retire", "home", "debt"];
+const VARIANTS: &[(&str, &str)] = &[
+    ("MX", "¿Qué harías con 2,000 pesos?"),
+    ("IN", "What would you do with ₹5,000?"),
+    ("PH", "What would you do with ₱3,000?"),
+    ("NG", "What would you do with ₦50,000?"),
+    ("VN", "Bạn sẽ làm gì với 1.000.000 đồng?"),
+];
 const TZS: &[&str] = &["America/New_York", "America/Chicago", "America/Los_Angeles", "America/Denver"];
 const DOMAINS: &[&str] = &["budgeting", "banking", "credit", "taxes", "investing", "remittances"];
 const BLOOM: &[&str] = &["remember", "understand", "apply", "analyze", "evaluate", "Create"];
@@ -236,8 +243,15 @@ fn generate(learners: usize, bad: bool, seed: u64) -> Data {
         if kind == "video" {
             item.insert("media", doc! { "url": format!("https://cdn.finlit.example/v/{i}.mp4") });
         }
+        // Keyed by country, as the app writes them: one to three countries.
         if r.chance(30) {
-            item.insert("cultural_variants", doc! { "MX": { "question": "¿Qué harías con 2,000 pesos?" }, "IN": { "question": "What would you do with ₹5,000?" } });
+            let mut variants = Document::new();
+            let first = r.below(VARIANTS.len() as u64) as usize;
+            for k in 0..1 + r.below(3) as usize {
+                let (country, question) = VARIANTS[(first + k) % VARIANTS.len()];
+                variants.insert(country, doc! { "question": question });
+            }
+            item.insert("cultural_variants", variants);
         }
         if r.chance(70) {
             item.insert("language", *r.pick(&["en", "en", "es"]));
@@ -518,7 +532,8 @@ fn learner_doc(r: &mut Rng, n: usize) -> (Document, ObjectId, i64, i64) {
         "gamification": {
             "total_xp": r.below(20_000) as i32,
             "streak_count": streak,
-            "streak_last_date": date(midnight(last_active)),
+            // The app writes the moment of the last streak day, not a date.
+            "streak_last_date": date(last_active),
             "daily_goal_minutes": *r.pick(&[5, 10, 15, 20, 30]),
         },
         "financial_experience_level": *r.pick(&["novice", "beginner", "intermediate", "advanced"]),

@@ -20,11 +20,8 @@ pub(super) fn projection(
 ) -> Option<Vec<String>> {
     let mut fields = BTreeSet::new();
     fields.insert("_id".to_string());
-    let mut paths: Vec<CompiledPath> = columns
-        .iter()
-        .flat_map(|c| c.value.paths().into_iter().cloned())
-        .filter(|p| p.root() == Root::Document)
-        .collect();
+    let mut paths: Vec<CompiledPath> =
+        columns.iter().flat_map(|c| c.paths().into_iter().cloned()).filter(|p| p.root() == Root::Document).collect();
     paths.extend(unwind.cloned());
     paths.extend(
         filter.iter().filter_map(|f| CompiledPath::parse(&f.path.value).ok()).filter(|p| p.root() == Root::Document),

@@ -292,9 +292,28 @@ impl MappingCx<'_> {
             self.diags.push(d);
             return None;
         };
-        if let Some(tz) = parse_tz(&c.time_zone, &file, self.diags) {
-            rules.tz = tz;
-        }
+        // `time_zone = "$.timezone"`: each row's zone, read from the document.
+        let tz_path = match &c.time_zone {
+            Some(t) if t.value.starts_with(['$', '@']) => {
+                if let Some(tz) = parse_tz(&c.time_zone_fallback, &file, self.diags) {
+                    rules.tz = tz;
+                }
+                Some(self.path(t, unwinding)?)
+            }
+            _ => {
+                if let Some(f) = &c.time_zone_fallback {
+                    self.diags.push(
+                        Diagnostic::error(Code::InvalidValue, "a second `time_zone` is the fallback of a path")
+                            .at(&file, f.span.clone(), "no path before it")
+                            .help("write `time_zone = [\"$.timezone\", \"America/New_York\"]`, or one zone name"),
+                    );
+                }
+                if let Some(tz) = parse_tz(&c.time_zone, &file, self.diags) {
+                    rules.tz = tz;
+                }
+                None
+            }
+        };
         rules.json = json_form(&c.json, rules.json, &file, self.diags);
 
         let mut ty = col.ty.clone();
@@ -423,6 +442,7 @@ impl MappingCx<'_> {
             references,
             references_column,
             on_missing,
+            tz_path,
             rules,
         })
     }

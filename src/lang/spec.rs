@@ -166,6 +166,8 @@ pub struct ColumnSpec {
     pub map_null: Vec<Sp<Literal>>,
     pub ty: Option<Sp<String>>,
     pub time_zone: Option<Sp<String>>,
+    /// The zone when a per-row `time_zone` path has none.
+    pub time_zone_fallback: Option<Sp<String>>,
     pub json: JsonSpec,
     /// The whole entry (`name = ...`).
     pub span: Range<usize>,
@@ -588,6 +590,7 @@ impl Cx<'_> {
                 map_null: Vec::new(),
                 ty: None,
                 time_zone: None,
+                time_zone_fallback: None,
                 json: JsonSpec::default(),
                 span,
             };
@@ -651,7 +654,15 @@ impl Cx<'_> {
                 "null_if" => c.null_if = self.list(v),
                 "map_null" => c.map_null = self.list(v),
                 "type" => c.ty = self.string(v),
-                "time_zone" => c.time_zone = self.string(v),
+                // `time_zone = ["$.timezone", "America/New_York"]`: a row's
+                // zone from the document, else this one.
+                "time_zone" => match v.get_ref() {
+                    DeValue::Array(items) if items.len() == 2 => {
+                        c.time_zone = self.string(&items[0]);
+                        c.time_zone_fallback = self.string(&items[1]);
+                    }
+                    _ => c.time_zone = self.string(v),
+                },
                 "json" => c.json = self.json(v),
                 other => {
                     let keys: Vec<&str> =

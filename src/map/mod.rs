@@ -14,6 +14,7 @@ use crate::lang::expr::{Level, RowCx};
 use crate::lang::transform::{TransformCx, shape};
 use crate::plan::{ColumnPlan, DefaultPlan, InnerUnwind, MappingPlan, UnwindShape};
 use crate::value::cell::Cell;
+use crate::value::coerce::CoerceRules;
 use crate::value::equal::same_value;
 use crate::value::fields::FieldTrie;
 use crate::value::path::{CompiledPath, Found, Root};
@@ -86,8 +87,8 @@ impl<'p> RowMapper<'p> {
             _ if p.is_some() => Src::General,
             _ => Src::None,
         };
-        let columns =
-            plan.columns.iter().map(|c| c.value.paths().into_iter().map(|p| (src(Some(p)), p)).collect()).collect();
+        // Each column's expression paths, then its zone's path (if any).
+        let columns = plan.columns.iter().map(|c| c.paths().into_iter().map(|p| (src(Some(p)), p)).collect()).collect();
         let unwind = src(plan.unwind.as_ref());
         RowMapper {
             plan,
@@ -335,6 +336,24 @@ impl<'p> RowMapper<'p> {
         let mut cells = Vec::with_capacity(self.plan.columns.len());
         for (ci, col) in self.plan.columns.iter().enumerate() {
             let srcs = &self.columns[ci];
+            let rules = match &col.tz_path {
+                None => col.rules,
+                Some(p) => {
+                    let zone = srcs
+                        .last()
+                        .map_or(Ok(Found::Missing), |&(src, p)| lookup(src, fields, &elem_fields, p, doc, els));
+                    match zone.and_then(|z| row_zone(p, z.as_ref(), &col.rules)) {
+                        Ok(r) => r,
+                        Err(reason) => {
+                            return RowEvent::Rejected(Rejection {
+                                element: i,
+                                column: Some(col.name.clone()),
+                                reason,
+                            });
+                        }
+                    }
+                }
+            };
             let found = col.value.eval(
                 &mut |n| match srcs.get(n) {
                     Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, els),
@@ -342,7 +361,7 @@ impl<'p> RowMapper<'p> {
                 },
                 &RowCx { levels },
             );
-            match found.and_then(|f| value(col, f, &mut self.stats[ci])) {
+            match found.and_then(|f| value(col, f, &mut self.stats[ci], &rules)) {
                 Ok(c) => cells.push(c),
                 Err(reason) => {
                     return RowEvent::Rejected(Rejection { element: i, column: Some(col.name.clone()), reason });
@@ -485,7 +504,27 @@ fn lookup<'a>(
     }
 }
 
-fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Result<Cell<'a>, String> {
+/// The rules with a row's own zone (`time_zone = "$.timezone"`): an IANA
+/// name; missing or null keeps the declared zone; anything else rejects.
+fn row_zone(path: &CompiledPath, zone: Option<RawBsonRef<'_>>, rules: &CoerceRules) -> Result<CoerceRules, String> {
+    match zone {
+        None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => Ok(*rules),
+        Some(RawBsonRef::String(name)) => match name.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Ok(CoerceRules { tz, ..*rules }),
+            Err(_) => {
+                Err(format!("time zone {} (from `{path}`) is not an IANA zone", preview(RawBsonRef::String(name))))
+            }
+        },
+        Some(v) => Err(format!("time zone from `{path}` is {} {}, not an IANA zone name", bson_kind(v), preview(v))),
+    }
+}
+
+fn value<'a>(
+    col: &ColumnPlan,
+    found: Found<'a>,
+    stats: &mut ColumnStats,
+    rules: &CoerceRules,
+) -> Result<Cell<'a>, String> {
     let mut v = match found {
         Found::Missing | Found::Borrowed(RawBsonRef::Null | RawBsonRef::Undefined) => Val::Absent,
         Found::Owned(RawBson::Null | RawBson::Undefined) => Val::Absent,
@@ -498,7 +537,7 @@ fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Res
     if sentinel {
         v = Val::Absent;
     }
-    let cx = TransformCx { tz: col.rules.tz, date_format: col.date_format.as_deref() };
+    let cx = TransformCx { tz: rules.tz, date_format: col.date_format.as_deref() };
     for t in &col.transforms {
         let Some(current) = v.get() else { break };
         v = match t.apply(current, &cx)? {
@@ -550,14 +589,10 @@ fn value<'a>(col: &ColumnPlan, found: Found<'a>, stats: &mut ColumnStats) -> Res
                 }
             }
         }
-        Val::Borrowed(b) => convert(col, b)?,
-        Val::Owned(o) => convert(col, o.as_raw_bson_ref())?.into_owned(),
+        Val::Borrowed(b) => col.value.convert(b, &col.ty, rules)?,
+        Val::Owned(o) => col.value.convert(o.as_raw_bson_ref(), &col.ty, rules)?.into_owned(),
     };
     Ok(cell)
-}
-
-fn convert<'a>(col: &ColumnPlan, v: RawBsonRef<'a>) -> Result<Cell<'a>, String> {
-    col.value.convert(v, &col.ty, &col.rules)
 }
 
 /// A short description of a document's `_id`, for rejects and logs.
@@ -846,6 +881,30 @@ fee = "@1.fee"
                 "REJECT Some(2) None: `@.benefits[*]` expects an array, but the value is string \"x\"",
                 "1|silver|3|0|miles|5",
             ]
+        );
+    }
+
+    /// `time_zone = ["$.tz", "America/New_York"]`: each row's day in its
+    /// own zone, the fallback without one, a reject for a bad name.
+    #[test]
+    fn a_row_zone_from_the_document() {
+        let m = plan(
+            "CREATE TABLE d (id INTEGER PRIMARY KEY, day DATE);",
+            r#"source = "s"
+table = "d"
+key = "id"
+[columns]
+id = "$._id"
+day = { from = "$.at", transform = "date", time_zone = ["$.tz", "America/New_York"] }
+"#,
+        );
+        // 2025-01-15T03:30:00Z: the 15th in Tokyo, the 14th in New York.
+        let at = bson::DateTime::from_millis(1_736_911_800_000);
+        assert_eq!(rows(&m, &rawdoc! { "_id": 1, "at": at, "tz": "Asia/Tokyo" }), vec!["1|2025-01-15"]);
+        assert_eq!(rows(&m, &rawdoc! { "_id": 2, "at": at }), vec!["2|2025-01-14"]);
+        assert_eq!(
+            rows(&m, &rawdoc! { "_id": 3, "at": at, "tz": "Mars/Olympus" }),
+            vec!["REJECT None Some(\"day\"): time zone \"Mars/Olympus\" (from `$.tz`) is not an IANA zone"]
         );
     }
 }

@@ -194,6 +194,9 @@ pub struct ColumnPlan {
     pub references_column: Option<String>,
     /// What a reference to a row that is not there becomes.
     pub on_missing: OnMissing,
+    /// `time_zone = "$.timezone"`: the path of each row's zone (an IANA
+    /// name); a missing or null one leaves `rules.tz`.
+    pub tz_path: Option<CompiledPath>,
     pub rules: CoerceRules,
 }
 
@@ -283,6 +286,12 @@ impl DefaultPlan {
 }
 
 impl ColumnPlan {
+    /// Every source path the column reads: its expression's, in the order
+    /// the expression asks for them, then its zone's (`time_zone = "$.…"`).
+    pub fn paths(&self) -> Vec<&CompiledPath> {
+        self.value.paths().into_iter().chain(self.tz_path.as_ref()).collect()
+    }
+
     fn source_text(&self) -> String {
         self.value.text()
     }
@@ -291,7 +300,10 @@ impl ColumnPlan {
     fn coercion_text(&self) -> String {
         let target = match self.value.yields() {
             Some(y) => y.to_string(),
-            None if self.ty.is_temporal() => format!("{} ({})", self.ty, self.rules.tz),
+            None if self.ty.is_temporal() => match &self.tz_path {
+                Some(p) => format!("{} (zone from {p}, else {})", self.ty, self.rules.tz),
+                None => format!("{} ({})", self.ty, self.rules.tz),
+            },
             _ if self.ty.is_json() => {
                 format!("{} (ids {:?}, dates {:?})", self.ty, self.rules.json.object_ids, self.rules.json.dates)
                     .to_lowercase()

@@ -86,7 +86,10 @@ fn a_live_source_gives_the_same_database_as_its_dump() {
     let work = tempfile::tempdir().unwrap();
     let (code, report, stderr) = run(work.path(), Path::new(&server.uri()), &db.url, &["--batch-size", "100"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(report["mappings"].as_array().unwrap().len(), 12);
+    assert_eq!(
+        report["mappings"].as_array().unwrap().len(),
+        std::fs::read_dir(root().join("mappings")).unwrap().count() - 1
+    );
     assert_eq!(digests(&db), expected, "live and dump migrations differ");
 
     // `list` reads the live server too.

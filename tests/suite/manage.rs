@@ -190,12 +190,12 @@ fn schema_apply_status_and_revert() {
     assert!(out.contains("created database") && out.contains("applied 4 cultural context"), "{out}");
 
     // A new migration appears: status lists it as pending.
-    std::fs::write(schema.path().join("0005_notes.up.sql"), "CREATE TABLE notes (id UUID PRIMARY KEY);").unwrap();
-    std::fs::write(schema.path().join("0005_notes.down.sql"), "DROP TABLE notes;").unwrap();
+    std::fs::write(schema.path().join("0006_notes.up.sql"), "CREATE TABLE notes (id UUID PRIMARY KEY);").unwrap();
+    std::fs::write(schema.path().join("0006_notes.down.sql"), "DROP TABLE notes;").unwrap();
     let (code, out) = tool(&["schema", "status", "--target", &db.url, "--schema", s]);
     assert_eq!(code, 0, "{out}");
     assert!(out.lines().any(|l| l.contains("1  learners and content") && l.ends_with("applied")), "{out}");
-    assert!(out.lines().any(|l| l.contains("5  notes") && l.ends_with("pending")), "{out}");
+    assert!(out.lines().any(|l| l.contains("6  notes") && l.ends_with("pending")), "{out}");
 
     let (code, out) = tool(&["schema", "apply", "--target", &db.url, "--schema", s]);
     assert_eq!(code, 0, "{out}");
@@ -208,6 +208,6 @@ fn schema_apply_status_and_revert() {
     assert_eq!(code, 0, "{out}");
     assert!(db.rows("SELECT to_regclass('notes')::text")[0][0].is_none());
     let (_, out) = tool(&["schema", "status", "--target", &db.url, "--schema", s]);
-    assert!(out.lines().any(|l| l.contains("5  notes") && l.ends_with("pending")), "{out}");
-    assert!(out.lines().any(|l| l.contains("4  cultural context") && l.ends_with("applied")), "{out}");
+    assert!(out.lines().any(|l| l.contains("6  notes") && l.ends_with("pending")), "{out}");
+    assert!(out.lines().any(|l| l.contains("5  item variants") && l.ends_with("applied")), "{out}");
 }

@@ -73,8 +73,8 @@ pub fn dump() -> PathBuf {
     root().join("examples/finlit-dump")
 }
 
-/// The twelve FinLit tables.
-pub const TABLES: [&str; 12] = [
+/// The FinLit tables.
+pub const TABLES: [&str; 13] = [
     "learners",
     "knowledge_components",
     "learning_items",
@@ -87,4 +87,5 @@ pub const TABLES: [&str; 12] = [
     "question_templates",
     "cultural_contexts",
     "kc_prerequisites",
+    "learning_item_variants",
 ];

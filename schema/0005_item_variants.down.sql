@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS learning_item_variants;
