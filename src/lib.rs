@@ -14,6 +14,7 @@
 //!     [`cli::cmd::run`], [`cli::cmd::schema`], [`cli::cmd::status`], [`cli::cmd::validate`].
 //! - [`lang`]: the mapping language as written.
 //!   - [`lang::spec`]: mapping files (TOML with spans); shape checks only.
+//!   - [`lang::syntax`]: the syntax tree of mapping files, every value with its span.
 //!   - [`lang::expr`]: value expressions behind one trait, one file each:
 //!     [`lang::expr::from`], [`lang::expr::id`], [`lang::expr::coalesce`], [`lang::expr::format`],
 //!     [`lang::expr::regex`], [`lang::expr::position`], [`lang::expr::key`], [`lang::expr::default`].
@@ -24,6 +25,8 @@
 //! - [`schema`]: the target schema read from `schema/*.sql` with sqlparser.
 //! - [`compile`]: specs + schema → [`plan::Plan`], every diagnostic collected.
 //!   - [`compile::mapping`]: one mapping file against the schema.
+//!   - [`compile::unwind`]: a mapping's `unwind`: arrays, entries, shapes, nested levels.
+//!   - [`compile::options`]: a column's options beside its value, checked against its type.
 //!   - [`compile::references`]: a column's reference, to an id or a natural key.
 //!   - [`compile::graph`]: passes over all mappings: projection, overlaps, load order.
 //! - [`plan`]: the compiled plan and its text/JSON/Graphviz renderings.
@@ -38,13 +41,15 @@
 //!   - [`value::types`]: one file per PostgreSQL type family (accepted values, binary COPY, OID):
 //!     [`value::types::text`], [`value::types::integer`], [`value::types::numeric`],
 //!     [`value::types::float`], [`value::types::boolean`], [`value::types::temporal`],
-//!     [`value::types::uuid`], [`value::types::json`], [`value::types::bytea`],
+//!     [`value::types::uuid`], [`value::types::json`], [`value::types::bytea`], [`value::types::geo`],
 //!     [`value::types::array`].
 //!   - [`value::text`]: shared text of values (kinds, decimals, dates); a leaf.
 //!   - [`value::equal`]: exact equality of BSON values, numbers across types.
 //! - [`map`]: one document through one mapping: filter, unwind, rows.
 //!   - [`map::filter`]: what a filter condition means for a value.
 //!   - [`map::keep`]: which row of a repeated key is kept (`on_duplicate`).
+//!   - [`map::unwind`]: shaped and nested unwinds, and where a row stands in them.
+//!   - [`map::value`]: one column's value for one row, from its expression to its cell.
 //! - [`source`]: where documents come from.
 //!   - [`source::files`]: mongodump and extended-JSON files.
 //!   - [`source::extjson`]: extended JSON → BSON, exactly.

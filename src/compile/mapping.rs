@@ -16,11 +16,9 @@ use crate::lang::diag::{Code, Diagnostic, Diagnostics, SourceFile, did_you_mean}
 use crate::lang::expr::{DefaultOnly, ExprCx, ExprRef};
 use crate::lang::spec::{self, ColumnSpec, Literal, MappingSpec, Sp};
 use crate::lang::transform::Transform;
-use crate::plan::{
-    ColumnPlan, DefaultPlan, FilterPlan, FilterTest, InnerUnwind, MappingPlan, OnDuplicate, OnMissing, UnwindShape,
-};
-use crate::schema::{Column, Schema, SqlType, Table};
-use crate::value::coerce::{BytesText, CoerceRules, coerce};
+use crate::plan::{ColumnPlan, DefaultPlan, FilterPlan, FilterTest, InnerUnwind, MappingPlan, OnDuplicate};
+use crate::schema::{Schema, SqlType, Table};
+use crate::value::coerce::{CoerceRules, coerce};
 use crate::value::path::{CompiledPath, Root};
 
 pub(super) struct MappingCx<'a> {
@@ -37,7 +35,7 @@ pub(super) struct MappingCx<'a> {
 }
 
 impl MappingCx<'_> {
-    fn file(&self) -> &SourceFile {
+    pub(super) fn file(&self) -> &SourceFile {
         &self.spec.file
     }
 
@@ -122,7 +120,7 @@ impl MappingCx<'_> {
         })
     }
 
-    fn path(&mut self, p: &Sp<String>, unwinding: bool) -> Option<CompiledPath> {
+    pub(super) fn path(&mut self, p: &Sp<String>, unwinding: bool) -> Option<CompiledPath> {
         match CompiledPath::parse(&p.value) {
             Ok(c) => {
                 let declared = usize::from(self.spec.unwind.is_some()) + self.spec.unwind_inner.len();
@@ -161,86 +159,6 @@ impl MappingCx<'_> {
                 None
             }
         }
-    }
-
-    /// The unwind path, and with `wrap_scalar`/`split` the one value it
-    /// takes apart (written `$.tags` or `$.tags[*]`).
-    fn unwind(&mut self, u: &Sp<String>, shape: &spec::UnwindShapeSpec) -> Option<(CompiledPath, Option<UnwindShape>)> {
-        let wrap_scalar = shape.wrap_scalar.as_ref().is_some_and(|w| w.value);
-        if !wrap_scalar && shape.split.is_none() {
-            return self.unwind_path(u).map(|p| (p, None));
-        }
-        let base_text = u.value.trim_end().strip_suffix("[*]").unwrap_or(u.value.trim_end());
-        let base = self.path(&Sp::new(base_text.to_string(), u.span.clone()), false)?;
-        if !base.is_simple() {
-            self.diags.push(
-                Diagnostic::error(
-                    Code::InvalidJsonPath,
-                    format!("with `wrap_scalar` or `split`, `path = \"{}\"` must name one value", u.value),
-                )
-                .at(self.file(), u.span.clone(), "not a plain path")
-                .help("name the field that holds the array (or the single value), such as `$.tags`"),
-            );
-            return None;
-        }
-        if let Some(s) = shape.split.as_ref().filter(|s| s.value.is_empty()) {
-            self.diags.push(
-                Diagnostic::error(Code::InvalidValue, "`split` needs a separator")
-                    .at(self.file(), s.span.clone(), "empty separator")
-                    .help("write the text between the parts, such as `split = \",\"`"),
-            );
-            return None;
-        }
-        let each = self.path(&Sp::new(format!("{base_text}[*]"), u.span.clone()), false)?;
-        Some((each, Some(UnwindShape { base, wrap_scalar, split: shape.split.as_ref().map(|s| s.value.clone()) })))
-    }
-
-    /// A nested level: a plain path from the element above, to an array
-    /// (`@.benefits[*]`) or an object's entries (`@.tiers.*`).
-    fn inner_unwind(&mut self, u: &Sp<String>) -> Option<InnerUnwind> {
-        let path = self.path(u, true)?;
-        let entries = u
-            .value
-            .trim_end()
-            .strip_suffix(".*")
-            .and_then(|parent| CompiledPath::parse(parent).ok())
-            .filter(|p| p.is_simple() && p.root() == Root::Element);
-        let plain_each = path.fast_segments().is_some_and(|(_, each)| each);
-        if path.root() != Root::Element || !(plain_each || entries.is_some()) {
-            self.diags.push(
-                Diagnostic::error(
-                    Code::UnwindNotArray,
-                    format!("a nested unwind level takes the element above apart; `{}` does not", u.value),
-                )
-                .at(self.file(), u.span.clone(), "not a plain `@` path to an array or an object's entries")
-                .help(
-                    "write `@.field[*]` (an array) or `@.field.*` (an object's entries); filter elements with `filter`",
-                ),
-            );
-            return None;
-        }
-        Some(InnerUnwind { path, entries })
-    }
-
-    fn unwind_path(&mut self, u: &Sp<String>) -> Option<CompiledPath> {
-        let p = self.path(u, false)?;
-        if p.is_multi() {
-            return Some(p);
-        }
-        let help = if p.is_simple() && !u.value.trim_end().ends_with(']') {
-            format!("did you mean `{}[*]`?", u.value.trim_end())
-        } else {
-            "end the path with `[*]` to take every element of an array".to_string()
-        };
-        self.diags.push(
-            Diagnostic::error(
-                Code::UnwindNotArray,
-                format!("`unwind = \"{}\"` selects one value, not the elements of an array", u.value),
-            )
-            .at(self.file(), u.span.clone(), "cannot yield an array's elements")
-            .help(help),
-        );
-        None
     }
 
     fn filter(&mut self, f: &spec::FilterSpec, unwinding: bool) -> Option<FilterPlan> {
@@ -447,215 +365,6 @@ impl MappingCx<'_> {
         })
     }
 
-    /// `encoding` (bytea columns) and `dimensions` (array columns) into the
-    /// column's coercion rules.
-    fn byte_rules(&mut self, c: &ColumnSpec, ty: &SqlType, rules: &mut CoerceRules) -> Option<()> {
-        let file = self.spec.file.clone();
-        let mut ok = true;
-        if let Some(e) = &c.encoding {
-            let names: Vec<&str> = BytesText::NAMES.iter().map(|(_, n)| *n).collect();
-            match BytesText::parse(&e.value) {
-                None => {
-                    self.diags.push(super::bad_choice(&file, e, "`encoding`", &names));
-                    ok = false;
-                }
-                Some(_) if *ty != SqlType::Bytea => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            Code::TypeMismatch,
-                            format!("`encoding` says how strings hold bytes, but `{}` is {ty}", c.name.value),
-                        )
-                        .at(&file, e.span.clone(), "not a bytea column")
-                        .help("use it on a bytea column"),
-                    );
-                    ok = false;
-                }
-                Some(b) => rules.bytes = Some(b),
-            }
-        }
-        if let Some(d) = &c.dimensions {
-            match d.value {
-                Literal::Integer(n) if n > 0 && matches!(ty, SqlType::Array(_)) => {
-                    rules.dimensions = u32::try_from(n).ok();
-                }
-                Literal::Integer(n) if n > 0 => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            Code::TypeMismatch,
-                            format!("`dimensions` checks an array's length, but `{}` is {ty}", c.name.value),
-                        )
-                        .at(&file, d.span.clone(), "not an array column")
-                        .help("use it on an array column such as real[]"),
-                    );
-                    ok = false;
-                }
-                _ => {
-                    self.diags.push(
-                        Diagnostic::error(Code::InvalidValue, "`dimensions` must be a positive integer")
-                            .at(&file, d.span.clone(), format!("found {}", d.value.kind()))
-                            .help("write the vector length, such as `dimensions = 1536`"),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(())
-    }
-
-    /// `on_missing`: a known choice, on a reference, into a nullable column.
-    fn on_missing(&mut self, c: &ColumnSpec, col: &Column, references: bool) -> Option<OnMissing> {
-        let Some(o) = &c.on_missing else { return Some(OnMissing::Reject) };
-        let file = self.spec.file.clone();
-        let Some(choice) = OnMissing::parse(&o.value) else {
-            let names: Vec<&str> = OnMissing::NAMES.iter().map(|(_, n)| *n).collect();
-            self.diags.push(super::bad_choice(&file, o, "`on_missing`", &names));
-            return None;
-        };
-        if !references {
-            self.diags.push(
-                Diagnostic::error(
-                    Code::InvalidValue,
-                    format!("`on_missing` on `{}`, which references nothing", col.name),
-                )
-                .at(&file, o.span.clone(), "no `references` here")
-                .help("add `references = \"table\"`, or drop `on_missing`"),
-            );
-            return None;
-        }
-        if choice == OnMissing::Null && col.not_null {
-            self.diags.push(
-                Diagnostic::error(
-                    Code::InvalidValue,
-                    format!("`on_missing = \"null\"` on `{}`, which is NOT NULL in the schema", col.name),
-                )
-                .at(&file, o.span.clone(), "cannot be NULL")
-                .help("drop NOT NULL from the column in a migration, or keep `on_missing = \"reject\"`"),
-            );
-            return None;
-        }
-        Some(choice)
-    }
-
-    /// `date_format`, `split` and `wrap_scalar`, checked against the
-    /// transforms and the column type: a format nothing reads, or an array
-    /// made for a column that is not one, is an error.
-    #[allow(clippy::type_complexity)]
-    fn shaping(
-        &mut self,
-        c: &ColumnSpec,
-        transforms: &[Transform],
-        ty: &SqlType,
-        column: &str,
-    ) -> Option<(Option<String>, Option<String>, bool)> {
-        let file = self.spec.file.clone();
-        let mut ok = true;
-        if let Some(f) = &c.date_format {
-            if !transforms.contains(&Transform::ToDate) {
-                self.diags.push(
-                    Diagnostic::error(
-                        Code::InvalidValue,
-                        format!("`date_format` on `{column}` is read by no transform"),
-                    )
-                    .at(&file, f.span.clone(), "unused format")
-                    .help("add `transform = \"to_date\"` to read strings with it"),
-                );
-                ok = false;
-            } else if let Some(e) = crate::lang::transform::date::format_error(&f.value) {
-                self.diags.push(
-                    Diagnostic::error(
-                        Code::InvalidValue,
-                        format!("`date_format = {:?}` is not a date format", f.value),
-                    )
-                    .at(&file, f.span.clone(), e)
-                    .help("chrono's strftime syntax, such as \"%m/%d/%Y\" or \"%Y-%m-%d %H:%M:%S\""),
-                );
-                ok = false;
-            }
-        }
-        if let Some(s) = &c.split
-            && s.value.is_empty()
-        {
-            self.diags.push(
-                Diagnostic::error(Code::InvalidValue, "`split` needs a separator")
-                    .at(&file, s.span.clone(), "empty separator")
-                    .help("write the text between the parts, such as `split = \",\"`"),
-            );
-            ok = false;
-        }
-        let wrap = c.wrap_scalar.as_ref().filter(|w| w.value);
-        let makes_array =
-            c.split.as_ref().map(|s| ("split", s.span.clone())).or(wrap.map(|w| ("wrap_scalar", w.span.clone())));
-        if let Some((option, span)) = makes_array
-            && !matches!(ty, SqlType::Array(_))
-        {
-            self.diags.push(
-                Diagnostic::error(Code::TypeMismatch, format!("`{option}` makes an array, but `{column}` is {ty}"))
-                    .at(&file, span, "array here")
-                    .help("use it on an array column (such as text[]), or on `unwind`"),
-            );
-            ok = false;
-        }
-        ok.then(|| {
-            (c.date_format.as_ref().map(|f| f.value.clone()), c.split.as_ref().map(|s| s.value.clone()), wrap.is_some())
-        })
-    }
-
-    /// `null_if` and `map_null` values: scalars only (a sentinel is one
-    /// value; an array or a table would never equal a read value).
-    fn sentinels(&mut self, values: &[Sp<Literal>], option: &str) -> Vec<RawBson> {
-        let file = self.spec.file.clone();
-        let mut out = Vec::new();
-        for v in values {
-            let scalar = match option {
-                "map_null" => matches!(v.value, Literal::String(_) | Literal::Integer(_) | Literal::Bool(_)),
-                _ => !matches!(v.value, Literal::Array(_) | Literal::Table(_)),
-            };
-            if scalar {
-                out.push(literal_bson(&v.value));
-            } else {
-                let what = if option == "map_null" {
-                    "strings, integers or booleans (as `map` keys)"
-                } else {
-                    "single values"
-                };
-                self.diags.push(
-                    Diagnostic::error(Code::InvalidValue, format!("`{option}` takes {what}, found {}", v.value.kind()))
-                        .at(&file, v.span.clone(), "not a single value"),
-                );
-            }
-        }
-        out
-    }
-
-    fn default(
-        &mut self,
-        d: &Sp<Literal>,
-        ty: &SqlType,
-        rules: &CoerceRules,
-        col: &crate::schema::Column,
-    ) -> Option<DefaultPlan> {
-        if ty.is_temporal() && d.value == Literal::String("now".into()) {
-            return Some(DefaultPlan::Now);
-        }
-        let b = literal_bson(&d.value);
-        match coerce(b.as_raw_bson_ref(), ty, rules) {
-            Ok(cell) => Some(DefaultPlan::Value(cell.into_owned())),
-            Err(e) => {
-                let file = self.spec.file.clone();
-                let table = self.schema.table(&self.spec.table.as_ref()?.value)?;
-                self.diags.push(
-                    Diagnostic::error(
-                        Code::TypeMismatch,
-                        format!("default for `{}` does not fit its type {ty}", col.name),
-                    )
-                    .at(&file, d.span.clone(), format!("{} : {e}", d.value.kind()))
-                    .also(&table.file, col.span.clone(), format!("declared {}", col.ty)),
-                );
-                None
-            }
-        }
-    }
-
     fn unmapped(&mut self, table: &Table) {
         let mapped: BTreeSet<&str> = self.spec.columns.iter().map(|c| c.name.value.as_str()).collect();
         for col in &table.columns {
@@ -721,7 +430,7 @@ impl MappingCx<'_> {
 }
 
 /// TOML literals as BSON, so defaults and `map` values go through the same coercion as data.
-fn literal_bson(l: &Literal) -> RawBson {
+pub(super) fn literal_bson(l: &Literal) -> RawBson {
     match l {
         Literal::String(s) | Literal::Datetime(s) => RawBson::String(s.clone()),
         Literal::Integer(i) => match i32::try_from(*i) {

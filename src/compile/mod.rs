@@ -10,7 +10,9 @@
 
 pub mod graph;
 pub mod mapping;
+pub mod options;
 pub mod references;
+pub mod unwind;
 
 use graph::{check_overlaps, order};
 use mapping::MappingCx;

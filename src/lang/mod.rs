@@ -1,4 +1,5 @@
-//! The mapping language: TOML mapping files with their spans ([`spec`]),
+//! The mapping language: TOML mapping files read ([`spec`]) into a syntax
+//! tree with spans ([`syntax`]),
 //! the value expressions a column is filled by ([`expr`], one file each),
 //! the closed set of value transforms ([`transform`]), and the diagnostics
 //! every stage reports in ([`diag`]).
@@ -9,4 +10,5 @@
 pub mod diag;
 pub mod expr;
 pub mod spec;
+pub mod syntax;
 pub mod transform;

@@ -7,18 +7,20 @@
 
 pub mod filter;
 pub mod keep;
+pub mod unwind;
+pub mod value;
+
+use unwind::{Stack, inner_elements, shaped};
+use value::{row_zone, value};
 
 use bson::{RawBson, RawBsonRef, RawDocument};
 
 use crate::lang::expr::{Level, RowCx};
-use crate::lang::transform::{TransformCx, shape};
-use crate::plan::{ColumnPlan, DefaultPlan, InnerUnwind, MappingPlan, UnwindShape};
+use crate::plan::MappingPlan;
 use crate::value::cell::Cell;
-use crate::value::coerce::CoerceRules;
-use crate::value::equal::same_value;
 use crate::value::fields::FieldTrie;
 use crate::value::path::{CompiledPath, Found, Root};
-use crate::value::text::{bson_kind, map_key, preview};
+use crate::value::text::{bson_kind, preview};
 
 /// Why a row was not produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -372,76 +374,6 @@ impl<'p> RowMapper<'p> {
     }
 }
 
-/// The array an unwind with `split`/`wrap_scalar` takes apart: the value
-/// itself when it is an array, else the array made of it; missing or null
-/// gives no rows (counted), and a value neither option takes is a reject.
-fn shaped<'a>(u: &UnwindShape, doc: &'a RawDocument) -> Result<Found<'a>, String> {
-    let found = u.base.eval(doc, None)?;
-    let made = match found.as_ref() {
-        None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => return Ok(Found::Missing),
-        Some(RawBsonRef::Array(_)) => None,
-        Some(v @ RawBsonRef::String(_)) if u.split.is_some() => {
-            shape::split(v, u.split.as_deref().unwrap_or_default())?
-        }
-        Some(v) if u.wrap_scalar => shape::wrap(v),
-        Some(v) => {
-            return Err(format!(
-                "`unwind` over {} {}: not an array (`wrap_scalar = true` takes a single value as one element)",
-                bson_kind(v),
-                preview(v)
-            ));
-        }
-    };
-    Ok(made.map_or(found, Found::Owned))
-}
-
-/// The unwind levels a row stands in: each level's current element, and
-/// its position and entry key, the outermost first.
-#[derive(Default)]
-struct Stack<'a> {
-    els: Vec<RawBsonRef<'a>>,
-    at: Vec<Level<'a>>,
-}
-
-impl<'a> Stack<'a> {
-    fn push(&mut self, el: RawBsonRef<'a>, index: usize, key: Option<&'a str>) {
-        self.els.push(el);
-        self.at.push(Level { index, key });
-    }
-
-    fn pop(&mut self) {
-        self.els.pop();
-        self.at.pop();
-    }
-}
-
-/// What a nested level takes apart in the element above: an array, or an
-/// object's entries (`true`) or `None` when the value is missing or null.
-/// A scalar is refused with the reason.
-fn inner_elements<'a>(
-    inner: &InnerUnwind,
-    doc: &'a RawDocument,
-    els: &[RawBsonRef<'a>],
-) -> Result<(bool, Option<RawBsonRef<'a>>), String> {
-    let path = inner.entries.as_ref().unwrap_or(&inner.path);
-    let found = match path.eval_in(doc, els)? {
-        Found::Borrowed(v) => v,
-        Found::Missing | Found::Owned(_) => return Ok((false, None)),
-    };
-    match found {
-        RawBsonRef::Null | RawBsonRef::Undefined => Ok((false, None)),
-        RawBsonRef::Array(_) => Ok((false, Some(found))),
-        RawBsonRef::Document(_) if inner.entries.is_some() => Ok((true, Some(found))),
-        v => Err(format!(
-            "`{}` over {} {}: not an array{}",
-            inner.path,
-            bson_kind(v),
-            preview(v),
-            if inner.entries.is_some() { " or an object" } else { "" }
-        )),
-    }
-}
-
 /// Neither a container nor null: what an unwind cannot take apart.
 fn is_scalar(v: RawBsonRef<'_>) -> bool {
     !matches!(v, RawBsonRef::Array(_) | RawBsonRef::Document(_) | RawBsonRef::Null | RawBsonRef::Undefined)
@@ -459,24 +391,6 @@ fn into_owned(e: RowEvent<'_>) -> RowEvent<'static> {
         RowEvent::Rejected(r) => RowEvent::Rejected(r),
         RowEvent::Filtered(n) => RowEvent::Filtered(n),
         RowEvent::NoElements => RowEvent::NoElements,
-    }
-}
-
-/// A value on its way through a column: borrowed from the document until a
-/// transform or `map` replaces it.
-enum Val<'a> {
-    Absent,
-    Borrowed(RawBsonRef<'a>),
-    Owned(RawBson),
-}
-
-impl Val<'_> {
-    fn get(&self) -> Option<RawBsonRef<'_>> {
-        match self {
-            Val::Absent => None,
-            Val::Borrowed(b) => Some(*b),
-            Val::Owned(o) => Some(o.as_raw_bson_ref()),
-        }
     }
 }
 
@@ -504,97 +418,6 @@ fn lookup<'a>(
     }
 }
 
-/// The rules with a row's own zone (`time_zone = "$.timezone"`): an IANA
-/// name; missing or null keeps the declared zone; anything else rejects.
-fn row_zone(path: &CompiledPath, zone: Option<RawBsonRef<'_>>, rules: &CoerceRules) -> Result<CoerceRules, String> {
-    match zone {
-        None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => Ok(*rules),
-        Some(RawBsonRef::String(name)) => match name.parse::<chrono_tz::Tz>() {
-            Ok(tz) => Ok(CoerceRules { tz, ..*rules }),
-            Err(_) => {
-                Err(format!("time zone {} (from `{path}`) is not an IANA zone", preview(RawBsonRef::String(name))))
-            }
-        },
-        Some(v) => Err(format!("time zone from `{path}` is {} {}, not an IANA zone name", bson_kind(v), preview(v))),
-    }
-}
-
-fn value<'a>(
-    col: &ColumnPlan,
-    found: Found<'a>,
-    stats: &mut ColumnStats,
-    rules: &CoerceRules,
-) -> Result<Cell<'a>, String> {
-    let mut v = match found {
-        Found::Missing | Found::Borrowed(RawBsonRef::Null | RawBsonRef::Undefined) => Val::Absent,
-        Found::Owned(RawBson::Null | RawBson::Undefined) => Val::Absent,
-        Found::Borrowed(b) => Val::Borrowed(b),
-        Found::Owned(o) => Val::Owned(o),
-    };
-    let was_present = !matches!(v, Val::Absent);
-    // A sentinel (`null_if`), compared with the value as read, means null.
-    let mut sentinel = v.get().is_some_and(|b| col.null_if.iter().any(|n| same_value(b, n.as_raw_bson_ref())));
-    if sentinel {
-        v = Val::Absent;
-    }
-    let cx = TransformCx { tz: rules.tz, date_format: col.date_format.as_deref() };
-    for t in &col.transforms {
-        let Some(current) = v.get() else { break };
-        v = match t.apply(current, &cx)? {
-            Some(o) => Val::Owned(o),
-            None => Val::Absent,
-        };
-    }
-    if let (Some(sep), Some(current)) = (&col.split, v.get()) {
-        v = shape::split(current, sep)?.map_or(Val::Absent, Val::Owned);
-    }
-    if let Some(wrapped) = v.get().filter(|_| col.wrap_scalar).and_then(shape::wrap) {
-        v = Val::Owned(wrapped);
-    }
-    if let Some(key) = v.get().filter(|_| !col.map.is_empty()).and_then(map_key)
-        && let Some((_, to)) = col.map.iter().find(|(from, _)| *from == key)
-    {
-        v = Val::Owned(to.clone());
-    }
-    if v.get().filter(|_| !col.map_null.is_empty()).and_then(map_key).is_some_and(|k| col.map_null.contains(&k)) {
-        v = Val::Absent;
-        sentinel = true;
-    }
-    let cell = match v {
-        Val::Absent => {
-            if col.required {
-                let what = if sentinel {
-                    "is a value that means null (`null_if`/`map_null`)"
-                } else if was_present {
-                    "became empty"
-                } else {
-                    "is missing or null"
-                };
-                return Err(format!("required value {what}"));
-            }
-            match &col.default {
-                DefaultPlan::Value(c) => {
-                    stats.defaults += 1;
-                    c.clone()
-                }
-                // The server fills these in: staging carries NULL.
-                d if d.by_server() => {
-                    stats.defaults += 1;
-                    Cell::Null
-                }
-                _ if col.not_null => return Err("the column is NOT NULL and the document has no value".into()),
-                _ => {
-                    stats.nulls += 1;
-                    Cell::Null
-                }
-            }
-        }
-        Val::Borrowed(b) => col.value.convert(b, &col.ty, rules)?,
-        Val::Owned(o) => col.value.convert(o.as_raw_bson_ref(), &col.ty, rules)?.into_owned(),
-    };
-    Ok(cell)
-}
-
 /// A short description of a document's `_id`, for rejects and logs.
 pub fn doc_id(doc: &RawDocument) -> String {
     match doc.get("_id") {
@@ -616,7 +439,7 @@ mod tests {
     use crate::schema::Schema;
     use bson::rawdoc;
 
-    fn plan(sql: &str, toml: &str) -> MappingPlan {
+    pub(super) fn plan(sql: &str, toml: &str) -> MappingPlan {
         let mut d = Diagnostics::default();
         let mut schema = Schema::default();
         schema.add_sql(&SourceFile::new("s.sql", sql), &mut d);
@@ -626,7 +449,7 @@ mod tests {
         p.mappings.into_iter().next().unwrap()
     }
 
-    fn rows(m: &MappingPlan, doc: &RawDocument) -> Vec<String> {
+    pub(super) fn rows(m: &MappingPlan, doc: &RawDocument) -> Vec<String> {
         let mut out = Vec::new();
         RowMapper::new(m).map(doc, |e| {
             out.push(match e {
@@ -643,45 +466,9 @@ mod tests {
         out
     }
 
-    const SQL: &str =
+    pub(super) const SQL: &str =
         "CREATE TABLE t (id UUID PRIMARY KEY, email VARCHAR(20) NOT NULL, lvl VARCHAR(10) DEFAULT 'x', n INTEGER);
                        CREATE TABLE c (t_id UUID NOT NULL, k TEXT NOT NULL, w NUMERIC(3,2), PRIMARY KEY (t_id, k));";
-
-    #[test]
-    fn columns_transform_map_default_and_reject() {
-        let m = plan(
-            SQL,
-            r#"source = "s"
-table = "t"
-key = "id"
-filter = { path = "$.kind", not_equals = "bot" }
-[columns]
-id = { id = "$._id" }
-email = { from = "$.email", required = true, transform = ["trim", "lowercase"] }
-lvl = { from = "$.level", map = { beginner = "novice" } }
-n = { from = "$.n", default = 7 }
-"#,
-        );
-        let id_uuid = crate::value::ids::IdNamespace::default().derive(RawBsonRef::Int32(1)).unwrap();
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 1, "email": " A@B.io ", "level": "beginner", "n": 3 }),
-            vec![format!("{id_uuid}|a@b.io|novice|3")]
-        );
-        // missing -> mapping default; null level -> schema default (NULL in staging)
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 1, "email": "a", "level": bson::RawBson::Null }),
-            vec![format!("{id_uuid}|a|NULL|7")]
-        );
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 1 }),
-            vec!["REJECT None Some(\"email\"): required value is missing or null"]
-        );
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 1, "email": "a", "n": 1.5 }),
-            vec!["REJECT None Some(\"n\"): double 1.5 is not a whole number; integer would round it"]
-        );
-        assert_eq!(rows(&m, &rawdoc! { "_id": 1, "email": "a", "kind": "bot" }), vec!["FILTERED 1"]);
-    }
 
     #[test]
     fn unwind_gives_one_row_per_element() {
@@ -723,31 +510,6 @@ w = { from = "@.w", default = 1 }
         );
     }
 
-    /// Item 6: a `[*]` column over a scalar is refused, not an empty array;
-    /// over a missing value it is missing, so `required` fires.
-    #[test]
-    fn each_path_over_a_scalar_is_refused() {
-        let m = plan(
-            "CREATE TABLE p (id INTEGER PRIMARY KEY, kinds TEXT[] NOT NULL);",
-            r#"source = "s"
-table = "p"
-key = "id"
-[columns]
-id = "$._id"
-kinds = { from = "$.type[*]", required = true }
-"#,
-        );
-        assert_eq!(rows(&m, &rawdoc! { "_id": 1, "type": ["a", "b"] }), vec![r#"1|{"a","b"}"#]);
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 1, "type": "phone" }),
-            vec!["REJECT None Some(\"kinds\"): `$.type[*]` expects an array, but the value is string \"phone\""]
-        );
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 1 }),
-            vec!["REJECT None Some(\"kinds\"): required value is missing or null"]
-        );
-    }
-
     /// Item 7: elements a JSONPath filter in `unwind` drops are counted as filtered.
     #[test]
     fn unwind_filter_counts_what_it_drops() {
@@ -764,147 +526,5 @@ name = "@"
         );
         assert_eq!(rows(&m, &rawdoc! { "_id": 1, "authors": ["x", "", "y", ""] }), vec!["FILTERED 2", "1|x", "1|y"]);
         assert_eq!(rows(&m, &rawdoc! { "_id": 2, "authors": ["", ""] }), vec!["FILTERED 2"]);
-    }
-
-    /// `wrap_scalar` and `split` on an unwind: a single value is one
-    /// element, a string is cut into elements, null or missing gives none.
-    #[test]
-    fn unwind_takes_scalars_and_strings_when_asked() {
-        let sql = "CREATE TABLE g (id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (id, name));";
-        let wrap = plan(
-            sql,
-            r#"source = "s"
-table = "g"
-unwind = { path = "$.genres", wrap_scalar = true }
-key = ["id", "name"]
-[columns]
-id = "$._id"
-name = "@"
-"#,
-        );
-        assert_eq!(rows(&wrap, &rawdoc! { "_id": 1, "genres": ["a", "b"] }), vec!["1|a", "1|b"]);
-        assert_eq!(rows(&wrap, &rawdoc! { "_id": 2, "genres": "drama" }), vec!["2|drama"]);
-        assert_eq!(rows(&wrap, &rawdoc! { "_id": 3, "genres": bson::RawBson::Null }), vec!["NO ELEMENTS"]);
-        assert_eq!(rows(&wrap, &rawdoc! { "_id": 4 }), vec!["NO ELEMENTS"]);
-        let split = plan(
-            sql,
-            r#"source = "s"
-table = "g"
-unwind = { path = "$.genres[*]", split = ", " }
-key = ["id", "name"]
-[columns]
-id = "$._id"
-name = "@"
-"#,
-        );
-        assert_eq!(rows(&split, &rawdoc! { "_id": 1, "genres": "a, b" }), vec!["1|a", "1|b"]);
-        assert_eq!(rows(&split, &rawdoc! { "_id": 2, "genres": ["x"] }), vec!["2|x"]);
-        assert_eq!(rows(&split, &rawdoc! { "_id": 3, "genres": "" }), vec!["NO ELEMENTS"]);
-        assert_eq!(
-            rows(&split, &rawdoc! { "_id": 4, "genres": 5 }),
-            vec![
-                "REJECT None None: `unwind` over int32 5: not an array (`wrap_scalar = true` takes a single value as one element)"
-            ]
-        );
-    }
-
-    /// The value steps after the transforms: `split` and `wrap_scalar` on
-    /// array columns, `to_number` and `to_date` with a format.
-    #[test]
-    fn columns_split_wrap_and_parse() {
-        let m = plan(
-            "CREATE TABLE p (id INTEGER PRIMARY KEY, tags TEXT[], ns INTEGER[], price NUMERIC(8,2), day DATE);",
-            r#"source = "s"
-table = "p"
-key = "id"
-[columns]
-id = "$._id"
-tags = { from = "$.tags", split = "," }
-ns = { from = "$.ns", wrap_scalar = true }
-price = { from = "$.price", transform = "to_number" }
-day = { from = "$.day", transform = "to_date", date_format = "%m/%d/%Y" }
-"#,
-        );
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 1, "tags": "a,b", "ns": 3, "price": " 12.50 ", "day": "03/15/2024" }),
-            vec![r#"1|{"a","b"}|{"3"}|12.50|2024-03-15"#]
-        );
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 2, "tags": ["x"], "ns": [1, 2], "price": 3 }),
-            vec![r#"2|{"x"}|{"1","2"}|3|NULL"#]
-        );
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 3, "price": "12,50" }),
-            vec![r#"REJECT None Some("price"): string "12,50" is not a number"#]
-        );
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 4, "day": "2024-03-15" }),
-            vec![r#"REJECT None Some("day"): string "2024-03-15" does not match date_format "%m/%d/%Y""#]
-        );
-    }
-
-    /// Nested unwinds: rows at the innermost level, `@1` the outer
-    /// element, `key`/`position` per level; an outer element without inner
-    /// elements gives no row, a scalar where the inner array should be is
-    /// a reject of that element.
-    #[test]
-    fn nested_unwinds_give_rows_at_the_innermost_level() {
-        let m = plan(
-            "CREATE TABLE b (id INTEGER NOT NULL, tier TEXT NOT NULL, pos INTEGER NOT NULL, benefit TEXT NOT NULL,
-                 fee INTEGER, tier_pos INTEGER, PRIMARY KEY (id, tier, pos));",
-            r#"source = "s"
-table = "b"
-unwind = ["$.tiers.*", "@.benefits[*]"]
-key = ["id", "tier", "pos"]
-filter = { path = "@", not_equals = "none" }
-[columns]
-id = "$._id"
-tier = { key = "@1" }
-tier_pos = { position = { index = "@1" } }
-pos = { position = { index = "@" } }
-benefit = "@"
-fee = "@1.fee"
-"#,
-        );
-        let doc = rawdoc! { "_id": 1, "tiers": {
-            "gold": { "fee": 10, "benefits": ["lounge", "none", "miles"] },
-            "basic": { "fee": 0, "benefits": [] },
-            "odd": { "benefits": "x" },
-            "silver": { "fee": 5, "benefits": ["miles"] },
-        } };
-        assert_eq!(
-            rows(&m, &doc),
-            vec![
-                "1|gold|0|0|lounge|10",
-                "FILTERED 1",
-                "1|gold|0|2|miles|10",
-                "REJECT Some(2) None: `@.benefits[*]` expects an array, but the value is string \"x\"",
-                "1|silver|3|0|miles|5",
-            ]
-        );
-    }
-
-    /// `time_zone = ["$.tz", "America/New_York"]`: each row's day in its
-    /// own zone, the fallback without one, a reject for a bad name.
-    #[test]
-    fn a_row_zone_from_the_document() {
-        let m = plan(
-            "CREATE TABLE d (id INTEGER PRIMARY KEY, day DATE);",
-            r#"source = "s"
-table = "d"
-key = "id"
-[columns]
-id = "$._id"
-day = { from = "$.at", transform = "date", time_zone = ["$.tz", "America/New_York"] }
-"#,
-        );
-        // 2025-01-15T03:30:00Z: the 15th in Tokyo, the 14th in New York.
-        let at = bson::DateTime::from_millis(1_736_911_800_000);
-        assert_eq!(rows(&m, &rawdoc! { "_id": 1, "at": at, "tz": "Asia/Tokyo" }), vec!["1|2025-01-15"]);
-        assert_eq!(rows(&m, &rawdoc! { "_id": 2, "at": at }), vec!["2|2025-01-14"]);
-        assert_eq!(
-            rows(&m, &rawdoc! { "_id": 3, "at": at, "tz": "Mars/Olympus" }),
-            vec!["REJECT None Some(\"day\"): time zone \"Mars/Olympus\" (from `$.tz`) is not an IANA zone"]
-        );
     }
 }

@@ -41,6 +41,8 @@ pub enum SqlType {
     Json,
     Jsonb,
     Bytea,
+    /// PostGIS `geometry`/`geography`, with the declared shape and SRID.
+    Geo(GeoType),
     Array(Box<SqlType>),
     /// A type the engine does not write (kept for messages).
     Other(String),
@@ -79,6 +81,16 @@ impl SqlType {
             DataType::Bytea => SqlType::Bytea,
             DataType::Array(A::SquareBracket(inner, _) | A::Qualified(inner, _) | A::AngleBracket(inner)) => {
                 SqlType::Array(Box::new(SqlType::from_ast(inner)))
+            }
+            DataType::Custom(name, mods)
+                if matches!(name.to_string().to_ascii_lowercase().as_str(), "geometry" | "geography") =>
+            {
+                let geography = name.to_string().eq_ignore_ascii_case("geography");
+                let kind = mods.first().map(|k| k.trim().to_ascii_lowercase()).filter(|k| k != "geometry");
+                let srid = mods.get(1).and_then(|s| s.trim().parse::<i32>().ok());
+                // `geography` without a SRID is WGS 84, as PostGIS says.
+                let srid = srid.or(geography.then_some(4326));
+                SqlType::Geo(GeoType { geography, kind, srid })
             }
             DataType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
                 "timestamptz" => SqlType::Timestamptz,
@@ -132,10 +144,39 @@ impl fmt::Display for SqlType {
             SqlType::Json => f.write_str("json"),
             SqlType::Jsonb => f.write_str("jsonb"),
             SqlType::Bytea => f.write_str("bytea"),
+            SqlType::Geo(g) => {
+                f.write_str(if g.geography { "geography" } else { "geometry" })?;
+                match (&g.kind, g.srid) {
+                    (None, None) => Ok(()),
+                    (kind, srid) => {
+                        write!(f, "({}", kind.as_deref().map_or("Geometry".to_string(), geo_kind_name))?;
+                        if let Some(s) = srid {
+                            write!(f, ",{s}")?;
+                        }
+                        f.write_str(")")
+                    }
+                }
+            }
             SqlType::Array(inner) => write!(f, "{inner}[]"),
             SqlType::Other(o) => f.write_str(o),
         }
     }
+}
+
+/// A PostGIS column type: `geometry(Point,4326)`, `geography(Polygon)`, `geometry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoType {
+    pub geography: bool,
+    /// The geometry type, lowercase (`point`, `multipolygon`); `None`: any.
+    pub kind: Option<String>,
+    pub srid: Option<i32>,
+}
+
+/// `multipolygon` as PostGIS writes it: `MultiPolygon`.
+pub fn geo_kind_name(kind: &str) -> String {
+    const NAMES: &[&str] =
+        &["Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon", "GeometryCollection"];
+    NAMES.iter().find(|n| n.eq_ignore_ascii_case(kind)).map_or_else(|| kind.to_string(), |n| n.to_string())
 }
 
 /// A column's DEFAULT, as far as the engine can evaluate it itself.
@@ -494,6 +535,14 @@ mod tests {
     fn type_override_parses() {
         assert_eq!(SqlType::parse("varchar(10)").unwrap(), SqlType::Varchar(Some(10)));
         assert_eq!(SqlType::parse("integer[]").unwrap(), SqlType::Array(Box::new(SqlType::Integer)));
-        assert!(SqlType::parse("geometry").is_err());
+        assert!(SqlType::parse("money").is_err());
+        // As the DDL writes it and as the catalog's format_type prints it: one type.
+        let point = SqlType::Geo(GeoType { geography: false, kind: Some("point".into()), srid: Some(4326) });
+        assert_eq!(SqlType::parse("geometry(Point, 4326)").unwrap(), point);
+        assert_eq!(SqlType::parse("geometry(Point,4326)").unwrap(), point);
+        assert_eq!(point.to_string(), "geometry(Point,4326)");
+        let any = SqlType::Geo(GeoType { geography: true, kind: None, srid: Some(4326) });
+        assert_eq!(SqlType::parse("geography").unwrap(), any);
+        assert_eq!(SqlType::parse("geography(Geometry,4326)").unwrap(), any);
     }
 }

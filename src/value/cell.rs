@@ -28,6 +28,8 @@ pub enum Cell<'a> {
     Json(String),
     /// `bytea`: the bytes themselves.
     Bytes(Cow<'a, [u8]>),
+    /// A PostGIS geometry or geography as EWKB (its text form is the hex).
+    Ewkb(Vec<u8>),
     Array(Vec<Cell<'a>>),
 }
 
@@ -47,6 +49,7 @@ impl Cell<'_> {
             Cell::Uuid(u) => Cell::Uuid(u),
             Cell::Json(j) => Cell::Json(j),
             Cell::Bytes(b) => Cell::Bytes(Cow::Owned(b.into_owned())),
+            Cell::Ewkb(b) => Cell::Ewkb(b),
             Cell::Array(a) => Cell::Array(a.into_iter().map(Cell::into_owned).collect()),
         }
     }
@@ -77,6 +80,11 @@ impl Cell<'_> {
                 s.push_str("\\x");
                 for byte in b.iter() {
                     write!(s, "{byte:02x}").ok()?;
+                }
+            }
+            Cell::Ewkb(b) => {
+                for byte in b {
+                    write!(s, "{byte:02X}").ok()?;
                 }
             }
             Cell::Array(items) => {

@@ -27,6 +27,8 @@ pub struct CoerceRules {
     pub bytes: Option<BytesText>,
     /// The length every array value must have (`dimensions`), for vectors.
     pub dimensions: Option<u32>,
+    /// A geometry column takes `[lon, lat]` arrays as points (`point = true`).
+    pub point: bool,
 }
 
 /// The text forms of bytes a `bytea` column reads from strings.
@@ -56,6 +58,7 @@ impl Default for CoerceRules {
             ns: IdNamespace::default(),
             bytes: None,
             dimensions: None,
+            point: false,
         }
     }
 }

@@ -48,6 +48,7 @@ fn every_problem_is_rendered_with_location_and_code() {
         ("format-misuse", "invalid-value"),
         ("shaping-misuse", "invalid-value"),
         ("nested-unwind-misuse", "unwind-not-array"),
+        ("geo-misuse", "unsupported-type"),
     ];
     for (dir, code) in cases {
         let (status, _, stderr) = check(dir, "schema", &[]);

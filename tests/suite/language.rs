@@ -573,3 +573,77 @@ fee = "@1.fee"
     assert_eq!(got, expected);
     life.validate_rerun_rollback(3, &["benefits"]);
 }
+
+/// Whether the server has PostGIS; without it the test fails in CI and says
+/// it skipped elsewhere.
+fn postgis_available(test: &str) -> bool {
+    let probe = TestDb::new("postgis_probe");
+    probe.create();
+    let found = probe.one("SELECT count(*)::text FROM pg_available_extensions WHERE name = 'postgis'") == "1";
+    if !found {
+        assert!(std::env::var("CI").is_err(), "{test}: PostGIS is not installed (package postgresql-15-postgis-3)");
+        eprintln!("SKIPPED {test}: PostGIS is not installed (package postgresql-15-postgis-3)");
+    }
+    found
+}
+
+/// GeoJSON (and `[lon, lat]` pairs with `point = true`) into PostGIS
+/// `geometry`/`geography` columns, the declared geometry type checked,
+/// invalid geometry a reject with the reason; values read back through
+/// PostGIS's own `ST_AsText`.
+#[test]
+fn geojson_into_postgis_end_to_end() {
+    if !postgis_available("geojson_into_postgis_end_to_end") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let up = "CREATE EXTENSION IF NOT EXISTS postgis;
+        CREATE TABLE places (id INTEGER PRIMARY KEY, loc geometry(Point, 4326), coord geometry(Point, 4326),
+            area geography(Polygon, 4326), route geometry);";
+    let mapping = r#"source = "places"
+table = "places"
+key = "id"
+[columns]
+id = "$._id"
+loc = "$.location"
+coord = { from = "$.address.coord", point = true }
+area = "$.area"
+route = "$.route"
+"#;
+    let mappings = project_with(work.path(), up, "DROP TABLE places;", &[("places", mapping)]);
+    let docs = [
+        r#"{"_id": 1, "location": {"type": "Point", "coordinates": [-73.97, 40.77]}, "address": {"coord": [-73.856077, 40.848447]},
+            "area": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]},
+            "route": {"type": "LineString", "coordinates": [[0, 0], [1, 1.5], [2.25, 3]]}}"#,
+        r#"{"_id": 2, "location": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}}"#,
+        r#"{"_id": 3, "address": {"coord": [200, 10]}}"#,
+        r#"{"_id": 4, "area": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}}"#,
+        r#"{"_id": 5}"#,
+    ];
+    let lines: Vec<String> = docs.iter().map(|d| d.replace('\n', " ")).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let src = source(work.path(), "places.jsonl", &lines);
+    let db = TestDb::new("postgis");
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let life = Life { work: work.path(), mappings: m, source: s, db: &db };
+    life.check_and_plan(&["-> geometry(Point,4326)", "-> geography(Polygon,4326)"]);
+    life.load(3, &[2]);
+    assert_eq!(
+        db.one(
+            "SELECT string_agg(concat_ws('|', id, ST_AsText(loc), ST_SRID(loc), ST_AsText(coord), ST_AsText(area::geometry), \
+             ST_AsText(route)), ',' ORDER BY id) FROM places"
+        ),
+        // concat_ws skips NULLs: document 5 had no geometry at all.
+        "1|POINT(-73.97 40.77)|4326|POINT(-73.856077 40.848447)|POLYGON((0 0,1 0,1 1,0 0))|LINESTRING(0 0,1 1.5,2.25 3),5"
+    );
+    let reasons: Vec<String> =
+        read_rejects(work.path()).iter().map(|r| format!("{} {}", r["_id"], r["reason"].as_str().unwrap())).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("2 ") && reasons[0].contains("a LineString cannot go into geometry(Point,4326)"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].starts_with("3 ") && reasons[1].contains("position [200, 10] is outside"), "{reasons:?}");
+    assert!(reasons[2].starts_with("4 ") && reasons[2].contains("ring is not closed"), "{reasons:?}");
+    life.validate_rerun_rollback(3, &["places"]);
+}

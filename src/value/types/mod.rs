@@ -12,6 +12,7 @@ pub mod array;
 pub mod boolean;
 pub mod bytea;
 pub mod float;
+pub mod geo;
 pub mod integer;
 pub mod json;
 pub mod numeric;
@@ -50,8 +51,11 @@ pub fn of(ty: &SqlType) -> Option<&'static dyn ColumnType> {
         SqlType::Uuid => &uuid::UuidType,
         SqlType::Json | SqlType::Jsonb => &json::JsonType,
         SqlType::Bytea => &bytea::ByteaType,
+        SqlType::Geo(_) => &geo::GeoColumn,
         // One dimension, of a written type.
-        SqlType::Array(inner) if !matches!(**inner, SqlType::Array(_)) && of(inner).is_some() => &array::ArrayType,
+        SqlType::Array(inner) if !matches!(**inner, SqlType::Array(_) | SqlType::Geo(_)) && of(inner).is_some() => {
+            &array::ArrayType
+        }
         SqlType::Array(_) | SqlType::Other(_) => return None,
     })
 }
