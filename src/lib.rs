@@ -62,6 +62,7 @@
 //!   - [`pg::keys`]: a row key's one text.
 //!   - [`pg::sql`]: quoting, literals, catalog types.
 //! - [`run`]: orchestration: stages, the loader, checkpoints.
+//!   - [`run::coverage`]: mapped paths no document has, fields no mapping reads.
 //!   - [`run::reader`]: the reading thread: documents → COPY chunks.
 //!   - [`run::rejects`]: the rejects file.
 //!   - [`run::report`]: what a run did, and its rendering.

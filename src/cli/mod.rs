@@ -251,6 +251,10 @@ pub struct RunArgs {
     /// it (by default a missing collection is an error, before anything loads).
     #[arg(long)]
     pub allow_missing: bool,
+    /// Exit 1 when a mapped path matched no document (most likely a typo
+    /// that loads NULLs); without it, that is a warning in the summary.
+    #[arg(long)]
+    pub strict: bool,
     /// `json` prints the summary as JSON on stdout.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
@@ -279,6 +283,17 @@ pub struct MappingDirArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub mappings: MappingDirArgs,
+    /// Also read this source (a live server, a mongodump or extended-JSON
+    /// directory): mapped paths that no document has are warnings (errors
+    /// with --strict), and fields no mapping reads are listed.
+    #[arg(long, value_name = "PATH_OR_URI")]
+    pub source: Option<String>,
+    /// The database of a live source, when the URI does not name one.
+    #[arg(long, value_name = "NAME", requires = "source")]
+    pub source_db: Option<String>,
+    /// With --source: a mapped path that matches no document is an error.
+    #[arg(long, requires = "source")]
+    pub strict: bool,
     /// `text` draws each problem with its source; `json` is for editors and CI.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
@@ -311,6 +326,7 @@ pub fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let finished = match cli.command {
+        Command::Check(a) if a.source.is_some() => with_runtime(cmd::check::with_source(a)),
         Command::Check(a) => cmd::check::run(&a),
         Command::Plan(a) => cmd::plan::run(&a),
         Command::Run(a) => with_runtime(cmd::run::run(a)),

@@ -10,6 +10,7 @@
 //!
 //! Knows the plan, the source and the sink; nothing of TOML or of the command line.
 
+pub mod coverage;
 pub mod reader;
 pub mod rejects;
 pub mod report;
@@ -30,6 +31,7 @@ use crate::plan::{MappingPlan, OnDuplicate, Plan};
 use crate::run::rejects::{RejectRecord, RejectsFile};
 use crate::run::report::{ColumnReport, MappingReport, RunReport};
 use crate::source::{Source, SourceError};
+use coverage::Inventory;
 use reader::{Chunk, Encoding, FastEncoding, Produced, spawn_reader, unique_sets};
 
 #[derive(Debug, Error)]
@@ -134,6 +136,15 @@ pub async fn run(
     });
     let total_rejects = AtomicU64::new(0);
     let rejects = Mutex::new(&mut *rejects);
+    // One field inventory per collection, taken by the first mapping that
+    // reads it from the start (`run::coverage`).
+    let inventories: Mutex<BTreeMap<String, Inventory>> = Mutex::new(BTreeMap::new());
+    let mut inventory_by: BTreeMap<&str, &str> = BTreeMap::new();
+    for m in &selected {
+        if !resume.contains_key(&m.name) {
+            inventory_by.entry(m.source.as_str()).or_insert(m.name.as_str());
+        }
+    }
     let mut done: Vec<(usize, MappingReport)> = Vec::new();
     for stage in &plan.stages {
         let todo: Vec<usize> =
@@ -146,14 +157,16 @@ pub async fn run(
             conns.iter_mut().map(Some).collect()
         };
         let work = workers.into_iter().map(|mut conn| {
-            let (todo, next, results, rejects, bars, total_rejects) =
-                (&todo, &next, &results, &rejects, &bars, &total_rejects);
+            let (todo, next, results, rejects, bars, total_rejects, inventories, inventory_by) =
+                (&todo, &next, &results, &rejects, &bars, &total_rejects, &inventories, &inventory_by);
             async move {
                 loop {
                     let Some(&slot) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else { return Ok::<(), ExecError>(()) };
                     let m = &plan.mappings[slot];
                     let r = if source.has(&m.source) {
-                        let mut cx = MappingRun { plan, m, source, opts, rejects, bars, total_rejects };
+                        let inventory = inventory_by.get(m.source.as_str()) == Some(&m.name.as_str());
+                        let mut cx =
+                            MappingRun { plan, m, source, opts, rejects, bars, total_rejects, inventories, inventory };
                         cx.run(slot, conn.as_deref_mut(), resume.get(&m.name)).await?
                     } else {
                         tracing::warn!(mapping = %m.name, "the source has no collection `{}`: nothing to load", m.source);
@@ -179,9 +192,24 @@ pub async fn run(
     report.seconds = started.elapsed().as_secs_f64();
     if rejects.written > 0 {
         report.rejects_file = Some(rejects.path().display().to_string());
+        report.reject_reasons = rejects.summary(10);
+    }
+    let inventories = inventories.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !inventories.is_empty() {
+        let mut cov = coverage::coverage(selected.iter().copied(), &inventories);
+        // A live server sends only what the mappings read: what they leave
+        // behind cannot be seen there.
+        if !source.whole_documents() {
+            cov.left_behind.clear();
+        }
+        report.coverage = Some(cov);
     }
     Ok(report)
 }
+
+/// Documents of each collection a load (not a dry run) takes the field
+/// inventory of, for the coverage lines of its summary.
+const INVENTORY_IN_A_LOAD: u64 = 20_000;
 
 /// A poisoned lock only means another mapping panicked; its data is still usable.
 /// Where a chunk goes: the sink, whether it copies straight into the
@@ -224,6 +252,9 @@ struct MappingRun<'a, 'r> {
     rejects: &'a Mutex<&'r mut RejectsFile>,
     bars: &'a MultiProgress,
     total_rejects: &'a AtomicU64,
+    inventories: &'a Mutex<BTreeMap<String, Inventory>>,
+    /// Whether this mapping takes its collection's field inventory.
+    inventory: bool,
 }
 
 impl MappingRun<'_, '_> {
@@ -269,8 +300,11 @@ impl MappingRun<'_, '_> {
         while let Some(item) = rx.recv().await {
             let chunk = match item? {
                 Produced::Chunk(c) => c,
-                Produced::Done(s) => {
+                Produced::Done(s, inventory) => {
                     stats = s;
+                    if let Some(inv) = inventory {
+                        lock(self.inventories).insert(m.source.clone(), inv);
+                    }
                     break;
                 }
             };
@@ -346,7 +380,10 @@ impl MappingRun<'_, '_> {
         tracing::debug!(mapping = %m.name, direct_copy = fast.is_some());
         let dedupe = if dry { unique_sets(self.plan, m) } else { Vec::new() };
         let binary = sink.binary.clone();
-        Ok((sink, Encoding { fast, binary, dedupe }))
+        // A dry run looks at every document; a load at the first ones, to
+        // keep its cost bounded (the summary says how many).
+        let inventory = self.inventory.then_some(if dry { None } else { Some(INVENTORY_IN_A_LOAD) });
+        Ok((sink, Encoding { fast, binary, dedupe, inventory }))
     }
 
     /// One chunk: loaded (or counted, in a dry run), its rejects written
@@ -477,7 +514,7 @@ impl MappingRun<'_, '_> {
     /// point at rows that do not exist; those are reported as rejects.
     async fn self_references(&mut self, sink: &TableSink, tx: &mut PgConnection) -> Result<u64, ExecError> {
         let m = self.m;
-        let encoding = Encoding { fast: None, binary: sink.binary.clone(), dedupe: Vec::new() };
+        let encoding = Encoding { fast: None, binary: sink.binary.clone(), dedupe: Vec::new(), inventory: None };
         let (mut rx, reader) = spawn_reader(self.source, m, None, self.opts.batch_size, encoding);
         while let Some(item) = rx.recv().await {
             match item? {
@@ -485,7 +522,7 @@ impl MappingRun<'_, '_> {
                     sink.copy_to_stage(tx, &c.copy).await.map_err(|e| self.db(e))?;
                 }
                 Produced::Chunk(_) => {}
-                Produced::Done(_) => break,
+                Produced::Done(..) => break,
             }
         }
         if reader.join().is_err() {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::coverage::Inventory;
 use super::report::DocCounts;
 use crate::map::keep::Keep;
 use crate::map::{ColumnStats, Rejection, RowEvent, RowMapper};
@@ -77,6 +78,9 @@ pub(super) struct Encoding {
     /// repeated values itself, as a first load's server would (the first
     /// document wins).
     pub(super) dedupe: Vec<UniqueSet>,
+    /// Take the collection's field inventory (`run::coverage`) on the way:
+    /// of every document (`Some(None)`) or of the first N.
+    pub(super) inventory: Option<Option<u64>>,
 }
 
 /// Columns (by index in the mapping) whose values together are unique.
@@ -135,8 +139,9 @@ impl FastEncoding {
 
 pub(super) enum Produced {
     Chunk(Box<Chunk>),
-    /// The mapper's per-column counts, sent last.
-    Done(Vec<ColumnStats>),
+    /// The mapper's per-column counts, sent last, and the field inventory
+    /// when the reader took one.
+    Done(Vec<ColumnStats>, Option<Inventory>),
 }
 
 pub(super) type Chunks = mpsc::Receiver<Result<Produced, SourceError>>;
@@ -181,6 +186,7 @@ pub(super) fn produce(
         }
     };
     let mut mapper = RowMapper::new(m);
+    let mut inventory = encoding.inventory.map(|limit| limit.map_or_else(Inventory::default, Inventory::first));
     let mut chunk = Chunk::new(batch);
     let mut seen: Vec<HashSet<Vec<Option<String>>>> = encoding.dedupe.iter().map(|_| HashSet::new()).collect();
     while let Some(item) = stream.next_doc() {
@@ -202,51 +208,56 @@ pub(super) fn produce(
                 let reason = format!("unreadable document: {}", b.reason);
                 chunk.rejects.push((doc_index, Rejection { element: None, column: None, reason }));
             }
-            SourceItem::Doc(doc) => mapper.map(doc, |ev| match ev {
-                RowEvent::Row { element, mut cells } => {
-                    chunk.read += 1;
-                    if !keep.keeps(&cells) {
-                        duplicates += 1;
-                        chunk.duplicates += 1;
-                        return;
-                    }
-                    rows += 1;
-                    if let Some(reason) = repeated(&encoding.dedupe, &mut seen, &cells) {
-                        chunk.rejects.push((doc_index, Rejection { element, column: None, reason }));
-                        return;
-                    }
-                    if let Some(f) = &encoding.fast {
-                        for (i, c) in cells.iter_mut().enumerate() {
-                            if f.null[i] {
-                                *c = Cell::Null;
-                            } else if c.is_null()
-                                && let Some(v) = &f.fill[i]
-                            {
-                                *c = v.clone();
+            SourceItem::Doc(doc) => {
+                if let Some(inv) = &mut inventory {
+                    inv.add(doc);
+                }
+                mapper.map(doc, |ev| match ev {
+                    RowEvent::Row { element, mut cells } => {
+                        chunk.read += 1;
+                        if !keep.keeps(&cells) {
+                            duplicates += 1;
+                            chunk.duplicates += 1;
+                            return;
+                        }
+                        rows += 1;
+                        if let Some(reason) = repeated(&encoding.dedupe, &mut seen, &cells) {
+                            chunk.rejects.push((doc_index, Rejection { element, column: None, reason }));
+                            return;
+                        }
+                        if let Some(f) = &encoding.fast {
+                            for (i, c) in cells.iter_mut().enumerate() {
+                                if f.null[i] {
+                                    *c = Cell::Null;
+                                } else if c.is_null()
+                                    && let Some(v) = &f.fill[i]
+                                {
+                                    *c = v.clone();
+                                }
+                            }
+                            chunk.keys.resize_with(f.key.len(), Vec::new);
+                            for (col, &i) in chunk.keys.iter_mut().zip(&f.key) {
+                                col.push(cells[i].to_pg_text());
                             }
                         }
-                        chunk.keys.resize_with(f.key.len(), Vec::new);
-                        for (col, &i) in chunk.keys.iter_mut().zip(&f.key) {
-                            col.push(cells[i].to_pg_text());
+                        match &encoding.binary {
+                            Some(types) => crate::value::types::binary::write_row(&mut chunk.copy, &cells, types),
+                            None => write_row(&mut chunk.copy, &cells),
                         }
+                        chunk.rows.push(Origin { doc: doc_index as u32, element: element.map(|e| e as u32) });
                     }
-                    match &encoding.binary {
-                        Some(types) => crate::value::types::binary::write_row(&mut chunk.copy, &cells, types),
-                        None => write_row(&mut chunk.copy, &cells),
+                    RowEvent::Rejected(r) => {
+                        rejected += 1;
+                        chunk.read += 1;
+                        chunk.rejects.push((doc_index, r));
                     }
-                    chunk.rows.push(Origin { doc: doc_index as u32, element: element.map(|e| e as u32) });
-                }
-                RowEvent::Rejected(r) => {
-                    rejected += 1;
-                    chunk.read += 1;
-                    chunk.rejects.push((doc_index, r));
-                }
-                RowEvent::Filtered(n) => {
-                    chunk.read += n;
-                    chunk.filtered += n;
-                }
-                RowEvent::NoElements => no_elements = true,
-            }),
+                    RowEvent::Filtered(n) => {
+                        chunk.read += n;
+                        chunk.filtered += n;
+                    }
+                    RowEvent::NoElements => no_elements = true,
+                })
+            }
         }
         chunk.outcomes.record(rows, rejected, duplicates, no_elements);
         if rejected > 0
@@ -267,7 +278,7 @@ pub(super) fn produce(
         chunk.position = stream.position();
         let _ = tx.blocking_send(Ok(Produced::Chunk(Box::new(chunk))));
     }
-    let _ = tx.blocking_send(Ok(Produced::Done(mapper.stats)));
+    let _ = tx.blocking_send(Ok(Produced::Done(mapper.stats, inventory)));
 }
 
 /// Reads the source once before the run when `keep` needs it (`on_duplicate = "last"`).

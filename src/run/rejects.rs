@@ -6,12 +6,14 @@
 //! bytes (`raw`: the JSON text; `raw_base64`: BSON) and where it is in the
 //! source (`location`: file and byte offset or line).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use bson::Bson;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::source::SourceItem;
@@ -22,6 +24,65 @@ pub struct RejectsFile {
     /// Continue the file of an interrupted run instead of starting anew.
     append: bool,
     pub written: u64,
+    /// Lines written by this run, grouped by mapping, column, severity and
+    /// the reason's shape.
+    reasons: BTreeMap<(String, Option<String>, bool, String), ReasonCount>,
+}
+
+/// How often one kind of reject happened in a run, with the first example.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReasonCount {
+    pub mapping: String,
+    pub column: Option<String>,
+    /// The reason with its values replaced (`int64 N is out of range for integer`).
+    pub reason: String,
+    pub count: u64,
+    /// The first such line's reason as written, and its `_id`.
+    pub example: String,
+    pub example_id: Value,
+    /// Rows loaded with a caveat (`on_missing = "null"`), not rejects.
+    pub warning: bool,
+}
+
+/// A reason with the values in it replaced, so rejects of one kind group
+/// together: quoted text becomes `"…"`, a number `N`; type names such as
+/// `varchar(255)` stay.
+pub fn reason_shape(reason: &str) -> String {
+    // Quoted values first: they may hold spaces.
+    let mut unquoted = String::with_capacity(reason.len());
+    let mut chars = reason.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            unquoted.push(c);
+            continue;
+        }
+        let mut escaped = false;
+        for d in chars.by_ref() {
+            match d {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => break,
+                _ => {}
+            }
+        }
+        unquoted.push_str("\"…\"");
+    }
+    // Then each word that is a value: a number, a date, a UUID, an ObjectId.
+    let value = |w: &str| {
+        let hex = |w: &str| w.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        let first = w.strip_prefix('-').unwrap_or(w).bytes().next();
+        first.is_some_and(|b| b.is_ascii_digit())
+            || (w.len() == 36 && w.matches('-').count() == 4 && hex(w))
+            || (w.len() == 24 && hex(w))
+    };
+    unquoted
+        .split(' ')
+        .map(|word| {
+            let core = word.trim_end_matches([',', ';', ':', ')', '.']);
+            if value(core) && !core.contains('(') { format!("N{}", &word[core.len()..]) } else { word.to_string() }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Debug, Clone)]
@@ -42,7 +103,7 @@ pub struct RejectRecord<'a> {
 impl RejectsFile {
     /// The file is created on the first reject, so a clean run leaves none.
     pub fn new(path: &Path, append: bool) -> RejectsFile {
-        RejectsFile { path: path.to_path_buf(), out: None, append, written: 0 }
+        RejectsFile { path: path.to_path_buf(), out: None, append, written: 0, reasons: BTreeMap::new() }
     }
 
     pub fn path(&self) -> &Path {
@@ -86,7 +147,7 @@ impl RejectsFile {
         let mut line = json!({
             "mapping": r.mapping,
             "collection": r.collection,
-            "_id": id,
+            "_id": id.clone(),
             "element": r.element,
             "column": r.column,
             "reason": r.reason,
@@ -109,13 +170,69 @@ impl RejectsFile {
             out.write_all(b"\n")?;
         }
         self.written += 1;
+        let shape = reason_shape(r.reason);
+        let key = (r.mapping.to_string(), r.column.map(str::to_string), r.warning, shape.clone());
+        self.reasons
+            .entry(key)
+            .or_insert_with(|| ReasonCount {
+                mapping: r.mapping.to_string(),
+                column: r.column.map(str::to_string),
+                reason: shape,
+                count: 0,
+                example: r.reason.to_string(),
+                example_id: id,
+                warning: r.warning,
+            })
+            .count += 1;
         Ok(())
+    }
+
+    /// The kinds of rejects (and warnings) this run wrote, most frequent
+    /// first, at most `top`.
+    pub fn summary(&self, top: usize) -> Vec<ReasonCount> {
+        let mut all: Vec<ReasonCount> = self.reasons.values().cloned().collect();
+        all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.mapping.cmp(&b.mapping)));
+        all.truncate(top);
+        all
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {
         match &mut self.out {
             Some(o) => o.flush(),
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_shape;
+
+    /// Rejects of one kind group together; what tells kinds apart stays.
+    #[test]
+    fn reasons_group_by_their_shape() {
+        let rows = [
+            ("int64 3000000000 is out of range for integer", "int64 N is out of range for integer"),
+            (
+                "string of 300 characters is longer than varchar(255)",
+                "string of N characters is longer than varchar(255)",
+            ),
+            ("string \"12,50\" is not a number", "string \"…\" is not a number"),
+            ("string \"a \\\"b\\\"\" is not a number", "string \"…\" is not a number"),
+            (
+                "double -1.5e3 is not a whole number; integer would round it",
+                "double N is not a whole number; integer would round it",
+            ),
+            ("date 2025-01-15 00:00:00 UTC has a time of day", "date N N UTC has a time of day"),
+            ("element 3: int32 7 cannot go into text", "element N: int32 N cannot go into text"),
+            (
+                "points at a3c1e2f4-8f2b-5c7d-9e1f-6a4b2c8d0e7f, which is not in the referenced table",
+                "points at N, which is not in the referenced table",
+            ),
+            ("points at 507f1f77bcf86cd799439011, which", "points at N, which"),
+        ];
+        for (reason, shape) in rows {
+            assert_eq!(reason_shape(reason), shape, "{reason}");
         }
     }
 }

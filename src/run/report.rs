@@ -110,6 +110,12 @@ pub struct RunReport {
     pub dry_run: bool,
     pub mappings: Vec<MappingReport>,
     pub rejects_file: Option<String>,
+    /// This run's rejects (and warnings) by kind, most frequent first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reject_reasons: Vec<super::rejects::ReasonCount>,
+    /// Mapped paths no document has, fields no mapping reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<super::coverage::Coverage>,
     pub seconds: f64,
 }
 
@@ -190,6 +196,21 @@ impl RunReport {
                 "warning: {}: {} self-references point at rows that do not exist; those rows keep NULL (see rejects)",
                 m.mapping, m.dangling
             );
+        }
+        if let Some(cov) = &self.coverage {
+            out.push_str(&cov.render_text());
+        }
+        if !self.reject_reasons.is_empty() {
+            let _ = writeln!(out, "rejects by reason (most frequent first; an example _id each):");
+            for r in &self.reject_reasons {
+                let column = r.column.as_deref().map(|c| format!("{c}: ")).unwrap_or_default();
+                let kind = if r.warning { " (loaded, warning)" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "  {:>6} × {}: {column}{}{kind}  e.g. _id {}",
+                    r.count, r.mapping, r.example, r.example_id
+                );
+            }
         }
         if self.dry_run {
             for m in &self.mappings {

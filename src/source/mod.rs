@@ -140,6 +140,12 @@ pub enum Source {
 }
 
 impl Source {
+    /// Whether documents arrive whole: files are read whole, while a live
+    /// server sends only the fields the mappings read (a projection).
+    pub fn whole_documents(&self) -> bool {
+        matches!(self, Source::Files(_))
+    }
+
     /// `mongodb://…` or `mongodb+srv://…` is a live server; anything else a path.
     pub async fn open(spec: &str, database: Option<&str>) -> Result<Source, SourceError> {
         if spec.starts_with("mongodb://") || spec.starts_with("mongodb+srv://") {

@@ -65,6 +65,7 @@ impl Default for CoerceRules {
 
 /// Coerces a non-null value. Null and missing are handled by the caller
 /// (they depend on `default` and `required`, not on the type).
+#[inline]
 pub fn coerce<'a>(v: RawBsonRef<'a>, ty: &SqlType, rules: &CoerceRules) -> Result<Cell<'a>, String> {
     match types::of(ty) {
         Some(family) => family.coerce(v, ty, rules),

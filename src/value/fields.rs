@@ -132,6 +132,28 @@ impl FieldTrie {
     }
 }
 
+/// Calls `f(type, key, value bytes)` for each element of a document's raw
+/// bytes, in order, without decoding keys or values; false when the bytes
+/// are not well-formed BSON (the elements up to there were seen).
+pub fn each_element(doc: &[u8], mut f: impl FnMut(u8, &[u8], &[u8])) -> bool {
+    if doc.len() < 5 {
+        return false;
+    }
+    let end = doc.len() - 1;
+    let mut i = 4;
+    while i < end {
+        let t = doc[i];
+        i += 1;
+        let Some(nul) = doc[i..end].iter().position(|&c| c == 0) else { return false };
+        let key = &doc[i..i + nul];
+        i += nul + 1;
+        let Some(len) = value_len(t, &doc[i..end]) else { return false };
+        f(t, key, &doc[i..i + len]);
+        i += len;
+    }
+    true
+}
+
 fn i32_at(b: &[u8]) -> Option<usize> {
     let v = i32::from_le_bytes(b.get(..4)?.try_into().ok()?);
     usize::try_from(v).ok()

@@ -647,3 +647,103 @@ route = "$.route"
     assert!(reasons[2].starts_with("4 ") && reasons[2].contains("ring is not closed"), "{reasons:?}");
     life.validate_rerun_rollback(3, &["places"]);
 }
+
+/// The end of a run names its rejects by kind, most frequent first, with
+/// a count and an example `_id` each; counts come from the data here.
+#[test]
+fn rejects_are_summarised_by_reason() {
+    let work = tempfile::tempdir().unwrap();
+    let up = "CREATE TABLE t (id INTEGER PRIMARY KEY, n SMALLINT, s VARCHAR(3));";
+    let mapping = "source = \"t\"\ntable = \"t\"\nkey = \"id\"\n[columns]\nid = \"$._id\"\nn = \"$.n\"\ns = \"$.s\"\n";
+    let mappings = project_with(work.path(), up, "DROP TABLE t;", &[("t", mapping)]);
+    let mut docs = Vec::new();
+    let (mut too_big, mut too_long) = (0, 0);
+    for i in 0..20 {
+        let n = if i % 3 == 0 { 40_000 + i } else { i };
+        let s = if i % 4 == 1 { "long" } else { "ok" };
+        // A row has one reject reason: the first column that fails.
+        if n > 32_767 {
+            too_big += 1;
+        } else if s.len() > 3 {
+            too_long += 1;
+        }
+        docs.push(format!(r#"{{"_id": {i}, "n": {n}, "s": "{s}"}}"#));
+    }
+    let lines: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let src = source(work.path(), "t.jsonl", &lines);
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--dry-run"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("rejects by reason"), "{out}");
+    assert!(
+        out.contains(&format!("{too_big} × t: n: int32 ")) && out.contains("is out of range for smallint  e.g. _id 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{too_long} × t: s: string of 4 characters is longer than varchar(3)  e.g. _id 1")),
+        "{out}"
+    );
+    let (_, report, _) = cli(work.path(), &["run", m, "--source", s, "--dry-run", "--format", "json"]);
+    let counts: Vec<u64> =
+        report["reject_reasons"].as_array().unwrap().iter().map(|r| r["count"].as_u64().unwrap()).collect();
+    assert_eq!(counts, [too_big.max(too_long), too_big.min(too_long)]);
+}
+
+/// Coverage: a mapped path no document has (a typo) is a warning with a
+/// "did you mean" and the count of the field it likely meant, an error
+/// under `--strict`; fields no mapping reads are listed as left behind.
+/// Counts come from the documents here.
+#[test]
+fn coverage_names_typos_and_what_is_left_behind() {
+    let work = tempfile::tempdir().unwrap();
+    let up = "CREATE TABLE people (id INTEGER PRIMARY KEY, lang TEXT, city TEXT);";
+    let mapping = "source = \"people\"\ntable = \"people\"\nkey = \"id\"\n[columns]\nid = \"$._id\"\n\
+                   lang = \"$.profile.native_langauge\"\ncity = \"$.address.city\"\n";
+    let mappings = project_with(work.path(), up, "DROP TABLE people;", &[("people", mapping)]);
+    let mut docs = Vec::new();
+    let mut with_referral = 0;
+    for i in 0..30 {
+        let referral = if i % 3 == 0 {
+            with_referral += 1;
+            r#", "referral": "x""#
+        } else {
+            ""
+        };
+        docs.push(format!(
+            r#"{{"_id": {i}, "profile": {{"native_language": "es"}}, "address": {{"city": "Lima", "zip": "15001"}}{referral}}}"#
+        ));
+    }
+    let lines: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let src = source(work.path(), "people.jsonl", &lines);
+    let (m, s) = (mappings.to_str().unwrap(), src.to_str().unwrap());
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "warning: `$.profile.native_langauge` (people, column lang) matched 0 of {} documents; did you mean `$.profile.native_language` ({})?",
+            docs.len(),
+            docs.len()
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("referral ({with_referral}/{})", docs.len())), "{out}");
+    assert!(out.contains(&format!("address.zip ({}/{})", docs.len(), docs.len())), "{out}");
+    assert!(!out.contains("address.city ("), "a read field is not left behind: {out}");
+    let (_, report, _) = cli(work.path(), &["run", m, "--source", s, "--dry-run", "--format", "json"]);
+    let cov = &report["coverage"];
+    assert_eq!(cov["unmatched"][0]["did_you_mean"][0], "$.profile.native_language");
+    let left: Vec<&str> = cov["left_behind"].as_array().unwrap().iter().map(|l| l["field"].as_str().unwrap()).collect();
+    assert_eq!(left, ["address.zip", "profile.native_language", "referral"]);
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--dry-run", "--strict"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("--strict: 1 mapped path(s) matched no document"), "{out}");
+    // `check --source` says the same before anything runs.
+    let (code, _, out) = cli(work.path(), &["check", m, "--source", s]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("did you mean `$.profile.native_language`") && out.contains("left behind in people"), "{out}");
+    let (code, _, out) = cli(work.path(), &["check", m, "--source", s, "--strict"]);
+    assert_eq!(code, 1, "{out}");
+    let (_, both, _) = cli(work.path(), &["check", m, "--source", s, "--format", "json"]);
+    assert_eq!(both["coverage"]["unmatched"][0]["path"], "$.profile.native_langauge");
+    assert!(both["diagnostics"].is_object() || both["diagnostics"].is_array(), "{both}");
+}

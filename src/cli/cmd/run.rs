@@ -161,6 +161,12 @@ pub async fn run(args: RunArgs) -> Finished {
         }
     }
     tracing::info!(rejected = report.rejected(), seconds = report.seconds, "run finished");
+    let unmatched = report.coverage.as_ref().map_or(0, |c| c.unmatched.len());
+    if args.strict && unmatched > 0 {
+        return Err(Failure::new(format!(
+            "--strict: {unmatched} mapped path(s) matched no document (see the warnings above)"
+        )));
+    }
     if report.rejected() > 0 { Ok(Outcome::Rejects) } else { Ok(Outcome::Ok) }
 }
 

@@ -40,6 +40,7 @@ pub trait ColumnType: Sync {
 
 /// The family that writes `ty`; `None` when finlit-map does not write it.
 /// A match, not a search: this is asked for every value loaded.
+#[inline]
 pub fn of(ty: &SqlType) -> Option<&'static dyn ColumnType> {
     Some(match ty {
         SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => &text::TextType,
