@@ -396,22 +396,28 @@ fn with_runtime(f: impl std::future::Future<Output = Finished>) -> Finished {
 pub const LOG_FILE_ONLY: &str = "finlit_map::log_file_only";
 
 /// Logs go to stderr and, when given, appended to a file.
+///
+/// One global filter (the tool's own events at INFO, libraries' from WARN)
+/// and writers that pick their events: per-layer filters lose an event
+/// whenever a library asked `enabled` for one of its own on the same
+/// thread (most "mapping finished" lines of a load never reached the log).
 pub fn init_logging(log_file: Option<&std::path::Path>, quiet_stderr: bool) -> Result<(), String> {
-    use tracing_subscriber::filter::LevelFilter;
-    use tracing_subscriber::prelude::*;
-    let stderr_level = if quiet_stderr { LevelFilter::WARN } else { LevelFilter::INFO };
     use std::io::IsTerminal;
-    use tracing_subscriber::filter::Targets;
-    // The tool's own events; libraries (sqlx notices) only when they warn.
-    let only_ours = |level| Targets::new().with_target("finlit_map", level).with_default(LevelFilter::WARN);
-    // Events for the log file only (errors already printed as one plain line).
-    let stderr_filter = only_ours(stderr_level).with_target(LOG_FILE_ONLY, LevelFilter::OFF);
+    use tracing::Level;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    use tracing_subscriber::prelude::*;
+    let ours = Targets::new().with_target("finlit_map", LevelFilter::INFO).with_default(LevelFilter::WARN);
+    // Stderr: not the events meant for the log file only (errors already
+    // printed as one plain line), and only warnings when quiet.
+    let to_stderr = std::io::stderr.with_filter(move |meta: &tracing::Metadata<'_>| {
+        meta.target() != LOG_FILE_ONLY && (!quiet_stderr || *meta.level() <= Level::WARN)
+    });
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(to_stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .without_time()
-        .with_filter(stderr_filter);
+        .without_time();
     let file = match log_file {
         Some(p) => {
             let f = std::fs::OpenOptions::new()
@@ -423,13 +429,12 @@ pub fn init_logging(log_file: Option<&std::path::Path>, quiet_stderr: bool) -> R
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::sync::Mutex::new(f))
                     .with_ansi(false)
-                    .with_target(false)
-                    .with_filter(only_ours(LevelFilter::INFO)),
+                    .with_target(false),
             )
         }
         None => None,
     };
-    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+    let _ = tracing_subscriber::registry().with(ours).with(stderr).with(file).try_init();
     Ok(())
 }
 

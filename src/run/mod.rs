@@ -290,7 +290,7 @@ impl MappingRun<'_, '_> {
         let expected = self.source.count(m).await;
         let bar = progress_bar(self.bars, m, expected, self.opts.progress);
         bar.set_position(r.documents);
-        tracing::info!(mapping = %m.name, source = %m.source, table = %m.table, documents = ?expected, resumed = from.is_some(), "mapping started");
+        tracing::info!(mapping = %m.name, source = %m.source, table = %m.table, documents = %expected.map_or_else(|| "unknown".to_string(), |e| e.to_string()), resumed = from.is_some(), "mapping started");
 
         let (sink, encoding) = self.prepare(slot, conn.as_deref_mut(), prior.is_none()).await?;
         let direct = encoding.fast.is_some();

@@ -33,6 +33,7 @@ fn the_example_dump_loads_completely_and_a_rerun_changes_nothing() {
     let (code, report, stderr) = run(work.path(), &dump(), &db.url, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("created database") && stderr.contains("applied schema migration 5"), "{stderr}");
+    assert_eq!(stderr.matches("created database").count(), 1, "said once: {stderr}");
 
     // Every table holds what the source implies, counted here from the BSON itself.
     let docs: BTreeMap<&str, Vec<Document>> = TABLES
@@ -89,7 +90,17 @@ fn the_example_dump_loads_completely_and_a_rerun_changes_nothing() {
     }
     let after: Vec<String> = TABLES.iter().map(|t| db.digest(t)).collect();
     assert_eq!(before, after);
-    assert!(work.path().join("migration.log").exists());
+    // Every event reached the log: each mapping's end, each migration; and
+    // stderr said each thing once.
+    let log = std::fs::read_to_string(work.path().join("migration.log")).unwrap();
+    let mappings = report["mappings"].as_array().unwrap().len();
+    assert_eq!(log.matches("mapping finished").count(), 2 * mappings, "two runs:\n{log}");
+    let migrations = std::fs::read_dir(root().join("schema"))
+        .unwrap()
+        .filter(|f| f.as_ref().unwrap().file_name().to_string_lossy().ends_with(".up.sql"))
+        .count();
+    assert_eq!(log.matches("applied schema migration").count(), migrations, "{log}");
+    assert_eq!(stderr.matches("created database").count(), 0, "the second run creates nothing");
     assert!(!work.path().join("rejects.jsonl").exists(), "a clean run writes no rejects file");
 }
 

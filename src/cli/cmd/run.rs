@@ -229,8 +229,9 @@ async fn prepare_target(
     wait: bool,
 ) -> Result<sqlx::PgConnection, String> {
     if !no_schema && target::ensure_database(url).await.map_err(|e| e.to_string())? {
+        // Said once on stderr (as a plain line), and in the log.
         eprintln!("created database {}", redact(url));
-        tracing::info!("created database {}", redact(url));
+        tracing::info!(target: crate::cli::LOG_FILE_ONLY, "created database {}", redact(url));
     }
     let mut conn = target::connect_for_loading(url).await.map_err(|e| e.to_string())?;
     // One run per target at a time, from before its schema is applied: a
@@ -258,7 +259,7 @@ async fn prepare_locked(
         let applied = target::apply_schema(conn, &plan.schema_dir).await?;
         for m in &applied {
             eprintln!("applied schema migration {} {}", m.version, m.description);
-            tracing::info!(version = m.version, "applied schema migration {}", m.description);
+            tracing::info!(target: crate::cli::LOG_FILE_ONLY, version = m.version, "applied schema migration {}", m.description);
         }
     }
     target::check_tables(conn, plan).await?;
