@@ -351,18 +351,25 @@ pub enum Outcome {
 }
 
 /// Why a command failed. `None`: the command already showed why (the
-/// diagnostics of `check`, a failed validation report).
+/// diagnostics of `check`, a failed validation report). `usage`: the
+/// command line asked for something that does not exist (exit 2, as clap's
+/// own usage errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure(pub Option<String>);
+pub struct Failure(pub Option<String>, pub bool);
 
 impl Failure {
     pub fn new(e: impl std::fmt::Display) -> Failure {
-        Failure(Some(e.to_string()))
+        Failure(Some(e.to_string()), false)
     }
 
     /// A failure the command has already reported in its own output.
     pub fn shown() -> Failure {
-        Failure(None)
+        Failure(None, false)
+    }
+
+    /// Bad usage: a name on the command line that nothing has.
+    pub fn usage(e: impl std::fmt::Display) -> Failure {
+        Failure(Some(e.to_string()), true)
     }
 }
 
@@ -376,11 +383,11 @@ pub fn exit_code(f: Finished) -> u8 {
         Ok(Outcome::Ok) => exit::OK,
         Ok(Outcome::Rejects) => exit::REJECTS,
         Ok(Outcome::Interrupted) => exit::INTERRUPTED,
-        Err(Failure(message)) => {
+        Err(Failure(message, usage)) => {
             if let Some(m) = message {
                 eprintln!("error: {m}");
             }
-            exit::FAILED
+            if usage { exit::USAGE } else { exit::FAILED }
         }
     }
 }

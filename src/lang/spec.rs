@@ -52,6 +52,13 @@ pub fn load_dir(dir: &Path, diags: &mut Diagnostics) -> (ProjectSpec, Vec<Mappin
     let mut mappings = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
+        // The usual cause: run from another directory than the project's.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            diags.push(Diagnostic::error(Code::Io, format!("no mapping directory {} here", dir.display())).help(
+                "run from the project root (where mappings/ and schema/ are), or pass the mapping directory as DIR",
+            ));
+            return (project, mappings);
+        }
         Err(e) => {
             diags.push(Diagnostic::error(Code::Io, format!("cannot read mapping directory {}: {e}", dir.display())));
             return (project, mappings);

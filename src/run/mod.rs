@@ -44,8 +44,8 @@ pub enum ExecError {
     Rejects { path: String, source: std::io::Error },
     #[error("stopped: {count} rejects, more than --max-rejects {limit} (see {path})")]
     TooManyRejects { limit: u64, count: u64, path: String },
-    #[error("no mapping or collection is named {0}")]
-    UnknownSelection(String),
+    #[error("no mapping, collection or table is named `{name}`{}; the names are: {}", .guess.as_ref().map(|g| format!(" (did you mean `{g}`?)")).unwrap_or_default(), .names.join(", "))]
+    UnknownSelection { name: String, guess: Option<String>, names: Vec<String> },
     #[error("the reading thread of mapping `{0}` stopped unexpectedly")]
     ReaderPanicked(String),
 }
@@ -101,7 +101,12 @@ pub fn select<'p>(plan: &'p Plan, only: &[String]) -> Result<Vec<&'p MappingPlan
     let hit = |m: &MappingPlan, n: &String| n == &m.name || n == &m.source || n == &m.table;
     for name in only {
         if !plan.mappings.iter().any(|m| hit(m, name)) {
-            return Err(ExecError::UnknownSelection(name.clone()));
+            let mut names: Vec<String> =
+                plan.mappings.iter().flat_map(|m| [m.name.clone(), m.source.clone(), m.table.clone()]).collect();
+            names.sort();
+            names.dedup();
+            let guess = crate::lang::diag::did_you_mean(name, names.iter().map(String::as_str)).map(str::to_string);
+            return Err(ExecError::UnknownSelection { name: name.clone(), guess, names });
         }
     }
     Ok(plan.mappings.iter().filter(|m| only.is_empty() || only.iter().any(|n| hit(m, n))).collect())

@@ -55,6 +55,12 @@ impl FileSource {
     /// Opens a dump directory. A mongodump output root holding a single
     /// database directory (`dump/finlit/*.bson`) is accepted too.
     pub fn open(path: &Path) -> Result<FileSource, SourceError> {
+        if !path.exists() {
+            return Err(SourceError::NotFound {
+                path: path.to_path_buf(),
+                reason: "no such file or directory (a mongodump or extended-JSON directory, or mongodb://…)".into(),
+            });
+        }
         if path.is_file() {
             let file = classify(path)?.ok_or_else(|| SourceError::NotFound {
                 path: path.to_path_buf(),

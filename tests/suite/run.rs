@@ -379,3 +379,34 @@ fn on_a_first_load_the_first_of_duplicate_keys_wins_and_later_ones_are_rejected(
         assert!(rejects.contains("duplicate key: an earlier document") && rejects.contains("Ana again"), "{rejects}");
     }
 }
+
+/// A `--collection` that names nothing is bad usage: exit 2, the names
+/// listed and the likely one suggested.
+#[test]
+fn an_unknown_collection_is_bad_usage_with_a_suggestion() {
+    let dump = dump();
+    let (code, _, stderr) = finlit_map(
+        root(),
+        &["run", "mappings", "--source", dump.to_str().unwrap(), "--dry-run", "--collection", "lerners"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no mapping, collection or table is named `lerners` (did you mean `learners`?)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the names are: achievements,"), "{stderr}");
+}
+
+/// Run from the wrong directory, or with a source path that is not there:
+/// the message says what is missing and what to do.
+#[test]
+fn a_missing_mapping_directory_or_source_says_so() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = finlit_map(elsewhere.path(), &["check"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no mapping directory mappings here"), "{stderr}");
+    assert!(stderr.contains("run from the project root"), "{stderr}");
+    let (code, _, stderr) = finlit_map(root(), &["run", "mappings", "--source", "/no/such/dump", "--dry-run"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("source /no/such/dump: no such file or directory"), "{stderr}");
+}

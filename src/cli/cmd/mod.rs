@@ -30,6 +30,15 @@ pub fn fail(e: impl std::fmt::Display) -> Finished {
     Err(Failure::new(e))
 }
 
+/// A `--collection` that names nothing is bad usage (exit 2); anything
+/// else the selection fails on is a failure.
+pub fn selection_failed(e: crate::run::ExecError) -> Finished {
+    match e {
+        crate::run::ExecError::UnknownSelection { .. } => Err(Failure::usage(e)),
+        e => fail(e),
+    }
+}
+
 /// Asks on a terminal and reads one line; `None` without a terminal (a
 /// script must say `--confirm` instead of being asked).
 pub fn ask(question: &str) -> Option<String> {

@@ -32,7 +32,7 @@ pub async fn run(args: RollbackArgs) -> Finished {
     } else {
         match crate::run::select(&plan, &args.collections) {
             Ok(ms) => ms.iter().map(|m| m.table.clone()).collect(),
-            Err(e) => return super::fail(e),
+            Err(e) => return super::selection_failed(e),
         }
     };
     if !args.dry_run && args.confirm.is_none() {

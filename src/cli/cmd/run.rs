@@ -38,7 +38,7 @@ pub async fn run(args: RunArgs) -> Finished {
                 eprintln!("warning: nothing to load for {list}: not in the source (--allow-missing)");
             }
         }
-        Err(e) => return super::fail(e),
+        Err(e) => return super::selection_failed(e),
     }
     tracing::info!(
         source = %source_label,

@@ -14,7 +14,7 @@ pub async fn run(args: ValidateArgs) -> Finished {
     };
     let mappings = match select(&plan, &args.collections) {
         Ok(m) => m,
-        Err(e) => return super::fail(e),
+        Err(e) => return super::selection_failed(e),
     };
     let missing = crate::run::missing_collections(&mappings, &source);
     if !missing.is_empty() {
