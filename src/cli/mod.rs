@@ -37,6 +37,53 @@ pub mod exit {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How much goes to stderr, and in color or not; for every command.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct OutputArgs {
+    /// Only warnings and errors on stderr (the log file keeps everything).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail on stderr and in the log: -v the tool's debug events,
+    /// -vv also its libraries' (sqlx, the MongoDB driver). RUST_LOG, when
+    /// set, decides instead (an EnvFilter: `RUST_LOG=finlit_map=debug,sqlx=info`).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Colors and marks (✅/❌): `auto` on a terminal unless NO_COLOR is set.
+    #[arg(long, global = true, value_enum, default_value_t = ColorMode::Auto, value_name = "WHEN")]
+    pub color: ColorMode,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorMode {
+    Auto,
+    Always,
+    Never,
+}
+
+static COLOR: std::sync::OnceLock<ColorMode> = std::sync::OnceLock::new();
+
+fn colored(is_terminal: bool) -> bool {
+    match COLOR.get().copied().unwrap_or(ColorMode::Auto) {
+        ColorMode::Always => true,
+        ColorMode::Never => false,
+        ColorMode::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// Whether what goes to stderr is colored (`--color`, NO_COLOR, a terminal).
+pub fn color_stderr() -> bool {
+    use std::io::IsTerminal;
+    colored(std::io::stderr().is_terminal())
+}
+
+/// Whether what goes to stdout is colored.
+pub fn color_stdout() -> bool {
+    use std::io::IsTerminal;
+    colored(std::io::stdout().is_terminal())
 }
 
 #[derive(Subcommand, Debug)]
@@ -325,6 +372,19 @@ pub fn main() -> ExitCode {
     // Flags first, then the environment, then a .env file.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
+    let _ = COLOR.set(cli.output.color);
+    // Every command logs to stderr; a run also appends to its log file.
+    // Progress bars own stderr while they draw: then only warnings.
+    let (log_file, bars) = match &cli.command {
+        Command::Run(a) => {
+            use std::io::IsTerminal;
+            (Some(a.log_file.clone()), std::io::stderr().is_terminal() && a.format == CheckFormat::Text)
+        }
+        _ => (None, false),
+    };
+    if let Err(e) = init_logging(log_file.as_deref(), &cli.output, bars) {
+        return ExitCode::from(exit_code(Err(Failure::new(e))));
+    }
     let finished = match cli.command {
         Command::Check(a) if a.source.is_some() => with_runtime(cmd::check::with_source(a)),
         Command::Check(a) => cmd::check::run(&a),
@@ -404,26 +464,41 @@ pub const LOG_FILE_ONLY: &str = "finlit_map::log_file_only";
 
 /// Logs go to stderr and, when given, appended to a file.
 ///
-/// One global filter (the tool's own events at INFO, libraries' from WARN)
-/// and writers that pick their events: per-layer filters lose an event
+/// One global filter (`RUST_LOG` when set; else the tool's own events at
+/// INFO, or DEBUG/TRACE with -v/-vv, and libraries' from WARN, INFO with
+/// -vv) and writers that pick their events: per-layer filters lose an event
 /// whenever a library asked `enabled` for one of its own on the same
 /// thread (most "mapping finished" lines of a load never reached the log).
-pub fn init_logging(log_file: Option<&std::path::Path>, quiet_stderr: bool) -> Result<(), String> {
-    use std::io::IsTerminal;
+pub fn init_logging(
+    log_file: Option<&std::path::Path>,
+    output: &OutputArgs,
+    quiet_for_bars: bool,
+) -> Result<(), String> {
     use tracing::Level;
-    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
     use tracing_subscriber::fmt::writer::MakeWriterExt;
     use tracing_subscriber::prelude::*;
-    let ours = Targets::new().with_target("finlit_map", LevelFilter::INFO).with_default(LevelFilter::WARN);
+    let (ours, theirs) = match output.verbose {
+        0 => (LevelFilter::INFO, LevelFilter::WARN),
+        1 => (LevelFilter::DEBUG, LevelFilter::WARN),
+        _ => (LevelFilter::TRACE, LevelFilter::INFO),
+    };
+    let global: Box<dyn tracing_subscriber::Layer<_> + Send + Sync> = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => {
+            Box::new(EnvFilter::try_new(&spec).map_err(|e| format!("RUST_LOG={spec}: {e}"))?)
+        }
+        _ => Box::new(Targets::new().with_target("finlit_map", ours).with_default(theirs)),
+    };
     // Stderr: not the events meant for the log file only (errors already
-    // printed as one plain line), and only warnings when quiet.
+    // printed as one plain line); only warnings when quiet or under bars.
+    let quiet = output.quiet || quiet_for_bars;
     let to_stderr = std::io::stderr.with_filter(move |meta: &tracing::Metadata<'_>| {
-        meta.target() != LOG_FILE_ONLY && (!quiet_stderr || *meta.level() <= Level::WARN)
+        meta.target() != LOG_FILE_ONLY && (!quiet || *meta.level() <= Level::WARN)
     });
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(to_stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+        .with_ansi(color_stderr())
+        .with_target(output.verbose > 0)
         .without_time();
     let file = match log_file {
         Some(p) => {
@@ -436,12 +511,12 @@ pub fn init_logging(log_file: Option<&std::path::Path>, quiet_stderr: bool) -> R
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::sync::Mutex::new(f))
                     .with_ansi(false)
-                    .with_target(false),
+                    .with_target(output.verbose > 0),
             )
         }
         None => None,
     };
-    let _ = tracing_subscriber::registry().with(ours).with(stderr).with(file).try_init();
+    let _ = tracing_subscriber::registry().with(global).with(stderr).with(file).try_init();
     Ok(())
 }
 

@@ -396,10 +396,16 @@ impl ValidationReport {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// One line per table, then every failure in detail.
-    pub fn render_text(&self) -> String {
+    /// One line per table, then every failure in detail; with `color`,
+    /// marks as ✅/❌, else as OK/FAIL (for logs, pipes and `--color never`).
+    pub fn render_text(&self, color: bool) -> String {
         use std::fmt::Write;
-        let mark = |ok: bool| if ok { "✅" } else { "❌" };
+        let mark = |ok: bool| match (ok, color) {
+            (true, true) => "✅",
+            (false, true) => "❌",
+            (true, false) => "OK  ",
+            (false, false) => "FAIL",
+        };
         let mut out = String::from("Count validation\n");
         for t in &self.tables {
             let rej = t.rejected_last_run.map(|r| r.to_string()).unwrap_or_else(|| "-".into());

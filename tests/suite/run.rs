@@ -410,3 +410,33 @@ fn a_missing_mapping_directory_or_source_says_so() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("source /no/such/dump: no such file or directory"), "{stderr}");
 }
+
+/// `-q`, `-v`, `RUST_LOG` and `--color` on what goes to stderr.
+#[test]
+fn verbosity_and_color_flags() {
+    let dump = dump();
+    let run = |flags: &[&str], rust_log: Option<&str>| {
+        let work = tempfile::tempdir().unwrap();
+        let mut cmd = assert_cmd::Command::cargo_bin("finlit-map").unwrap();
+        cmd.current_dir(root()).env_remove("RUST_LOG").env_remove("NO_COLOR");
+        if let Some(l) = rust_log {
+            cmd.env("RUST_LOG", l);
+        }
+        let log = work.path().join("m.log");
+        let out = cmd
+            .args(["run", "mappings", "--source", dump.to_str().unwrap(), "--dry-run", "--collection", "learners"])
+            .args(["--log-file", log.to_str().unwrap(), "--rejects", work.path().join("r.jsonl").to_str().unwrap()])
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let plain = run(&[], None);
+    assert!(plain.contains("run started") && !plain.contains('\u{1b}'), "{plain}");
+    assert!(!plain.contains("direct_copy"), "debug events need -v: {plain}");
+    assert!(!run(&["-q"], None).contains("run started"));
+    assert!(run(&["-v"], None).contains("direct_copy"));
+    assert!(!run(&[], Some("finlit_map=warn")).contains("run started"));
+    assert!(run(&["--color", "always"], None).contains('\u{1b}'));
+}

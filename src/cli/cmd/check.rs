@@ -2,8 +2,6 @@
 //! diagnostic; with `--source`, also what the data says of the mappings
 //! (mapped paths no document has, fields no mapping reads).
 
-use std::io::IsTerminal;
-
 use crate::cli::{CheckArgs, CheckFormat, Failure, Finished, Outcome};
 use crate::compile::{Compiled, compile_dir};
 use crate::run::coverage::{Coverage, coverage, scan};
@@ -47,7 +45,7 @@ fn report(args: &CheckArgs, compiled: &Compiled, cov: Option<&Coverage>) -> Fini
             }
         },
         CheckFormat::Text => {
-            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let color = crate::cli::color_stderr();
             eprint!("{}", d.render_text(color));
             if let Some(cov) = cov {
                 eprint!("{}", cov.render_text());

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
-use crate::cli::{CheckFormat, Failure, Finished, Outcome, RunArgs, init_logging};
+use crate::cli::{CheckFormat, Failure, Finished, Outcome, RunArgs};
 use crate::pg::ledger;
 use crate::pg::target::{self, redact};
 use crate::run::rejects::RejectsFile;
@@ -13,9 +13,6 @@ use crate::source::Source;
 
 pub async fn run(args: RunArgs) -> Finished {
     let bars = std::io::stderr().is_terminal() && args.format == CheckFormat::Text;
-    if let Err(e) = init_logging(Some(&args.log_file), bars) {
-        return super::fail(e);
-    }
     let Some(plan) = super::load_plan(&args.mappings) else { return Err(Failure::shown()) };
     let source_label = redact(&args.source.source);
     let source = match Source::open(&args.source.source, args.source.source_db.as_deref()).await {

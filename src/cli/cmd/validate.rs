@@ -36,7 +36,7 @@ pub async fn run(args: ValidateArgs) -> Finished {
     };
     match args.format {
         CheckFormat::Json => println!("{}", report.render_json()),
-        CheckFormat::Text => print!("{}", report.render_text()),
+        CheckFormat::Text => print!("{}", report.render_text(crate::cli::color_stdout())),
     }
     if report.passed { Ok(Outcome::Ok) } else { Err(Failure::shown()) }
 }
