@@ -129,6 +129,16 @@ pub enum Command {
     Status(StatusArgs),
     /// The schema in schema/ as versioned migrations: apply, status, revert.
     Schema(SchemaArgs),
+    /// Start a project: `mappings/finlit-map.toml` (commented), an empty
+    /// `schema/`, and `.env.example`; nothing existing is overwritten.
+    Init(InitArgs),
+    /// Print a shell completion script: `finlit-map completions bash > /etc/bash_completion.d/finlit-map`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `finlit-map man > finlit-map.1 && man ./finlit-map.1`.
+    Man,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -217,6 +227,26 @@ pub enum SchemaAction {
     Status(SchemaOpts),
     /// Revert applied migrations down to a version (like `flask db downgrade`).
     Revert(RevertArgs),
+    /// Add the next migration pair, `NNNN_NAME.up.sql` and `.down.sql`
+    /// (like `sqlx migrate add -r`); offline.
+    New(NewMigrationArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NewMigrationArgs {
+    /// What the migration does, in a few words (`add referral codes`).
+    #[arg(value_name = "NAME", num_args = 1.., required = true)]
+    pub name: Vec<String>,
+    /// Directory of migrations.
+    #[arg(long, default_value = "schema", value_name = "DIR")]
+    pub schema: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The project directory (created if missing).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -395,6 +425,16 @@ pub fn main() -> ExitCode {
         Command::Rollback(a) => with_runtime(cmd::rollback::run(a)),
         Command::Status(a) => with_runtime(cmd::status::run(a)),
         Command::Schema(a) => with_runtime(cmd::schema::run(a)),
+        Command::Init(a) => cmd::schema::init(&a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "finlit-map", &mut std::io::stdout());
+            Ok(Outcome::Ok)
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            man.render(&mut std::io::stdout()).map(|()| Outcome::Ok).map_err(Failure::new)
+        }
     };
     ExitCode::from(exit_code(finished))
 }

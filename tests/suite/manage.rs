@@ -214,3 +214,40 @@ fn schema_apply_status_and_revert() {
     assert!(out.lines().any(|l| l.contains("6  notes") && l.ends_with("pending")), "{out}");
     assert!(out.lines().any(|l| l.contains("5  item variants") && l.ends_with("applied")), "{out}");
 }
+
+/// `init`, `schema new`, `completions` and `man`: a project from nothing,
+/// offline.
+#[test]
+fn init_schema_new_completions_and_man() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("proj");
+    let (code, out, err) = finlit_map(work.path(), &["init", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(dir.join("mappings/finlit-map.toml").exists() && dir.join(".env.example").exists());
+    assert!(dir.join("schema").is_dir());
+    // Nothing existing is overwritten.
+    std::fs::write(dir.join(".env.example"), "mine").unwrap();
+    let (code, _, err) = finlit_map(work.path(), &["init", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join(".env.example")).unwrap(), "mine");
+
+    let (code, out, err) = finlit_map(&dir, &["schema", "new", "Create", "tables!"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        dir.join("schema/0001_create_tables.up.sql").exists()
+            && dir.join("schema/0001_create_tables.down.sql").exists()
+    );
+    let (code, out, _) = finlit_map(&dir, &["schema", "new", "add", "referral codes"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("0002_add_referral_codes.up.sql"), "{out}");
+    std::fs::write(dir.join("schema/0001_create_tables.up.sql"), "CREATE TABLE t (id INTEGER PRIMARY KEY);").unwrap();
+    let (code, _, err) = finlit_map(&dir, &["check"]);
+    assert_eq!(code, 0, "a new project checks: {err}");
+
+    let (code, out, _) = finlit_map(work.path(), &["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("finlit-map") && out.contains("rollback"), "{out}");
+    let (code, out, _) = finlit_map(work.path(), &["man"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(".ie") || out.contains(".TH"), "{}", &out[..out.len().min(200)]);
+}

@@ -1,10 +1,13 @@
 //! `finlit-map schema apply|status|revert`: schema/ as versioned migrations.
 
-use crate::cli::{Finished, Outcome, SchemaAction, SchemaArgs};
+use std::path::Path;
+
+use crate::cli::{Failure, Finished, InitArgs, NewMigrationArgs, Outcome, SchemaAction, SchemaArgs};
 use crate::pg::target::{self, redact};
 
 pub async fn run(args: SchemaArgs) -> Finished {
     match args.action {
+        SchemaAction::New(a) => new_migration(&a),
         SchemaAction::Apply(o) => {
             let url = &o.target.target;
             match target::ensure_database(url).await {
@@ -85,4 +88,95 @@ pub async fn run(args: SchemaArgs) -> Finished {
             }
         }
     }
+}
+
+/// `schema new NAME`: the next `NNNN_name.up.sql` / `.down.sql` pair.
+fn new_migration(args: &NewMigrationArgs) -> Finished {
+    let words = args.name.join(" ").to_lowercase();
+    let name: String =
+        words.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join("_");
+    if name.is_empty() {
+        return Err(Failure::usage("a migration name needs a letter or a digit"));
+    }
+    let dir = &args.schema;
+    std::fs::create_dir_all(dir).map_err(|e| Failure::new(format!("cannot create {}: {e}", dir.display())))?;
+    let last = std::fs::read_dir(dir)
+        .map_err(|e| Failure::new(format!("cannot read {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.split('_').next()?.parse::<u32>().ok()))
+        .max()
+        .unwrap_or(0);
+    let stem = format!("{:04}_{name}", last + 1);
+    let up = dir.join(format!("{stem}.up.sql"));
+    let down = dir.join(format!("{stem}.down.sql"));
+    write_new(
+        &up,
+        &format!("-- {words}\n-- Applied by `finlit-map schema apply` (and by `run`), in version order.\n\n"),
+    )?;
+    write_new(&down, &format!("-- Undoes {stem}.up.sql (`finlit-map schema revert`).\n\n"))?;
+    println!("created {}\ncreated {}", up.display(), down.display());
+    Ok(Outcome::Ok)
+}
+
+/// Writes a new file; never overwrites one.
+fn write_new(path: &Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Failure::new(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(text.as_bytes()).map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The project file `init` writes: every setting, commented.
+const PROJECT_TEMPLATE: &str = r#"# Settings shared by every mapping in this directory (finlit-map.toml).
+# Every other *.toml here is a mapping: one collection into one table.
+
+# UUIDv5 namespace of every id derived with `id = "$.path"`. Fix it before
+# the first migration and never change it: it decides each row's UUID.
+# namespace = "00000000-0000-0000-0000-000000000000"
+
+# The schema migrations (NNNN_name.up.sql / .down.sql), relative to here.
+schema = "../schema"
+
+# BSON dates are UTC instants; DATE and TIMESTAMP columns get their
+# wall-clock value in this zone. TIMESTAMPTZ columns keep the instant.
+time_zone = "UTC"
+
+# Inside json/jsonb columns: ObjectIds as "hex", "uuid" (the ids' UUIDs) or
+# "extended"; dates as "iso", "millis" or "extended".
+json = { object_ids = "hex", dates = "iso" }
+"#;
+
+const ENV_TEMPLATE: &str = "# Copy to .env: finlit-map reads it when flags and the environment are silent.\n\
+MONGO_URI=mongodb://localhost:27017/yourdb\n\
+DATABASE_URL=postgres://postgres@127.0.0.1:5432/yourdb\n";
+
+/// `init [DIR]`: a project to start from.
+pub fn init(args: &InitArgs) -> Finished {
+    let dir = &args.dir;
+    let mappings = dir.join("mappings");
+    let schema = dir.join("schema");
+    for d in [&mappings, &schema] {
+        std::fs::create_dir_all(d).map_err(|e| Failure::new(format!("cannot create {}: {e}", d.display())))?;
+    }
+    let mut made = Vec::new();
+    for (path, text) in [(mappings.join("finlit-map.toml"), PROJECT_TEMPLATE), (dir.join(".env.example"), ENV_TEMPLATE)]
+    {
+        if path.exists() {
+            eprintln!("kept {} (it exists)", path.display());
+            continue;
+        }
+        write_new(&path, text)?;
+        made.push(path.display().to_string());
+    }
+    for m in &made {
+        println!("created {m}");
+    }
+    println!(
+        "next: `finlit-map schema new create tables` for the DDL, a mapping per collection in {}, then `finlit-map check`",
+        mappings.display()
+    );
+    Ok(Outcome::Ok)
 }
