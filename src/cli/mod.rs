@@ -66,6 +66,26 @@ pub enum ColorMode {
 
 static COLOR: std::sync::OnceLock<ColorMode> = std::sync::OnceLock::new();
 
+/// Set when the command was asked for `--format json`: a failure is then
+/// also a JSON object on stdout, so a script reading stdout sees it.
+static JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+impl Command {
+    fn wants_json(&self) -> bool {
+        let json = |f: &CheckFormat| *f == CheckFormat::Json;
+        match self {
+            Command::Check(a) => json(&a.format),
+            Command::Plan(a) => a.format == PlanFormat::Json,
+            Command::Run(a) => json(&a.format),
+            Command::List(a) => json(&a.format),
+            Command::Validate(a) => json(&a.format),
+            Command::Status(a) => json(&a.format),
+            Command::Schema(SchemaArgs { action: SchemaAction::Apply(o) | SchemaAction::Status(o) }) => json(&o.format),
+            _ => false,
+        }
+    }
+}
+
 fn colored(is_terminal: bool) -> bool {
     match COLOR.get().copied().unwrap_or(ColorMode::Auto) {
         ColorMode::Always => true,
@@ -211,6 +231,9 @@ pub struct StatusArgs {
     /// The database of a live source, when the URI does not name one.
     #[arg(long, value_name = "NAME")]
     pub source_db: Option<String>,
+    /// `json` prints one object per mapping, on stdout.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
 }
 
 #[derive(Args, Debug)]
@@ -256,6 +279,9 @@ pub struct SchemaOpts {
     /// Directory of migrations (`NNNN_name.up.sql` and `.down.sql`).
     #[arg(long, default_value = "schema", value_name = "DIR")]
     pub schema: PathBuf,
+    /// `json` prints the migrations (or what was applied) on stdout.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
 }
 
 #[derive(Args, Debug)]
@@ -343,6 +369,9 @@ pub struct ListArgs {
     pub mappings: MappingDirArgs,
     #[command(flatten)]
     pub source: SourceArgs,
+    /// `json` prints the collections and the mappings reading each, on stdout.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -403,6 +432,7 @@ pub fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let _ = COLOR.set(cli.output.color);
+    let _ = JSON.set(cli.command.wants_json());
     // Every command logs to stderr; a run also appends to its log file.
     // Progress bars own stderr while they draw: then only warnings.
     let (log_file, bars) = match &cli.command {
@@ -484,8 +514,13 @@ pub fn exit_code(f: Finished) -> u8 {
         Ok(Outcome::Rejects) => exit::REJECTS,
         Ok(Outcome::Interrupted) => exit::INTERRUPTED,
         Err(Failure(message, usage)) => {
-            if let Some(m) = message {
+            if let Some(m) = &message {
                 eprintln!("error: {m}");
+            }
+            if JSON.get().copied().unwrap_or(false) {
+                let error = message.as_deref().unwrap_or("failed (see the output above)");
+                let code = if usage { exit::USAGE } else { exit::FAILED };
+                println!("{}", serde_json::json!({ "error": error, "exit_code": code }));
             }
             if usage { exit::USAGE } else { exit::FAILED }
         }

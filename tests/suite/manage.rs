@@ -251,3 +251,29 @@ fn init_schema_new_completions_and_man() {
     assert_eq!(code, 0);
     assert!(out.starts_with(".ie") || out.contains(".TH"), "{}", &out[..out.len().min(200)]);
 }
+
+/// `--format json` on list, status and schema status: one JSON document on
+/// stdout; and a failure under `--format json` is a JSON error object there.
+#[test]
+fn every_report_has_a_json_form() {
+    let (db, _work) = migrated("json_forms");
+    let dump = dump();
+    let parse = |out: &str| serde_json::from_str::<serde_json::Value>(out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let (code, out, err) = finlit_map(root(), &["list", "--source", dump.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let list = parse(&out);
+    let learners = list["collections"].as_array().unwrap().iter().find(|c| c["collection"] == "learners").unwrap();
+    assert_eq!(learners["mappings"][0], "learners");
+    let (code, out, err) = finlit_map(root(), &["status", "--target", &db.url, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let status = parse(&out);
+    let row = status.as_array().unwrap().iter().find(|m| m["mapping"] == "learners").unwrap();
+    assert_eq!(row["table_rows"], row["last_run"]["loaded"]);
+    let (code, out, err) = finlit_map(root(), &["schema", "status", "--target", &db.url, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(parse(&out).as_array().unwrap().iter().all(|m| m["state"] == "applied"), "{out}");
+    let (code, out, _) = finlit_map(root(), &["run", "--source", "/no/such/dump", "--dry-run", "--format", "json"]);
+    assert_eq!(code, 1);
+    let e = parse(&out);
+    assert!(e["error"].as_str().unwrap().contains("no such file or directory") && e["exit_code"] == 1, "{out}");
+}

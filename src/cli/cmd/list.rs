@@ -1,6 +1,6 @@
 //! `finlit-map list`: what the source holds and which mappings read it.
 
-use crate::cli::{Failure, Finished, ListArgs, Outcome};
+use crate::cli::{CheckFormat, Failure, Finished, ListArgs, Outcome};
 use crate::compile::compile_dir;
 use crate::source::Source;
 
@@ -23,6 +23,40 @@ pub async fn run(args: ListArgs) -> Finished {
             })
             .unwrap_or_default()
     };
+    if args.format == CheckFormat::Json {
+        let json: Vec<_> = collections
+            .iter()
+            .map(|c| {
+                let used: Vec<String> = plan
+                    .as_ref()
+                    .map(|p| p.mappings.iter().filter(|m| m.source == c.name).map(|m| m.name.clone()).collect())
+                    .unwrap_or_default();
+                serde_json::json!({ "collection": c.name, "documents": c.documents, "format": c.kind.to_string(), "mappings": used })
+            })
+            .collect();
+        let missing: Vec<_> = plan
+            .as_ref()
+            .map(|p| {
+                p.mappings
+                    .iter()
+                    .filter(|m| !source.has(&m.source))
+                    .map(|m| serde_json::json!({ "mapping": m.name, "collection": m.source }))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "collections": json, "missing": missing }))
+                .unwrap_or_default()
+        );
+        return match &plan {
+            Some(_) if missing.is_empty() => Ok(Outcome::Ok),
+            Some(_) => {
+                Err(Failure::new(format!("{} mapping(s) read collections the source does not have", missing.len())))
+            }
+            None => Err(Failure::new("the mappings do not load; `finlit-map check` shows why")),
+        };
+    }
     println!("{:28} {:>10}  {:10}  mappings", "collection", "documents", "format");
     for c in &collections {
         let used = readers(&c.name);

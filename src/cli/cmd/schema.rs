@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::cli::{Failure, Finished, InitArgs, NewMigrationArgs, Outcome, SchemaAction, SchemaArgs};
+use crate::cli::{CheckFormat, Failure, Finished, InitArgs, NewMigrationArgs, Outcome, SchemaAction, SchemaArgs};
 use crate::pg::target::{self, redact};
 
 pub async fn run(args: SchemaArgs) -> Finished {
@@ -20,6 +20,13 @@ pub async fn run(args: SchemaArgs) -> Finished {
                 Err(e) => return super::fail(e),
             };
             match target::apply_schema(&mut conn, &o.schema).await {
+                Ok(applied) if o.format == CheckFormat::Json => {
+                    let list: Vec<_> = applied
+                        .iter()
+                        .map(|m| serde_json::json!({ "version": m.version, "description": m.description }))
+                        .collect();
+                    println!("{}", serde_json::json!({ "applied": list }));
+                }
                 Ok(applied) if applied.is_empty() => println!("schema is up to date"),
                 Ok(applied) => {
                     for m in applied {
@@ -37,13 +44,24 @@ pub async fn run(args: SchemaArgs) -> Finished {
             };
             match target::migration_states(&mut conn, &o.schema).await {
                 Ok(states) => {
+                    let mut json = Vec::new();
                     for s in states {
                         let state = match (s.applied, s.changed) {
                             (true, false) => "applied",
                             (true, true) => "applied, but the file changed since",
                             (false, _) => "pending",
                         };
-                        println!("{:>6}  {:32} {state}", s.version, s.description);
+                        if o.format == CheckFormat::Json {
+                            json.push(serde_json::json!({
+                                "version": s.version, "description": s.description,
+                                "applied": s.applied, "changed": s.changed, "state": state,
+                            }));
+                        } else {
+                            println!("{:>6}  {:32} {state}", s.version, s.description);
+                        }
+                    }
+                    if o.format == CheckFormat::Json {
+                        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
                     }
                     Ok(Outcome::Ok)
                 }

@@ -1,6 +1,6 @@
 //! `finlit-map status`: per mapping, source and target counts and the last run.
 
-use crate::cli::{Failure, Finished, Outcome, StatusArgs};
+use crate::cli::{CheckFormat, Failure, Finished, Outcome, StatusArgs};
 use crate::pg::target;
 use crate::source::Source;
 
@@ -21,10 +21,14 @@ pub async fn run(args: StatusArgs) -> Finished {
         Ok(l) => l,
         Err(e) => return super::fail(e),
     };
-    println!(
-        "{:24} {:>11} {:>10}  {:23} {:22} {:>8} {:>8}",
-        "mapping", "source rows", "table rows", "last run", "outcome", "loaded", "rejected"
-    );
+    let text = args.format == CheckFormat::Text;
+    if text {
+        println!(
+            "{:24} {:>11} {:>10}  {:23} {:22} {:>8} {:>8}",
+            "mapping", "source rows", "table rows", "last run", "outcome", "loaded", "rejected"
+        );
+    }
+    let mut json = Vec::new();
     for m in &plan.mappings {
         let src = match &source {
             // Rows, not documents: an unwind mapping's rows are array elements.
@@ -39,13 +43,30 @@ pub async fn run(args: StatusArgs) -> Finished {
             Ok(n) => n.to_string(),
             Err(_) => "(no table)".into(),
         };
-        match last.iter().find(|(name, _)| name == &m.name) {
-            Some((_, l)) => println!(
+        let run = last.iter().find(|(name, _)| name == &m.name).map(|(_, l)| l);
+        if !text {
+            let number = |s: &str| s.parse::<u64>().ok();
+            json.push(serde_json::json!({
+                "mapping": m.name,
+                "table": m.table,
+                "source_rows": number(&src),
+                "table_rows": number(&rows),
+                "last_run": run.map(|l| serde_json::json!({
+                    "finished_at": l.finished_at, "outcome": l.outcome, "loaded": l.loaded, "rejected": l.rejected,
+                })),
+            }));
+            continue;
+        }
+        match run {
+            Some(l) => println!(
                 "{:24} {:>11} {:>10}  {:23} {:22} {:>8} {:>8}",
                 m.name, src, rows, l.finished_at, l.outcome, l.loaded, l.rejected
             ),
             None => println!("{:24} {:>11} {:>10}  {:23}", m.name, src, rows, "never"),
         }
+    }
+    if !text {
+        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
     }
     Ok(Outcome::Ok)
 }
