@@ -231,7 +231,11 @@ pub struct StatusArgs {
     /// The database of a live source, when the URI does not name one.
     #[arg(long, value_name = "NAME")]
     pub source_db: Option<String>,
-    /// `json` prints one object per mapping, on stdout.
+    /// List every past run instead (started, finished, outcome, counts,
+    /// resumed mappings), the newest first, like `flask db history`.
+    #[arg(long)]
+    pub history: bool,
+    /// `json` prints one object per mapping (or per run), on stdout.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
 }

@@ -279,6 +279,58 @@ pub struct LastRun {
 }
 
 /// The last run of each mapping, if the ledger exists.
+/// One past run, as `status --history` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PastRun {
+    pub run_id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: String,
+    pub source: Option<String>,
+    pub mappings: i64,
+    pub loaded: i64,
+    pub rejected: i64,
+    /// Mappings that continued from an earlier run's checkpoints.
+    pub resumed: i64,
+}
+
+/// Every run the target records, the newest first (`status --history`).
+pub async fn history(conn: &mut PgConnection) -> Result<Vec<PastRun>, sqlx::Error> {
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('finlit_map.runs')::text").fetch_one(&mut *conn).await?;
+    if exists.is_none() {
+        return Ok(Vec::new());
+    }
+    let utc = |c: &str| format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'");
+    let rows = sqlx::query(super::sql::sql(format!(
+        "SELECT r.run_id, {}, {}, r.outcome, r.source,
+                count(m.mapping), coalesce(sum(m.loaded), 0)::bigint, coalesce(sum(m.rejected), 0)::bigint,
+                (SELECT count(*) FROM finlit_map.progress p WHERE p.run_id = r.run_id AND p.report ? 'resumed')
+         FROM finlit_map.runs r LEFT JOIN finlit_map.mapping_runs m USING (run_id)
+         GROUP BY r.run_id ORDER BY r.run_id DESC",
+        utc("r.started_at"),
+        utc("r.finished_at")
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            use sqlx::Row;
+            Ok(PastRun {
+                run_id: r.try_get(0)?,
+                started_at: r.try_get(1)?,
+                finished_at: r.try_get(2)?,
+                outcome: r.try_get(3)?,
+                source: r.try_get(4)?,
+                mappings: r.try_get(5)?,
+                loaded: r.try_get(6)?,
+                rejected: r.try_get(7)?,
+                resumed: r.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
 pub async fn last_runs(conn: &mut PgConnection) -> Result<Vec<(String, LastRun)>, sqlx::Error> {
     let exists: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('finlit_map.mapping_runs')::text").fetch_one(&mut *conn).await?;

@@ -272,6 +272,16 @@ fn every_report_has_a_json_form() {
     let (code, out, err) = finlit_map(root(), &["schema", "status", "--target", &db.url, "--format", "json"]);
     assert_eq!(code, 0, "{err}");
     assert!(parse(&out).as_array().unwrap().iter().all(|m| m["state"] == "applied"), "{out}");
+    // The history: one run, its mappings' loaded rows summed.
+    let (code, out, err) = finlit_map(root(), &["status", "--history", "--target", &db.url, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let runs = parse(&out);
+    let loaded: i64 = status.as_array().unwrap().iter().map(|m| m["last_run"]["loaded"].as_i64().unwrap()).sum();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{out}");
+    assert_eq!((runs[0]["outcome"].as_str(), runs[0]["loaded"].as_i64()), (Some("ok"), Some(loaded)), "{out}");
+    let (code, out, _) = finlit_map(root(), &["status", "--history", "--target", &db.url]);
+    assert_eq!(code, 0);
+    assert!(out.contains("outcome") && out.lines().count() == 2, "{out}");
     let (code, out, _) = finlit_map(root(), &["run", "--source", "/no/such/dump", "--dry-run", "--format", "json"]);
     assert_eq!(code, 1);
     let e = parse(&out);

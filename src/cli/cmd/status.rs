@@ -5,6 +5,9 @@ use crate::pg::target;
 use crate::source::Source;
 
 pub async fn run(args: StatusArgs) -> Finished {
+    if args.history {
+        return history(&args).await;
+    }
     let Some(plan) = super::load_plan(&args.mappings) else { return Err(Failure::shown()) };
     let source = match args.source.as_deref() {
         Some(s) => match Source::open(s, args.source_db.as_deref()).await {
@@ -67,6 +70,45 @@ pub async fn run(args: StatusArgs) -> Finished {
     }
     if !text {
         println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `status --history`: every run the target records.
+async fn history(args: &StatusArgs) -> Finished {
+    let mut conn = match target::connect(&args.target.target).await {
+        Ok(c) => c,
+        Err(e) => return super::fail(e),
+    };
+    let runs = match crate::pg::ledger::history(&mut conn).await {
+        Ok(r) => r,
+        Err(e) => return super::fail(e),
+    };
+    if args.format == CheckFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
+        return Ok(Outcome::Ok);
+    }
+    if runs.is_empty() {
+        println!("no run recorded in this target");
+        return Ok(Outcome::Ok);
+    }
+    println!(
+        "{:>5}  {:23} {:23} {:22} {:>8} {:>9} {:>9} {:>7}  source",
+        "run", "started", "finished", "outcome", "mappings", "loaded", "rejected", "resumed"
+    );
+    for r in runs {
+        println!(
+            "{:>5}  {:23} {:23} {:22} {:>8} {:>9} {:>9} {:>7}  {}",
+            r.run_id,
+            r.started_at,
+            r.finished_at.as_deref().unwrap_or("-"),
+            r.outcome,
+            r.mappings,
+            r.loaded,
+            r.rejected,
+            r.resumed,
+            r.source.as_deref().unwrap_or("")
+        );
     }
     Ok(Outcome::Ok)
 }
