@@ -11,7 +11,8 @@
 //! - [`cli`]: command-line types (clap), dispatch, exit codes.
 //!   - [`cli::cmd`]: one module per command.
 //!   - [`cli::cmd::check`], [`cli::cmd::list`], [`cli::cmd::plan`], [`cli::cmd::rollback`],
-//!     [`cli::cmd::run`], [`cli::cmd::schema`], [`cli::cmd::status`], [`cli::cmd::validate`].
+//!     [`cli::cmd::run`], [`cli::cmd::scaffold`], [`cli::cmd::schema`], [`cli::cmd::status`],
+//!     [`cli::cmd::validate`].
 //! - [`lang`]: the mapping language as written.
 //!   - [`lang::spec`]: mapping files (TOML with spans); shape checks only.
 //!   - [`lang::syntax`]: the syntax tree of mapping files, every value with its span.
@@ -22,6 +23,7 @@
 //!     [`lang::transform::text`], [`lang::transform::date`], [`lang::transform::number`],
 //!     and the array shaping options [`lang::transform::shape`].
 //!   - [`lang::diag`]: diagnostics and their rendering.
+//! - [`scaffold`]: draft mappings and DDL from sampled documents.
 //! - [`schema`]: the target schema read from `schema/*.sql` with sqlparser.
 //! - [`compile`]: specs + schema → [`plan::Plan`], every diagnostic collected.
 //!   - [`compile::mapping`]: one mapping file against the schema.
@@ -77,6 +79,7 @@ pub mod pg;
 pub mod plan;
 pub mod rollback;
 pub mod run;
+pub mod scaffold;
 pub mod schema;
 pub mod source;
 pub mod validate;

@@ -149,6 +149,13 @@ pub enum Command {
     Status(StatusArgs),
     /// The schema in schema/ as versioned migrations: apply, status, revert.
     Schema(SchemaArgs),
+    /// Draft mappings and a schema migration from sampled documents.
+    ///
+    /// Samples each collection (a reservoir over all of it), infers every
+    /// field's types and shape, and writes a mapping per table into --out
+    /// and a migration pair into the schema directory, with types that fit
+    /// every sampled value; then checks the draft. Read it, then edit.
+    Scaffold(ScaffoldArgs),
     /// Start a project: `mappings/finlit-map.toml` (commented), an empty
     /// `schema/`, and `.env.example`; nothing existing is overwritten.
     Init(InitArgs),
@@ -267,6 +274,27 @@ pub struct NewMigrationArgs {
     /// Directory of migrations.
     #[arg(long, default_value = "schema", value_name = "DIR")]
     pub schema: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ScaffoldArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The collections to draft (repeatable).
+    #[arg(long = "collection", value_name = "NAME", required_unless_present = "all")]
+    pub collections: Vec<String>,
+    /// Every collection that no mapping in --out reads yet.
+    #[arg(long, conflicts_with = "collections")]
+    pub all: bool,
+    /// Documents sampled per collection (chosen evenly over all of it).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub sample: usize,
+    /// Where the mappings go.
+    #[arg(long, default_value = "mappings", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Where the migration goes. Default: `schema/` beside --out.
+    #[arg(long, value_name = "DIR")]
+    pub schema: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -460,6 +488,7 @@ pub fn main() -> ExitCode {
         Command::Status(a) => with_runtime(cmd::status::run(a)),
         Command::Schema(a) => with_runtime(cmd::schema::run(a)),
         Command::Init(a) => cmd::schema::init(&a),
+        Command::Scaffold(a) => with_runtime(cmd::scaffold::run(a)),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "finlit-map", &mut std::io::stdout());
@@ -521,8 +550,9 @@ pub fn exit_code(f: Finished) -> u8 {
             if let Some(m) = &message {
                 eprintln!("error: {m}");
             }
-            if JSON.get().copied().unwrap_or(false) {
-                let error = message.as_deref().unwrap_or("failed (see the output above)");
+            // A failure the command reported itself (its JSON report says
+            // it) needs no second document on stdout.
+            if let Some(error) = message.as_deref().filter(|_| JSON.get().copied().unwrap_or(false)) {
                 let code = if usage { exit::USAGE } else { exit::FAILED };
                 println!("{}", serde_json::json!({ "error": error, "exit_code": code }));
             }

@@ -127,6 +127,27 @@ pub struct InnerUnwind {
 }
 
 impl MappingPlan {
+    /// A plan that reads a whole collection and maps nothing: what
+    /// `scaffold` samples documents through.
+    pub fn reading(collection: &str) -> MappingPlan {
+        MappingPlan {
+            name: collection.to_string(),
+            file: PathBuf::new(),
+            source: collection.to_string(),
+            table: String::new(),
+            unwind: None,
+            unwind_entries: None,
+            unwind_shape: None,
+            inner_unwinds: Vec::new(),
+            on_duplicate: OnDuplicate::Reject,
+            filter: Vec::new(),
+            columns: Vec::new(),
+            key: Vec::new(),
+            depends_on: Vec::new(),
+            fields: None,
+        }
+    }
+
     /// How many unwind levels the mapping has (0 without `unwind`).
     pub fn levels(&self) -> usize {
         usize::from(self.unwind.is_some()) + self.inner_unwinds.len()

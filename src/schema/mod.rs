@@ -324,7 +324,7 @@ impl Schema {
                 }
                 Statement::CreateIndex(ci) if ci.unique && ci.predicate.is_none() => {
                     if let Some(t) = self.tables.get_mut(&table_name(&ci.table_name)) {
-                        t.uniques.push(ci.columns.iter().map(|c| c.column.expr.to_string()).collect());
+                        t.uniques.push(ci.columns.iter().map(|c| column_of(&c.column.expr)).collect());
                     }
                 }
                 Statement::Drop { object_type: ast::ObjectType::Table, names, .. } => {
@@ -404,7 +404,7 @@ fn add_column(table: &mut Table, file: &SourceFile, c: &ast::ColumnDef) {
 }
 
 fn add_constraint(table: &mut Table, file: &SourceFile, c: &TableConstraint) {
-    let names = |cols: &[ast::IndexColumn]| cols.iter().map(|c| c.column.expr.to_string()).collect::<Vec<_>>();
+    let names = |cols: &[ast::IndexColumn]| cols.iter().map(|c| column_of(&c.column.expr)).collect::<Vec<_>>();
     match c {
         TableConstraint::PrimaryKey(pk) => {
             table.primary_key = names(&pk.columns);
@@ -447,6 +447,15 @@ fn schema_default(e: &Expr) -> SchemaDefault {
         },
         Expr::Identifier(i) if i.value.eq_ignore_ascii_case("current_timestamp") => SchemaDefault::Now,
         _ => SchemaDefault::Expression(e.to_string()),
+    }
+}
+
+/// A key column as the table names it: a quoted identifier without its
+/// quotes (`"user id"` is the column `user id`).
+fn column_of(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -529,6 +538,19 @@ mod tests {
         let diag = d.iter().next().unwrap();
         assert_eq!(diag.code, Code::SqlSyntax);
         assert_eq!(diag.location().unwrap().1, 3);
+    }
+
+    /// Quoted identifiers in keys name the columns without their quotes.
+    #[test]
+    fn quoted_key_columns() {
+        let (s, d) = schema(
+            "CREATE TABLE \"t\" (\"a b\" INTEGER, \"c\" TEXT, PRIMARY KEY (\"a b\", \"c\"), UNIQUE (\"c\"));\n\
+             CREATE UNIQUE INDEX i ON \"t\" (\"a b\");",
+        );
+        assert!(d.is_empty(), "{}", d.render_text(false));
+        let t = s.table("t").unwrap();
+        assert_eq!(t.primary_key, ["a b", "c"]);
+        assert_eq!(t.uniques, [vec!["c".to_string()], vec!["a b".to_string()]]);
     }
 
     #[test]

@@ -287,3 +287,49 @@ fn every_report_has_a_json_form() {
     let e = parse(&out);
     assert!(e["error"].as_str().unwrap().contains("no such file or directory") && e["exit_code"] == 1, "{out}");
 }
+
+/// `scaffold --all` on the example dump, with no mapping yet: the draft
+/// checks, and a run of the whole dump through it loads every document
+/// (the sample covers every document here) with no reject; child tables
+/// hold every array element. A second scaffold overwrites nothing.
+#[test]
+fn scaffold_drafts_mappings_that_check_and_load_their_data() {
+    let work = tempfile::tempdir().unwrap();
+    let dump = dump();
+    let out = work.path().join("proj/mappings");
+    let (code, stdout, stderr) = finlit_map(
+        work.path(),
+        &["scaffold", "--source", dump.to_str().unwrap(), "--all", "--sample", "5000", "--out", out.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("the draft checks"), "{stdout}");
+    assert!(work.path().join("proj/schema/0001_scaffold.up.sql").exists());
+    let (code, _, stderr) = finlit_map(work.path(), &["check", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let db = TestDb::new("scaffold");
+    let (code, stdout, stderr) = finlit_map(
+        work.path(),
+        &["run", out.to_str().unwrap(), "--source", dump.to_str().unwrap(), "--target", &db.url, "--format", "json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for m in report["mappings"].as_array().unwrap() {
+        assert_eq!(m["rejected"], 0, "{m}");
+        let n = |k: &str| m[k].as_u64().unwrap();
+        assert_eq!(n("read"), n("loaded") + n("filtered"), "{m}");
+    }
+    // Counted from the BSON here: every learner, every kc_mappings element.
+    let learners = super::mongo::read_bson(&dump.join("learners.bson"));
+    assert_eq!(db.one("SELECT count(*)::text FROM learners"), learners.len().to_string());
+    let items = super::mongo::read_bson(&dump.join("learning_items.bson"));
+    let elements: usize = items.iter().map(|d| d.get_array("kc_mappings").map_or(0, |a| a.len())).sum();
+    assert_eq!(db.one("SELECT count(*)::text FROM learning_items_kc_mappings"), elements.to_string());
+
+    let (code, _, stderr) = finlit_map(
+        work.path(),
+        &["scaffold", "--source", dump.to_str().unwrap(), "--collection", "learners", "--out", out.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("scaffold never overwrites"), "{stderr}");
+}

@@ -7,6 +7,7 @@ pub mod list;
 pub mod plan;
 pub mod rollback;
 pub mod run;
+pub mod scaffold;
 pub mod schema;
 pub mod status;
 pub mod validate;
