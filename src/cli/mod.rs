@@ -314,6 +314,9 @@ pub struct SchemaOpts {
     /// `json` prints the migrations (or what was applied) on stdout.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
+    /// Say what `apply` or `revert` would do, and do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

@@ -222,6 +222,20 @@ pub async fn migrator(dir: &Path) -> Result<Migrator, TargetError> {
         .map_err(|source| TargetError::Migrate { dir: dir.display().to_string(), source })
 }
 
+/// The migrations of `schema/`, all pending: for a database that does not exist yet.
+pub async fn local_migrations(dir: &Path) -> Result<Vec<MigrationState>, TargetError> {
+    let m = migrator(dir).await?;
+    Ok(m.iter()
+        .filter(|mig| mig.migration_type.is_up_migration())
+        .map(|mig| MigrationState {
+            version: mig.version,
+            description: mig.description.to_string(),
+            applied: false,
+            changed: false,
+        })
+        .collect())
+}
+
 pub async fn migration_states(conn: &mut PgConnection, dir: &Path) -> Result<Vec<MigrationState>, TargetError> {
     let m = migrator(dir).await?;
     let err = |source| TargetError::Migrate { dir: dir.display().to_string(), source };

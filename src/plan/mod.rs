@@ -468,10 +468,19 @@ impl Plan {
     /// The reference graph in Graphviz: one node per mapping, edges point
     /// at what must load first; stages are ranks.
     pub fn render_dot(&self) -> String {
-        let mut out =
-            String::from("digraph finlit_map {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n");
+        // Stages top to bottom, each a labelled cluster; references point
+        // from a table down to the stage that loads first.
+        let mut out = String::from(
+            "digraph finlit_map {\n  rankdir=TB;\n  compound=true;\n  node [shape=box, style=rounded, fontname=\"monospace\"];\n",
+        );
         for (n, stage) in self.stages.iter().enumerate() {
-            let _ = writeln!(out, "  subgraph stage_{} {{ rank=same;", n + 1);
+            let _ = writeln!(
+                out,
+                "  subgraph cluster_stage_{} {{\n    label=\"stage {} (loads {})\";\n    style=dashed;",
+                n + 1,
+                n + 1,
+                if n == 0 { "first" } else { "after the stages above" }
+            );
             for &i in stage {
                 let m = &self.mappings[i];
                 let _ = writeln!(out, "    \"{}\" [label=\"{}\\n{} -> {}\"];", m.name, m.name, m.source, m.table);
@@ -482,7 +491,8 @@ impl Plan {
             for c in &m.columns {
                 let Some(t) = &c.references else { continue };
                 for target in self.mappings.iter().filter(|o| &o.table == t) {
-                    let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"];", m.name, target.name, c.name);
+                    // Drawn from the loaded-first table, so stages read downwards.
+                    let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\", dir=back];", target.name, m.name, c.name);
                 }
             }
         }

@@ -138,5 +138,6 @@ fn plan_shows_order_types_and_graph() {
     assert!(stage_of("learners") < stage_of("interactions"));
     assert!(stage_of("learning_items") < stage_of("item_kc_mappings"));
     let dot = run("dot");
-    assert!(dot.starts_with("digraph") && dot.contains("\"interactions\" -> \"learners\""), "{dot}");
+    assert!(dot.starts_with("digraph") && dot.contains("\"learners\" -> \"interactions\""), "{dot}");
+    assert!(dot.contains("subgraph cluster_stage_1") && dot.contains("subgraph cluster_stage_2"), "{dot}");
 }

@@ -188,6 +188,11 @@ fn schema_apply_status_and_revert() {
         std::fs::copy(&f, schema.path().join(f.file_name().unwrap())).unwrap();
     }
     let s = schema.path().to_str().unwrap();
+    // --dry-run says what would happen, and does nothing.
+    let (code, out) = tool(&["schema", "apply", "--target", &db.url, "--schema", s, "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("would apply: 1 learners and content, 2 learning activity"), "{out}");
+    assert!(!db.exists(), "a dry run creates no database");
     let (code, out) = tool(&["schema", "apply", "--target", &db.url, "--schema", s]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("created database") && out.contains("applied 4 cultural context"), "{out}");
@@ -204,6 +209,10 @@ fn schema_apply_status_and_revert() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(db.one("SELECT to_regclass('notes')::text"), "notes");
 
+    let (code, out) = tool(&["schema", "revert", "--target", &db.url, "--schema", s, "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("would revert to version 5 (now 6): 6 notes"), "{out}");
+    assert_eq!(db.one("SELECT to_regclass('notes')::text"), "notes", "a dry run reverts nothing");
     // Revert needs --confirm without a terminal; then the last migration is undone.
     let (code, _) = tool(&["schema", "revert", "--target", &db.url, "--schema", s]);
     assert_eq!(code, 1);
@@ -213,6 +222,11 @@ fn schema_apply_status_and_revert() {
     let (_, out) = tool(&["schema", "status", "--target", &db.url, "--schema", s]);
     assert!(out.lines().any(|l| l.contains("6  notes") && l.ends_with("pending")), "{out}");
     assert!(out.lines().any(|l| l.contains("5  item variants") && l.ends_with("applied")), "{out}");
+    // An up migration without its down: a warning, not an error.
+    std::fs::remove_file(schema.path().join("0006_notes.down.sql")).unwrap();
+    let (code, out) = tool(&["schema", "apply", "--target", &db.url, "--schema", s, "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0006_notes.up.sql has no 0006_notes.down.sql"), "{out}");
 }
 
 /// `init`, `schema new`, `completions` and `man`: a project from nothing,

@@ -47,7 +47,9 @@ pub async fn run(args: RunArgs) -> Finished {
     let mut conn = None;
     if !args.dry_run {
         let Some(url) = args.target.as_deref() else {
-            return super::fail("no target: pass --target postgres://… or set DATABASE_URL (or use --dry-run)");
+            return super::fail(
+                "no target: pass --target postgres://…, or set DATABASE_URL in the environment or in a .env file here (or use --dry-run)",
+            );
         };
         match prepare_target(url, &plan, args.no_schema, args.wait).await {
             Ok(c) => conn = Some(c),

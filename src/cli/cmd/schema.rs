@@ -8,7 +8,30 @@ use crate::pg::target::{self, redact};
 pub async fn run(args: SchemaArgs) -> Finished {
     match args.action {
         SchemaAction::New(a) => new_migration(&a),
+        SchemaAction::Apply(o) if o.dry_run => {
+            warn_missing_downs(&o.schema);
+            // The database may not exist yet: then every migration is pending.
+            let states = match target::connect(&o.target.target).await {
+                Ok(mut conn) => match target::migration_states(&mut conn, &o.schema).await {
+                    Ok(s) => s,
+                    Err(e) => return super::fail(e),
+                },
+                Err(_) => match target::local_migrations(&o.schema).await {
+                    Ok(s) => s,
+                    Err(e) => return super::fail(e),
+                },
+            };
+            let pending: Vec<String> =
+                states.iter().filter(|s| !s.applied).map(|s| format!("{} {}", s.version, s.description)).collect();
+            if pending.is_empty() {
+                println!("schema is up to date: nothing would be applied");
+            } else {
+                println!("would apply: {}", pending.join(", "));
+            }
+            Ok(Outcome::Ok)
+        }
         SchemaAction::Apply(o) => {
+            warn_missing_downs(&o.schema);
             let url = &o.target.target;
             match target::ensure_database(url).await {
                 Ok(true) => eprintln!("created database {}", redact(url)),
@@ -89,6 +112,10 @@ pub async fn run(args: SchemaArgs) -> Finished {
                 .filter(|s| s.applied && s.version > to)
                 .map(|s| format!("{} {}", s.version, s.description))
                 .collect();
+            if r.opts.dry_run {
+                println!("would revert to version {to} (now {last}): {}", going.join(", "));
+                return Ok(Outcome::Ok);
+            }
             if !r.confirm {
                 let question =
                     format!("Revert {} (dropping their tables and data) in {}? [y/N] ", going.join(", "), redact(url));
@@ -197,4 +224,16 @@ pub fn init(args: &InitArgs) -> Finished {
         mappings.display()
     );
     Ok(Outcome::Ok)
+}
+
+/// A migration without its `.down.sql` cannot be reverted: said, not fatal.
+fn warn_missing_downs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    for up in names.iter().filter(|n| n.ends_with(".up.sql")) {
+        let down = up.replace(".up.sql", ".down.sql");
+        if !names.contains(&down) {
+            eprintln!("warning: {} has no {down}: `schema revert` cannot undo it", dir.join(up).display());
+        }
+    }
 }
