@@ -159,6 +159,13 @@ pub enum Command {
     /// Start a project: `mappings/finlit-map.toml` (commented), an empty
     /// `schema/`, and `.env.example`; nothing existing is overwritten.
     Init(InitArgs),
+    /// Print the JSON Schema of mapping files (or, with --project, of the
+    /// project file) for editors: `docs/mapping.schema.json` is this output.
+    JsonSchema {
+        /// The project file's schema (`finlit-map.toml`) instead.
+        #[arg(long)]
+        project: bool,
+    },
     /// Print a shell completion script: `finlit-map completions bash > /etc/bash_completion.d/finlit-map`.
     Completions {
         #[arg(value_enum)]
@@ -495,6 +502,15 @@ pub fn main() -> ExitCode {
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "finlit-map", &mut std::io::stdout());
+            Ok(Outcome::Ok)
+        }
+        Command::JsonSchema { project } => {
+            let s = if project {
+                crate::compile::json_schema::project_schema()
+            } else {
+                crate::compile::json_schema::mapping_schema()
+            };
+            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
             Ok(Outcome::Ok)
         }
         Command::Man => {

@@ -9,6 +9,7 @@
 //! Knows specs and the schema; nothing of sources, sinks or connections.
 
 pub mod graph;
+pub mod json_schema;
 pub mod mapping;
 pub mod options;
 pub mod references;

@@ -17,10 +17,10 @@ pub const PROJECT_FILE: &str = "finlit-map.toml";
 
 pub use super::syntax::*;
 
-const MAPPING_KEYS: &[&str] =
+pub const MAPPING_KEYS: &[&str] =
     &["source", "table", "key", "unwind", "on_duplicate", "time_zone", "json", "filter", "columns"];
 /// Column options besides its value expression (whose keys `expr` lists).
-const COLUMN_OPTIONS: &[&str] = &[
+pub const COLUMN_OPTIONS: &[&str] = &[
     "references",
     "on_missing",
     "required",
@@ -39,10 +39,10 @@ const COLUMN_OPTIONS: &[&str] = &[
     "time_zone",
     "json",
 ];
-const PROJECT_KEYS: &[&str] = &["namespace", "schema", "time_zone", "json"];
-const JSON_KEYS: &[&str] = &["object_ids", "dates"];
-const UNWIND_KEYS: &[&str] = &["path", "wrap_scalar", "split"];
-const FILTER_KEYS: &[&str] = &["path", "equals", "not_equals", "in", "not_in", "exists", "type"];
+pub const PROJECT_KEYS: &[&str] = &["namespace", "schema", "time_zone", "json"];
+pub const JSON_KEYS: &[&str] = &["object_ids", "dates"];
+pub const UNWIND_KEYS: &[&str] = &["path", "wrap_scalar", "split"];
+pub const FILTER_KEYS: &[&str] = &["path", "equals", "not_equals", "in", "not_in", "exists", "type"];
 
 /// Reads a mapping directory: the project file (if any) and every mapping, in
 /// file-name order. Problems go to `diags`; a file that cannot be parsed at all

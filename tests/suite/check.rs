@@ -141,3 +141,46 @@ fn plan_shows_order_types_and_graph() {
     assert!(dot.starts_with("digraph") && dot.contains("\"learners\" -> \"interactions\""), "{dot}");
     assert!(dot.contains("subgraph cluster_stage_1") && dot.contains("subgraph cluster_stage_2"), "{dot}");
 }
+
+/// The shipped JSON Schemas are what `json-schema` prints (so they cannot
+/// drift from the reader), and every shipped mapping and project file
+/// validates against them, `#:schema` line included.
+#[test]
+fn the_json_schemas_are_current_and_the_shipped_files_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let print = |args: &[&str]| {
+        let out = Command::cargo_bin("finlit-map").unwrap().args(args).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mapping = print(&["json-schema"]);
+    let project = print(&["json-schema", "--project"]);
+    assert_eq!(
+        std::fs::read_to_string(root.join("docs/mapping.schema.json")).unwrap(),
+        mapping,
+        "regenerate docs/mapping.schema.json"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("docs/project.schema.json")).unwrap(),
+        project,
+        "regenerate docs/project.schema.json"
+    );
+    let compile = |s: &str| jsonschema::validator_for(&serde_json::from_str(s).unwrap()).unwrap();
+    let (mapping, project) = (compile(&mapping), compile(&project));
+    let mut checked = 0;
+    for f in std::fs::read_dir(root.join("mappings")).unwrap() {
+        let path = f.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("#:schema ../docs/"), "{}: no #:schema line", path.display());
+        let value: serde_json::Value = toml::from_str(&text).unwrap();
+        let v = if path.ends_with("finlit-map.toml") { &project } else { &mapping };
+        let errors: Vec<String> = v.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 13);
+    // A typo is caught by the editor too.
+    let typo: serde_json::Value =
+        toml::from_str("source = \"a\"\ntabel = \"t\"\nkey = \"id\"\n[columns]\nid = { form = \"$.x\" }").unwrap();
+    assert!(!mapping.is_valid(&typo));
+}
