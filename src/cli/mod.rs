@@ -80,6 +80,7 @@ impl Command {
             Command::List(a) => json(&a.format),
             Command::Validate(a) => json(&a.format),
             Command::Status(a) => json(&a.format),
+            Command::Rollback(a) => json(&a.format),
             Command::Schema(SchemaArgs { action: SchemaAction::Apply(o) | SchemaAction::Status(o) }) => json(&o.format),
             _ => false,
         }
@@ -231,6 +232,9 @@ pub struct RollbackArgs {
     /// Show every table's row count (migrated and other rows) and stop.
     #[arg(long)]
     pub counts: bool,
+    /// `json` prints the counts, or what is (or would be) deleted, on stdout.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
 }
 
 #[derive(Args, Debug)]

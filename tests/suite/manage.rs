@@ -296,6 +296,16 @@ fn every_report_has_a_json_form() {
     let (code, out, _) = finlit_map(root(), &["status", "--history", "--target", &db.url]);
     assert_eq!(code, 0);
     assert!(out.contains("outcome") && out.lines().count() == 2, "{out}");
+    // Rollback's counts and dry run.
+    let (code, out, err) = finlit_map(root(), &["rollback", "--target", &db.url, "--counts", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let counts = parse(&out);
+    let migrated: u64 = counts.as_array().unwrap().iter().map(|t| t["migrated"].as_u64().unwrap()).sum();
+    let (code, out, err) =
+        finlit_map(root(), &["rollback", "--target", &db.url, "--all", "--dry-run", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let dry = parse(&out);
+    assert_eq!((dry["rows"].as_u64(), dry["deleted"].as_bool()), (Some(migrated), Some(false)), "{out}");
     let (code, out, _) = finlit_map(root(), &["run", "--source", "/no/such/dump", "--dry-run", "--format", "json"]);
     assert_eq!(code, 1);
     let e = parse(&out);

@@ -1,6 +1,6 @@
 //! `finlit-map rollback`: remove what migrations loaded, with dry run and confirmation.
 
-use crate::cli::{Failure, Finished, Outcome, RollbackArgs};
+use crate::cli::{CheckFormat, Failure, Finished, Outcome, RollbackArgs};
 use crate::pg::target::{self, redact};
 use crate::rollback::{counts, execute, plan_rollback};
 
@@ -13,6 +13,14 @@ pub async fn run(args: RollbackArgs) -> Finished {
     };
     if args.counts {
         return match counts(&plan, &mut conn).await {
+            Ok(rows) if args.format == CheckFormat::Json => {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|r| serde_json::json!({ "table": r.table, "rows": r.total, "migrated": r.migrated, "other": r.total - r.migrated }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+                Ok(Outcome::Ok)
+            }
             Ok(rows) => {
                 println!("{:28} {:>10} {:>10} {:>10}", "table", "rows", "migrated", "other");
                 for r in rows {
@@ -53,9 +61,21 @@ pub async fn run(args: RollbackArgs) -> Finished {
         Err(e) => return super::fail(e),
     };
     let total: u64 = steps.iter().map(|s| s.migrated).sum();
+    let json = args.format == CheckFormat::Json;
     let verb = if args.dry_run { "would delete" } else { "will delete" };
-    for s in &steps {
+    for s in steps.iter().filter(|_| !json) {
         println!("{:28} {verb} {:>8} migrated rows ({} other rows stay)", s.table, s.migrated, s.total - s.migrated);
+    }
+    let as_json = |done: bool| {
+        let tables: Vec<_> = steps
+            .iter()
+            .map(|s| serde_json::json!({ "table": s.table, "migrated": s.migrated, "other": s.total - s.migrated }))
+            .collect();
+        serde_json::json!({ "dry_run": args.dry_run, "deleted": done, "rows": total, "tables": tables })
+    };
+    if args.dry_run && json {
+        println!("{}", serde_json::to_string_pretty(&as_json(false)).unwrap_or_default());
+        return Ok(Outcome::Ok);
     }
     if args.dry_run {
         println!("dry run: {total} rows in {} tables would be deleted; nothing was", steps.len());
@@ -85,7 +105,11 @@ pub async fn run(args: RollbackArgs) -> Finished {
     match execute(&plan, &steps, &mut conn).await {
         Ok(done) => {
             let n: u64 = done.iter().map(|(_, d)| d).sum();
-            println!("rolled back: {n} rows deleted from {} tables", done.len());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&as_json(true)).unwrap_or_default());
+            } else {
+                println!("rolled back: {n} rows deleted from {} tables", done.len());
+            }
             Ok(Outcome::Ok)
         }
         Err(e) => super::fail(format!("{e}; nothing was deleted")),
