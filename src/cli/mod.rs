@@ -572,6 +572,8 @@ pub fn exit_code(f: Finished) -> u8 {
         Err(Failure(message, usage)) => {
             if let Some(m) = &message {
                 eprintln!("error: {m}");
+                // The log keeps why a run stopped, too.
+                tracing::error!(target: LOG_FILE_ONLY, "{m}");
             }
             // A failure the command reported itself (its JSON report says
             // it) needs no second document on stdout.

@@ -27,6 +27,23 @@ pub struct MongoSource {
     uuids: std::collections::BTreeMap<String, String>,
 }
 
+/// A driver error in words: a server that did not answer is "cannot reach
+/// MongoDB at host:port: connection refused (gave up after 5 s)", not the
+/// driver's topology dump; other errors as the driver says them.
+fn unreachable_reason(e: &mongodb::error::Error, hosts: &[String], wait: u64) -> String {
+    if !matches!(*e.kind, mongodb::error::ErrorKind::ServerSelection { .. }) {
+        return e.to_string();
+    }
+    let text = e.to_string();
+    let cause = text
+        .split("I/O error: ")
+        .nth(1)
+        .map(|rest| rest.split([',', '(']).next().unwrap_or(rest).trim().to_lowercase())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "no server answered".to_string());
+    format!("cannot reach MongoDB at {}: {cause} (gave up after {wait} s)", hosts.join(", "))
+}
+
 impl MongoSource {
     pub async fn connect(uri: &str, database: Option<&str>) -> Result<MongoSource, SourceError> {
         let err = |reason: String| SourceError::Mongo { uri: redact(uri), reason };
@@ -39,12 +56,14 @@ impl MongoSource {
             .map(str::to_string)
             .or_else(|| opts.default_database.clone())
             .ok_or_else(|| err("no database: put it in the URI (mongodb://host/finlit) or pass --source-db".into()))?;
+        let hosts: Vec<String> = opts.hosts.iter().map(ToString::to_string).collect();
+        let wait = opts.server_selection_timeout.unwrap_or_default().as_secs();
         let client = Client::with_options(opts).map_err(|e| err(e.to_string()))?;
         let reply = client
             .database(&database)
             .run_command(doc! { "listCollections": 1 })
             .await
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(unreachable_reason(&e, &hosts, wait)))?;
         let batch = reply
             .get_document("cursor")
             .and_then(|c| c.get_array("firstBatch"))

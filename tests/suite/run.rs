@@ -440,3 +440,30 @@ fn verbosity_and_color_flags() {
     assert!(!run(&[], Some("finlit_map=warn")).contains("run started"));
     assert!(run(&["--color", "always"], None).contains('\u{1b}'));
 }
+
+/// A MongoDB that is not there: one sentence with the host and the cause,
+/// on stderr and in the log, within seconds.
+#[test]
+fn an_unreachable_mongodb_is_one_clear_sentence_also_in_the_log() {
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("m.log");
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = finlit_map(
+        root(),
+        &[
+            "run",
+            "mappings",
+            "--source",
+            "mongodb://127.0.0.1:1/finlit",
+            "--dry-run",
+            "--log-file",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(started.elapsed().as_secs() < 30);
+    assert!(stderr.contains("cannot reach MongoDB at 127.0.0.1:1: connection refused"), "{stderr}");
+    assert!(!stderr.contains("Topology"), "no driver dump: {stderr}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("cannot reach MongoDB at 127.0.0.1:1"), "{logged}");
+}
