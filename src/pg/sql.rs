@@ -14,6 +14,21 @@ pub fn sql(s: impl AsRef<str>) -> AssertSqlSafe<String> {
     AssertSqlSafe(s.as_ref().to_string())
 }
 
+/// An error from PostgreSQL in words: the server's message and detail,
+/// without sqlx's "at line 948" (a line of the server's own C source).
+pub fn pg_text(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => {
+            let detail = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|p| p.detail());
+            match detail {
+                Some(d) => format!("{} ({d})", db.message()),
+                None => db.message().to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }

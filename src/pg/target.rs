@@ -14,13 +14,13 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TargetError {
-    #[error("cannot connect to {url}: {source}")]
+    #[error("cannot connect to {url}: {}", crate::pg::sql::pg_text(.source))]
     Connect { url: String, source: sqlx::Error },
-    #[error("cannot create database {url}: {source}")]
+    #[error("cannot create database {url}: {}", crate::pg::sql::pg_text(.source))]
     Create { url: String, source: sqlx::Error },
     #[error("schema migrations in {dir}: {source}")]
     Migrate { dir: String, source: sqlx::migrate::MigrateError },
-    #[error("{0}")]
+    #[error("{}", crate::pg::sql::pg_text(.0))]
     Sql(#[from] sqlx::Error),
     #[error("table `{0}` does not exist in the target; run `finlit-map schema apply` or drop --no-schema")]
     MissingTable(String),

@@ -38,7 +38,7 @@ use reader::{Chunk, Encoding, FastEncoding, Produced, spawn_reader, unique_sets}
 pub enum ExecError {
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("mapping `{mapping}`: PostgreSQL: {source}")]
+    #[error("mapping `{mapping}`: PostgreSQL: {}", crate::pg::sql::pg_text(.source))]
     Db { mapping: String, source: sqlx::Error },
     #[error("writing the rejects file {path}: {source}")]
     Rejects { path: String, source: std::io::Error },

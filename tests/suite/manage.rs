@@ -357,3 +357,14 @@ fn scaffold_drafts_mappings_that_check_and_load_their_data() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("scaffold never overwrites"), "{stderr}");
 }
+
+/// PostgreSQL's errors read as PostgreSQL says them, without sqlx's
+/// "at line 948" (a line of the server's C source).
+#[test]
+fn postgres_errors_read_plainly() {
+    let db = TestDb::new("absent");
+    let (code, _, stderr) = finlit_map(root(), &["status", "--target", &db.url]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&format!("database \"{}\" does not exist", db.name)), "{stderr}");
+    assert!(!stderr.contains("at line"), "{stderr}");
+}
