@@ -282,9 +282,30 @@ pub struct NewMigrationArgs {
     /// What the migration does, in a few words (`add referral codes`).
     #[arg(value_name = "NAME", num_args = 1.., required = true)]
     pub name: Vec<String>,
-    /// Directory of migrations.
-    #[arg(long, default_value = "schema", value_name = "DIR")]
-    pub schema: PathBuf,
+    #[command(flatten)]
+    pub dir: SchemaDirArgs,
+}
+
+/// Where the migrations are, found as every command finds them.
+#[derive(Args, Debug, Clone)]
+pub struct SchemaDirArgs {
+    /// Directory of migrations (`NNNN_name.up.sql` and `.down.sql`).
+    /// Default: the project file's `schema`, else `../schema` beside the
+    /// mapping directory, else `./schema`.
+    #[arg(long, value_name = "DIR")]
+    pub schema: Option<PathBuf>,
+    /// The mapping directory whose project file names the schema directory.
+    #[arg(long, default_value = "mappings", value_name = "DIR")]
+    pub mappings: PathBuf,
+}
+
+impl SchemaDirArgs {
+    pub fn resolve(&self) -> PathBuf {
+        match &self.schema {
+            Some(s) => s.clone(),
+            None => crate::compile::schema_dir_of(&self.mappings),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -319,9 +340,8 @@ pub struct InitArgs {
 pub struct SchemaOpts {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Directory of migrations (`NNNN_name.up.sql` and `.down.sql`).
-    #[arg(long, default_value = "schema", value_name = "DIR")]
-    pub schema: PathBuf,
+    #[command(flatten)]
+    pub dir: SchemaDirArgs,
     /// `json` prints the migrations (or what was applied) on stdout.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,

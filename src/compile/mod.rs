@@ -52,6 +52,19 @@ pub fn compile_dir(dir: &Path, schema_dir: Option<&Path>) -> Compiled {
     Compiled { plan, diagnostics: diags }
 }
 
+/// The schema directory of a mapping directory, as `compile_dir` finds it
+/// (for commands that read only the schema).
+pub fn schema_dir_of(dir: &Path) -> PathBuf {
+    let mut diags = Diagnostics::default();
+    let project = match std::fs::read_to_string(dir.join(spec::PROJECT_FILE)) {
+        Ok(text) => {
+            spec::parse_project(&SourceFile::new(dir.join(spec::PROJECT_FILE), text), &mut diags).unwrap_or_default()
+        }
+        Err(_) => ProjectSpec::default(),
+    };
+    resolve_schema_dir(dir, &project)
+}
+
 fn resolve_schema_dir(dir: &Path, project: &ProjectSpec) -> PathBuf {
     if let Some(s) = &project.schema {
         return dir.join(&s.value);

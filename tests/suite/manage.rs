@@ -254,6 +254,11 @@ fn init_schema_new_completions_and_man() {
     let (code, out, _) = finlit_map(&dir, &["schema", "new", "add", "referral codes"]);
     assert_eq!(code, 0);
     assert!(out.contains("0002_add_referral_codes.up.sql"), "{out}");
+    // From elsewhere, the schema directory is found as every command finds it.
+    let m = dir.join("mappings");
+    let (code, _, err) = finlit_map(work.path(), &["schema", "new", "third", "--mappings", m.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dir.join("schema/0003_third.up.sql").exists());
     std::fs::write(dir.join("schema/0001_create_tables.up.sql"), "CREATE TABLE t (id INTEGER PRIMARY KEY);").unwrap();
     let (code, _, err) = finlit_map(&dir, &["check"]);
     assert_eq!(code, 0, "a new project checks: {err}");

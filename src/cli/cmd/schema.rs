@@ -9,14 +9,14 @@ pub async fn run(args: SchemaArgs) -> Finished {
     match args.action {
         SchemaAction::New(a) => new_migration(&a),
         SchemaAction::Apply(o) if o.dry_run => {
-            warn_missing_downs(&o.schema);
+            warn_missing_downs(&o.dir.resolve());
             // The database may not exist yet: then every migration is pending.
             let states = match target::connect(&o.target.target).await {
-                Ok(mut conn) => match target::migration_states(&mut conn, &o.schema).await {
+                Ok(mut conn) => match target::migration_states(&mut conn, &o.dir.resolve()).await {
                     Ok(s) => s,
                     Err(e) => return super::fail(e),
                 },
-                Err(_) => match target::local_migrations(&o.schema).await {
+                Err(_) => match target::local_migrations(&o.dir.resolve()).await {
                     Ok(s) => s,
                     Err(e) => return super::fail(e),
                 },
@@ -31,7 +31,7 @@ pub async fn run(args: SchemaArgs) -> Finished {
             Ok(Outcome::Ok)
         }
         SchemaAction::Apply(o) => {
-            warn_missing_downs(&o.schema);
+            warn_missing_downs(&o.dir.resolve());
             let url = &o.target.target;
             match target::ensure_database(url).await {
                 Ok(true) => eprintln!("created database {}", redact(url)),
@@ -42,7 +42,7 @@ pub async fn run(args: SchemaArgs) -> Finished {
                 Ok(c) => c,
                 Err(e) => return super::fail(e),
             };
-            match target::apply_schema(&mut conn, &o.schema).await {
+            match target::apply_schema(&mut conn, &o.dir.resolve()).await {
                 Ok(applied) if o.format == CheckFormat::Json => {
                     let list: Vec<_> = applied
                         .iter()
@@ -65,7 +65,7 @@ pub async fn run(args: SchemaArgs) -> Finished {
                 Ok(c) => c,
                 Err(e) => return super::fail(e),
             };
-            match target::migration_states(&mut conn, &o.schema).await {
+            match target::migration_states(&mut conn, &o.dir.resolve()).await {
                 Ok(states) => {
                     let mut json = Vec::new();
                     for s in states {
@@ -97,7 +97,7 @@ pub async fn run(args: SchemaArgs) -> Finished {
                 Ok(c) => c,
                 Err(e) => return super::fail(e),
             };
-            let states = match target::migration_states(&mut conn, &r.opts.schema).await {
+            let states = match target::migration_states(&mut conn, &r.opts.dir.resolve()).await {
                 Ok(s) => s,
                 Err(e) => return super::fail(e),
             };
@@ -124,7 +124,7 @@ pub async fn run(args: SchemaArgs) -> Finished {
                     return super::fail(format!("not reverted: add --confirm to revert {}", going.join(", ")));
                 }
             }
-            match target::revert_schema(&mut conn, &r.opts.schema, to).await {
+            match target::revert_schema(&mut conn, &r.opts.dir.resolve(), to).await {
                 Ok(()) => {
                     println!("reverted to version {to} (was {last}): {}", going.join(", "));
                     Ok(Outcome::Ok)
@@ -143,7 +143,7 @@ fn new_migration(args: &NewMigrationArgs) -> Finished {
     if name.is_empty() {
         return Err(Failure::usage("a migration name needs a letter or a digit"));
     }
-    let dir = &args.schema;
+    let dir = &args.dir.resolve();
     std::fs::create_dir_all(dir).map_err(|e| Failure::new(format!("cannot create {}: {e}", dir.display())))?;
     let last = std::fs::read_dir(dir)
         .map_err(|e| Failure::new(format!("cannot read {}: {e}", dir.display())))?
