@@ -26,7 +26,7 @@ pub mod exit {
 #[derive(Parser, Debug)]
 #[command(
     name = "finlit-map",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("FINLIT_MAP_COMMIT"), ")"),
     about = "Migrate MongoDB collections into PostgreSQL tables, driven by TOML mapping files",
     long_about = "Migrate MongoDB collections into PostgreSQL tables, driven by TOML mapping files.\n\n\
         Every collection's flattening, renaming, coercion and id derivation is declared in \

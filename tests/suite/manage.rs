@@ -263,6 +263,9 @@ fn init_schema_new_completions_and_man() {
     let (code, _, err) = finlit_map(&dir, &["check"]);
     assert_eq!(code, 0, "a new project checks: {err}");
 
+    let (code, out, _) = finlit_map(work.path(), &["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("finlit-map {} (commit ", env!("CARGO_PKG_VERSION"))), "{out}");
     let (code, out, _) = finlit_map(work.path(), &["completions", "bash"]);
     assert_eq!(code, 0);
     assert!(out.contains("finlit-map") && out.contains("rollback"), "{out}");
