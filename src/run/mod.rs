@@ -141,6 +141,7 @@ pub async fn run(
     });
     let total_rejects = AtomicU64::new(0);
     let rejects = Mutex::new(&mut *rejects);
+    let overall = overall_bar(&bars, 0, opts.progress);
     // One field inventory per collection, taken by the first mapping that
     // reads it from the start (`run::coverage`).
     let inventories: Mutex<BTreeMap<String, Inventory>> = Mutex::new(BTreeMap::new());
@@ -162,16 +163,26 @@ pub async fn run(
             conns.iter_mut().map(Some).collect()
         };
         let work = workers.into_iter().map(|mut conn| {
-            let (todo, next, results, rejects, bars, total_rejects, inventories, inventory_by) =
-                (&todo, &next, &results, &rejects, &bars, &total_rejects, &inventories, &inventory_by);
+            let (todo, next, results, rejects, bars, total_rejects, inventories, inventory_by, overall) =
+                (&todo, &next, &results, &rejects, &bars, &total_rejects, &inventories, &inventory_by, &overall);
             async move {
                 loop {
                     let Some(&slot) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else { return Ok::<(), ExecError>(()) };
                     let m = &plan.mappings[slot];
                     let r = if source.has(&m.source) {
                         let inventory = inventory_by.get(m.source.as_str()) == Some(&m.name.as_str());
-                        let mut cx =
-                            MappingRun { plan, m, source, opts, rejects, bars, total_rejects, inventories, inventory };
+                        let mut cx = MappingRun {
+                            plan,
+                            m,
+                            source,
+                            opts,
+                            rejects,
+                            bars,
+                            total_rejects,
+                            inventories,
+                            inventory,
+                            overall,
+                        };
                         cx.run(slot, conn.as_deref_mut(), resume.get(&m.name)).await?
                     } else {
                         tracing::warn!(mapping = %m.name, "the source has no collection `{}`: nothing to load", m.source);
@@ -192,6 +203,7 @@ pub async fn run(
     done.sort_by_key(|(slot, _)| *slot);
     let rejects = rejects.into_inner().unwrap_or_else(|p| p.into_inner());
     rejects.flush().map_err(|source| ExecError::Rejects { path: rejects.path().display().to_string(), source })?;
+    overall.finish();
     let mut report = RunReport { dry_run: opts.dry_run, ..Default::default() };
     report.mappings = done.into_iter().map(|(_, r)| r).collect();
     report.seconds = started.elapsed().as_secs_f64();
@@ -260,6 +272,8 @@ struct MappingRun<'a, 'r> {
     inventories: &'a Mutex<BTreeMap<String, Inventory>>,
     /// Whether this mapping takes its collection's field inventory.
     inventory: bool,
+    /// The bar over all mappings.
+    overall: &'a ProgressBar,
 }
 
 impl MappingRun<'_, '_> {
@@ -295,14 +309,34 @@ impl MappingRun<'_, '_> {
         let expected = self.source.count(m).await;
         let bar = progress_bar(self.bars, m, expected, self.opts.progress);
         bar.set_position(r.documents);
+        // Documents read before an interruption are no speed of this run.
+        bar.reset_eta();
+        if let Some(e) = expected {
+            self.overall.inc_length(e);
+            self.overall.inc(r.documents);
+        }
         tracing::info!(mapping = %m.name, source = %m.source, table = %m.table, documents = %expected.map_or_else(|| "unknown".to_string(), |e| e.to_string()), resumed = from.is_some(), "mapping started");
 
         let (sink, encoding) = self.prepare(slot, conn.as_deref_mut(), prior.is_none()).await?;
         let direct = encoding.fast.is_some();
         let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size, encoding);
-        let mut last_line = Instant::now();
         let mut stats = Vec::new();
-        while let Some(item) = rx.recv().await {
+        // Off a terminal, a plain line at least every 10 s, chunks or not.
+        let lines = self.opts.progress == ProgressMode::Lines;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(10), Duration::from_secs(10));
+        loop {
+            let item = tokio::select! {
+                item = rx.recv() => item,
+                _ = tick.tick(), if lines => {
+                    let total = expected.map(|e| format!("/{e}")).unwrap_or_default();
+                    tracing::info!(
+                        "{}: {}{} documents, {} rows read, {} loaded, {} rejected",
+                        m.name, r.documents, total, r.read, r.loaded, r.rejected
+                    );
+                    continue;
+                }
+            };
+            let Some(item) = item else { break };
             let chunk = match item? {
                 Produced::Chunk(c) => c,
                 Produced::Done(s, inventory) => {
@@ -319,17 +353,9 @@ impl MappingRun<'_, '_> {
                 return Err(e);
             }
             bar.inc(chunk.documents);
-            if self.opts.progress == ProgressMode::Lines && last_line.elapsed() > Duration::from_secs(5) {
-                last_line = Instant::now();
-                let total = expected.map(|e| format!("/{e}")).unwrap_or_default();
-                tracing::info!(
-                    "{}: {}{} documents, {} rows loaded, {} rejected",
-                    m.name,
-                    r.documents,
-                    total,
-                    r.loaded,
-                    r.rejected
-                );
+            self.overall.inc(chunk.documents);
+            if m.unwind.is_some() {
+                bar.set_message(format!("· {} rows ", r.read));
             }
         }
         if reader.join().is_err() {
@@ -556,18 +582,39 @@ impl MappingRun<'_, '_> {
     }
 }
 
+/// A mapping's bar: as wide as the terminal, documents read of the
+/// collection's, rows (array elements for `unwind` mappings) as the
+/// summary counts them, and a rate and ETA only once they mean something.
 fn progress_bar(bars: &MultiProgress, m: &MappingPlan, len: Option<u64>, mode: ProgressMode) -> ProgressBar {
     if mode != ProgressMode::Bars {
         return ProgressBar::hidden();
     }
     let bar = bars.add(ProgressBar::new(len.unwrap_or(0)));
-    let style = ProgressStyle::with_template("{prefix:24} [{bar:30}] {pos:>9}/{len:9} docs {rate:>10} eta {eta:>4}")
+    let style = ProgressStyle::with_template("{prefix:.bold} {wide_bar} {pos}/{len} docs {msg}{rate}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{:.0}/s", s.per_sec());
+            // Nothing until a second of work has been measured.
+            if s.elapsed() >= Duration::from_secs(1) && s.per_sec() > 0.0 {
+                let _ = write!(w, " {:.0}/s eta {}s", s.per_sec(), s.eta().as_secs());
+            }
         })
         .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(m.name.clone());
+    bar
+}
+
+/// The bar over all mappings: documents of every selected collection, and
+/// the time since the run began.
+fn overall_bar(bars: &MultiProgress, len: u64, mode: ProgressMode) -> ProgressBar {
+    if mode != ProgressMode::Bars {
+        return ProgressBar::hidden();
+    }
+    let bar = bars.add(ProgressBar::new(len));
+    let style = ProgressStyle::with_template("{prefix:.bold} {wide_bar} {pos}/{len} docs, {elapsed} elapsed")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("#- ");
+    bar.set_style(style);
+    bar.set_prefix("all mappings");
     bar
 }
