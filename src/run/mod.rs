@@ -323,7 +323,8 @@ impl MappingRun<'_, '_> {
         let mut stats = Vec::new();
         // Off a terminal, a plain line at least every 10 s, chunks or not.
         let lines = self.opts.progress == ProgressMode::Lines;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(10), Duration::from_secs(10));
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(10), Duration::from_secs(10));
         loop {
             let item = tokio::select! {
                 item = rx.recv() => item,

@@ -131,12 +131,17 @@ impl RunReport {
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         let w = self.mappings.iter().map(|m| m.mapping.len()).max().unwrap_or(7).max(7);
-        let loaded_head = if self.dry_run { "would load" } else { "loaded (new/changed/same)" };
-        let _ = writeln!(
-            out,
-            "{:w$}  {:>9}  {:>28}  {:>8}  {:>8}  {:>8}  {:>10}",
-            "mapping", "read", loaded_head, "rejected", "filtered", "seconds", "rows/s"
-        );
+        // Fits 80 columns for mapping names up to 22 characters: the time
+        // and rate of the whole run go on a line of their own.
+        let _ = if self.dry_run {
+            writeln!(out, "{:w$} {:>8} {:>10} {:>8} {:>8}", "mapping", "read", "would load", "rejected", "filtered")
+        } else {
+            writeln!(
+                out,
+                "{:w$} {:>7} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8}",
+                "mapping", "read", "loaded", "new", "changed", "same", "rejected", "filtered"
+            )
+        };
         let mut total = MappingReport { mapping: "total".into(), ..Default::default() };
         for m in &self.mappings {
             write_line(&mut out, m, w, self.dry_run);
@@ -152,6 +157,7 @@ impl RunReport {
         total.seconds = self.seconds;
         total.rows_per_second = if self.seconds > 0.0 { total.loaded as f64 / self.seconds } else { 0.0 };
         write_line(&mut out, &total, w, self.dry_run);
+        let _ = writeln!(out, "{} rows in {:.2} s ({:.0} rows/s)", total.loaded, total.seconds, total.rows_per_second);
         for m in self.mappings.iter().filter(|m| !m.balanced()) {
             let _ = writeln!(
                 out,
@@ -230,14 +236,13 @@ impl RunReport {
 }
 
 fn write_line(out: &mut String, m: &MappingReport, w: usize, dry_run: bool) {
-    let loaded = if dry_run {
-        m.loaded.to_string()
+    let _ = if dry_run {
+        writeln!(out, "{:w$} {:>8} {:>10} {:>8} {:>8}", m.mapping, m.read, m.loaded, m.rejected, m.filtered)
     } else {
-        format!("{} ({}/{}/{})", m.loaded, m.inserted, m.updated, m.unchanged)
+        writeln!(
+            out,
+            "{:w$} {:>7} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8}",
+            m.mapping, m.read, m.loaded, m.inserted, m.updated, m.unchanged, m.rejected, m.filtered
+        )
     };
-    let _ = writeln!(
-        out,
-        "{:w$}  {:>9}  {:>28}  {:>8}  {:>8}  {:>8.2}  {:>10.0}",
-        m.mapping, m.read, loaded, m.rejected, m.filtered, m.seconds, m.rows_per_second
-    );
 }

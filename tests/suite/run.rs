@@ -467,3 +467,31 @@ fn an_unreachable_mongodb_is_one_clear_sentence_also_in_the_log() {
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("cannot reach MongoDB at 127.0.0.1:1"), "{logged}");
 }
+
+/// The summary table fits 80 columns with the shipped mappings.
+#[test]
+fn the_summary_fits_80_columns() {
+    let dump = dump();
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("m.log");
+    let (code, stdout, _) = finlit_map(
+        root(),
+        &[
+            "run",
+            "mappings",
+            "--source",
+            dump.to_str().unwrap(),
+            "--dry-run",
+            "--log-file",
+            log.to_str().unwrap(),
+            "--rejects",
+            work.path().join("r").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0);
+    let table: Vec<&str> = stdout.lines().take_while(|l| !l.starts_with("total")).collect();
+    assert!(table.len() > 10, "{stdout}");
+    for l in table {
+        assert!(l.chars().count() <= 80, "{} columns: {l}", l.chars().count());
+    }
+}
