@@ -16,6 +16,8 @@ use crate::value::cell::Cell;
 pub struct Keep<'p> {
     plan: &'p MappingPlan,
     rule: Rule,
+    /// The first pass's own mapper, made once.
+    mapper: Option<RowMapper<'p>>,
 }
 
 enum Rule {
@@ -38,7 +40,7 @@ impl<'p> Keep<'p> {
             OnDuplicate::First => Rule::First(HashSet::new()),
             OnDuplicate::Last => Rule::Last { last: HashMap::new(), first: 0, row: 0 },
         };
-        Keep { plan, rule }
+        Keep { plan, rule, mapper: None }
     }
 
     /// Whether the caller must feed every document to [`Keep::first_pass`]
@@ -51,7 +53,8 @@ impl<'p> Keep<'p> {
     pub fn first_pass(&mut self, doc: &RawDocument) {
         let Rule::Last { last, first, .. } = &mut self.rule else { return };
         let key = &self.plan.key;
-        RowMapper::new(self.plan).map(doc, |ev| {
+        let plan = self.plan;
+        self.mapper.get_or_insert_with(|| RowMapper::new(plan)).map(doc, |ev| {
             if let RowEvent::Row { cells, .. } = ev {
                 *first += 1;
                 if let Some(k) = identity(key, &cells) {

@@ -309,6 +309,12 @@ fn read_paths(m: &MappingPlan) -> Vec<(Option<String>, String, String)> {
             out.push((None, u.text().to_string(), k));
         }
     }
+    // `unwind = "$.obj.*"` takes every entry: the object is read whole.
+    if let Some(p) = &m.unwind_entries
+        && let Some(k) = path_key(p, None)
+    {
+        out.push((None, p.text().to_string(), k));
+    }
     for f in &m.filter {
         if let Some(k) = path_key(&f.path, unwind.as_deref()) {
             out.push((None, f.path.text().to_string(), k));
