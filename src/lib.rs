@@ -70,6 +70,7 @@
 //!   - [`run::rejects`]: the rejects file.
 //!   - [`run::report`]: what a run did, and its rendering.
 //! - [`validate`]: proves a migration through the same plan.
+//!   - [`validate::prune`]: rows the source no longer produces, deleted (`run --prune`).
 //! - [`rollback`]: removes what migrations loaded, and only that.
 
 pub mod cli;

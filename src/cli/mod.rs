@@ -424,6 +424,11 @@ pub struct RunArgs {
     /// that loads NULLs); without it, that is a warning in the summary.
     #[arg(long)]
     pub strict: bool,
+    /// After loading, delete the rows earlier runs loaded that the source no
+    /// longer produces (documents deleted, array elements removed), so a
+    /// re-run from a newer dump converges to it. Rows the application wrote stay.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub prune: bool,
     /// `json` prints the summary as JSON on stdout.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,

@@ -116,6 +116,9 @@ pub struct RunReport {
     /// Mapped paths no document has, fields no mapping reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coverage: Option<super::coverage::Coverage>,
+    /// What `--prune` deleted (or left alone), per mapping.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<crate::validate::prune::Pruned>,
     pub seconds: f64,
 }
 
@@ -205,6 +208,21 @@ impl RunReport {
         }
         if let Some(cov) = &self.coverage {
             out.push_str(&cov.render_text());
+        }
+        for p in &self.pruned {
+            match &p.skipped {
+                Some(why) => {
+                    let _ = writeln!(out, "prune: {} left alone: {why}", p.mapping);
+                }
+                None if p.deleted > 0 => {
+                    let _ = writeln!(
+                        out,
+                        "prune: {}: {} rows deleted from {} (the source no longer produces them)",
+                        p.mapping, p.deleted, p.table
+                    );
+                }
+                None => {}
+            }
         }
         if !self.reject_reasons.is_empty() {
             let _ = writeln!(out, "rejects by reason (most frequent first; an example _id each):");

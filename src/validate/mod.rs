@@ -9,6 +9,8 @@
 //!
 //! Knows the plan, the source and SQL; nothing of TOML or the command line.
 
+pub mod prune;
+
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
@@ -98,13 +100,13 @@ fn key_string(parts: &[Option<String>]) -> String {
     parts.iter().map(|p| p.as_deref().unwrap_or("NULL")).collect::<Vec<_>>().join(", ")
 }
 
-struct Sample {
+pub(crate) struct Sample {
     key: Vec<Option<String>>,
     cells: Vec<Cell<'static>>,
 }
 
 /// Keys as the client wrote them, one list per key column.
-type ClientKeys = Vec<Vec<Option<String>>>;
+pub(crate) type ClientKeys = Vec<Vec<Option<String>>>;
 
 pub async fn validate(
     plan: &Plan,
@@ -183,11 +185,11 @@ pub async fn source_rows(m: &MappingPlan, source: &Source) -> Result<u64, Source
 }
 
 /// Keys converted to the server's text per round trip.
-const KEY_BATCH: usize = 50_000;
+pub(crate) const KEY_BATCH: usize = 50_000;
 
 /// Reads the whole collection through the mapping: how many rows it gives,
 /// their keys, and every n-th row for the content sample.
-fn scan(
+pub(crate) fn scan(
     m: &MappingPlan,
     source: &Source,
     total: u64,

@@ -126,7 +126,7 @@ pub async fn run(args: RunArgs) -> Finished {
             return Ok(Outcome::Interrupted);
         }
     };
-    let report = match result {
+    let mut report = match result {
         Ok(r) => r,
         Err(e) => {
             finish(args.target.as_deref(), conns.first_mut(), run_id, "failed").await;
@@ -140,6 +140,18 @@ pub async fn run(args: RunArgs) -> Finished {
             return Err(Failure::shown());
         }
     };
+    if args.prune
+        && let Some(conn) = conns.first_mut()
+    {
+        let selected = exec::select(&plan, &args.collections).unwrap_or_default();
+        match crate::validate::prune::prune(&plan, &selected, &source, conn).await {
+            Ok(p) => report.pruned = p,
+            Err(e) => {
+                finish(args.target.as_deref(), conns.first_mut(), run_id, "failed").await;
+                return super::fail(format!("{e}; the load stays, nothing was pruned"));
+            }
+        }
+    }
     finish(
         args.target.as_deref(),
         conns.first_mut(),
