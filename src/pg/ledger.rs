@@ -55,6 +55,14 @@ CREATE TABLE IF NOT EXISTS finlit_map.loaded_chunks (
     run_id     BIGINT NOT NULL,
     keys       TEXT[] NOT NULL
 );
+-- Where a live source's change stream stood before a run read it: the
+-- point `sync` follows from (added later, hence IF NOT EXISTS).
+CREATE TABLE IF NOT EXISTS finlit_map.stream_start (
+    run_id   BIGINT PRIMARY KEY REFERENCES finlit_map.runs (run_id),
+    database TEXT NOT NULL,
+    token    JSONB NOT NULL,
+    taken_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 -- What the source collection was when the checkpoint was taken (added
 -- after the first release, hence ALTER).
 ALTER TABLE finlit_map.progress ADD COLUMN IF NOT EXISTS fingerprint TEXT;
@@ -279,6 +287,40 @@ pub struct LastRun {
 }
 
 /// The last run of each mapping, if the ledger exists.
+/// Records where a live source's change stream stood before this run read it.
+pub async fn record_stream_start(
+    conn: &mut PgConnection,
+    run_id: i64,
+    database: &str,
+    token: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO finlit_map.stream_start (run_id, database, token) VALUES ($1, $2, $3)
+         ON CONFLICT (run_id) DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(database)
+    .bind(token)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The latest recorded change stream position: (run, database, when).
+pub async fn stream_start(conn: &mut PgConnection) -> Result<Option<(i64, String, String)>, sqlx::Error> {
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('finlit_map.stream_start')::text").fetch_one(&mut *conn).await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    sqlx::query_as(
+        "SELECT run_id, database, to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+         FROM finlit_map.stream_start ORDER BY run_id DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+}
+
 /// One past run, as `status --history` lists it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PastRun {

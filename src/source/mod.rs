@@ -140,6 +140,15 @@ pub enum Source {
 }
 
 impl Source {
+    /// A live server's change stream position before a snapshot (`None`
+    /// for files, which have none); `Err` when the server gives none.
+    pub async fn change_stream_position(&self) -> Option<Result<serde_json::Value, String>> {
+        match self {
+            Source::Files(_) => None,
+            Source::Mongo(m) => Some(m.change_stream_position().await),
+        }
+    }
+
     /// Whether documents arrive whole: files are read whole, while a live
     /// server sends only the fields the mappings read (a projection).
     pub fn whole_documents(&self) -> bool {

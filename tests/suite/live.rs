@@ -91,6 +91,11 @@ fn a_live_source_gives_the_same_database_as_its_dump() {
         std::fs::read_dir(root().join("mappings")).unwrap().count() - 1
     );
     assert_eq!(digests(&db), expected, "live and dump migrations differ");
+    // Before reading, the run recorded where the database's change stream
+    // stood: the point a later `sync` follows from.
+    assert!(stderr.contains("change stream position recorded before reading"), "{stderr}");
+    let token = db.one("SELECT token::text FROM finlit_map.stream_start");
+    assert!(token.contains("_data"), "a resume token: {token}");
 
     // `list` reads the live server too.
     let out = Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))

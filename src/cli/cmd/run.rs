@@ -89,6 +89,25 @@ pub async fn run(args: RunArgs) -> Finished {
             Ok(id) => run_id = id,
             Err(e) => return super::fail(format!("recording the run in the target: {e}")),
         }
+        // A live source: where its change stream stands, before any reading,
+        // so every write during or after this snapshot can be followed.
+        if let (Some(position), Some(c)) = (source.change_stream_position().await, conn.as_mut()) {
+            match position {
+                Ok(token) => {
+                    let db = match &source {
+                        Source::Mongo(m) => m.database.clone(),
+                        Source::Files(_) => String::new(),
+                    };
+                    if let Err(e) = ledger::record_stream_start(c, run_id, &db, &token).await {
+                        return super::fail(format!("recording the change stream position: {e}"));
+                    }
+                    tracing::info!(run_id, "change stream position recorded before reading");
+                }
+                Err(why) => tracing::warn!(
+                    "the source gave no change stream position ({why}): writes made during this snapshot cannot be followed later"
+                ),
+            }
+        }
     }
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     // One connection per job; the first also keeps the run's records.

@@ -70,6 +70,12 @@ pub async fn run(args: StatusArgs) -> Finished {
     }
     if !text {
         println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        return Ok(Outcome::Ok);
+    }
+    // Where a later `sync` would start from: the stream position of the
+    // latest run from a live source.
+    if let Ok(Some((run, db, at))) = crate::pg::ledger::stream_start(&mut conn).await {
+        println!("change stream position of database {db}: recorded before run {run} read it, {at}");
     }
     Ok(Outcome::Ok)
 }
