@@ -20,15 +20,7 @@ fn compile(arg: &Sp<Literal>, cx: &mut dyn ExprCx) -> Option<ExprRef> {
         cx.wrong_arg(arg, "at least one path");
         return None;
     }
-    let mut paths = Vec::with_capacity(items.len());
-    for item in items {
-        let Literal::String(p) = item else {
-            cx.wrong_arg(&Sp::new(item.clone(), arg.span.clone()), "a path string in each place");
-            return None;
-        };
-        paths.push(cx.path(&Sp::new(p.clone(), arg.span.clone()))?);
-    }
-    Some(std::sync::Arc::new(Coalesce(paths)))
+    Some(std::sync::Arc::new(Coalesce(super::paths_arg(arg, items, cx)?)))
 }
 
 fn present(f: &Found<'_>) -> bool {

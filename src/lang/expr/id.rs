@@ -26,17 +26,7 @@ struct Ids(Vec<CompiledPath>);
 
 fn compile(arg: &Sp<Literal>, cx: &mut dyn ExprCx) -> Option<ExprRef> {
     let id: ExprRef = match &arg.value {
-        Literal::Array(items) if items.len() >= 2 => {
-            let mut paths = Vec::with_capacity(items.len());
-            for item in items {
-                let Literal::String(p) = item else {
-                    cx.wrong_arg(&Sp::new(item.clone(), arg.span.clone()), "a path string in each place");
-                    return None;
-                };
-                paths.push(cx.path(&Sp::new(p.clone(), arg.span.clone()))?);
-            }
-            std::sync::Arc::new(Ids(paths))
-        }
+        Literal::Array(items) if items.len() >= 2 => std::sync::Arc::new(Ids(super::paths_arg(arg, items, cx)?)),
         // One path in a list is the one-path id.
         Literal::Array(items) => match items.as_slice() {
             [Literal::String(p)] => std::sync::Arc::new(Id(cx.path(&Sp::new(p.clone(), arg.span.clone()))?)),

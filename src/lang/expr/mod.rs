@@ -158,6 +158,20 @@ pub fn path_arg(arg: &Sp<Literal>, cx: &mut dyn ExprCx) -> Option<CompiledPath> 
     }
 }
 
+/// Each item of an array argument as a path (`coalesce`, `id` with several
+/// fields), or why not.
+pub fn paths_arg(arg: &Sp<Literal>, items: &[Literal], cx: &mut dyn ExprCx) -> Option<Vec<CompiledPath>> {
+    let mut paths = Vec::with_capacity(items.len());
+    for item in items {
+        let Literal::String(p) = item else {
+            cx.wrong_arg(&Sp::new(item.clone(), arg.span.clone()), "a path string in each place");
+            return None;
+        };
+        paths.push(cx.path(&Sp::new(p.clone(), arg.span.clone()))?);
+    }
+    Some(paths)
+}
+
 /// The keys, for messages (`from`, `id`).
 pub fn keys() -> Vec<&'static str> {
     KINDS.iter().map(|k| k.key).collect()
