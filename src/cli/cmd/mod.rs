@@ -31,6 +31,29 @@ pub fn fail(e: impl std::fmt::Display) -> Finished {
     Err(Failure::new(e))
 }
 
+/// Writes a new file; never overwrites one (`init`, `schema new`, `scaffold`).
+pub fn write_new(path: &std::path::Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Failure::new(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(text.as_bytes()).map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The version the next migration in `dir` takes: one above the highest
+/// `NNNN_` there (`schema new`, `scaffold`).
+pub fn next_migration(dir: &std::path::Path) -> Result<u32, Failure> {
+    let highest = std::fs::read_dir(dir)
+        .map_err(|e| Failure::new(format!("cannot read {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.split('_').next()?.parse::<u32>().ok()))
+        .max()
+        .unwrap_or(0);
+    Ok(highest + 1)
+}
+
 /// A `--collection` that names nothing is bad usage (exit 2); anything
 /// else the selection fails on is a failure.
 pub fn selection_failed(e: crate::run::ExecError) -> Finished {

@@ -70,25 +70,14 @@ pub async fn run(args: ScaffoldArgs) -> Finished {
     }
     // Write nothing over anything: every file is new.
     let write = |path: PathBuf, text: String| -> Result<(), Failure> {
-        use std::io::Write;
-        let mut f =
-            std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| {
-                Failure::new(format!("cannot create {}: {e} (scaffold never overwrites)", path.display()))
-            })?;
-        f.write_all(text.as_bytes()).map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))?;
+        super::write_new(&path, &text)?;
         println!("wrote {}", path.display());
         Ok(())
     };
     for d in [&args.out, &schema_dir] {
         std::fs::create_dir_all(d).map_err(|e| Failure::new(format!("cannot create {}: {e}", d.display())))?;
     }
-    let next = std::fs::read_dir(&schema_dir)
-        .map_err(|e| Failure::new(format!("cannot read {}: {e}", schema_dir.display())))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.split('_').next()?.parse::<u32>().ok()))
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let next = super::next_migration(&schema_dir)?;
     let stem = if names.len() == 1 {
         format!("{next:04}_{}", crate::scaffold::column_name(&names[0]))
     } else {

@@ -145,33 +145,16 @@ fn new_migration(args: &NewMigrationArgs) -> Finished {
     }
     let dir = &args.dir.resolve();
     std::fs::create_dir_all(dir).map_err(|e| Failure::new(format!("cannot create {}: {e}", dir.display())))?;
-    let last = std::fs::read_dir(dir)
-        .map_err(|e| Failure::new(format!("cannot read {}: {e}", dir.display())))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.split('_').next()?.parse::<u32>().ok()))
-        .max()
-        .unwrap_or(0);
-    let stem = format!("{:04}_{name}", last + 1);
+    let stem = format!("{:04}_{name}", super::next_migration(dir)?);
     let up = dir.join(format!("{stem}.up.sql"));
     let down = dir.join(format!("{stem}.down.sql"));
-    write_new(
+    super::write_new(
         &up,
         &format!("-- {words}\n-- Applied by `finlit-map schema apply` (and by `run`), in version order.\n\n"),
     )?;
-    write_new(&down, &format!("-- Undoes {stem}.up.sql (`finlit-map schema revert`).\n\n"))?;
+    super::write_new(&down, &format!("-- Undoes {stem}.up.sql (`finlit-map schema revert`).\n\n"))?;
     println!("created {}\ncreated {}", up.display(), down.display());
     Ok(Outcome::Ok)
-}
-
-/// Writes a new file; never overwrites one.
-fn write_new(path: &Path, text: &str) -> Result<(), Failure> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| Failure::new(format!("cannot create {}: {e}", path.display())))?;
-    f.write_all(text.as_bytes()).map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))
 }
 
 /// The project file `init` writes: every setting, commented.
@@ -213,7 +196,7 @@ pub fn init(args: &InitArgs) -> Finished {
             eprintln!("kept {} (it exists)", path.display());
             continue;
         }
-        write_new(&path, text)?;
+        super::write_new(&path, text)?;
         made.push(path.display().to_string());
     }
     for m in &made {
