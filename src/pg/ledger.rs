@@ -84,8 +84,13 @@ pub fn migrated_keys(table: &str, mapping: &str) -> String {
 
 /// Whether the target has the ledger (any migration ran against it).
 pub async fn exists(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    has_table(conn, "loaded_chunks").await
+}
+
+/// Whether the ledger has this table (older ledgers lack the newer ones).
+async fn has_table(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
     let r: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('finlit_map.loaded_chunks')::text").fetch_one(&mut *conn).await?;
+        sqlx::query_scalar("SELECT to_regclass('finlit_map.' || $1)::text").bind(table).fetch_one(&mut *conn).await?;
     Ok(r.is_some())
 }
 
@@ -308,9 +313,7 @@ pub async fn record_stream_start(
 
 /// The latest recorded change stream position: (run, database, when).
 pub async fn stream_start(conn: &mut PgConnection) -> Result<Option<(i64, String, String)>, sqlx::Error> {
-    let exists: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('finlit_map.stream_start')::text").fetch_one(&mut *conn).await?;
-    if exists.is_none() {
+    if !has_table(conn, "stream_start").await? {
         return Ok(None);
     }
     sqlx::query_as(
@@ -338,9 +341,7 @@ pub struct PastRun {
 
 /// Every run the target records, the newest first (`status --history`).
 pub async fn history(conn: &mut PgConnection) -> Result<Vec<PastRun>, sqlx::Error> {
-    let exists: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('finlit_map.runs')::text").fetch_one(&mut *conn).await?;
-    if exists.is_none() {
+    if !has_table(conn, "runs").await? {
         return Ok(Vec::new());
     }
     let utc = |c: &str| format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'");
@@ -374,9 +375,7 @@ pub async fn history(conn: &mut PgConnection) -> Result<Vec<PastRun>, sqlx::Erro
 }
 
 pub async fn last_runs(conn: &mut PgConnection) -> Result<Vec<(String, LastRun)>, sqlx::Error> {
-    let exists: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('finlit_map.mapping_runs')::text").fetch_one(&mut *conn).await?;
-    if exists.is_none() {
+    if !has_table(conn, "mapping_runs").await? {
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
