@@ -12,7 +12,7 @@
 //!   - [`cli::cmd`]: one module per command.
 //!   - [`cli::cmd::check`], [`cli::cmd::list`], [`cli::cmd::plan`], [`cli::cmd::rollback`],
 //!     [`cli::cmd::run`], [`cli::cmd::scaffold`], [`cli::cmd::schema`], [`cli::cmd::status`],
-//!     [`cli::cmd::validate`].
+//!     [`cli::cmd::sync`], [`cli::cmd::validate`].
 //! - [`lang`]: the mapping language as written.
 //!   - [`lang::spec`]: mapping files (TOML with spans); shape checks only.
 //!   - [`lang::syntax`]: the syntax tree of mapping files, every value with its span.
@@ -58,10 +58,12 @@
 //!   - [`source::extjson`]: extended JSON → BSON, exactly.
 //!   - [`source::strict`]: what a readable BSON document is.
 //!   - [`source::mongo`]: a live MongoDB server.
+//!   - [`source::changes`]: its change streams, per collection, from a token.
 //! - [`pg`]: everything that speaks SQL to the target.
 //!   - [`pg::target`]: connections, schema migrations, drift checks.
 //!   - [`pg::sink`]: chunks into tables by COPY.
 //!   - [`pg::ledger`]: the tool's own records (`finlit_map` schema).
+//!   - [`pg::sync_state`]: `sync`'s start point, positions and waiting changes.
 //!   - [`pg::keys`]: a row key's one text.
 //!   - [`pg::sql`]: quoting, literals, catalog types.
 //! - [`run`]: orchestration: stages, the loader, checkpoints.
@@ -71,6 +73,8 @@
 //!   - [`run::report`]: what a run did, and its rendering.
 //! - [`validate`]: proves a migration through the same plan.
 //!   - [`validate::prune`]: rows the source no longer produces, deleted (`run --prune`).
+//! - [`sync`]: follows the live source's change streams after a snapshot.
+//!   - [`sync::apply`]: one batch of changes through the plan, in one transaction.
 //! - [`rollback`]: removes what migrations loaded, and only that.
 
 pub mod cli;
@@ -84,6 +88,7 @@ pub mod run;
 pub mod scaffold;
 pub mod schema;
 pub mod source;
+pub mod sync;
 pub mod validate;
 pub mod value;
 

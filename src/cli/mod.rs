@@ -77,6 +77,7 @@ impl Command {
             Command::Check(a) => json(&a.format),
             Command::Plan(a) => a.format == PlanFormat::Json,
             Command::Run(a) => json(&a.format),
+            Command::Sync(a) => json(&a.format),
             Command::List(a) => json(&a.format),
             Command::Validate(a) => json(&a.format),
             Command::Status(a) => json(&a.format),
@@ -127,6 +128,21 @@ pub enum Command {
     ///
     /// Exit codes: 0 all loaded, 3 finished with rejects, 1 failed, 130 interrupted.
     Run(RunArgs),
+    /// Keep the target following a live MongoDB after a snapshot, through
+    /// its change streams: the zero-downtime cut-over.
+    ///
+    /// Starts where the last `run` from the live server recorded the change
+    /// streams before it read anything, then applies every insert, update,
+    /// replace and delete through the same mappings: rows upserted by key,
+    /// rows a document no longer produces deleted (children first). Each
+    /// batch commits with the stream positions it reached, so Ctrl-C, kill -9
+    /// or a lost connection lose nothing and repeat nothing: run it again.
+    /// A row whose parent has not arrived waits (--retry-for) before it is
+    /// rejected. With --until-caught-up it exits 0 once every change is
+    /// applied: stop the application's writes, run that, `validate`, switch.
+    ///
+    /// Exit codes: 0 caught up or stopped, 3 with rejects, 1 failed, 130 interrupted.
+    Sync(SyncArgs),
     /// List the source's collections, their document counts and the mappings that read them.
     List(ListArgs),
     /// Prove a migration: counts, sampled content column by column, and integrity.
@@ -435,6 +451,45 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub mappings: MappingDirArgs,
+    /// The live server the snapshot was taken from (`mongodb://host/finlit`).
+    #[arg(long, env = "MONGO_URI", value_name = "URI", hide_env_values = true)]
+    pub source: String,
+    /// The database of the source, when the URI does not name one.
+    #[arg(long, value_name = "NAME")]
+    pub source_db: Option<String>,
+    /// PostgreSQL connection string.
+    #[arg(long, env = "DATABASE_URL", value_name = "POSTGRES_URL", hide_env_values = true)]
+    pub target: Option<String>,
+    /// Exit 0 once every change the source has is applied (the lag is
+    /// zero), instead of following it until Ctrl-C.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// Most change events per batch; each batch is one transaction.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub batch_size: usize,
+    /// Seconds a change may wait for the row it points at (its parent may
+    /// arrive in a later event) before it is rejected.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub retry_for: u64,
+    /// Where rejected changes go (JSON lines, appended), with their
+    /// operation and cluster time.
+    #[arg(long, default_value = "rejects.jsonl", value_name = "FILE")]
+    pub rejects: PathBuf,
+    /// Log file, appended to.
+    #[arg(long, default_value = "migration.log", value_name = "FILE")]
+    pub log_file: PathBuf,
+    /// When another command holds the target, wait for it instead of exiting 1.
+    #[arg(long)]
+    pub wait: bool,
+    /// `json` prints the summary as JSON on stdout.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+}
+
+#[derive(Args, Debug)]
 pub struct ListArgs {
     #[command(flatten)]
     pub mappings: MappingDirArgs,
@@ -511,6 +566,10 @@ pub fn main() -> ExitCode {
             use std::io::IsTerminal;
             (Some(a.log_file.clone()), std::io::stderr().is_terminal() && a.format == CheckFormat::Text)
         }
+        Command::Sync(a) => {
+            use std::io::IsTerminal;
+            (Some(a.log_file.clone()), std::io::stderr().is_terminal() && a.format == CheckFormat::Text)
+        }
         _ => (None, false),
     };
     if let Err(e) = init_logging(log_file.as_deref(), &cli.output, bars) {
@@ -521,6 +580,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(&a),
         Command::Plan(a) => cmd::plan::run(&a),
         Command::Run(a) => with_runtime(cmd::run::run(a)),
+        Command::Sync(a) => with_runtime(cmd::sync::run(a)),
         Command::List(a) => with_runtime(cmd::list::run(a)),
         Command::Validate(a) => with_runtime(cmd::validate::run(a)),
         Command::Rollback(a) => with_runtime(cmd::rollback::run(a)),

@@ -56,6 +56,22 @@ impl ServerKeys {
         conds.join(" AND ")
     }
 
+    /// Whether alias `alias`'s columns are among values bound column by
+    /// column as client text from `$first` on: typed, so an index serves it.
+    pub fn within(&self, alias: &str, first: usize) -> String {
+        let cols: Vec<String> = self.cols.iter().map(|(name, _)| format!("{alias}.{name}")).collect();
+        let casts: Vec<String> = self.cols.iter().enumerate().map(|(i, (_, ty))| format!("u.k{i}::{ty}")).collect();
+        let params: Vec<String> = (0..self.cols.len()).map(|i| format!("${}::text[]", first + i)).collect();
+        let names: Vec<String> = (0..self.cols.len()).map(|i| format!("k{i}")).collect();
+        format!(
+            "({}) IN (SELECT {} FROM unnest({}) AS u({}))",
+            cols.join(", "),
+            casts.join(", "),
+            params.join(", "),
+            names.join(", ")
+        )
+    }
+
     /// The server's key text of keys given column by column as client text.
     pub async fn texts(
         &self,

@@ -5,6 +5,8 @@
 //!
 //! Knows SQL; nothing of sources or TOML.
 
+use std::collections::BTreeMap;
+
 use sqlx::{PgConnection, Row};
 
 use crate::run::report::MappingReport;
@@ -63,6 +65,56 @@ CREATE TABLE IF NOT EXISTS finlit_map.stream_start (
     token    JSONB NOT NULL,
     taken_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- Where `sync` stands in each collection's change stream, committed with
+-- every batch it applies, and the snapshot run it follows.
+CREATE TABLE IF NOT EXISTS finlit_map.sync_position (
+    collection  TEXT PRIMARY KEY,
+    token       JSONB NOT NULL,
+    from_run    BIGINT NOT NULL,
+    event_time  TEXT,
+    lag_seconds DOUBLE PRECISION,
+    applied     BIGINT NOT NULL DEFAULT 0,
+    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+-- Changes `sync` applies again later: a row whose parent has not arrived
+-- yet, a delete that rows elsewhere still point at.
+CREATE TABLE IF NOT EXISTS finlit_map.sync_pending (
+    collection   TEXT NOT NULL,
+    doc_id       TEXT NOT NULL,
+    id           BYTEA NOT NULL,
+    operation    TEXT NOT NULL,
+    document     BYTEA,
+    cluster_time TEXT,
+    attempts     INTEGER NOT NULL,
+    first_seen   TIMESTAMPTZ NOT NULL,
+    reason       TEXT NOT NULL,
+    PRIMARY KEY (collection, doc_id)
+);
+-- The documents whose rows are rejected now, by mapping: written with each
+-- chunk of a run and kept current by `sync`, so `validate` knows how many
+-- rows the table lacks for a reason.
+-- A row rejected for pointing at a row that was not there names it
+-- (parent_*), so `sync` applies the document again once that row arrives.
+CREATE TABLE IF NOT EXISTS finlit_map.rejected_docs (
+    mapping       TEXT NOT NULL,
+    doc_id        TEXT NOT NULL,
+    rows          BIGINT NOT NULL,
+    parent_table  TEXT,
+    parent_column TEXT,
+    parent_value  TEXT,
+    PRIMARY KEY (mapping, doc_id)
+);
+-- Rows `sync` took out because the row they point at left (its document
+-- was deleted or left a filter): back when that row returns.
+CREATE TABLE IF NOT EXISTS finlit_map.sync_parked (
+    table_name    TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    row           JSONB NOT NULL,
+    parent_table  TEXT NOT NULL,
+    parent_column TEXT NOT NULL,
+    parent_value  TEXT NOT NULL,
+    PRIMARY KEY (table_name, key)
+);
 -- What the source collection was when the checkpoint was taken (added
 -- after the first release, hence ALTER).
 ALTER TABLE finlit_map.progress ADD COLUMN IF NOT EXISTS fingerprint TEXT;
@@ -88,7 +140,7 @@ pub async fn exists(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
 }
 
 /// Whether the ledger has this table (older ledgers lack the newer ones).
-async fn has_table(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
+pub(super) async fn has_table(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
     let r: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('finlit_map.' || $1)::text").bind(table).fetch_one(&mut *conn).await?;
     Ok(r.is_some())
@@ -101,7 +153,99 @@ async fn has_table(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::E
 pub async fn forget_table(conn: &mut PgConnection, table: &str, mappings: &[String]) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM finlit_map.loaded_chunks WHERE table_name = $1").bind(table).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM finlit_map.progress WHERE mapping = ANY($1)").bind(mappings).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM finlit_map.rejected_docs WHERE mapping = ANY($1)")
+        .bind(mappings)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
+}
+
+/// What a row rejected as an orphan points at: (table, column, value).
+pub type Parent = (String, String, String);
+
+/// A document with rejected rows, as the ledger keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct RejectedDoc {
+    /// The `_id` as canonical extended JSON (or where an unreadable one is).
+    pub doc_id: String,
+    pub rows: i64,
+    /// What a row of it points at that was not there: (table, column, value).
+    pub parent: Option<Parent>,
+}
+
+/// Replaces what the ledger says is rejected of these documents of a
+/// mapping (`doc_ids`) by `rejected`; in the caller's transaction.
+pub async fn set_rejected(
+    conn: &mut PgConnection,
+    mapping: &str,
+    doc_ids: &[String],
+    rejected: &[RejectedDoc],
+) -> Result<(), sqlx::Error> {
+    if !doc_ids.is_empty() {
+        sqlx::query("DELETE FROM finlit_map.rejected_docs WHERE mapping = $1 AND doc_id = ANY($2)")
+            .bind(mapping)
+            .bind(doc_ids)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for r in rejected {
+        let p = r.parent.clone().unwrap_or_default();
+        let p = r.parent.as_ref().map(|_| p);
+        sqlx::query(
+            "INSERT INTO finlit_map.rejected_docs (mapping, doc_id, rows, parent_table, parent_column, parent_value)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (mapping, doc_id) DO UPDATE SET rows = rejected_docs.rows + EXCLUDED.rows,
+                 parent_table = coalesce(rejected_docs.parent_table, EXCLUDED.parent_table),
+                 parent_column = coalesce(rejected_docs.parent_column, EXCLUDED.parent_column),
+                 parent_value = coalesce(rejected_docs.parent_value, EXCLUDED.parent_value)",
+        )
+        .bind(mapping)
+        .bind(&r.doc_id)
+        .bind(r.rows)
+        .bind(p.as_ref().map(|p| p.0.clone()))
+        .bind(p.as_ref().map(|p| p.1.clone()))
+        .bind(p.as_ref().map(|p| p.2.clone()))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Documents rejected for pointing at a row of `table` that is there now:
+/// taken off the list (in the caller's transaction) to be applied again.
+pub async fn revived(conn: &mut PgConnection, table: &str, column: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let stmt = format!(
+        "DELETE FROM finlit_map.rejected_docs r WHERE r.parent_table = $1 AND r.parent_column = $2
+           AND EXISTS (SELECT 1 FROM {t} t WHERE t.{c}::text = r.parent_value) RETURNING mapping, doc_id",
+        t = super::sql::quote(table),
+        c = super::sql::quote(column)
+    );
+    sqlx::query_as(super::sql::sql(stmt)).bind(table).bind(column).fetch_all(conn).await
+}
+
+/// A mapping starts over: nothing of it is rejected until it says so.
+pub async fn forget_rejected(conn: &mut PgConnection, mapping: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM finlit_map.rejected_docs WHERE mapping = $1").bind(mapping).execute(conn).await.map(|_| ())
+}
+
+/// Rows rejected now, by mapping, and rows `sync` parked, by table;
+/// `None` for a ledger older than these records.
+pub async fn rejected_now(
+    conn: &mut PgConnection,
+) -> Result<Option<(BTreeMap<String, u64>, BTreeMap<String, u64>)>, sqlx::Error> {
+    if !has_table(conn, "rejected_docs").await? || !has_table(conn, "sync_parked").await? {
+        return Ok(None);
+    }
+    let by_mapping: Vec<(String, i64)> =
+        sqlx::query_as("SELECT mapping, sum(rows)::bigint FROM finlit_map.rejected_docs GROUP BY mapping")
+            .fetch_all(&mut *conn)
+            .await?;
+    let parked: Vec<(String, i64)> =
+        sqlx::query_as("SELECT table_name, count(*) FROM finlit_map.sync_parked GROUP BY table_name")
+            .fetch_all(&mut *conn)
+            .await?;
+    let conv = |v: Vec<(String, i64)>| v.into_iter().map(|(k, n)| (k, n as u64)).collect();
+    Ok(Some((conv(by_mapping), conv(parked))))
 }
 
 /// An interrupted run with nothing left to continue is over.
@@ -309,19 +453,6 @@ pub async fn record_stream_start(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// The latest recorded change stream position: (run, database, when).
-pub async fn stream_start(conn: &mut PgConnection) -> Result<Option<(i64, String, String)>, sqlx::Error> {
-    if !has_table(conn, "stream_start").await? {
-        return Ok(None);
-    }
-    sqlx::query_as(
-        "SELECT run_id, database, to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
-         FROM finlit_map.stream_start ORDER BY run_id DESC LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await
 }
 
 /// One past run, as `status --history` lists it.

@@ -1,7 +1,8 @@
 //! Everything that speaks SQL to the target: the connection and its
 //! schema migrations ([`target`]), loading chunks by COPY ([`sink`]), the
-//! tool's own records in the `finlit_map` schema ([`ledger`]), a row key's
-//! one text ([`keys`]) and the SQL text toolbox ([`sql`]).
+//! tool's own records in the `finlit_map` schema ([`ledger`], and `sync`'s
+//! in [`sync_state`]), a row key's one text ([`keys`]) and the SQL text
+//! toolbox ([`sql`]).
 //!
 //! Knows sqlx and PostgreSQL; nothing of TOML, BSON sources or the
 //! command line.
@@ -10,4 +11,5 @@ pub mod keys;
 pub mod ledger;
 pub mod sink;
 pub mod sql;
+pub mod sync_state;
 pub mod target;

@@ -29,11 +29,15 @@ pub struct DbRejection {
     /// The row loaded anyway (a reference set to NULL, `on_missing = "null"`):
     /// a warning line, not a reject.
     pub warning: bool,
+    /// It points at a row that is not there (yet): `sync` waits for it.
+    pub orphan: bool,
+    /// For an orphan: the value it points at, as text.
+    pub points_at: Option<String>,
 }
 
 impl DbRejection {
     fn reject(ord: usize, column: Option<String>, reason: String) -> DbRejection {
-        DbRejection { ord, column, reason, warning: false }
+        DbRejection { ord, column, reason, warning: false, orphan: false, points_at: None }
     }
 }
 
@@ -48,6 +52,8 @@ pub struct ChunkResult {
 /// A rows-with-no-parent report from the self-reference pass.
 #[derive(Debug, Clone)]
 pub struct Dangling {
+    /// The staged row's position in its chunk.
+    pub ord: i32,
     pub key: String,
     pub column: String,
     pub target: String,
@@ -280,10 +286,35 @@ impl TableSink {
                 Err(e) => return Err(e),
             }
         }
-        sqlx::query(sql(format!("SELECT setval('{}', 0, false)", self.seq))).execute(&mut *tx).await?;
-        self.copy_into(&mut tx, &self.copy, copy_data).await?;
+        self.stage_rows(&mut tx, copy_data).await?;
+        let result = self.merge_staged(&mut tx, rows, first_load, rejected).await?;
+        Ok((result, tx))
+    }
 
-        reject_duplicates(&mut tx, &self.dedupe, rejected).await?;
+    /// Stages a chunk's rows, numbered from 0; staging is empty at the
+    /// start of each transaction (`ON COMMIT DELETE ROWS`) and takes one
+    /// chunk per transaction.
+    pub async fn stage_rows(&self, tx: &mut PgConnection, copy_data: &[u8]) -> Result<(), sqlx::Error> {
+        sqlx::query(sql(format!("SELECT setval('{}', 0, false)", self.seq))).execute(&mut *tx).await?;
+        self.copy_into(tx, &self.copy, copy_data).await
+    }
+
+    /// The staging table's name (for statements over a staged chunk).
+    pub fn stage_name(&self) -> &str {
+        &self.stage
+    }
+
+    /// Staged rows into the table: repeated keys and orphans rejected,
+    /// changed rows updated, new ones inserted (and recorded in the ledger).
+    /// `first_load`: every row already in the table came from this run.
+    pub async fn merge_staged(
+        &self,
+        tx: &mut PgConnection,
+        rows: usize,
+        first_load: bool,
+        rejected: &mut Vec<DbRejection>,
+    ) -> Result<ChunkResult, sqlx::Error> {
+        reject_duplicates(tx, &self.dedupe, rejected).await?;
         for (col, stmt, nulls) in &self.orphans {
             for row in sqlx::query(sql(stmt)).fetch_all(&mut *tx).await? {
                 let (ord, value): (i32, String) = (row.try_get(0)?, row.try_get(1)?);
@@ -295,28 +326,30 @@ impl TableSink {
                     column: Some(col.clone()),
                     reason: if *nulls { format!("{why}; loaded with NULL (on_missing = \"null\")") } else { why },
                     warning: *nulls,
+                    orphan: true,
+                    points_at: Some(value),
                 });
             }
         }
         // On a first load every row already in the table came from this run:
         // a staged row with the same key repeats an earlier document.
         if first_load {
-            reject_duplicates(&mut tx, &self.already_loaded, rejected).await?;
+            reject_duplicates(tx, &self.already_loaded, rejected).await?;
         }
         let remaining = rows - rejected.iter().filter(|r| !r.warning).count();
         sqlx::query("SAVEPOINT fm_chunk").execute(&mut *tx).await?;
-        let result = match self.apply(&mut tx, None).await {
+        let result = match self.apply(tx, None).await {
             Ok((updated, inserted)) => {
                 sqlx::query("RELEASE SAVEPOINT fm_chunk").execute(&mut *tx).await?;
                 ChunkResult { inserted, updated, unchanged: (remaining as u64).saturating_sub(inserted + updated) }
             }
             Err(e) if is_row_error(&e) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT fm_chunk").execute(&mut *tx).await?;
-                self.row_by_row(&mut tx, rejected).await?
+                self.row_by_row(tx, rejected).await?
             }
             Err(e) => return Err(e),
         };
-        Ok((result, tx))
+        Ok(result)
     }
 
     /// UPDATE then INSERT from staging, for every row or for one `__ord`.
@@ -363,6 +396,8 @@ impl TableSink {
                     rejected.push(DbRejection {
                         ord: ord as usize,
                         warning: false,
+                        orphan: false,
+                        points_at: None,
                         column: e
                             .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                             .and_then(|p| p.column().map(str::to_string)),
@@ -429,13 +464,18 @@ impl TableSink {
         for (name, target) in &self.self_targets {
             let (col, rc, t, stage) = (quote(name), quote(target), &self.table, &self.stage);
             let missing = format!(
-                "SELECT {}, s.{col}::text FROM {stage} s WHERE s.{col} IS NOT NULL \
+                "SELECT s.__ord, {}, s.{col}::text FROM {stage} s WHERE s.{col} IS NOT NULL \
                  AND EXISTS (SELECT 1 FROM {t} t WHERE {key_match}) \
                  AND NOT EXISTS (SELECT 1 FROM {t} p WHERE p.{rc} = s.{col})",
                 self.key_display,
             );
             for row in sqlx::query(sql(&missing)).fetch_all(&mut *tx).await? {
-                dangling.push(Dangling { key: row.try_get(0)?, column: name.clone(), target: row.try_get(1)? });
+                dangling.push(Dangling {
+                    ord: row.try_get(0)?,
+                    key: row.try_get(1)?,
+                    column: name.clone(),
+                    target: row.try_get(2)?,
+                });
             }
             let update = format!(
                 "UPDATE {t} t SET {col} = s.{col} FROM {stage} s WHERE {key_match} AND t.{col} IS DISTINCT FROM s.{col} \

@@ -148,6 +148,35 @@ impl MappingPlan {
         }
     }
 
+    /// Columns computed from the document's `_id` alone: together they
+    /// find every row one document produced, which is how `sync` replaces
+    /// a changed document's rows and deletes a deleted one's (a delete
+    /// event carries nothing but the `_id`). Empty when no column is.
+    pub fn identity(&self) -> Vec<usize> {
+        let from_id =
+            |p: &&CompiledPath| p.root() == crate::value::path::Root::Document && p.top_field() == Some("_id");
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                let paths = c.paths();
+                !paths.is_empty() && paths.iter().all(from_id) && c.references.as_deref() != Some(self.table.as_str())
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// This mapping reduced to its identity columns, with neither filter
+    /// nor unwind: mapping `{_id: X}` through it gives the identity of
+    /// document X's rows.
+    pub fn identity_plan(&self) -> MappingPlan {
+        let mut p = MappingPlan::reading(&self.source);
+        p.name = self.name.clone();
+        p.table = self.table.clone();
+        p.columns = self.identity().into_iter().map(|i| self.columns[i].clone()).collect();
+        p
+    }
+
     /// How many unwind levels the mapping has (0 without `unwind`).
     pub fn levels(&self) -> usize {
         usize::from(self.unwind.is_some()) + self.inner_unwinds.len()

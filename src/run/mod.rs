@@ -30,6 +30,7 @@ use crate::pg::sql::{quote, sql};
 use crate::plan::{MappingPlan, OnDuplicate, Plan};
 use crate::run::rejects::{RejectRecord, RejectsFile};
 use crate::run::report::{ColumnReport, MappingReport, RunReport};
+use crate::source::changes::id_text;
 use crate::source::{Source, SourceError};
 use coverage::Inventory;
 use reader::{Chunk, Encoding, FastEncoding, Produced, spawn_reader, unique_sets};
@@ -393,6 +394,10 @@ impl MappingRun<'_, '_> {
         let dry = conn.is_none();
         if let Some(c) = conn {
             sink.prepare(c, m).await.map_err(|e| self.db(e))?;
+            if first {
+                // Read from the start: what was rejected is decided again.
+                ledger::forget_rejected(c, &m.name).await.map_err(|e| self.db(e))?;
+            }
             // Straight into the table only where PostgreSQL itself refuses
             // orphans: a reference the schema does not constrain (a natural
             // key declared in the mapping) is checked on the staging path.
@@ -462,6 +467,8 @@ impl MappingRun<'_, '_> {
         let flushed = lock(self.rejects).flush();
         flushed.map_err(|e| self.rejects_err(e))?;
         if let Some(mut tx) = tx {
+            let refused = rejected_documents(self.plan, self.m, chunk, &db_rejects);
+            ledger::set_rejected(&mut tx, &self.m.name, &[], &refused).await.map_err(|e| self.db(e))?;
             ledger::save_progress(&mut tx, self.opts.run_id, r, Some(&chunk.position), to.fingerprint, false)
                 .await
                 .map_err(|e| self.db(e))?;
@@ -519,6 +526,7 @@ impl MappingRun<'_, '_> {
                 document: chunk.docs.get(*doc),
                 location: chunk.locations.get(doc).map(String::as_str),
                 warning: false,
+                event: None,
             };
             file.write(&rec)
                 .map_err(|source| ExecError::Rejects { path: file.path().display().to_string(), source })?;
@@ -534,6 +542,7 @@ impl MappingRun<'_, '_> {
                 document: chunk.docs.get(origin.doc as usize),
                 location: None,
                 warning: rej.warning,
+                event: None,
             };
             file.write(&rec)
                 .map_err(|source| ExecError::Rejects { path: file.path().display().to_string(), source })?;
@@ -575,12 +584,55 @@ impl MappingRun<'_, '_> {
                 document: None,
                 location: None,
                 warning: true,
+                event: None,
             };
             let written = lock(self.rejects).write(&rec);
             written.map_err(|e| self.rejects_err(e))?;
         }
         Ok(dangling.len() as u64)
     }
+}
+
+/// The chunk's documents with rejected rows, and how many each: what the
+/// ledger keeps as rejected now (`validate` counts on it).
+fn rejected_documents(
+    plan: &Plan,
+    m: &MappingPlan,
+    chunk: &Chunk,
+    db_rejects: &[DbRejection],
+) -> Vec<ledger::RejectedDoc> {
+    let mut by_doc: BTreeMap<usize, (i64, Option<ledger::Parent>)> = BTreeMap::new();
+    for (doc, _) in &chunk.rejects {
+        by_doc.entry(*doc).or_default().0 += 1;
+    }
+    for d in db_rejects.iter().filter(|d| !d.warning) {
+        let e = by_doc.entry(chunk.rows[d.ord].doc as usize).or_default();
+        e.0 += 1;
+        // An orphan names what it waits for.
+        let col = d.column.as_deref().and_then(|c| m.columns.iter().find(|mc| mc.name == c));
+        if let (Some(col), Some(v), None) = (col, &d.points_at, &e.1)
+            && let (Some(t), Some(rc)) = (&col.references, plan.referenced_column(m, col))
+        {
+            e.1 = Some((t.clone(), rc, v.clone()));
+        }
+    }
+    by_doc
+        .into_iter()
+        .map(|(doc, (rows, parent))| {
+            let id = match chunk.docs.get(doc) {
+                Some(crate::source::SourceItem::Doc(d)) => {
+                    d.get("_id").ok().flatten().and_then(|v| bson::Bson::try_from(v).ok()).map(|b| id_text(&b))
+                }
+                _ => None,
+            };
+            // A document without a readable `_id`: where it is in the source.
+            let id = id.unwrap_or_else(|| match chunk.locations.get(&doc) {
+                Some(at) => format!("at {at}"),
+                None => format!("unreadable document {doc} of a chunk ending at {:?}", chunk.position),
+            });
+            ledger::RejectedDoc { doc_id: id, rows, parent }
+        })
+        .collect()
 }
 
 /// A mapping's bar: as wide as the terminal, documents read of the

@@ -98,6 +98,19 @@ pub struct RejectRecord<'a> {
     /// The row loaded, with this caveat (a reference set to NULL): the
     /// line says `"severity": "warning"` instead of `"error"`.
     pub warning: bool,
+    /// The change event the document came with (`sync`).
+    pub event: Option<EventOrigin<'a>>,
+}
+
+/// A change event, as a rejects line names it.
+#[derive(Debug, Clone, Copy)]
+pub struct EventOrigin<'a> {
+    /// `insert`, `update`, `replace` or `delete`.
+    pub operation: &'a str,
+    /// When the server applied it.
+    pub cluster_time: Option<&'a str>,
+    /// The document's `_id`, for a line without the document (a delete).
+    pub id: Option<&'a Bson>,
 }
 
 impl RejectsFile {
@@ -144,6 +157,11 @@ impl RejectsFile {
             Some(SourceItem::Bad(b)) => raw_base64 = Some(b64(&b.raw)),
             None => {}
         }
+        if let (Value::Null, Some(ev)) = (&id, r.event)
+            && let Some(i) = ev.id
+        {
+            id = i.clone().into_relaxed_extjson();
+        }
         let mut line = json!({
             "mapping": r.mapping,
             "collection": r.collection,
@@ -155,6 +173,10 @@ impl RejectsFile {
             "document": doc,
         });
         if let Value::Object(o) = &mut line {
+            if let Some(ev) = r.event {
+                o.insert("operation".into(), Value::String(ev.operation.to_string()));
+                o.insert("cluster_time".into(), ev.cluster_time.map_or(Value::Null, |t| Value::String(t.to_string())));
+            }
             if let Some(at) = r.location {
                 o.insert("location".into(), Value::String(at.to_string()));
             }

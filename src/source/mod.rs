@@ -6,6 +6,7 @@
 //! Knows BSON, files and the MongoDB driver; nothing of mappings' columns or
 //! of PostgreSQL.
 
+pub mod changes;
 pub mod extjson;
 pub mod files;
 pub mod mongo;
@@ -140,12 +141,16 @@ pub enum Source {
 }
 
 impl Source {
-    /// A live server's change stream position before a snapshot (`None`
-    /// for files, which have none); `Err` when the server gives none.
-    pub async fn change_stream_position(&self) -> Option<Result<serde_json::Value, String>> {
+    /// A live server's change stream positions before a snapshot, by
+    /// collection (`None` for files, which have none); `Err` when the
+    /// server gives none.
+    pub async fn change_stream_positions(
+        &self,
+        collections: &[String],
+    ) -> Option<Result<std::collections::BTreeMap<String, serde_json::Value>, String>> {
         match self {
             Source::Files(_) => None,
-            Source::Mongo(m) => Some(m.change_stream_position().await),
+            Source::Mongo(m) => Some(m.change_stream_positions(collections).await),
         }
     }
 

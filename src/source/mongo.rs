@@ -85,36 +85,8 @@ impl MongoSource {
         Ok(MongoSource { uri: uri.to_string(), client, database, collections, uuids })
     }
 
-    /// Where the database's change stream stands now, as extended JSON of
-    /// its resume token: recorded before a snapshot is read, so that every
-    /// write during or after it can be followed from there (`sync`).
-    pub async fn change_stream_position(&self) -> Result<serde_json::Value, String> {
-        // The command itself, not the driver's typed stream: its reply is
-        // read leniently (some servers send the cursor id as int32).
-        let db = self.client.database(&self.database);
-        let reply = db
-            .run_command(doc! { "aggregate": 1, "pipeline": [ { "$changeStream": {} } ], "cursor": {} })
-            .await
-            .map_err(|e| e.to_string())?;
-        let cursor = reply.get_document("cursor").map_err(|e| format!("unexpected reply: {e}"))?;
-        let token = cursor
-            .get("postBatchResumeToken")
-            .cloned()
-            .or_else(|| {
-                let batch = cursor.get_array("firstBatch").ok()?;
-                batch.last()?.as_document()?.get("_id").cloned()
-            })
-            .ok_or("the server gave no resume token")?;
-        let id = match cursor.get("id") {
-            Some(Bson::Int64(i)) => *i,
-            Some(Bson::Int32(i)) => i64::from(*i),
-            _ => 0,
-        };
-        if id != 0 {
-            // Only its position was wanted: close the stream.
-            let _ = db.run_command(doc! { "killCursors": "$cmd.aggregate", "cursors": [id] }).await;
-        }
-        Ok(token.into_canonical_extjson())
+    pub(super) fn database_handle(&self) -> mongodb::Database {
+        self.client.database(&self.database)
     }
 
     fn collection(&self, name: &str) -> Collection<Document> {

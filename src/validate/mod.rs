@@ -118,6 +118,7 @@ pub async fn validate(
 ) -> Result<ValidationReport, ValidateError> {
     sqlx::query("SET TimeZone = 'UTC'").execute(&mut *conn).await?;
     let last = crate::pg::ledger::last_runs(conn).await?;
+    let now = crate::pg::ledger::rejected_now(conn).await?;
     let mut tables: BTreeMap<String, TableCheck> = BTreeMap::new();
     let mut keys_by_table: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     let mut server_keys: BTreeMap<String, ServerKeys> = BTreeMap::new();
@@ -128,8 +129,17 @@ pub async fn validate(
             .entry(m.table.clone())
             .or_insert_with(|| TableCheck { table: m.table.clone(), ..Default::default() });
         t.mappings.push(m.name.clone());
-        if let Some((_, l)) = last.iter().find(|(name, _)| name == &m.name) {
-            *t.rejected_last_run.get_or_insert(0) += l.rejected as u64;
+        // What the ledger says is rejected now (a run's rejects, kept
+        // current by `sync`); an older ledger has the last run's count only.
+        match &now {
+            Some((by_mapping, _)) if last.iter().any(|(name, _)| name == &m.name) => {
+                *t.rejected_last_run.get_or_insert(0) += by_mapping.get(&m.name).copied().unwrap_or(0);
+            }
+            _ => {
+                if let Some((_, l)) = last.iter().find(|(name, _)| name == &m.name) {
+                    *t.rejected_last_run.get_or_insert(0) += l.rejected as u64;
+                }
+            }
         }
         let total = source.count(m).await.unwrap_or(0);
         let n = if count_only { 0 } else { sample };
@@ -153,6 +163,10 @@ pub async fn validate(
     }
 
     for t in tables.values_mut() {
+        // Rows `sync` parked (what they point at left) are rejected rows too.
+        if let Some(n) = now.as_ref().and_then(|(_, parked)| parked.get(&t.table)) {
+            *t.rejected_last_run.get_or_insert(0) += n;
+        }
         t.target_rows =
             sqlx::query_scalar::<_, i64>(crate::pg::sql::sql(format!("SELECT count(*) FROM {}", quote(&t.table))))
                 .fetch_one(&mut *conn)

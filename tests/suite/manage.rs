@@ -198,12 +198,12 @@ fn schema_apply_status_and_revert() {
     assert!(out.contains("created database") && out.contains("applied 4 cultural context"), "{out}");
 
     // A new migration appears: status lists it as pending.
-    std::fs::write(schema.path().join("0006_notes.up.sql"), "CREATE TABLE notes (id UUID PRIMARY KEY);").unwrap();
-    std::fs::write(schema.path().join("0006_notes.down.sql"), "DROP TABLE notes;").unwrap();
+    std::fs::write(schema.path().join("0007_notes.up.sql"), "CREATE TABLE notes (id UUID PRIMARY KEY);").unwrap();
+    std::fs::write(schema.path().join("0007_notes.down.sql"), "DROP TABLE notes;").unwrap();
     let (code, out) = tool(&["schema", "status", "--target", &db.url, "--schema", s]);
     assert_eq!(code, 0, "{out}");
     assert!(out.lines().any(|l| l.contains("1  learners and content") && l.ends_with("applied")), "{out}");
-    assert!(out.lines().any(|l| l.contains("6  notes") && l.ends_with("pending")), "{out}");
+    assert!(out.lines().any(|l| l.contains("7  notes") && l.ends_with("pending")), "{out}");
 
     let (code, out) = tool(&["schema", "apply", "--target", &db.url, "--schema", s]);
     assert_eq!(code, 0, "{out}");
@@ -211,7 +211,7 @@ fn schema_apply_status_and_revert() {
 
     let (code, out) = tool(&["schema", "revert", "--target", &db.url, "--schema", s, "--dry-run"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("would revert to version 5 (now 6): 6 notes"), "{out}");
+    assert!(out.contains("would revert to version 6 (now 7): 7 notes"), "{out}");
     assert_eq!(db.one("SELECT to_regclass('notes')::text"), "notes", "a dry run reverts nothing");
     // Revert needs --confirm without a terminal; then the last migration is undone.
     let (code, _) = tool(&["schema", "revert", "--target", &db.url, "--schema", s]);
@@ -220,13 +220,13 @@ fn schema_apply_status_and_revert() {
     assert_eq!(code, 0, "{out}");
     assert!(db.rows("SELECT to_regclass('notes')::text")[0][0].is_none());
     let (_, out) = tool(&["schema", "status", "--target", &db.url, "--schema", s]);
-    assert!(out.lines().any(|l| l.contains("6  notes") && l.ends_with("pending")), "{out}");
-    assert!(out.lines().any(|l| l.contains("5  item variants") && l.ends_with("applied")), "{out}");
+    assert!(out.lines().any(|l| l.contains("7  notes") && l.ends_with("pending")), "{out}");
+    assert!(out.lines().any(|l| l.contains("6  source ids") && l.ends_with("applied")), "{out}");
     // An up migration without its down: a warning, not an error.
-    std::fs::remove_file(schema.path().join("0006_notes.down.sql")).unwrap();
+    std::fs::remove_file(schema.path().join("0007_notes.down.sql")).unwrap();
     let (code, out) = tool(&["schema", "apply", "--target", &db.url, "--schema", s, "--dry-run"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("0006_notes.up.sql has no 0006_notes.down.sql"), "{out}");
+    assert!(out.contains("0007_notes.up.sql has no 0007_notes.down.sql"), "{out}");
 }
 
 /// `init`, `schema new`, `completions` and `man`: a project from nothing,

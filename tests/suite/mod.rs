@@ -11,6 +11,7 @@ mod live;
 mod manage;
 mod mongo;
 mod run;
+mod sync;
 
 /// Runs the real binary in `cwd` with no connection strings from the
 /// environment; returns (exit code, stdout, stderr).

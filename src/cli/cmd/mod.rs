@@ -10,6 +10,7 @@ pub mod run;
 pub mod scaffold;
 pub mod schema;
 pub mod status;
+pub mod sync;
 pub mod validate;
 
 use crate::cli::{Failure, Finished};

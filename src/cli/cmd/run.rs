@@ -89,19 +89,24 @@ pub async fn run(args: RunArgs) -> Finished {
             Ok(id) => run_id = id,
             Err(e) => return super::fail(format!("recording the run in the target: {e}")),
         }
-        // A live source: where its change stream stands, before any reading,
-        // so every write during or after this snapshot can be followed.
-        if let (Some(position), Some(c)) = (source.change_stream_position().await, conn.as_mut()) {
+        // A live source: where each collection's change stream stands,
+        // before any reading, so every write during or after this snapshot
+        // can be followed (`sync`).
+        let mut collections: Vec<String> = plan.mappings.iter().map(|m| m.source.clone()).collect();
+        collections.sort();
+        collections.dedup();
+        if let (Some(position), Some(c)) = (source.change_stream_positions(&collections).await, conn.as_mut()) {
             match position {
-                Ok(token) => {
+                Ok(tokens) => {
                     let db = match &source {
                         Source::Mongo(m) => m.database.clone(),
                         Source::Files(_) => String::new(),
                     };
+                    let token = serde_json::json!({ "collections": tokens });
                     if let Err(e) = ledger::record_stream_start(c, run_id, &db, &token).await {
                         return super::fail(format!("recording the change stream position: {e}"));
                     }
-                    tracing::info!(run_id, "change stream position recorded before reading");
+                    tracing::info!(run_id, "change stream positions recorded before reading");
                 }
                 Err(why) => tracing::warn!(
                     "the source gave no change stream position ({why}): writes made during this snapshot cannot be followed later"
@@ -234,7 +239,7 @@ fn same_source(
 /// may be the reason the run failed (terminated, or left mid-COPY by a
 /// stopped mapping), so a fresh one is tried next; only when both fail is
 /// the run left `running` (the next run continues it), and that is said.
-async fn finish(url: Option<&str>, conn: Option<&mut sqlx::PgConnection>, run_id: i64, outcome: &str) {
+pub(super) async fn finish(url: Option<&str>, conn: Option<&mut sqlx::PgConnection>, run_id: i64, outcome: &str) {
     let Some(c) = conn else { return };
     let recorded = ledger::finish_run(c, run_id, outcome).await;
     ledger::unlock_target(c).await;

@@ -72,10 +72,30 @@ pub async fn run(args: StatusArgs) -> Finished {
         println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
         return Ok(Outcome::Ok);
     }
-    // Where a later `sync` would start from: the stream position of the
-    // latest run from a live source.
-    if let Ok(Some((run, db, at))) = crate::pg::ledger::stream_start(&mut conn).await {
-        println!("change stream position of database {db}: recorded before run {run} read it, {at}");
+    // Where `sync` starts from (the latest snapshot of a live server) and
+    // where it stands.
+    let start = crate::pg::sync_state::start_point(&mut conn).await.ok().flatten();
+    let positions = crate::pg::sync_state::positions(&mut conn).await.unwrap_or_default();
+    let waiting = crate::pg::sync_state::pending_count(&mut conn).await.unwrap_or(0);
+    if let Some(s) = &start {
+        println!(
+            "sync start point: change stream positions of database {} recorded before run {} read it, {}",
+            s.database, s.run_id, s.taken_at
+        );
+    }
+    if !positions.is_empty() {
+        println!("{:24} {:>9}  {:24} {:>8}  {:23}", "sync: collection", "applied", "last change", "lag (s)", "saved");
+        for p in &positions {
+            println!(
+                "{:24} {:>9}  {:24} {:>8}  {:23}",
+                p.collection,
+                p.applied,
+                p.event_time.as_deref().unwrap_or("-"),
+                p.lag_seconds.map_or_else(|| "-".to_string(), |l| format!("{l:.1}")),
+                p.updated_at
+            );
+        }
+        println!("{waiting} change(s) waiting for the row they point at");
     }
     Ok(Outcome::Ok)
 }

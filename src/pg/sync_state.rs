@@ -1,0 +1,207 @@
+//! `sync`'s records in the ledger: where it starts (the snapshot run's
+//! change stream positions), where it stands (a token per collection,
+//! saved in each batch's transaction) and the changes waiting to be applied
+//! again. The tables themselves are part of the ledger's DDL (`ledger`).
+//!
+//! Knows SQL; nothing of change streams or mappings.
+
+use std::collections::BTreeMap;
+
+use sqlx::{PgConnection, Row};
+
+use super::ledger::has_table;
+
+/// The snapshot a sync follows: the newest run that recorded change stream positions.
+#[derive(Debug, Clone)]
+pub struct StartPoint {
+    pub run_id: i64,
+    pub outcome: String,
+    pub database: String,
+    /// Each collection's token; `None` for every collection when the run
+    /// recorded one database-wide token (older ledgers).
+    pub tokens: BTreeMap<String, serde_json::Value>,
+    pub database_token: Option<serde_json::Value>,
+    pub taken_at: String,
+}
+
+pub async fn start_point(conn: &mut PgConnection) -> Result<Option<StartPoint>, sqlx::Error> {
+    if !has_table(conn, "stream_start").await? {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT s.run_id, r.outcome, s.database, s.token,
+                to_char(s.taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+         FROM finlit_map.stream_start s JOIN finlit_map.runs r USING (run_id)
+         ORDER BY s.run_id DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let token: serde_json::Value = r.try_get(3)?;
+    let (tokens, database_token) = match token.get("collections").and_then(|c| c.as_object()) {
+        Some(c) => (c.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), None),
+        None => (BTreeMap::new(), Some(token)),
+    };
+    Ok(Some(StartPoint {
+        run_id: r.try_get(0)?,
+        outcome: r.try_get(1)?,
+        database: r.try_get(2)?,
+        tokens,
+        database_token,
+        taken_at: r.try_get(4)?,
+    }))
+}
+
+/// Where a sync stands in one collection's stream.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamPosition {
+    pub collection: String,
+    pub token: serde_json::Value,
+    pub from_run: i64,
+    /// The last applied change's cluster time.
+    pub event_time: Option<String>,
+    /// How far behind the source the sync was when it saved this.
+    pub lag_seconds: Option<f64>,
+    pub applied: i64,
+    pub updated_at: String,
+}
+
+pub async fn positions(conn: &mut PgConnection) -> Result<Vec<StreamPosition>, sqlx::Error> {
+    if !has_table(conn, "sync_position").await? {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT collection, token, from_run, event_time, lag_seconds, applied,
+                to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+         FROM finlit_map.sync_position ORDER BY collection",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StreamPosition {
+                collection: r.try_get(0)?,
+                token: r.try_get(1)?,
+                from_run: r.try_get(2)?,
+                event_time: r.try_get(3)?,
+                lag_seconds: r.try_get(4)?,
+                applied: r.try_get(5)?,
+                updated_at: r.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
+/// A new snapshot replaced the one the recorded positions followed: they
+/// and the waiting changes go.
+pub async fn reset(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM finlit_map.sync_position").execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM finlit_map.sync_pending").execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM finlit_map.sync_parked").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Saves every stream's token (in the batch's transaction).
+pub async fn save_positions(
+    conn: &mut PgConnection,
+    from_run: i64,
+    tokens: &BTreeMap<String, serde_json::Value>,
+    applied: &BTreeMap<String, u64>,
+    event_time: Option<&str>,
+    lag_seconds: f64,
+) -> Result<(), sqlx::Error> {
+    for (collection, token) in tokens {
+        let n = applied.get(collection).copied().unwrap_or(0) as i64;
+        sqlx::query(
+            "INSERT INTO finlit_map.sync_position (collection, token, from_run, event_time, lag_seconds, applied)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (collection) DO UPDATE SET token = EXCLUDED.token, from_run = EXCLUDED.from_run,
+                 event_time = coalesce(EXCLUDED.event_time, sync_position.event_time),
+                 lag_seconds = EXCLUDED.lag_seconds, applied = sync_position.applied + EXCLUDED.applied,
+                 updated_at = now()",
+        )
+        .bind(collection)
+        .bind(token)
+        .bind(from_run)
+        .bind(event_time)
+        .bind(lag_seconds)
+        .bind(n)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A change waiting to be applied again.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub collection: String,
+    pub doc_id: String,
+    /// `{_id: …}` as BSON bytes: the `_id` exactly.
+    pub id: Vec<u8>,
+    pub operation: String,
+    /// The document (BSON) for an upsert; `None` for a delete.
+    pub document: Option<Vec<u8>>,
+    pub cluster_time: Option<String>,
+    pub attempts: i32,
+    /// Seconds since it first had to wait.
+    pub waited: f64,
+    pub reason: String,
+}
+
+/// Takes every waiting change out of the queue (in the batch's
+/// transaction; those still waiting are put back).
+pub async fn take_pending(conn: &mut PgConnection) -> Result<Vec<Pending>, sqlx::Error> {
+    let rows = sqlx::query(
+        "DELETE FROM finlit_map.sync_pending RETURNING collection, doc_id, id, operation, document, cluster_time,
+                attempts, extract(epoch FROM now() - first_seen)::float8, reason",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Pending {
+                collection: r.try_get(0)?,
+                doc_id: r.try_get(1)?,
+                id: r.try_get(2)?,
+                operation: r.try_get(3)?,
+                document: r.try_get(4)?,
+                cluster_time: r.try_get(5)?,
+                attempts: r.try_get(6)?,
+                waited: r.try_get(7)?,
+                reason: r.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn put_pending(conn: &mut PgConnection, pending: &[Pending]) -> Result<(), sqlx::Error> {
+    for p in pending {
+        sqlx::query(
+            "INSERT INTO finlit_map.sync_pending
+                 (collection, doc_id, id, operation, document, cluster_time, attempts, first_seen, reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now() - make_interval(secs => $8), $9)
+             ON CONFLICT (collection, doc_id) DO NOTHING",
+        )
+        .bind(&p.collection)
+        .bind(&p.doc_id)
+        .bind(&p.id)
+        .bind(&p.operation)
+        .bind(&p.document)
+        .bind(&p.cluster_time)
+        .bind(p.attempts)
+        .bind(p.waited)
+        .bind(&p.reason)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// How many changes are waiting.
+pub async fn pending_count(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    if !has_table(conn, "sync_pending").await? {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT count(*) FROM finlit_map.sync_pending").fetch_one(conn).await
+}
