@@ -83,14 +83,19 @@ fn classify(collection: &str, e: &mongodb::error::Error) -> ChangeError {
         _ => None,
     };
     let reason = e.to_string();
-    let lost = code.is_some_and(|c| HISTORY_LOST.contains(&c))
-        || reason.contains("no longer be in the oplog")
-        || reason.contains("ChangeStreamHistoryLost");
-    if lost {
+    if history_lost(code, &reason) {
         ChangeError::HistoryLost { collection: collection.to_string(), reason }
     } else {
         ChangeError::Mongo { collection: collection.to_string(), reason }
     }
+}
+
+/// Whether a server error says the resume point is gone: by its code, or
+/// (servers older than the code) by MongoDB's words for it.
+fn history_lost(code: Option<i32>, message: &str) -> bool {
+    code.is_some_and(|c| HISTORY_LOST.contains(&c))
+        || message.contains("no longer be in the oplog")
+        || message.contains("ChangeStreamHistoryLost")
 }
 
 /// A cursor id as the server sent it (int64, or int32 from some servers).
@@ -295,6 +300,24 @@ impl MongoSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resume_point_the_server_no_longer_has_is_told_apart() {
+        let rows: [(Option<i32>, &str, bool); 5] = [
+            (Some(286), "Executor error during getMore :: caused by :: ChangeStreamHistoryLost", true),
+            (Some(280), "cannot resume stream", true),
+            (
+                None,
+                "Resume of change stream was not possible, as the resume point may no longer be in the oplog.",
+                true,
+            ),
+            (Some(11601), "operation was interrupted", false),
+            (None, "connection refused", false),
+        ];
+        for (code, message, lost) in rows {
+            assert_eq!(history_lost(code, message), lost, "{code:?} {message}");
+        }
+    }
 
     /// The `_id` is `documentKey`'s, whatever `fullDocument` says; events
     /// that change no document are skipped, those that end a stream stop it.

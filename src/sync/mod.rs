@@ -531,3 +531,53 @@ fn progress_bar(mode: ProgressMode) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::changes::ClusterTime;
+
+    fn event(collection: &str, id: i32, operation: &str) -> ChangeEvent {
+        ChangeEvent {
+            collection: collection.into(),
+            operation: operation.into(),
+            id: Bson::Int32(id),
+            cluster_time: Some(ClusterTime { seconds: 1.0, text: format!("{operation}-{id}") }),
+        }
+    }
+
+    /// One change per document, the latest winning, a waiting change
+    /// replaced by a newer event of its document; collections kept apart.
+    #[test]
+    fn a_batch_keeps_each_documents_latest_change() {
+        let waiting = Pending {
+            collection: "a".into(),
+            doc_id: id_text(&Bson::Int32(1)),
+            id: bson::serialize_to_vec(&doc! { "_id": 1 }).unwrap(),
+            operation: "insert".into(),
+            document: None,
+            cluster_time: None,
+            attempts: 2,
+            waited: 5.0,
+            reason: "waits".into(),
+        };
+        let mut other = waiting.clone();
+        other.doc_id = id_text(&Bson::Int32(9));
+        other.id = bson::serialize_to_vec(&doc! { "_id": 9 }).unwrap();
+        let events =
+            [event("a", 1, "update"), event("b", 1, "insert"), event("a", 2, "insert"), event("a", 2, "delete")];
+        let got: Vec<(String, Bson, String, i32)> = collapse(vec![waiting, other], &events)
+            .into_iter()
+            .map(|c| (c.collection, c.id, c.operation, c.attempts))
+            .collect();
+        let want = [
+            ("a", Bson::Int32(1), "update", 0),
+            ("a", Bson::Int32(9), "insert", 3),
+            ("b", Bson::Int32(1), "insert", 0),
+            ("a", Bson::Int32(2), "delete", 0),
+        ];
+        let want: Vec<(String, Bson, String, i32)> =
+            want.into_iter().map(|(c, i, o, a)| (c.to_string(), i, o.to_string(), a)).collect();
+        assert_eq!(got, want);
+    }
+}

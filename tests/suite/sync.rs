@@ -294,10 +294,10 @@ fn digests(db: &TestDb) -> Vec<(String, String)> {
 
 /// Syncs until caught up, then compares every table with a fresh snapshot
 /// of the source's final state, and validates.
-fn caught_up_equals_a_fresh_snapshot(uri: &str, db: &TestDb, rejects: &str) -> serde_json::Value {
+fn caught_up_equals_a_fresh_snapshot(uri: &str, db: &TestDb, rejects: &str, code_wanted: i32) -> serde_json::Value {
     let (code, out, err) =
         finlit_map(root(), &strs(&sync_args(uri, db, rejects, &["--until-caught-up", "--format", "json"])));
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(code, code_wanted, "{out}{err}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["caught_up"], true, "{out}");
     assert_eq!(report["waiting"], 0, "{out}");
@@ -309,7 +309,7 @@ fn caught_up_equals_a_fresh_snapshot(uri: &str, db: &TestDb, rejects: &str) -> s
         root(),
         &["run", &project(), "--source", uri, "--target", &fresh.url, "--rejects", rej.to_str().unwrap(), "-q"],
     );
-    assert_eq!(code, 0, "the final state has no reject: {err}");
+    assert_eq!(code, code_wanted, "a fresh snapshot rejects what sync rejects: {err}");
     if digests(db) != digests(&fresh) {
         let missing = |a: &TestDb, b: &TestDb, t: &str| {
             let key = format!("SELECT string_agg(x::text, ' ') FROM {t} x");
@@ -369,12 +369,28 @@ fn sync_follows_writes_during_and_after_the_snapshot() {
     assert!(writes >= 150, "{writes} writes");
 
     // The cut-over: writes stopped, sync until caught up, then compare.
-    let report = caught_up_equals_a_fresh_snapshot(&uri, &db, rejects);
+    let report = caught_up_equals_a_fresh_snapshot(&uri, &db, rejects, 0);
     let mappings = report["mappings"].as_array().unwrap();
     assert_eq!(mappings.len(), 3);
     let deleted: u64 = mappings.iter().map(|m| m["deleted"].as_u64().unwrap()).sum();
     assert!(report["events_applied"].as_u64().unwrap() > 0, "{report}");
     assert!(deleted > 0 || applied(&db) > 0, "{report}");
+
+    // An order whose account never arrives: after --retry-for (or when
+    // caught up) a reject, with the change's operation and cluster time.
+    let world = World::new(&server, 99);
+    let stray = doc! { "_id": ObjectId::new(), "account_id": ObjectId::new(), "total": 1.5 };
+    let stray_id = stray.get_object_id("_id").unwrap().to_hex();
+    world.rt.block_on(async { world.orders.insert_one(stray).await }).unwrap();
+    let report = caught_up_equals_a_fresh_snapshot(&uri, &db, rejects, 3);
+    assert_eq!(report["mappings"][2]["rejected"], 1, "{report}");
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(rejects).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let line = lines.iter().find(|l| l["_id"]["$oid"] == stray_id.as_str()).expect("the stray order is rejected");
+    assert_eq!(line["operation"], "insert", "{line}");
+    assert!(line["cluster_time"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+    assert!(line["reason"].as_str().unwrap().contains("is not in the referenced table"), "{line}");
+    assert_eq!(line["mapping"], "orders");
 
     // `status` shows where the sync stands.
     let (code, out, _) = finlit_map(root(), &["status", &project(), "--target", &db.url]);
@@ -422,7 +438,47 @@ fn sync_killed_and_disconnected_continues_to_the_same_state() {
     assert!(err.contains("connection to the target was lost"), "{err}");
     writer.finish();
 
-    caught_up_equals_a_fresh_snapshot(&uri, &db, rejects);
+    caught_up_equals_a_fresh_snapshot(&uri, &db, rejects, 0);
     let runs = db.one("SELECT count(*)::text FROM finlit_map.runs WHERE source LIKE 'sync from%'");
     assert!(runs.parse::<u32>().unwrap() >= 5, "{runs} syncs recorded");
+}
+
+/// A mapping whose rows cannot be found from a document's `_id` alone, or
+/// that keeps one of several documents' rows, is refused before anything
+/// connects, each with what to do.
+#[test]
+fn sync_refuses_mappings_it_cannot_follow_exactly() {
+    let work = tempfile::tempdir().unwrap();
+    let m = super::project_with(
+        work.path(),
+        "CREATE TABLE days (learner TEXT NOT NULL, day DATE NOT NULL, n INTEGER, PRIMARY KEY (learner, day));
+         CREATE TABLE tags (tag TEXT PRIMARY KEY);",
+        "DROP TABLE tags; DROP TABLE days;",
+        &[
+            (
+                "days",
+                "source = \"days\"\ntable = \"days\"\nkey = [\"learner\", \"day\"]\n[columns]\nlearner = \"$.learner\"\nday = \"$.day\"\nn = \"$.n\"\n",
+            ),
+            (
+                "tags",
+                "source = \"posts\"\ntable = \"tags\"\nunwind = \"$.tags[*]\"\nkey = \"tag\"\non_duplicate = \"first\"\n[columns]\ntag = \"@\"\n",
+            ),
+        ],
+    );
+    let (code, _, err) = finlit_map(
+        work.path(),
+        &[
+            "sync",
+            m.to_str().unwrap(),
+            "--source",
+            "mongodb://127.0.0.1:1/x",
+            "--target",
+            "postgres://nobody@127.0.0.1:1/x",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("sync cannot follow every mapping exactly (3 problem(s))"), "{err}");
+    assert!(err.contains("mapping `days`: no column is computed from `$._id` alone"), "{err}");
+    assert!(err.contains("source_id = { id = \"$._id\" }"), "{err}");
+    assert!(err.contains("mapping `tags`: `on_duplicate = \"first\"`"), "{err}");
 }

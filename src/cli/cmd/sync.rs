@@ -22,7 +22,7 @@ pub async fn run(args: SyncArgs) -> Finished {
     let problems = engine::unsyncable(&plan);
     if !problems.is_empty() {
         return super::fail(format!(
-            "sync cannot follow {} mapping(s) exactly:\n  {}",
+            "sync cannot follow every mapping exactly ({} problem(s)):\n  {}",
             problems.len(),
             problems.join("\n  ")
         ));
