@@ -92,12 +92,24 @@ pub async fn positions(conn: &mut PgConnection) -> Result<Vec<StreamPosition>, s
         .collect()
 }
 
-/// A new snapshot replaced the one the recorded positions followed: they
-/// and the waiting changes go.
+/// A new snapshot replaced the one the recorded positions followed: they,
+/// the waiting changes and the parked rows go.
 pub async fn reset(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM finlit_map.sync_position").execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM finlit_map.sync_pending").execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM finlit_map.sync_parked").execute(&mut *conn).await?;
+    clear(conn, &["sync_position", "sync_pending", "sync_parked"]).await
+}
+
+/// After a rollback: no snapshot is left for `sync` to follow, nor a
+/// position in one.
+pub async fn forget(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    clear(conn, &["stream_start", "sync_position", "sync_pending", "sync_parked"]).await
+}
+
+async fn clear(conn: &mut PgConnection, tables: &[&str]) -> Result<(), sqlx::Error> {
+    for table in tables {
+        if has_table(conn, table).await? {
+            sqlx::query(crate::pg::sql::sql(format!("DELETE FROM finlit_map.{table}"))).execute(&mut *conn).await?;
+        }
+    }
     Ok(())
 }
 

@@ -177,7 +177,61 @@ fn redact_keywords(s: &str) -> String {
 }
 
 pub async fn connect(url: &str) -> Result<PgConnection, TargetError> {
-    PgConnection::connect(url).await.map_err(|source| TargetError::Connect { url: redact(url), source })
+    let mut conn =
+        PgConnection::connect(url).await.map_err(|source| TargetError::Connect { url: redact(url), source })?;
+    no_delay(&mut conn).await;
+    Ok(conn)
+}
+
+/// sqlx 0.9.0 leaves Nagle's algorithm on for TCP (sqlx#4335, fixed after
+/// that release): a COPY's closing message then waits for the server's
+/// delayed ACK, 40 ms on Linux, every chunk and every sync batch. libpq
+/// (psql) turns it off; so does this, on the connection's own socket: the
+/// one whose local port the server reports for this session.
+async fn no_delay(conn: &mut PgConnection) {
+    #[cfg(unix)]
+    {
+        let port: Option<i32> =
+            sqlx::query_scalar("SELECT inet_client_port()").fetch_one(&mut *conn).await.ok().flatten();
+        // A Unix-domain socket has no port and no Nagle.
+        if let Some(port) = port.and_then(|p| u16::try_from(p).ok()) {
+            set_no_delay_on_local_port(port);
+        }
+    }
+}
+
+#[cfg(unix)]
+fn set_no_delay_on_local_port(port: u16) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd").or_else(|_| std::fs::read_dir("/dev/fd")) else { return };
+    for fd in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::c_int>().ok()) {
+        // SAFETY: all-zero bytes are a valid (empty) sockaddr_storage.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: getsockname writes at most `len` bytes into `addr`; an fd
+        // that is not a socket (or was closed meanwhile) only makes it fail.
+        if unsafe { libc::getsockname(fd, (&raw mut addr).cast(), &mut len) } != 0 {
+            continue;
+        }
+        let local = match libc::c_int::from(addr.ss_family) {
+            // SAFETY: the family says which sockaddr the storage holds.
+            libc::AF_INET => u16::from_be(unsafe { (*(&raw const addr).cast::<libc::sockaddr_in>()).sin_port }),
+            libc::AF_INET6 => u16::from_be(unsafe { (*(&raw const addr).cast::<libc::sockaddr_in6>()).sin6_port }),
+            _ => continue,
+        };
+        if local == port {
+            let on: libc::c_int = 1;
+            // SAFETY: a plain integer option, its size given.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&raw const on).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
 }
 
 /// A connection for loading. Commits do not wait for the WAL to reach disk:

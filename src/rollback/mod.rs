@@ -256,6 +256,10 @@ pub async fn execute(
         done.push((s.table.clone(), deleted));
     }
     ledger::close_emptied_runs(&mut tx).await?;
+    if !steps.is_empty() {
+        // What `sync` would follow no longer matches the tables: it needs a new snapshot.
+        crate::pg::sync_state::forget(&mut tx).await?;
+    }
     tx.commit().await?;
     Ok(done)
 }

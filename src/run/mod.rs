@@ -214,10 +214,14 @@ pub async fn run(
     }
     let inventories = inventories.into_inner().unwrap_or_else(|p| p.into_inner());
     if !inventories.is_empty() {
-        let mut cov = coverage::coverage(selected.iter().copied(), &inventories);
-        // A live server sends only what the mappings read: what they leave
-        // behind cannot be seen there.
-        if !source.whole_documents() {
+        // A live server sends each mapping only the fields it reads: an
+        // inventory then says nothing of another mapping's paths, nor of
+        // what they all leave behind.
+        let whole = source.whole_documents();
+        let judged =
+            selected.iter().copied().filter(|m| whole || inventory_by.get(m.source.as_str()) == Some(&m.name.as_str()));
+        let mut cov = coverage::coverage(judged, &inventories);
+        if !whole {
             cov.left_behind.clear();
         }
         report.coverage = Some(cov);

@@ -26,13 +26,18 @@ fn reference(source: &Path) -> Vec<String> {
 
 /// Starts `finlit-map run` in the background with small chunks (many commits).
 fn spawn_run(cwd: &Path, source: &str, target: &str) -> Child {
+    spawn_run_chunks(cwd, source, target, "20")
+}
+
+/// The same with `--batch-size rows`.
+fn spawn_run_chunks(cwd: &Path, source: &str, target: &str, rows: &str) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
         .current_dir(cwd)
         .env_remove("DATABASE_URL")
         .env_remove("MONGO_URI")
         .arg("run")
         .arg(root().join("mappings"))
-        .args(["--source", source, "--target", target, "--batch-size", "20"])
+        .args(["--source", source, "--target", target, "--batch-size", rows])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -166,7 +171,9 @@ fn two_runs_at_once_on_one_target_are_excluded() {
     let expected = reference(&dump());
     let db = TestDb::new("twice");
     let (work, work2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut first = spawn_run(work.path(), dump().to_str().unwrap(), &db.url);
+    // One row per chunk: the first run still holds the target while the
+    // second is refused and the third starts waiting.
+    let mut first = spawn_run_chunks(work.path(), dump().to_str().unwrap(), &db.url, "1");
     assert!(wait_for(&db, &mut first, 200), "the first run ended early");
     let (code, _, stderr) = run(work2.path(), &dump(), &db.url, &[]);
     assert_eq!(code, 1, "{stderr}");
