@@ -103,3 +103,35 @@ impl Drop for TestDb {
         });
     }
 }
+
+/// Every connection the tool opens to PostgreSQL over TCP has Nagle's
+/// algorithm off, as libpq's do: without it each COPY waited 40 ms for the
+/// server's delayed ACK (sqlx 0.9.0 leaves it on).
+#[cfg(unix)]
+#[test]
+fn the_tools_connections_send_without_delay() {
+    let db = TestDb::new("nodelay");
+    db.create();
+    db.rt.block_on(async {
+        let mut conn = finlit_map::pg::target::connect(&db.url).await.unwrap();
+        let port: i32 = sqlx::query_scalar("SELECT inet_client_port()").fetch_one(&mut conn).await.unwrap();
+        let mut found = None;
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+            let Ok(fd) = entry.unwrap().file_name().to_str().unwrap().parse::<libc::c_int>() else { continue };
+            let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let ok = unsafe { libc::getsockname(fd, (&raw mut addr).cast(), &mut len) } == 0;
+            if !ok || i32::from(addr.sin_family) != libc::AF_INET || i32::from(u16::from_be(addr.sin_port)) != port {
+                continue;
+            }
+            let mut on: libc::c_int = 0;
+            let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            let got = unsafe {
+                libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&raw mut on).cast(), &mut size)
+            };
+            assert_eq!(got, 0);
+            found = Some(on);
+        }
+        assert_eq!(found, Some(1), "the connection's socket (local port {port}) has TCP_NODELAY");
+    });
+}
