@@ -104,6 +104,8 @@ CREATE TABLE IF NOT EXISTS finlit_map.rejected_docs (
     parent_value  TEXT,
     PRIMARY KEY (mapping, doc_id)
 );
+CREATE INDEX IF NOT EXISTS rejected_docs_parent ON finlit_map.rejected_docs (parent_table, parent_column)
+    WHERE parent_table IS NOT NULL;
 -- Rows `sync` took out because the row they point at left (its document
 -- was deleted or left a filter): back when that row returns.
 CREATE TABLE IF NOT EXISTS finlit_map.sync_parked (
@@ -211,14 +213,19 @@ pub async fn set_rejected(
     Ok(())
 }
 
-/// Documents rejected for pointing at a row of `table` that is there now:
-/// taken off the list (in the caller's transaction) to be applied again.
-pub async fn revived(conn: &mut PgConnection, table: &str, column: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+/// Documents rejected for pointing at a row of `table` that is there now
+/// (`matches`: that row's condition on `r.parent_value`): taken off the
+/// list (in the caller's transaction) to be applied again.
+pub async fn revived(
+    conn: &mut PgConnection,
+    table: &str,
+    column: &str,
+    matches: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
     let stmt = format!(
         "DELETE FROM finlit_map.rejected_docs r WHERE r.parent_table = $1 AND r.parent_column = $2
-           AND EXISTS (SELECT 1 FROM {t} t WHERE t.{c}::text = r.parent_value) RETURNING mapping, doc_id",
+           AND EXISTS (SELECT 1 FROM {t} t WHERE {matches}) RETURNING mapping, doc_id",
         t = super::sql::quote(table),
-        c = super::sql::quote(column)
     );
     sqlx::query_as(super::sql::sql(stmt)).bind(table).bind(column).fetch_all(conn).await
 }

@@ -108,6 +108,39 @@ impl<'p> Target<'p> {
     }
 }
 
+/// A column of one mapping pointing at another table, as sync follows it.
+pub(super) struct Reference {
+    pub mapping: usize,
+    /// The table and column it points at, and that column's type.
+    pub parent: String,
+    pub parent_column: String,
+    pub ty: String,
+}
+
+impl Reference {
+    /// Every reference of the plan to another table, typed from the catalog.
+    pub async fn all(plan: &Plan, conn: &mut PgConnection) -> Result<Vec<Reference>, sqlx::Error> {
+        let mut out = Vec::new();
+        for (mi, d) in plan.mappings.iter().enumerate() {
+            for c in d.columns.iter().filter(|c| c.references.as_deref().is_some_and(|t| t != d.table)) {
+                let (Some(parent), Some(rc)) = (c.references.clone(), plan.referenced_column(d, c)) else { continue };
+                let ty =
+                    crate::pg::sql::column_types(conn, &parent).await?.remove(&rc).unwrap_or_else(|| "text".into());
+                if !out.iter().any(|r: &Reference| r.mapping == mi && r.parent == parent && r.parent_column == rc) {
+                    out.push(Reference { mapping: mi, parent, parent_column: rc, ty });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `alias`'s referenced column equals the text `value` (an expression),
+    /// compared as the column's type so the parent's index serves it.
+    pub fn matches(&self, alias: &str, value: &str) -> String {
+        format!("{alias}.{} = ({value})::{}", quote(&self.parent_column), self.ty)
+    }
+}
+
 /// One mapping's share of a batch, mapped and encoded.
 #[derive(Default)]
 struct Staged {
@@ -127,14 +160,14 @@ struct Staged {
 /// those rows with it (they are orphans now, as a fresh snapshot would
 /// reject them) and writes each as a reject.
 pub(super) async fn apply(
-    plan: &Plan,
-    targets: &[Target<'_>],
+    session: &super::Session<'_, '_>,
     tx: &mut PgConnection,
     changes: &[Change],
     expire: f64,
     rejects: &mut RejectsFile,
     counts: &mut [MappingCounts],
 ) -> Result<Applied, SyncError> {
+    let (plan, refs, targets) = (session.plan, session.refs, session.targets);
     let mut waits = Vec::new();
     let mut refused = Vec::new();
     let mut staged = Vec::with_capacity(targets.len());
@@ -279,7 +312,7 @@ pub(super) async fn apply(
             }
         }
     }
-    restore_parked(plan, tx, counts).await?;
+    restore_parked(plan, refs, tx, counts).await?;
     Ok(Applied { waits, refused })
 }
 
@@ -294,39 +327,42 @@ pub(super) type Refused = (usize, usize, Option<Parent>);
 
 /// Rows parked because the row they point at left, back where that row is
 /// there again (all of their references must hold; others wait on).
-async fn restore_parked(plan: &Plan, tx: &mut PgConnection, counts: &mut [MappingCounts]) -> Result<(), SyncError> {
+async fn restore_parked(
+    plan: &Plan,
+    refs: &[Reference],
+    tx: &mut PgConnection,
+    counts: &mut [MappingCounts],
+) -> Result<(), SyncError> {
     let any: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM finlit_map.sync_parked)").fetch_one(&mut *tx).await?;
     if !any {
         return Ok(());
     }
-    for (di, d) in plan.mappings.iter().enumerate() {
-        for c in d.columns.iter().filter(|c| c.references.as_deref().is_some_and(|t| t != d.table)) {
-            let (Some(parent), Some(rc)) = (c.references.as_deref(), plan.referenced_column(d, c)) else { continue };
-            let stmt = format!(
-                "WITH r AS (DELETE FROM finlit_map.sync_parked p WHERE p.table_name = {dt} AND p.parent_table = {pt} \
-                   AND p.parent_column = {pc} AND EXISTS (SELECT 1 FROM {parent} t WHERE t.{rc}::text = p.parent_value) \
+    for r in refs {
+        let (di, d) = (r.mapping, &plan.mappings[r.mapping]);
+        let stmt = format!(
+            "WITH r AS (DELETE FROM finlit_map.sync_parked p WHERE p.table_name = {dt} AND p.parent_table = {pt} \
+                   AND p.parent_column = {pc} AND EXISTS (SELECT 1 FROM {parent} t WHERE {matches}) \
                    RETURNING p.row) \
                  INSERT INTO {table} SELECT (jsonb_populate_record(NULL::{table}, r.row)).* FROM r ON CONFLICT DO NOTHING",
-                dt = crate::pg::sql::literal(&d.table),
-                pt = crate::pg::sql::literal(parent),
-                pc = crate::pg::sql::literal(&rc),
-                parent = quote(parent),
-                rc = quote(&rc),
-                table = quote(&d.table),
-            );
-            sqlx::query("SAVEPOINT fm_restore").execute(&mut *tx).await?;
-            match sqlx::query(sql(stmt)).execute(&mut *tx).await {
-                Ok(done) => {
-                    sqlx::query("RELEASE SAVEPOINT fm_restore").execute(&mut *tx).await?;
-                    counts[di].inserted += done.rows_affected();
-                }
-                // Another reference of theirs does not hold yet: they stay parked.
-                Err(e) if is_foreign_key(&e) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT fm_restore").execute(&mut *tx).await?;
-                }
-                Err(e) => return Err(e.into()),
+            dt = crate::pg::sql::literal(&d.table),
+            pt = crate::pg::sql::literal(&r.parent),
+            pc = crate::pg::sql::literal(&r.parent_column),
+            parent = quote(&r.parent),
+            matches = r.matches("t", "p.parent_value"),
+            table = quote(&d.table),
+        );
+        sqlx::query("SAVEPOINT fm_restore").execute(&mut *tx).await?;
+        match sqlx::query(sql(stmt)).execute(&mut *tx).await {
+            Ok(done) => {
+                sqlx::query("RELEASE SAVEPOINT fm_restore").execute(&mut *tx).await?;
+                counts[di].inserted += done.rows_affected();
             }
+            // Another reference of theirs does not hold yet: they stay parked.
+            Err(e) if is_foreign_key(&e) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT fm_restore").execute(&mut *tx).await?;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

@@ -30,7 +30,7 @@ use crate::run::ProgressMode;
 use crate::run::rejects::RejectsFile;
 use crate::source::changes::{ChangeError, ChangeEvent, ChangeStreams, id_text};
 use crate::source::mongo::MongoSource;
-use apply::{Change, MappingCounts, Target, Wait};
+use apply::{Change, MappingCounts, Reference, Target, Wait};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -236,7 +236,8 @@ pub async fn sync(
     report.waiting = sync_state::pending_count(conn).await? as u64;
     let mut streams = source.follow(&tokens, opts.batch_size).await?;
     tracing::info!(from_run, collections = tokens.len(), "sync started");
-    let session = Session { plan, targets: &targets, source, from_run, opts };
+    let refs = Reference::all(plan, conn).await?;
+    let session = Session { plan, refs: &refs, targets: &targets, source, from_run, opts };
     let result = session.follow(&mut streams, conn, rejects, report).await;
     streams.close().await;
     result
@@ -246,6 +247,8 @@ pub async fn sync(
 struct Session<'a, 'p> {
     plan: &'p Plan,
     targets: &'a [Target<'p>],
+    /// Every reference between mappings' tables.
+    refs: &'a [Reference],
     source: &'a MongoSource,
     from_run: i64,
     opts: &'a SyncOptions,
@@ -323,8 +326,7 @@ impl Session<'_, '_> {
         let mut changes = collapse(pending, events);
         current_versions(self.source, &mut changes).await?;
         let expire = if final_try { 0.0 } else { opts.retry_for.as_secs_f64() };
-        let applied =
-            apply::apply(self.plan, targets, &mut tx, &changes, expire, rejects, &mut report.mappings).await?;
+        let applied = apply::apply(self, &mut tx, &changes, expire, rejects, &mut report.mappings).await?;
         let (waits, mut refused) = (applied.waits, applied.refused);
         let mut queue: Vec<Pending> = Vec::new();
         let mut by_change: HashMap<usize, Vec<&Wait>> = HashMap::new();
@@ -408,34 +410,33 @@ impl Session<'_, '_> {
     /// try again (those already queued are not repeated).
     async fn revived(&self, tx: &mut PgConnection, queued: &[Pending]) -> Result<Vec<Pending>, SyncError> {
         let mut out: Vec<Pending> = Vec::new();
-        for d in &self.plan.mappings {
-            for c in d.columns.iter().filter(|c| c.references.as_deref().is_some_and(|t| t != d.table)) {
-                let (Some(parent), Some(rc)) = (c.references.as_deref(), self.plan.referenced_column(d, c)) else {
+        let mut asked: Vec<(&str, &str)> = Vec::new();
+        for r in self.refs {
+            // Rejected documents are listed by what they point at, whichever mapping.
+            if asked.contains(&(r.parent.as_str(), r.parent_column.as_str())) {
+                continue;
+            }
+            asked.push((&r.parent, &r.parent_column));
+            let matches = r.matches("t", "r.parent_value");
+            for (mapping, doc_id) in crate::pg::ledger::revived(tx, &r.parent, &r.parent_column, &matches).await? {
+                let Some(m) = self.plan.mapping(&mapping) else { continue };
+                let json = serde_json::from_str::<serde_json::Value>(&doc_id).ok();
+                let Some(id) = json.and_then(|j| Bson::try_from(j).ok()) else { continue };
+                let seen = |p: &Pending| p.collection == m.source && p.doc_id == doc_id;
+                if queued.iter().any(seen) || out.iter().any(seen) {
                     continue;
-                };
-                for (mapping, doc_id) in crate::pg::ledger::revived(tx, parent, &rc).await? {
-                    let Some(m) = self.plan.mapping(&mapping) else { continue };
-                    let Some(id) =
-                        serde_json::from_str::<serde_json::Value>(&doc_id).ok().and_then(|j| Bson::try_from(j).ok())
-                    else {
-                        continue;
-                    };
-                    let seen = |p: &Pending| p.collection == m.source && p.doc_id == doc_id;
-                    if queued.iter().any(seen) || out.iter().any(seen) {
-                        continue;
-                    }
-                    out.push(Pending {
-                        collection: m.source.clone(),
-                        doc_id,
-                        id: bson::serialize_to_vec(&doc! { "_id": id }).unwrap_or_default(),
-                        operation: "retry".into(),
-                        document: None,
-                        cluster_time: None,
-                        attempts: 0,
-                        waited: 0.0,
-                        reason: format!("the row it points at in `{parent}` has arrived"),
-                    });
                 }
+                out.push(Pending {
+                    collection: m.source.clone(),
+                    doc_id,
+                    id: bson::serialize_to_vec(&doc! { "_id": id }).unwrap_or_default(),
+                    operation: "retry".into(),
+                    document: None,
+                    cluster_time: None,
+                    attempts: 0,
+                    waited: 0.0,
+                    reason: format!("the row it points at in `{}` has arrived", r.parent),
+                });
             }
         }
         Ok(out)

@@ -126,9 +126,8 @@ fn the_tools_connections_send_without_delay() {
             }
             let mut on: libc::c_int = 0;
             let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            let got = unsafe {
-                libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&raw mut on).cast(), &mut size)
-            };
+            let got =
+                unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&raw mut on).cast(), &mut size) };
             assert_eq!(got, 0);
             found = Some(on);
         }
