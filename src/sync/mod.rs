@@ -42,8 +42,6 @@ pub enum SyncError {
     Rejects { path: String, source: std::io::Error },
     #[error("{0}")]
     NoStart(String),
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 impl SyncError {

@@ -283,7 +283,9 @@ fn output(child: &mut Child) -> String {
 }
 
 fn interrupt(child: Child) -> (i32, String) {
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    // Ctrl-C, as a terminal sends it.
+    // SAFETY: a signal to a child process this test started and has not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
 }
