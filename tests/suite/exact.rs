@@ -967,3 +967,53 @@ fn format_builds_strings_end_to_end() {
     let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// A chunk the table refuses (here a CHECK the mapping cannot see) is
+/// halved until the refused rows are found: exactly those are rejected,
+/// with the server's reason, wherever they are in the chunk, and every
+/// other row loads, on a first load and on a re-run that updates.
+#[test]
+fn a_refused_chunk_rejects_exactly_its_bad_rows() {
+    let work = tempfile::tempdir().unwrap();
+    let mapping =
+        "source = \"scores\"\ntable = \"scores\"\nkey = \"id\"\n[columns]\nid = \"$._id\"\nscore = \"$.score\"\n";
+    project_with(
+        work.path(),
+        "CREATE TABLE scores (id INTEGER PRIMARY KEY, score INTEGER NOT NULL CHECK (score BETWEEN 0 AND 100));",
+        "DROP TABLE scores;",
+        &[("scores", mapping)],
+    );
+    // 1000 documents; the bad ones are first, last, neighbours and scattered.
+    let bad: Vec<i64> = vec![0, 1, 2, 499, 500, 733, 998, 999];
+    let lines: Vec<String> = (0..1000i64)
+        .map(|i| format!("{{\"_id\": {i}, \"score\": {}}}", if bad.contains(&i) { 101 + i } else { i % 101 }))
+        .collect();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("scores.jsonl"), lines.join("\n")).unwrap();
+    let db = TestDb::new("bisect");
+    let s = src.to_str().unwrap();
+    for pass in 0..2 {
+        let (code, report, out) = cli(
+            work.path(),
+            &["run", "mappings", "--source", s, "--target", &db.url, "--batch-size", "1000", "--format", "json"],
+        );
+        assert_eq!(code, 3, "{out}");
+        let m = &report["mappings"][0];
+        assert_eq!(m["rejected"], bad.len() as u64, "{m}");
+        assert_eq!(m["loaded"], 1000 - bad.len() as u64, "{m}");
+        let mut rejected: Vec<i64> = read_rejects(work.path()).iter().map(|r| r["_id"].as_i64().unwrap()).collect();
+        rejected.sort_unstable();
+        assert_eq!(rejected, bad, "pass {pass}");
+        assert!(read_rejects(work.path()).iter().all(|r| r["reason"].as_str().unwrap().contains("scores_score_check")));
+        let expected: i64 = (0..1000i64).filter(|i| !bad.contains(i)).map(|i| i % 101).sum();
+        assert_eq!(
+            db.one("SELECT count(*)::text || ' ' || sum(score)::text FROM scores"),
+            format!("{} {expected}", 1000 - bad.len())
+        );
+        // The re-run finds every good row changed: they update, the bad ones are refused again.
+        if pass == 0 {
+            db.exec("UPDATE scores SET score = 0");
+        }
+    }
+}
