@@ -6,7 +6,7 @@
 
 use sqlx::PgConnection;
 
-use super::sql::{column_types, equals_param, quote, sql};
+use super::sql::{column_types, equals_param, quote};
 
 /// A row's key as one text value, the same for the ledger and for rollback.
 pub fn key_text(cols: &[String]) -> String {
@@ -70,20 +70,5 @@ impl ServerKeys {
             params.join(", "),
             names.join(", ")
         )
-    }
-
-    /// The server's key text of keys given column by column as client text.
-    pub async fn texts(
-        &self,
-        conn: &mut PgConnection,
-        keys: &[Vec<Option<String>>],
-    ) -> Result<Vec<String>, sqlx::Error> {
-        let (expr, from) = self.sql(1);
-        let stmt = format!("SELECT {expr} FROM {from} ORDER BY u.n");
-        let mut q = sqlx::query_scalar::<_, String>(sql(stmt));
-        for col in keys {
-            q = q.bind(col.as_slice());
-        }
-        q.fetch_all(&mut *conn).await
     }
 }

@@ -11,7 +11,7 @@
 
 pub mod prune;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -120,7 +120,7 @@ pub async fn validate(
     let last = crate::pg::ledger::last_runs(conn).await?;
     let now = crate::pg::ledger::rejected_now(conn).await?;
     let mut tables: BTreeMap<String, TableCheck> = BTreeMap::new();
-    let mut keys_by_table: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    prepare_source_keys(conn).await?;
     let mut server_keys: BTreeMap<String, ServerKeys> = BTreeMap::new();
     let mut samples: Vec<(&MappingPlan, Vec<Sample>)> = Vec::new();
 
@@ -143,22 +143,11 @@ pub async fn validate(
         }
         let total = source.count(m).await.unwrap_or(0);
         let n = if count_only { 0 } else { sample };
-        // Reading drives the driver synchronously; keep it off the async workers.
-        let (rows, keys, picked) = tokio::task::block_in_place(|| scan(m, source, total, n))?;
+        let label = (!count_only).then_some(m.table.as_str());
+        let (rows, picked, _) = scan_storing_keys(m, source, (total, n), label, conn).await?;
         t.source_rows += rows;
-        // Keys become the server's text, as the table's keys are read below.
         let names: Vec<String> = m.key.iter().map(|&i| m.columns[i].name.clone()).collect();
-        let sk = ServerKeys::load(conn, &m.table, &names).await?;
-        let set = keys_by_table.entry(m.table.clone()).or_default();
-        if !count_only {
-            let total = keys.first().map_or(0, Vec::len);
-            for start in (0..total).step_by(KEY_BATCH) {
-                let end = (start + KEY_BATCH).min(total);
-                let part: ClientKeys = keys.iter().map(|c| c[start..end].to_vec()).collect();
-                set.extend(sk.texts(conn, &part).await?);
-            }
-        }
-        server_keys.insert(m.name.clone(), sk);
+        server_keys.insert(m.name.clone(), ServerKeys::load(conn, &m.table, &names).await?);
         samples.push((m, picked));
     }
 
@@ -174,12 +163,13 @@ pub async fn validate(
         t.count_ok = t.target_rows + t.rejected_last_run.unwrap_or(0) == t.source_rows;
     }
     if !count_only {
+        analyze_source_keys(conn).await?;
         for (m, picked) in &samples {
             let t = tables.get_mut(&m.table).expect("table checked above");
             compare(plan, m, &server_keys[&m.name], picked, conn, t).await?;
         }
         for t in tables.values_mut() {
-            integrity(plan, t, &keys_by_table[&t.table], mappings, conn).await?;
+            integrity(plan, t, mappings, conn).await?;
         }
     }
     let tables: Vec<TableCheck> = tables.into_values().collect();
@@ -195,22 +185,46 @@ pub async fn source_rows(m: &MappingPlan, source: &Source) -> Result<u64, Source
     if m.unwind.is_none() && m.filter.is_empty() && m.on_duplicate == crate::plan::OnDuplicate::Reject {
         return Ok(source.count(m).await.unwrap_or(0));
     }
-    tokio::task::block_in_place(|| scan(m, source, 0, 0)).map(|(rows, _, _)| rows)
+    let rows = tokio::task::block_in_place(|| scan(m, source, 0, 0, &mut |_| Ok(())));
+    rows.map(|(rows, _)| rows).map_err(|e| match e {
+        ScanError::Source(s) => s,
+        ScanError::Keys(_) => unreachable!("the keys of this scan go nowhere"),
+    })
 }
 
 /// Keys converted to the server's text per round trip.
 pub(crate) const KEY_BATCH: usize = 50_000;
 
-/// Reads the whole collection through the mapping: how many rows it gives,
-/// their keys, and every n-th row for the content sample.
+/// Why a scan stopped: the source, or what was done with its keys.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Keys(#[from] sqlx::Error),
+}
+
+impl From<ScanError> for ValidateError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::Source(s) => ValidateError::Source(s),
+            ScanError::Keys(d) => ValidateError::Db(d),
+        }
+    }
+}
+
+/// Reads the whole collection through the mapping: how many rows it gives
+/// and every n-th row for the content sample; their keys go to `on_keys`
+/// [`KEY_BATCH`] at a time, so no scan holds a collection's keys.
 pub(crate) fn scan(
     m: &MappingPlan,
     source: &Source,
     total: u64,
     sample: usize,
-) -> Result<(u64, ClientKeys, Vec<Sample>), SourceError> {
+    on_keys: &mut dyn FnMut(ClientKeys) -> Result<(), sqlx::Error>,
+) -> Result<(u64, Vec<Sample>), ScanError> {
     if !source.has(&m.source) {
-        return Ok((0, Vec::new(), Vec::new()));
+        return Ok((0, Vec::new()));
     }
     let mut stream = source.stream(m, None, 1000, tokio::runtime::Handle::current())?;
     let stride = if sample == 0 { u64::MAX } else { (total.max(1) / sample as u64).max(1) };
@@ -233,6 +247,9 @@ pub(crate) fn scan(
         };
         let take = sample > 0 && n % stride == 0 && picked.len() < sample;
         n += 1;
+        if keys.first().is_some_and(|k| k.len() >= KEY_BATCH) {
+            on_keys(std::mem::replace(&mut keys, vec![Vec::new(); m.key.len()]))?;
+        }
         mapper.map(&doc, |ev| match ev {
             RowEvent::Row { cells, .. } if keep.keeps(&cells) => {
                 rows += 1;
@@ -248,7 +265,63 @@ pub(crate) fn scan(
             RowEvent::Row { .. } | RowEvent::Filtered(_) | RowEvent::NoElements => {}
         });
     }
-    Ok((rows, keys, picked))
+    if keys.first().is_some_and(|k| !k.is_empty()) {
+        on_keys(keys)?;
+    }
+    Ok((rows, picked))
+}
+
+/// The source's keys, as the server writes them, in a temporary table of
+/// the target (by table), not in memory: what `validate` and `run --prune`
+/// compare the table and the ledger with.
+pub(crate) const SOURCE_KEYS: &str = "fm_source_keys";
+
+/// An empty [`SOURCE_KEYS`] on this connection.
+pub(crate) async fn prepare_source_keys(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(crate::pg::sql::sql(format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {SOURCE_KEYS} (table_name TEXT NOT NULL, k TEXT NOT NULL)"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(crate::pg::sql::sql(format!("TRUNCATE {SOURCE_KEYS}"))).execute(&mut *conn).await.map(|_| ())
+}
+
+/// Statistics of [`SOURCE_KEYS`] once it is filled: without them (temporary
+/// tables are never analysed on their own) the planner compares it with a
+/// table row by row instead of by hash.
+pub(crate) async fn analyze_source_keys(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(crate::pg::sql::sql(format!("ANALYZE {SOURCE_KEYS}"))).execute(&mut *conn).await.map(|_| ())
+}
+
+/// Scans a mapping's collection with its keys stored in [`SOURCE_KEYS`]
+/// under `label` (none with `keys = false`): rows, samples (as [`scan`])
+/// and how many keys were stored.
+pub(crate) async fn scan_storing_keys(
+    m: &MappingPlan,
+    source: &Source,
+    (total, sample): (u64, usize),
+    label: Option<&str>,
+    conn: &mut PgConnection,
+) -> Result<(u64, Vec<Sample>, u64), ScanError> {
+    let names: Vec<String> = m.key.iter().map(|&i| m.columns[i].name.clone()).collect();
+    let sk = ServerKeys::load(conn, &m.table, &names).await?;
+    let (expr, from) = sk.sql(2);
+    let stmt = format!("INSERT INTO {SOURCE_KEYS} (table_name, k) SELECT $1, {expr} FROM {from}");
+    let rt = tokio::runtime::Handle::current();
+    let mut stored = 0u64;
+    // Reading drives the driver synchronously; keep it off the async workers.
+    let (rows, picked) = tokio::task::block_in_place(|| {
+        scan(m, source, total, sample, &mut |batch| {
+            let Some(label) = label else { return Ok(()) };
+            stored += batch.first().map_or(0, Vec::len) as u64;
+            let mut q = sqlx::query(crate::pg::sql::sql(&stmt)).bind(label);
+            for col in &batch {
+                q = q.bind(col.as_slice());
+            }
+            rt.block_on(q.execute(&mut *conn)).map(|_| ())
+        })
+    })?;
+    Ok((rows, picked, stored))
 }
 
 /// Compares sampled rows with the table, typed: each expected value is cast
@@ -349,7 +422,6 @@ async fn compare(
 async fn integrity(
     plan: &Plan,
     t: &mut TableCheck,
-    keys: &HashSet<String>,
     mappings: &[&MappingPlan],
     conn: &mut PgConnection,
 ) -> Result<(), sqlx::Error> {
@@ -385,26 +457,33 @@ async fn integrity(
             });
         }
     }
-    // Rows no source document produces: the key set comes from the scan.
+    // Rows no source document produces, and source rows the table lacks:
+    // the table's keys against the scan's, both in the server.
     let Some(m) = mappings.iter().find(|m| m.table == t.table) else { return Ok(()) };
-    let cols: Vec<String> = m.key.iter().map(|&i| quote(&m.columns[i].name)).collect();
-    let stmt = format!("SELECT {} FROM {}", crate::pg::keys::key_text(&cols), quote(&t.table));
-    let rows: Vec<String> = sqlx::query_scalar(crate::pg::sql::sql(stmt)).fetch_all(&mut *conn).await?;
-    let mut present = HashSet::with_capacity(rows.len());
-    for k in rows {
-        if !keys.contains(&k) {
-            t.extra_rows += 1;
-            if t.extra_examples.len() < 5 {
-                t.extra_examples.push(k.clone());
-            }
-        }
-        present.insert(k);
-    }
-    let mut missing: Vec<&String> = keys.difference(&present).collect();
-    missing.sort();
-    t.missing_rows = missing.len() as u64;
-    t.missing_examples = missing.into_iter().take(5).cloned().collect();
+    let cols: Vec<String> = m.key.iter().map(|&i| format!("x.{}", quote(&m.columns[i].name))).collect();
+    let key = crate::pg::keys::key_text(&cols);
+    let table = quote(&t.table);
+    let mine = format!("SELECT k FROM {SOURCE_KEYS} WHERE table_name = $1");
+    let extra =
+        format!("SELECT {key} AS k FROM {table} x WHERE NOT EXISTS (SELECT 1 FROM ({mine}) s WHERE s.k = {key})");
+    let missing =
+        format!("SELECT DISTINCT s.k FROM ({mine}) s WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE {key} = s.k)");
+    let (extra_rows, extra_examples) = count_and_examples(conn, &extra, &t.table).await?;
+    let (missing_rows, missing_examples) = count_and_examples(conn, &missing, &t.table).await?;
+    (t.extra_rows, t.extra_examples) = (extra_rows, extra_examples);
+    (t.missing_rows, t.missing_examples) = (missing_rows, missing_examples);
     Ok(())
+}
+
+/// How many rows a query of one text column `k` gives, and its first five in order.
+async fn count_and_examples(
+    conn: &mut PgConnection,
+    query: &str,
+    table: &str,
+) -> Result<(u64, Vec<String>), sqlx::Error> {
+    let stmt = format!("SELECT count(*) OVER (), q.k FROM ({query}) q ORDER BY q.k LIMIT 5");
+    let rows: Vec<(i64, String)> = sqlx::query_as(crate::pg::sql::sql(stmt)).bind(table).fetch_all(&mut *conn).await?;
+    Ok((rows.first().map_or(0, |r| r.0 as u64), rows.into_iter().map(|r| r.1).collect()))
 }
 
 impl ValidationReport {

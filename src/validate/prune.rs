@@ -9,12 +9,10 @@
 //!
 //! Knows the plan, the source (through `validate`'s scan) and SQL.
 
-use std::collections::HashSet;
-
 use sqlx::{Connection, PgConnection};
 
-use super::{ClientKeys, KEY_BATCH, scan};
-use crate::pg::keys::{ServerKeys, key_text};
+use super::{KEY_BATCH, SOURCE_KEYS, ScanError, scan_storing_keys};
+use crate::pg::keys::key_text;
 use crate::pg::ledger;
 use crate::pg::sql::{quote, sql};
 use crate::plan::{MappingPlan, Plan};
@@ -24,6 +22,8 @@ use crate::source::{Source, SourceError};
 pub enum PruneError {
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
     #[error("prune: {}", crate::pg::sql::pg_text(.0))]
     Db(#[from] sqlx::Error),
 }
@@ -54,13 +54,13 @@ pub async fn prune(
         .filter(|m| selected.iter().any(|s| std::ptr::eq(*s, *m)))
         .collect();
     let mut work = Vec::new();
+    super::prepare_source_keys(conn).await?;
     for m in order {
         if !source.has(&m.source) {
             work.push((m, Vec::new(), Some(format!("the source has no collection `{}`", m.source))));
             continue;
         }
-        let (rows, keys, _) = tokio::task::block_in_place(|| scan(m, source, 0, 0))?;
-        let produced = keys.first().map_or(0, Vec::len) as u64;
+        let (rows, _, produced) = scan_storing_keys(m, source, (0, 0), Some(&m.name), conn).await?;
         if rows > produced {
             let why = format!(
                 "{} rows of the source cannot be mapped now; their old rows may still be wanted",
@@ -69,8 +69,13 @@ pub async fn prune(
             work.push((m, Vec::new(), Some(why)));
             continue;
         }
-        let gone = gone_keys(m, &keys, conn).await?;
-        work.push((m, gone, None));
+        work.push((m, Vec::new(), None));
+    }
+    super::analyze_source_keys(conn).await?;
+    for (m, gone, skipped) in &mut work {
+        if skipped.is_none() {
+            *gone = gone_keys(m, conn).await?;
+        }
     }
     let mut tx = conn.begin().await?;
     let mut out = Vec::new();
@@ -96,21 +101,16 @@ pub async fn prune(
     Ok(out)
 }
 
-/// The ledger's keys of a mapping that no source row produces now.
-async fn gone_keys(m: &MappingPlan, keys: &ClientKeys, conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
-    let names: Vec<String> = m.key.iter().map(|&i| m.columns[i].name.clone()).collect();
-    let sk = ServerKeys::load(conn, &m.table, &names).await?;
-    let mut produced: HashSet<String> = HashSet::new();
-    let total = keys.first().map_or(0, Vec::len);
-    for start in (0..total).step_by(KEY_BATCH) {
-        let end = (start + KEY_BATCH).min(total);
-        let part: ClientKeys = keys.iter().map(|c| c[start..end].to_vec()).collect();
-        produced.extend(sk.texts(conn, &part).await?);
-    }
+/// The ledger's keys of a mapping that no source row produces now (the
+/// scan stored those under the mapping's name); only these are held.
+async fn gone_keys(m: &MappingPlan, conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
     if !ledger::exists(conn).await? {
         return Ok(Vec::new());
     }
-    let stmt = format!("SELECT DISTINCT k FROM ({}) AS l(k)", ledger::migrated_keys(&m.table, &m.name));
-    let loaded: Vec<String> = sqlx::query_scalar(sql(stmt)).fetch_all(&mut *conn).await?;
-    Ok(loaded.into_iter().filter(|k| !produced.contains(k)).collect())
+    let stmt = format!(
+        "SELECT DISTINCT l.k FROM ({}) AS l(k) WHERE NOT EXISTS \
+         (SELECT 1 FROM {SOURCE_KEYS} s WHERE s.table_name = $1 AND s.k = l.k)",
+        ledger::migrated_keys(&m.table, &m.name)
+    );
+    sqlx::query_scalar(sql(stmt)).bind(&m.name).fetch_all(&mut *conn).await
 }
