@@ -30,7 +30,7 @@
 //!   - [`compile::unwind`]: a mapping's `unwind`: arrays, entries, shapes, nested levels.
 //!   - [`compile::options`]: a column's options beside its value, checked against its type.
 //!   - [`compile::references`]: a column's reference, to an id or a natural key.
-//!   - [`compile::graph`]: passes over all mappings: projection, overlaps, load order.
+//!   - [`compile::graph`]: passes over all mappings: overlaps, load order.
 //!   - [`compile::json_schema`]: the JSON Schema of mapping and project files, for editors.
 //! - [`plan`]: the compiled plan and its text/JSON/Graphviz renderings.
 //! - [`value`]: pure BSON → typed PostgreSQL values.

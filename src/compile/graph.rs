@@ -1,6 +1,6 @@
-//! Passes over all mappings together: the server-side projection of each,
-//! overlapping mappings into one table, and the load order (stages) from
-//! the reference graph, with cycles reported.
+//! Passes over all mappings together: overlapping mappings into one table,
+//! and the load order (stages) from the reference graph, with cycles
+//! reported. (Each mapping's projection is the plan's own, `MappingPlan::projection`.)
 //!
 //! Knows specs and compiled plans; nothing of values or connections.
 
@@ -9,28 +9,7 @@ use std::ops::Range;
 
 use crate::lang::diag::{Code, Diagnostic, Diagnostics, SourceFile};
 use crate::lang::spec::{self, Literal, MappingSpec};
-use crate::plan::{ColumnPlan, MappingPlan};
-use crate::value::path::{CompiledPath, Root};
-
-/// The top-level fields a mapping reads, for a server-side projection.
-pub(super) fn projection(
-    columns: &[ColumnPlan],
-    unwind: Option<&CompiledPath>,
-    filter: &[spec::FilterSpec],
-) -> Option<Vec<String>> {
-    let mut fields = BTreeSet::new();
-    fields.insert("_id".to_string());
-    let mut paths: Vec<CompiledPath> =
-        columns.iter().flat_map(|c| c.paths().into_iter().cloned()).filter(|p| p.root() == Root::Document).collect();
-    paths.extend(unwind.cloned());
-    paths.extend(
-        filter.iter().filter_map(|f| CompiledPath::parse(&f.path.value).ok()).filter(|p| p.root() == Root::Document),
-    );
-    for p in paths {
-        fields.insert(p.top_field()?.to_string());
-    }
-    Some(fields.into_iter().collect())
-}
+use crate::plan::MappingPlan;
 
 /// Two mappings loading one table must not produce the same keys: the
 /// second would silently overwrite the first's rows.

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use bson::RawBson;
 
-use super::graph::projection;
 use super::{ProjectDefaults, bad_choice, json_form, parse_tz};
 use crate::lang::diag::{Code, Diagnostic, Diagnostics, SourceFile, did_you_mean};
 use crate::lang::expr::{DefaultOnly, ExprCx, ExprRef};
@@ -101,8 +100,7 @@ impl MappingCx<'_> {
             columns.iter().filter_map(|c| c.references.clone()).filter(|t| *t != table.name).collect();
         depends_on.sort();
         depends_on.dedup();
-        let fields = projection(&columns, unwind.as_ref(), &spec.filter);
-        Some(MappingPlan {
+        let mut plan = MappingPlan {
             name: spec.name.clone(),
             file: spec.file.path.clone(),
             source: source.value.clone(),
@@ -116,8 +114,10 @@ impl MappingCx<'_> {
             columns,
             key: key_idx?,
             depends_on,
-            fields,
-        })
+            fields: None,
+        };
+        plan.fields = plan.projection();
+        Some(plan)
     }
 
     pub(super) fn path(&mut self, p: &Sp<String>, unwinding: bool) -> Option<CompiledPath> {

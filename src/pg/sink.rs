@@ -429,10 +429,56 @@ impl TableSink {
         !self.self_targets.is_empty()
     }
 
-    /// Appends COPY rows to staging; the self-reference pass fills staging
-    /// with the whole collection inside one transaction.
-    pub async fn copy_to_stage(&self, tx: &mut PgConnection, data: &[u8]) -> Result<(), sqlx::Error> {
-        self.copy_into(tx, &self.copy, data).await
+    /// The columns the self-reference pass reads (indices into the
+    /// mapping's): its key and its self-referencing columns, nothing else.
+    pub fn self_reference_columns(m: &MappingPlan) -> Vec<usize> {
+        let mut keep = m.key.clone();
+        for (i, _) in m.self_references() {
+            if !keep.contains(&i) {
+                keep.push(i);
+            }
+        }
+        keep
+    }
+
+    /// A temporary table for the self-reference pass, dropped when its
+    /// transaction ends: the columns `keep` only. Returns its name and the
+    /// column types its rows are encoded with (`None`: COPY text).
+    pub async fn prepare_self_stage(
+        &self,
+        tx: &mut PgConnection,
+        m: &MappingPlan,
+        keep: &[usize],
+    ) -> Result<(String, Option<Vec<SqlType>>), sqlx::Error> {
+        let name = format!("{}_self", self.stage);
+        let cols: Vec<String> = keep.iter().map(|&i| quote(&m.columns[i].name)).collect();
+        sqlx::query(sql(format!(
+            "CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
+            cols.join(", "),
+            self.table
+        )))
+        .execute(&mut *tx)
+        .await?;
+        // No position in a chunk here: `Dangling::ord` is 0.
+        sqlx::query(sql(format!("ALTER TABLE {name} ADD COLUMN __ord integer NOT NULL DEFAULT 0")))
+            .execute(&mut *tx)
+            .await?;
+        let types = self.binary.as_ref().map(|t| keep.iter().map(|&i| t[i].clone()).collect());
+        Ok((name, types))
+    }
+
+    /// Appends rows of the columns `keep` to the self-reference stage `name`.
+    pub async fn copy_to_self_stage(
+        &self,
+        tx: &mut PgConnection,
+        name: &str,
+        m: &MappingPlan,
+        keep: &[usize],
+        data: &[u8],
+    ) -> Result<(), sqlx::Error> {
+        let cols: Vec<String> = keep.iter().map(|&i| quote(&m.columns[i].name)).collect();
+        let format = if self.binary.is_some() { " (FORMAT binary)" } else { "" };
+        self.copy_into(tx, &format!("COPY {name} ({}) FROM STDIN{format}", cols.join(", ")), data).await
     }
 
     async fn copy_into(&self, tx: &mut PgConnection, statement: &str, data: &[u8]) -> Result<(), sqlx::Error> {
@@ -463,13 +509,14 @@ impl TableSink {
         &self,
         tx: &mut PgConnection,
         m: &MappingPlan,
+        stage: &str,
     ) -> Result<Vec<Dangling>, sqlx::Error> {
         let mut dangling = Vec::new();
         let key_match: Vec<String> =
             m.key.iter().map(|&i| format!("t.{k} = s.{k}", k = quote(&m.columns[i].name))).collect();
         let key_match = key_match.join(" AND ");
         for (name, target) in &self.self_targets {
-            let (col, rc, t, stage) = (quote(name), quote(target), &self.table, &self.stage);
+            let (col, rc, t) = (quote(name), quote(target), &self.table);
             let missing = format!(
                 "SELECT s.__ord, {}, s.{col}::text FROM {stage} s WHERE s.{col} IS NOT NULL \
                  AND EXISTS (SELECT 1 FROM {t} t WHERE {key_match}) \

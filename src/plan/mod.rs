@@ -148,6 +148,34 @@ impl MappingPlan {
         }
     }
 
+    /// The top-level fields the mapping reads, for a server-side
+    /// projection; `None` when a path may read any field.
+    pub fn projection(&self) -> Option<Vec<String>> {
+        use crate::value::path::Root;
+        let mut fields = std::collections::BTreeSet::from(["_id".to_string()]);
+        let paths = self
+            .columns
+            .iter()
+            .flat_map(ColumnPlan::paths)
+            .chain(self.unwind.as_ref())
+            .chain(self.filter.iter().map(|f| &f.path))
+            .filter(|p| p.root() == Root::Document);
+        for p in paths {
+            fields.insert(p.top_field()?.to_string());
+        }
+        Some(fields.into_iter().collect())
+    }
+
+    /// This mapping with only the columns `keep` (by index): the same rows,
+    /// fewer values, and a projection that asks for no more than they read.
+    pub fn with_columns(&self, keep: &[usize]) -> MappingPlan {
+        let mut p = self.clone();
+        p.columns = keep.iter().map(|&i| self.columns[i].clone()).collect();
+        p.key = self.key.iter().filter_map(|k| keep.iter().position(|i| i == k)).collect();
+        p.fields = p.projection();
+        p
+    }
+
     /// Columns computed from the document's `_id` alone: together they
     /// find every row one document produced, which is how `sync` replaces
     /// a changed document's rows and deletes a deleted one's (a delete

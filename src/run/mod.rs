@@ -554,17 +554,21 @@ impl MappingRun<'_, '_> {
         Ok((chunk.rejects.len() + db_rejects.iter().filter(|r| !r.warning).count()) as u64)
     }
 
-    /// The second pass: the whole collection again into staging (one
-    /// transaction), then every self-reference set from it. Returns how many
-    /// point at rows that do not exist; those are reported as rejects.
+    /// The second pass: the whole collection again, its keys and parents
+    /// only (a live server sends just those fields), into a stage of its own
+    /// (one transaction), then every self-reference set from it. Returns how
+    /// many point at rows that do not exist; those are reported as rejects.
     async fn self_references(&mut self, sink: &TableSink, tx: &mut PgConnection) -> Result<u64, ExecError> {
         let m = self.m;
-        let encoding = Encoding { fast: None, binary: sink.binary.clone(), dedupe: Vec::new(), inventory: None };
-        let (mut rx, reader) = spawn_reader(self.source, m, None, self.opts.batch_size, encoding);
+        let keep = TableSink::self_reference_columns(m);
+        let reduced = m.with_columns(&keep);
+        let (stage, binary) = sink.prepare_self_stage(tx, m, &keep).await.map_err(|e| self.db(e))?;
+        let encoding = Encoding { fast: None, binary, dedupe: Vec::new(), inventory: None };
+        let (mut rx, reader) = spawn_reader(self.source, &reduced, None, self.opts.batch_size, encoding);
         while let Some(item) = rx.recv().await {
             match item? {
                 Produced::Chunk(c) if !c.rows.is_empty() => {
-                    sink.copy_to_stage(tx, &c.copy).await.map_err(|e| self.db(e))?;
+                    sink.copy_to_self_stage(tx, &stage, m, &keep, &c.copy).await.map_err(|e| self.db(e))?;
                 }
                 Produced::Chunk(_) => {}
                 Produced::Done(..) => break,
@@ -573,7 +577,7 @@ impl MappingRun<'_, '_> {
         if reader.join().is_err() {
             return Err(ExecError::ReaderPanicked(m.name.clone()));
         }
-        let dangling = sink.set_self_references(tx, m).await.map_err(|e| self.db(e))?;
+        let dangling = sink.set_self_references(tx, m, &stage).await.map_err(|e| self.db(e))?;
         for d in &dangling {
             let reason = format!(
                 "row ({}) keeps NULL in `{}`: it points at {}, which is not in `{}`",

@@ -293,7 +293,7 @@ pub(super) async fn apply(
             c.deleted += q.execute(&mut *tx).await?.rows_affected();
         }
         if t.sink.has_self_references() {
-            for d in t.sink.set_self_references(tx, t.m).await? {
+            for d in t.sink.set_self_references(tx, t.m, t.sink.stage_name()).await? {
                 let Some(&(ci, element)) = s.origins.get(d.ord as usize) else { continue };
                 let reason = format!(
                     "row ({}) keeps NULL in `{}`: it points at {}, which is not in `{}`",
