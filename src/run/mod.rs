@@ -311,7 +311,8 @@ impl MappingRun<'_, '_> {
         let mut r = initial_report(m, prior);
         let from = prior.and_then(|p| p.position.clone());
         let fingerprint = self.source.fingerprint(&m.source);
-        let expected = self.source.count(m).await;
+        // For progress only: an estimate, never a scan of a live collection.
+        let expected = self.source.estimated_count(m).await;
         let bar = progress_bar(self.bars, m, expected, self.opts.progress);
         bar.set_position(r.documents);
         // Documents read before an interruption are no speed of this run.

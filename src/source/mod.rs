@@ -176,6 +176,17 @@ impl Source {
         }
     }
 
+    /// About how many documents a mapping will read, for progress and
+    /// sampling: a live collection's own estimate (its metadata, instant),
+    /// not a count, which scans it as long as reading it does; files are
+    /// counted exactly (their documents are framed, not parsed).
+    pub async fn estimated_count(&self, m: &MappingPlan) -> Option<u64> {
+        match self {
+            Source::Files(_) => self.count(m).await,
+            Source::Mongo(s) => s.estimated_count(&m.source).await.ok(),
+        }
+    }
+
     /// Documents a mapping will read (after a filter the server applies).
     pub async fn count(&self, m: &MappingPlan) -> Option<u64> {
         match self {

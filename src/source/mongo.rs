@@ -101,6 +101,11 @@ impl MongoSource {
         self.uuids.get(collection).cloned()
     }
 
+    /// The collection's size as its metadata says (no scan).
+    pub async fn estimated_count(&self, collection: &str) -> Result<u64, SourceError> {
+        self.collection(collection).estimated_document_count().await.map_err(|e| self.err(e))
+    }
+
     pub async fn count(&self, collection: &str, filter: &Document) -> Result<u64, SourceError> {
         self.collection(collection).count_documents(filter.clone()).await.map_err(|e| self.err(e))
     }
@@ -197,6 +202,18 @@ fn after_id(id: &Bson) -> Document {
     doc! { "$or": or }
 }
 
+/// Whether the mapping reads every field a document of the collection has
+/// (judged by its first document): a projection then saves nothing, and
+/// costs the server work (nx-27017 reads 200,000 documents a third slower
+/// with one).
+fn reads_everything(s: &MongoSource, collection: &str, fields: &[String], rt: &tokio::runtime::Handle) -> bool {
+    let coll = s.client.database(&s.database).collection::<bson::RawDocumentBuf>(collection);
+    match rt.block_on(async { coll.find_one(doc! {}).await }) {
+        Ok(Some(d)) => d.iter().all(|e| e.is_ok_and(|(k, _)| fields.iter().any(|f| f.as_str() == k.as_str()))),
+        _ => false,
+    }
+}
+
 /// One collection read in `_id` order from a position.
 pub struct MongoStream {
     cursor: Cursor<Document>,
@@ -226,7 +243,7 @@ impl MongoStream {
         }
         let coll = s.collection(&m.source);
         let mut find = coll.find(filter).sort(doc! { "_id": 1 }).batch_size(batch.clamp(1, 100_000) as u32);
-        if let Some(fields) = &m.fields {
+        if let Some(fields) = m.fields.as_ref().filter(|f| !reads_everything(s, &m.source, f, &rt)) {
             let mut projection = Document::new();
             for f in fields {
                 projection.insert(f, 1);
