@@ -365,10 +365,10 @@ async fn holder(conn: &mut PgConnection) -> Result<Holder, sqlx::Error> {
     .await?
     .flatten();
     // The ledger may not exist yet (the holder is still applying the schema).
-    let run: Option<(i64, Option<String>, Option<i32>, String)> = sqlx::query_as(
-        "SELECT run_id, host, pid, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
-         FROM finlit_map.runs WHERE outcome = 'running' ORDER BY run_id DESC LIMIT 1",
-    )
+    let run: Option<(i64, Option<String>, Option<i32>, String)> = sqlx::query_as(super::sql::sql(format!(
+        "SELECT run_id, host, pid, {} FROM finlit_map.runs WHERE outcome = 'running' ORDER BY run_id DESC LIMIT 1",
+        super::sql::utc_text("started_at")
+    )))
     .fetch_optional(&mut *conn)
     .await
     .unwrap_or_default();
@@ -463,7 +463,7 @@ pub async fn record_stream_start(
 }
 
 /// One past run, as `status --history` lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct PastRun {
     pub run_id: i64,
     pub started_at: String,
@@ -482,46 +482,30 @@ pub async fn history(conn: &mut PgConnection) -> Result<Vec<PastRun>, sqlx::Erro
     if !has_table(conn, "runs").await? {
         return Ok(Vec::new());
     }
-    let utc = |c: &str| format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'");
-    let rows = sqlx::query(super::sql::sql(format!(
-        "SELECT r.run_id, {}, {}, r.outcome, r.source,
-                count(m.mapping), coalesce(sum(m.loaded), 0)::bigint, coalesce(sum(m.rejected), 0)::bigint,
-                (SELECT count(*) FROM finlit_map.progress p WHERE p.run_id = r.run_id AND p.report ? 'resumed')
+    sqlx::query_as(super::sql::sql(format!(
+        "SELECT r.run_id, {} AS started_at, {} AS finished_at, r.outcome, r.source,
+                count(m.mapping) AS mappings, coalesce(sum(m.loaded), 0)::bigint AS loaded,
+                coalesce(sum(m.rejected), 0)::bigint AS rejected,
+                (SELECT count(*) FROM finlit_map.progress p WHERE p.run_id = r.run_id AND p.report ? 'resumed') AS resumed
          FROM finlit_map.runs r LEFT JOIN finlit_map.mapping_runs m USING (run_id)
          GROUP BY r.run_id ORDER BY r.run_id DESC",
-        utc("r.started_at"),
-        utc("r.finished_at")
+        super::sql::utc_text("r.started_at"),
+        super::sql::utc_text("r.finished_at")
     )))
     .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            use sqlx::Row;
-            Ok(PastRun {
-                run_id: r.try_get(0)?,
-                started_at: r.try_get(1)?,
-                finished_at: r.try_get(2)?,
-                outcome: r.try_get(3)?,
-                source: r.try_get(4)?,
-                mappings: r.try_get(5)?,
-                loaded: r.try_get(6)?,
-                rejected: r.try_get(7)?,
-                resumed: r.try_get(8)?,
-            })
-        })
-        .collect()
+    .await
 }
 
 pub async fn last_runs(conn: &mut PgConnection) -> Result<Vec<(String, LastRun)>, sqlx::Error> {
     if !has_table(conn, "mapping_runs").await? {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(
-        "SELECT DISTINCT ON (m.mapping) m.mapping, to_char(m.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC',
-                r.outcome, m.read, m.loaded, m.rejected, m.filtered
+    let rows = sqlx::query(super::sql::sql(format!(
+        "SELECT DISTINCT ON (m.mapping) m.mapping, {}, r.outcome, m.read, m.loaded, m.rejected, m.filtered
          FROM finlit_map.mapping_runs m JOIN finlit_map.runs r USING (run_id)
          ORDER BY m.mapping, m.run_id DESC",
-    )
+        super::sql::utc_text("m.finished_at")
+    )))
     .fetch_all(conn)
     .await?;
     rows.iter()

@@ -14,6 +14,12 @@ pub fn sql(s: impl AsRef<str>) -> AssertSqlSafe<String> {
     AssertSqlSafe(s.as_ref().to_string())
 }
 
+/// A timestamp column as the ledger shows it to people: UTC, to the second,
+/// `2026-11-22 08:19:09 UTC`.
+pub fn utc_text(expr: &str) -> String {
+    format!("to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'")
+}
+
 /// An error from PostgreSQL in words: the server's message and detail,
 /// without sqlx's "at line 948" (a line of the server's own C source).
 pub fn pg_text(e: &sqlx::Error) -> String {

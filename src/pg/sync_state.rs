@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use sqlx::{PgConnection, Row};
 
 use super::ledger::has_table;
+use super::sql::{sql, utc_text};
 
 /// The snapshot a sync follows: the newest run that recorded change stream positions.
 #[derive(Debug, Clone)]
@@ -28,12 +29,12 @@ pub async fn start_point(conn: &mut PgConnection) -> Result<Option<StartPoint>, 
     if !has_table(conn, "stream_start").await? {
         return Ok(None);
     }
-    let row = sqlx::query(
-        "SELECT s.run_id, r.outcome, s.database, s.token,
-                to_char(s.taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+    let row = sqlx::query(sql(format!(
+        "SELECT s.run_id, r.outcome, s.database, s.token, {}
          FROM finlit_map.stream_start s JOIN finlit_map.runs r USING (run_id)
          ORDER BY s.run_id DESC LIMIT 1",
-    )
+        utc_text("s.taken_at")
+    )))
     .fetch_optional(&mut *conn)
     .await?;
     let Some(r) = row else { return Ok(None) };
@@ -53,7 +54,7 @@ pub async fn start_point(conn: &mut PgConnection) -> Result<Option<StartPoint>, 
 }
 
 /// Where a sync stands in one collection's stream.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct StreamPosition {
     pub collection: String,
     pub token: serde_json::Value,
@@ -70,26 +71,13 @@ pub async fn positions(conn: &mut PgConnection) -> Result<Vec<StreamPosition>, s
     if !has_table(conn, "sync_position").await? {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(
-        "SELECT collection, token, from_run, event_time, lag_seconds, applied,
-                to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+    sqlx::query_as(sql(format!(
+        "SELECT collection, token, from_run, event_time, lag_seconds, applied, {} AS updated_at
          FROM finlit_map.sync_position ORDER BY collection",
-    )
+        utc_text("updated_at")
+    )))
     .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StreamPosition {
-                collection: r.try_get(0)?,
-                token: r.try_get(1)?,
-                from_run: r.try_get(2)?,
-                event_time: r.try_get(3)?,
-                lag_seconds: r.try_get(4)?,
-                applied: r.try_get(5)?,
-                updated_at: r.try_get(6)?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// A new snapshot replaced the one the recorded positions followed: they,
@@ -145,7 +133,7 @@ pub async fn save_positions(
 }
 
 /// A change waiting to be applied again.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Pending {
     pub collection: String,
     pub doc_id: String,
@@ -164,27 +152,12 @@ pub struct Pending {
 /// Takes every waiting change out of the queue (in the batch's
 /// transaction; those still waiting are put back).
 pub async fn take_pending(conn: &mut PgConnection) -> Result<Vec<Pending>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "DELETE FROM finlit_map.sync_pending RETURNING collection, doc_id, id, operation, document, cluster_time,
-                attempts, extract(epoch FROM now() - first_seen)::float8, reason",
+                attempts, extract(epoch FROM now() - first_seen)::float8 AS waited, reason",
     )
     .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Pending {
-                collection: r.try_get(0)?,
-                doc_id: r.try_get(1)?,
-                id: r.try_get(2)?,
-                operation: r.try_get(3)?,
-                document: r.try_get(4)?,
-                cluster_time: r.try_get(5)?,
-                attempts: r.try_get(6)?,
-                waited: r.try_get(7)?,
-                reason: r.try_get(8)?,
-            })
-        })
-        .collect()
+    .await
 }
 
 pub async fn put_pending(conn: &mut PgConnection, pending: &[Pending]) -> Result<(), sqlx::Error> {

@@ -111,6 +111,8 @@ impl<'p> Target<'p> {
 /// A column of one mapping pointing at another table, as sync follows it.
 pub(super) struct Reference {
     pub mapping: usize,
+    /// The referencing column.
+    pub column: String,
     /// The table and column it points at, and that column's type.
     pub parent: String,
     pub parent_column: String,
@@ -126,9 +128,7 @@ impl Reference {
                 let (Some(parent), Some(rc)) = (c.references.clone(), plan.referenced_column(d, c)) else { continue };
                 let ty =
                     crate::pg::sql::column_types(conn, &parent).await?.remove(&rc).unwrap_or_else(|| "text".into());
-                if !out.iter().any(|r: &Reference| r.mapping == mi && r.parent == parent && r.parent_column == rc) {
-                    out.push(Reference { mapping: mi, parent, parent_column: rc, ty });
-                }
+                out.push(Reference { mapping: mi, column: c.name.clone(), parent, parent_column: rc, ty });
             }
         }
         Ok(out)
@@ -221,7 +221,7 @@ pub(super) async fn apply(
                 for (ci, id) in &s.by_change {
                     let ch = &changes[ci.to_owned()];
                     let cascade = ch.waited >= expire;
-                    match delete_one(plan, targets, ti, tx, &stmt, id, cascade.then_some(ch), rejects, counts).await? {
+                    match delete_one(session, ti, tx, &stmt, id, cascade.then_some(ch), rejects, counts).await? {
                         Ok(n) => counts[ti].deleted += n,
                         Err(reason) => waits.push(Wait {
                             change: *ci,
@@ -374,8 +374,7 @@ async fn restore_parked(
 /// orphaned them), else the server's reason is returned.
 #[allow(clippy::too_many_arguments)]
 async fn delete_one(
-    plan: &Plan,
-    targets: &[Target<'_>],
+    session: &super::Session<'_, '_>,
     ti: usize,
     tx: &mut PgConnection,
     stmt: &str,
@@ -391,12 +390,13 @@ async fn delete_one(
         }
         q
     };
+    let (plan, targets) = (session.plan, session.targets);
     sqlx::query("SAVEPOINT fm_sync_one").execute(&mut *tx).await?;
     if let Some(ch) = cascade {
         // The rows this delete removes, as a query, for their dependants to name.
         let rows = stmt.replacen("DELETE FROM", "SELECT t.* FROM", 1);
         let mut gone = Vec::new();
-        dependants(plan, &targets[ti].m.table, &rows, 0, &mut gone);
+        dependants(plan, session.refs, &targets[ti].m.table, &rows, 0, &mut gone);
         for dep in gone {
             let di = dep.mapping;
             let rows = match bind(&dep.delete).fetch_all(&mut *tx).await {
@@ -471,28 +471,22 @@ struct Dependant {
 /// The deletes of every mapped row that points (directly or through
 /// others) at the rows `rows` selects from `table`, deepest first, each
 /// returning the deleted row's key and what it pointed at.
-fn dependants(plan: &Plan, table: &str, rows: &str, depth: usize, out: &mut Vec<Dependant>) {
+fn dependants(plan: &Plan, refs: &[Reference], table: &str, rows: &str, depth: usize, out: &mut Vec<Dependant>) {
     if depth > 8 {
         return;
     }
-    for (di, d) in plan.mappings.iter().enumerate() {
-        if d.table == table {
-            continue;
-        }
-        for c in d.columns.iter().filter(|c| c.references.as_deref() == Some(table)) {
-            let Some(rc) = plan.referenced_column(d, c) else { continue };
-            let (dt, col, rc) = (quote(&d.table), quote(&c.name), quote(&rc));
-            let hit = format!("{col} IN (SELECT x{depth}.{rc} FROM ({rows}) x{depth})");
-            dependants(plan, &d.table, &format!("SELECT * FROM {dt} WHERE {hit}"), depth + 1, out);
-            let keys: Vec<String> = d.key_names().into_iter().map(quote).collect();
-            let delete = format!(
-                "DELETE FROM {dt} d WHERE {hit} RETURNING {}, d.{col}::text, to_jsonb(d.*)",
-                crate::pg::keys::key_text(&keys)
-            );
-            if !out.iter().any(|o| o.delete == delete) {
-                let parent = (table.to_string(), plan.referenced_column(d, c).unwrap_or_default());
-                out.push(Dependant { mapping: di, delete, parent });
-            }
+    for r in refs.iter().filter(|r| r.parent == table) {
+        let d = &plan.mappings[r.mapping];
+        let (dt, col, rc) = (quote(&d.table), quote(&r.column), quote(&r.parent_column));
+        let hit = format!("{col} IN (SELECT x{depth}.{rc} FROM ({rows}) x{depth})");
+        dependants(plan, refs, &d.table, &format!("SELECT * FROM {dt} WHERE {hit}"), depth + 1, out);
+        let keys: Vec<String> = d.key_names().into_iter().map(quote).collect();
+        let delete = format!(
+            "DELETE FROM {dt} d WHERE {hit} RETURNING {}, d.{col}::text, to_jsonb(d.*)",
+            crate::pg::keys::key_text(&keys)
+        );
+        if !out.iter().any(|o| o.delete == delete) {
+            out.push(Dependant { mapping: r.mapping, delete, parent: (table.to_string(), r.parent_column.clone()) });
         }
     }
 }

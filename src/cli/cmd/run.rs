@@ -268,21 +268,25 @@ async fn prepare_target(
         eprintln!("created database {}", redact(url));
         tracing::info!(target: crate::cli::LOG_FILE_ONLY, "created database {}", redact(url));
     }
-    let mut conn = target::connect_for_loading(url).await.map_err(|e| e.to_string())?;
     // One run per target at a time, from before its schema is applied: a
     // second run would continue the first's checkpoints while it still
     // writes them.
-    match ledger::lock_target(&mut conn, wait, &|h| eprintln!("waiting for {h} to finish (--wait)")).await {
-        Ok(Ok(())) => {}
-        Ok(Err(holder)) => {
-            return Err(format!(
-                "another finlit-map command is using this target: {holder}\n  wait for it to finish, or pass --wait"
-            ));
-        }
-        Err(e) => return Err(format!("locking the target: {e}")),
-    }
+    let mut conn = holding_target(url, wait).await?;
     prepare_locked(&mut conn, plan, no_schema).await.map_err(|e| e.to_string())?;
     Ok(conn)
+}
+
+/// A loading connection holding the target's lock (`run` and `sync` write
+/// one at a time), or who holds it; with `wait`, after they are done.
+pub(super) async fn holding_target(url: &str, wait: bool) -> Result<sqlx::PgConnection, String> {
+    let mut conn = target::connect_for_loading(url).await.map_err(|e| e.to_string())?;
+    match ledger::lock_target(&mut conn, wait, &|h| eprintln!("waiting for {h} to finish (--wait)")).await {
+        Ok(Ok(())) => Ok(conn),
+        Ok(Err(holder)) => Err(format!(
+            "another finlit-map command is using this target: {holder}\n  wait for it to finish, or pass --wait"
+        )),
+        Err(e) => Err(format!("locking the target: {e}")),
+    }
 }
 
 async fn prepare_locked(

@@ -130,16 +130,7 @@ pub async fn run(args: SyncArgs) -> Finished {
 /// A loading connection holding the target's lock, the ledger present and
 /// every table of the plan there.
 async fn connect(url: &str, plan: &crate::plan::Plan, wait: bool) -> Result<sqlx::PgConnection, String> {
-    let mut conn = target::connect_for_loading(url).await.map_err(|e| e.to_string())?;
-    match ledger::lock_target(&mut conn, wait, &|h| eprintln!("waiting for {h} to finish (--wait)")).await {
-        Ok(Ok(())) => {}
-        Ok(Err(holder)) => {
-            return Err(format!(
-                "another finlit-map command is using this target: {holder}\n  wait for it to finish, or pass --wait"
-            ));
-        }
-        Err(e) => return Err(format!("locking the target: {e}")),
-    }
+    let mut conn = super::run::holding_target(url, wait).await?;
     target::check_tables(&mut conn, plan).await.map_err(|e| e.to_string())?;
     ledger::ensure(&mut conn).await.map_err(|e| e.to_string())?;
     Ok(conn)
