@@ -74,6 +74,9 @@ pub enum ChangeError {
     Mongo { collection: String, reason: String },
 }
 
+/// How long a `getMore` waits on a stream with no new event, in ms.
+const QUIET_WAIT_MS: i64 = 10;
+
 /// MongoDB's codes for a resume point the oplog no longer holds.
 const HISTORY_LOST: [i32; 2] = [286, 280];
 
@@ -200,10 +203,13 @@ impl ChangeStreams {
                 break;
             }
             let s = &mut self.streams[(self.next + k) % n];
+            // A server waits this long on a stream with nothing new (its
+            // default is a second): short, or every quiet collection would
+            // slow each batch of a busy one. The caller sleeps when all are quiet.
             let reply = self
                 .db
                 .run_command(doc! {
-                    "getMore": s.id, "collection": &s.collection, "batchSize": room as i64, "maxTimeMS": 200i64
+                    "getMore": s.id, "collection": &s.collection, "batchSize": room as i64, "maxTimeMS": QUIET_WAIT_MS
                 })
                 .await
                 .map_err(|e| classify(&s.collection, &e))?;
