@@ -178,7 +178,10 @@ pub(super) async fn apply(
             t.sink.stage_rows(tx, &s.copy).await?;
         }
     }
-    // Rows that are no longer produced, children first.
+    // Rows that are no longer produced, children first. (A child's rows are
+    // parked, if at all, after its own turn: whether any are parked is
+    // known from the start.)
+    let parked = any_parked(tx).await?;
     for (ti, t) in targets.iter().enumerate().rev() {
         let s = &staged[ti];
         if s.by_change.is_empty() {
@@ -193,11 +196,13 @@ pub(super) async fn apply(
             table = crate::pg::sql::literal(&t.m.table),
             t = quote(&t.m.table),
         );
-        let mut q = sqlx::query(sql(forget));
-        for col in &s.ids {
-            q = q.bind(col.as_slice());
+        if parked {
+            let mut q = sqlx::query(sql(forget));
+            for col in &s.ids {
+                q = q.bind(col.as_slice());
+            }
+            q.execute(&mut *tx).await?;
         }
-        q.execute(&mut *tx).await?;
         let stmt = format!(
             "DELETE FROM {} t WHERE {} AND NOT EXISTS (SELECT 1 FROM {} s WHERE {})",
             quote(&t.m.table),
@@ -325,6 +330,12 @@ pub(super) struct Applied {
 
 pub(super) type Refused = (usize, usize, Option<Parent>);
 
+/// Whether any row is parked (almost never): the parked-row statements are
+/// skipped otherwise.
+async fn any_parked(tx: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM finlit_map.sync_parked)").fetch_one(&mut *tx).await
+}
+
 /// Rows parked because the row they point at left, back where that row is
 /// there again (all of their references must hold; others wait on).
 async fn restore_parked(
@@ -333,9 +344,7 @@ async fn restore_parked(
     tx: &mut PgConnection,
     counts: &mut [MappingCounts],
 ) -> Result<(), SyncError> {
-    let any: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM finlit_map.sync_parked)").fetch_one(&mut *tx).await?;
-    if !any {
+    if !any_parked(tx).await? {
         return Ok(());
     }
     for r in refs {
