@@ -62,11 +62,16 @@
 //! - [`pg`]: everything that speaks SQL to the target.
 //!   - [`pg::target`]: connections, schema migrations, drift checks.
 //!   - [`pg::sink`]: chunks into tables by COPY.
+//!   - [`pg::postdata`]: a first load before a table's keys, and building them after, exactly.
 //!   - [`pg::ledger`]: the tool's own records (`finlit_map` schema).
+//!   - [`pg::claims`]: the claims table: a run's tasks, leased to workers.
 //!   - [`pg::sync_state`]: `sync`'s start point, positions and waiting changes.
 //!   - [`pg::keys`]: a row key's one text.
 //!   - [`pg::sql`]: quoting, literals, catalog types.
-//! - [`run`]: orchestration: stages, the loader, checkpoints.
+//! - [`run`]: orchestration: workers, the loader, checkpoints.
+//!   - [`run::tasks`]: a run as tasks (ranges to load, tables to build) and the board they are claimed from.
+//!   - [`run::start`]: a new run's plan (which tables load before their keys, which collections in ranges), or an interrupted one's.
+//!   - [`run::build`]: a table's keys, indexes and constraints after its load, refused rows rejected with their documents.
 //!   - [`run::coverage`]: mapped paths no document has, fields no mapping reads.
 //!   - [`run::reader`]: the reading thread: documents → COPY chunks.
 //!   - [`run::rejects`]: the rejects file.

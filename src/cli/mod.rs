@@ -428,10 +428,35 @@ pub struct RunArgs {
     /// finish instead of exiting 1.
     #[arg(long)]
     pub wait: bool,
-    /// Mappings of one stage loaded at once, each on its own connection.
-    /// Default: the number of CPU cores.
+    /// Workers of this process, each on its own connection: they load
+    /// mappings of a stage, ranges of one large collection and tables'
+    /// builds at once. Default: the number of CPU cores.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Documents per range when a large collection is read by several
+    /// workers at once (on a first load before the table's keys).
+    #[arg(long, default_value_t = crate::run::DEFAULT_RANGE_SIZE, value_name = "N")]
+    pub range_size: u64,
+    /// Load empty tables before their keys, indexes and constraints, then
+    /// build them (rows they refuse are rejected as a load into the indexed
+    /// table would), also in a database this run did not create. By default
+    /// only a database the run created, or whose whole schema it applied.
+    #[arg(long, conflicts_with = "no_fast_first_load")]
+    pub fast_first_load: bool,
+    /// Always load into tables with their keys, indexes and constraints in place.
+    #[arg(long)]
+    pub no_fast_first_load: bool,
+    /// Share the migration with other `run --worker` processes, on this
+    /// machine or others: the first plans it, every one claims tasks from
+    /// the target's claims table until all are done, and each prints the
+    /// whole run's summary. Start any number, with the same arguments.
+    #[arg(long, conflicts_with_all = ["dry_run", "prune", "restart"])]
+    pub worker: bool,
+    /// Seconds a worker's claim on a task lasts without news from it (it
+    /// renews it with every chunk and from a heartbeat); after that, the
+    /// task is another worker's to continue from its last checkpoint.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub lease: f64,
     /// Load what the source has when some mappings' collections are not in
     /// it (by default a missing collection is an error, before anything loads).
     #[arg(long)]

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use sqlx::{PgConnection, Row};
 
 use crate::run::report::MappingReport;
-use crate::source::Position;
 
 const DDL: &str = "
 CREATE SCHEMA IF NOT EXISTS finlit_map;
@@ -37,17 +36,6 @@ CREATE TABLE IF NOT EXISTS finlit_map.mapping_runs (
     filtered    BIGINT NOT NULL,
     seconds     DOUBLE PRECISION NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (run_id, mapping)
-);
--- How far each mapping of a run got: committed with every chunk, so an
--- interrupted run continues where it stopped.
-CREATE TABLE IF NOT EXISTS finlit_map.progress (
-    run_id     BIGINT NOT NULL REFERENCES finlit_map.runs (run_id),
-    mapping    TEXT NOT NULL,
-    done       BOOLEAN NOT NULL DEFAULT FALSE,
-    position   JSONB,
-    report     JSONB NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, mapping)
 );
 -- The keys (as text) of the rows a migration inserted, one row per chunk.
@@ -117,10 +105,23 @@ CREATE TABLE IF NOT EXISTS finlit_map.sync_parked (
     parent_value  TEXT NOT NULL,
     PRIMARY KEY (table_name, key)
 );
--- What the source collection was when the checkpoint was taken (added
--- after the first release, hence ALTER).
-ALTER TABLE finlit_map.progress ADD COLUMN IF NOT EXISTS fingerprint TEXT;
 CREATE INDEX IF NOT EXISTS loaded_chunks_table ON finlit_map.loaded_chunks (table_name, mapping);
+-- A first load before its table's keys exist: where each chunk stands in
+-- the source's order (mapping, range, chunk, first row) and which
+-- documents it read, so duplicates keep the first row in that order and a
+-- row refused when the keys are built is reported with its document. The
+-- chunk's rows share this row's xmin (they commit in one transaction).
+ALTER TABLE finlit_map.loaded_chunks ADD COLUMN IF NOT EXISTS load_order BIGINT[];
+ALTER TABLE finlit_map.loaded_chunks ADD COLUMN IF NOT EXISTS first_pos JSONB;
+ALTER TABLE finlit_map.loaded_chunks ADD COLUMN IF NOT EXISTS last_pos JSONB;
+-- Tables being loaded before their keys, indexes and constraints: what
+-- they had, built again once the load is done (`pg::postdata`).
+CREATE TABLE IF NOT EXISTS finlit_map.deferred (
+    table_name TEXT PRIMARY KEY,
+    run_id     BIGINT NOT NULL,
+    objects    JSONB NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 ";
 
 /// The head of the statement that records inserted rows' keys; the caller
@@ -154,7 +155,13 @@ pub(super) async fn has_table(conn: &mut PgConnection, table: &str) -> Result<bo
 /// complete.
 pub async fn forget_table(conn: &mut PgConnection, table: &str, mappings: &[String]) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM finlit_map.loaded_chunks WHERE table_name = $1").bind(table).execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM finlit_map.progress WHERE mapping = ANY($1)").bind(mappings).execute(&mut *conn).await?;
+    super::claims::restart_mappings(conn, None, mappings).await?;
+    sqlx::query(
+        "UPDATE finlit_map.tasks SET state = 'pending', report = NULL WHERE kind = 'build' AND table_name = $1",
+    )
+    .bind(table)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query("DELETE FROM finlit_map.rejected_docs WHERE mapping = ANY($1)")
         .bind(mappings)
         .execute(&mut *conn)
@@ -260,7 +267,8 @@ pub async fn close_emptied_runs(conn: &mut PgConnection) -> Result<(), sqlx::Err
     sqlx::query(
         "UPDATE finlit_map.runs r SET outcome = 'rolled back', finished_at = coalesce(finished_at, now())
          WHERE outcome IN ('running', 'failed', 'interrupted')
-           AND NOT EXISTS (SELECT 1 FROM finlit_map.progress p WHERE p.run_id = r.run_id)",
+           AND NOT EXISTS (SELECT 1 FROM finlit_map.tasks t WHERE t.run_id = r.run_id
+                           AND (t.state = 'done' OR t.report IS NOT NULL OR t.position IS NOT NULL))",
     )
     .execute(conn)
     .await
@@ -270,7 +278,10 @@ pub async fn close_emptied_runs(conn: &mut PgConnection) -> Result<(), sqlx::Err
 pub async fn ensure(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     // Parallel first runs may race on CREATE ... IF NOT EXISTS; an advisory lock serializes them.
     sqlx::query("SELECT pg_advisory_lock(727274)").execute(&mut *conn).await?;
-    let r = sqlx::raw_sql(DDL).execute(&mut *conn).await;
+    let r = match sqlx::raw_sql(DDL).execute(&mut *conn).await {
+        Ok(_) => sqlx::raw_sql(super::claims::DDL).execute(&mut *conn).await,
+        Err(e) => Err(e),
+    };
     sqlx::query("SELECT pg_advisory_unlock(727274)").execute(&mut *conn).await?;
     r.map(|_| ())
 }
@@ -350,7 +361,47 @@ pub async fn lock_target(
 /// Gives the target back as soon as the command is done, not when its
 /// session happens to end.
 pub async fn unlock_target(conn: &mut PgConnection) {
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(RUN_LOCK).execute(&mut *conn).await;
+    // Whichever form it holds (a worker's is shared), with the planning lock.
+    let _ = sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut *conn).await;
+}
+
+/// The run lock shared with other workers of one run (`run --worker`):
+/// they exclude a plain run or a rollback, not each other. Waits like
+/// [`lock_target`] with `wait`.
+pub async fn share_target(
+    conn: &mut PgConnection,
+    wait: bool,
+    waiting: &dyn Fn(&Holder),
+) -> Result<Result<(), Holder>, sqlx::Error> {
+    for attempt in 0..10 {
+        let got: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1)").bind(RUN_LOCK).fetch_one(&mut *conn).await?;
+        if got {
+            return Ok(Ok(()));
+        }
+        if attempt < 9 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let holder = holder(conn).await?;
+    if !wait {
+        return Ok(Err(holder));
+    }
+    waiting(&holder);
+    sqlx::query("SELECT pg_advisory_lock_shared($1)").bind(RUN_LOCK).execute(&mut *conn).await?;
+    Ok(Ok(()))
+}
+
+/// Workers of one run plan it one at a time: the first plans, the others
+/// find its tasks and join. Held from the schema's migrations to the tasks.
+const PLAN_LOCK: i64 = 727_276;
+
+pub async fn lock_planning(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(PLAN_LOCK).execute(conn).await.map(|_| ())
+}
+
+pub async fn unlock_planning(conn: &mut PgConnection) {
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(PLAN_LOCK).execute(conn).await;
 }
 
 async fn holder(conn: &mut PgConnection) -> Result<Holder, sqlx::Error> {
@@ -382,7 +433,7 @@ async fn holder(conn: &mut PgConnection) -> Result<Holder, sqlx::Error> {
 }
 
 /// This machine's name, for a second run to say where the first one is.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
@@ -486,7 +537,7 @@ pub async fn history(conn: &mut PgConnection) -> Result<Vec<PastRun>, sqlx::Erro
         "SELECT r.run_id, {} AS started_at, {} AS finished_at, r.outcome, r.source,
                 count(m.mapping) AS mappings, coalesce(sum(m.loaded), 0)::bigint AS loaded,
                 coalesce(sum(m.rejected), 0)::bigint AS rejected,
-                (SELECT count(*) FROM finlit_map.progress p WHERE p.run_id = r.run_id AND p.report ? 'resumed') AS resumed
+                (SELECT count(DISTINCT t.mapping) FROM finlit_map.tasks t WHERE t.run_id = r.run_id AND t.report ? 'resumed') AS resumed
          FROM finlit_map.runs r LEFT JOIN finlit_map.mapping_runs m USING (run_id)
          GROUP BY r.run_id ORDER BY r.run_id DESC",
         super::sql::utc_text("r.started_at"),
@@ -525,51 +576,15 @@ pub async fn last_runs(conn: &mut PgConnection) -> Result<Vec<(String, LastRun)>
         .collect()
 }
 
-/// Where a mapping of an unfinished run stood.
-#[derive(Debug, Clone)]
-pub struct Progress {
-    pub done: bool,
-    pub position: Option<Position>,
-    pub report: MappingReport,
-    /// The source collection's fingerprint when the checkpoint was taken.
-    pub fingerprint: Option<String>,
-}
-
 /// The newest run from this source that did not finish (killed, failed,
-/// interrupted), with each mapping's progress: what `run` continues.
-pub async fn unfinished_run(
-    conn: &mut PgConnection,
-    source: &str,
-) -> Result<Option<(i64, Vec<(String, Progress)>)>, sqlx::Error> {
+/// interrupted, or still running under `--worker`): what `run` continues.
+pub async fn unfinished_run(conn: &mut PgConnection, source: &str) -> Result<Option<i64>, sqlx::Error> {
     let run: Option<(i64, String)> =
         sqlx::query_as("SELECT run_id, outcome FROM finlit_map.runs WHERE source = $1 ORDER BY run_id DESC LIMIT 1")
             .bind(source)
             .fetch_optional(&mut *conn)
             .await?;
-    let Some((run_id, outcome)) = run else { return Ok(None) };
-    if !matches!(outcome.as_str(), "running" | "failed" | "interrupted") {
-        return Ok(None);
-    }
-    let rows =
-        sqlx::query("SELECT mapping, done, position, report, fingerprint FROM finlit_map.progress WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        let position: Option<serde_json::Value> = r.try_get(2)?;
-        let report: serde_json::Value = r.try_get(3)?;
-        out.push((
-            r.try_get(0)?,
-            Progress {
-                done: r.try_get(1)?,
-                position: position.and_then(|p| serde_json::from_value(p).ok()),
-                report: serde_json::from_value(report).unwrap_or_default(),
-                fingerprint: r.try_get(4)?,
-            },
-        ));
-    }
-    Ok(Some((run_id, out)))
+    Ok(run.filter(|(_, o)| matches!(o.as_str(), "running" | "failed" | "interrupted")).map(|(id, _)| id))
 }
 
 /// Marks an unfinished run as running again (it is being continued) or as
@@ -581,34 +596,4 @@ pub async fn set_outcome(conn: &mut PgConnection, run_id: i64, outcome: &str) ->
         .execute(conn)
         .await
         .map(|_| ())
-}
-
-/// Records how far a mapping got; runs inside the chunk's transaction.
-pub async fn save_progress(
-    conn: &mut PgConnection,
-    run_id: i64,
-    report: &MappingReport,
-    position: Option<&Position>,
-    fingerprint: Option<&str>,
-    done: bool,
-) -> Result<(), sqlx::Error> {
-    let position = position.map(|p| serde_json::to_value(p).unwrap_or_default());
-    let mapping = report.mapping.clone();
-    let report = serde_json::to_value(report).unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO finlit_map.progress (run_id, mapping, done, position, report, fingerprint)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (run_id, mapping) DO UPDATE
-         SET done = EXCLUDED.done, position = EXCLUDED.position, report = EXCLUDED.report,
-             fingerprint = EXCLUDED.fingerprint, updated_at = now()",
-    )
-    .bind(run_id)
-    .bind(mapping)
-    .bind(done)
-    .bind(position)
-    .bind(report)
-    .bind(fingerprint)
-    .execute(conn)
-    .await
-    .map(|_| ())
 }

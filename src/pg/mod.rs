@@ -7,8 +7,10 @@
 //! Knows sqlx and PostgreSQL; nothing of TOML, BSON sources or the
 //! command line.
 
+pub mod claims;
 pub mod keys;
 pub mod ledger;
+pub mod postdata;
 pub mod sink;
 pub mod sql;
 pub mod sync_state;

@@ -76,6 +76,12 @@ pub struct TableSink {
     orphans: Vec<(String, String, bool)>,
     update: Option<String>,
     insert: String,
+    /// A first load before the table's keys exist (`pg::postdata`): rows
+    /// are only inserted, each chunk recorded with its place in the
+    /// source's order ($2..$4), repeats and orphans left to the build.
+    insert_deferred: String,
+    /// Set for such a load.
+    pub deferred: bool,
     /// (self-referencing column, the column of the same table it points at).
     self_targets: Vec<(String, String)>,
     /// The key columns of a staged row joined as text, for messages.
@@ -190,6 +196,18 @@ impl TableSink {
             literal(&m.name),
             key_text(&ins_keys),
         );
+        let insert_deferred = format!(
+            "WITH ins AS (INSERT INTO {table} ({}) SELECT {} FROM {stage} s WHERE TRUE{{ORD}} RETURNING {}), \
+             rec AS (INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys, load_order, first_pos, last_pos) \
+                     SELECT {}, {}, $1, array_agg({}), $2::bigint[] || {{FIRST}}::bigint, $3, $4 FROM ins HAVING count(*) > 0) \
+             SELECT count(*) FROM ins",
+            names.join(", "),
+            values.join(", "),
+            key.join(", "),
+            literal(&m.table),
+            literal(&m.name),
+            key_text(&ins_keys),
+        );
         let self_targets = m
             .self_references()
             .map(|(_, c)| (c.name.clone(), plan.referenced_column(m, c).unwrap_or_default()))
@@ -207,6 +225,8 @@ impl TableSink {
             orphans,
             update,
             insert,
+            insert_deferred,
+            deferred: false,
             self_targets,
             key_display,
             run_id: 0,
@@ -251,10 +271,13 @@ impl TableSink {
         copy_data: &[u8],
         rows: usize,
         fast_keys: Option<&[Vec<Option<String>>]>,
+        origin: Option<&ChunkOrigin>,
         rejected: &mut Vec<DbRejection>,
     ) -> Result<(ChunkResult, sqlx::Transaction<'c, sqlx::Postgres>), sqlx::Error> {
         let mut tx = conn.begin().await?;
         let mut first_load = false;
+        let none = ChunkOrigin::default();
+        let origin = origin.filter(|_| self.deferred).unwrap_or(&none);
         if let Some(keys) = fast_keys {
             // Straight into the table. PostgreSQL still enforces every key,
             // foreign key and check; a chunk it refuses goes the staging way.
@@ -266,12 +289,19 @@ impl TableSink {
                         .server_keys
                         .as_ref()
                         .ok_or_else(|| sqlx::Error::Protocol("the sink was not prepared before loading".into()))?;
-                    let (expr, from) = server_keys.sql(4);
+                    let (expr, from) = server_keys.sql(7);
                     let stmt = format!(
-                        "{} SELECT $1, $2, $3, array_agg({expr} ORDER BY u.n) FROM {from}",
-                        super::ledger::RECORD_KEYS
+                        "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys, load_order, first_pos, last_pos) \
+                         SELECT $1, $2, $3, array_agg({expr} ORDER BY u.n), $4, $5, $6 FROM {from}"
                     );
-                    let mut q = sqlx::query(sql(stmt)).bind(&self.table_name).bind(&self.mapping).bind(self.run_id);
+                    let order = self.deferred.then(|| origin.order_of(0));
+                    let mut q = sqlx::query(sql(stmt))
+                        .bind(&self.table_name)
+                        .bind(&self.mapping)
+                        .bind(self.run_id)
+                        .bind(order)
+                        .bind(self.deferred.then_some(&origin.first))
+                        .bind(self.deferred.then_some(&origin.last));
                     for col in keys {
                         q = q.bind(col.as_slice());
                     }
@@ -287,7 +317,13 @@ impl TableSink {
             }
         }
         self.stage_rows(&mut tx, copy_data).await?;
-        let result = self.merge_staged(&mut tx, rows, first_load, rejected).await?;
+        let result = if self.deferred {
+            // The reader already rejected repeats within the chunk; the
+            // build judges the rest against the whole table.
+            self.bisect(&mut tx, origin, rejected).await?
+        } else {
+            self.merge_staged(&mut tx, rows, first_load, rejected).await?
+        };
         Ok((result, tx))
     }
 
@@ -318,13 +354,10 @@ impl TableSink {
         for (col, stmt, nulls) in &self.orphans {
             for row in sqlx::query(sql(stmt)).fetch_all(&mut *tx).await? {
                 let (ord, value): (i32, String) = (row.try_get(0)?, row.try_get(1)?);
-                let why = format!(
-                    "points at {value}, which is not in the referenced table (its document is missing or was rejected)"
-                );
                 rejected.push(DbRejection {
                     ord: ord as usize,
                     column: Some(col.clone()),
-                    reason: if *nulls { format!("{why}; loaded with NULL (on_missing = \"null\")") } else { why },
+                    reason: orphan_reason(&value, *nulls),
                     warning: *nulls,
                     orphan: true,
                     points_at: Some(value),
@@ -338,26 +371,46 @@ impl TableSink {
         }
         let remaining = rows - rejected.iter().filter(|r| !r.warning).count();
         sqlx::query("SAVEPOINT fm_chunk").execute(&mut *tx).await?;
-        let result = match self.apply(tx, None).await {
+        let result = match self.apply(tx, None, None).await {
             Ok((updated, inserted)) => {
                 sqlx::query("RELEASE SAVEPOINT fm_chunk").execute(&mut *tx).await?;
                 ChunkResult { inserted, updated, unchanged: (remaining as u64).saturating_sub(inserted + updated) }
             }
             Err(e) if is_row_error(&e) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT fm_chunk").execute(&mut *tx).await?;
-                self.bisect(tx, rejected).await?
+                self.bisect(tx, &ChunkOrigin::default(), rejected).await?
             }
             Err(e) => return Err(e),
         };
         Ok(result)
     }
 
-    /// UPDATE then INSERT from staging, for every row or for the `__ord`s from first to last.
-    async fn apply(&self, tx: &mut PgConnection, ords: Option<(i32, i32)>) -> Result<(u64, u64), sqlx::Error> {
+    /// UPDATE then INSERT from staging, for every row or for the `__ord`s
+    /// from first to last; a deferred load only inserts, recording the rows
+    /// under `origin` (in the statement's own subtransaction, so the ledger
+    /// row shares the rows' `xmin`).
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        ords: Option<(i32, i32)>,
+        origin: Option<&ChunkOrigin>,
+    ) -> Result<(u64, u64), sqlx::Error> {
         let only = |stmt: &str| match ords {
-            Some((first, last)) => stmt.replace("{ORD}", &format!(" AND s.__ord BETWEEN {first} AND {last}")),
-            None => stmt.replace("{ORD}", ""),
+            Some((first, last)) => stmt
+                .replace("{ORD}", &format!(" AND s.__ord BETWEEN {first} AND {last}"))
+                .replace("{FIRST}", &first.to_string()),
+            None => stmt.replace("{ORD}", "").replace("{FIRST}", "0"),
         };
+        if let (true, Some(o)) = (self.deferred, origin) {
+            let inserted: i64 = sqlx::query_scalar(sql(only(&self.insert_deferred)))
+                .bind(self.run_id)
+                .bind(o.order.to_vec())
+                .bind(&o.first)
+                .bind(&o.last)
+                .fetch_one(&mut *tx)
+                .await?;
+            return Ok((0, inserted as u64));
+        }
         let updated = match &self.update {
             Some(u) => sqlx::query(sql(only(u))).execute(&mut *tx).await?.rows_affected(),
             None => 0,
@@ -371,18 +424,24 @@ impl TableSink {
     /// down to single rows, which are rejected with the server's reason; the
     /// others load. One bad row among n costs about 2·log2(n) statements
     /// rather than n. Earlier rows go first, as row by row would.
-    async fn bisect(&self, tx: &mut PgConnection, rejected: &mut Vec<DbRejection>) -> Result<ChunkResult, sqlx::Error> {
+    async fn bisect(
+        &self,
+        tx: &mut PgConnection,
+        origin: &ChunkOrigin,
+        rejected: &mut Vec<DbRejection>,
+    ) -> Result<ChunkResult, sqlx::Error> {
         let ords: Vec<i32> = sqlx::query_scalar(sql(format!("SELECT __ord FROM {} ORDER BY __ord", self.stage)))
             .fetch_all(&mut *tx)
             .await?;
         let mut r = ChunkResult::default();
-        // A stack of parts, the earliest on top; the whole was refused already.
+        // A stack of parts, the earliest on top. The whole was refused
+        // already, except by a deferred load (its COPY was, not this insert).
         let mid = ords.len() / 2;
-        let mut parts: Vec<&[i32]> = vec![&ords[mid..], &ords[..mid]];
+        let mut parts: Vec<&[i32]> = if self.deferred { vec![&ords] } else { vec![&ords[mid..], &ords[..mid]] };
         while let Some(part) = parts.pop() {
             let (Some(&first), Some(&last)) = (part.first(), part.last()) else { continue };
             sqlx::query("SAVEPOINT fm_row").execute(&mut *tx).await?;
-            match self.apply(tx, Some((first, last))).await {
+            match self.apply(tx, Some((first, last)), Some(origin)).await {
                 Ok((u, i)) => {
                     sqlx::query("RELEASE SAVEPOINT fm_row").execute(&mut *tx).await?;
                     r.updated += u;
@@ -395,23 +454,16 @@ impl TableSink {
                     parts.push(&part[mid..]);
                     parts.push(&part[..mid]);
                 }
-                Err(sqlx::Error::Database(e))
-                    if e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
-                {
+                Err(e) if refusal(&e).is_some() => {
                     sqlx::query("ROLLBACK TO SAVEPOINT fm_row").execute(&mut *tx).await?;
-                    let detail = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|p| p.detail());
+                    let (column, reason) = refusal(&e).unwrap_or_default();
                     rejected.push(DbRejection {
                         ord: first as usize,
                         warning: false,
                         orphan: false,
                         points_at: None,
-                        column: e
-                            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                            .and_then(|p| p.column().map(str::to_string)),
-                        reason: match detail {
-                            Some(d) => format!("{} ({d})", e.message()),
-                            None => e.message().to_string(),
-                        },
+                        column,
+                        reason,
                     });
                     // The row must not be counted as loaded: drop it from staging.
                     sqlx::query(sql(format!("DELETE FROM {} WHERE __ord = {first}", self.stage)))
@@ -541,6 +593,34 @@ impl TableSink {
     }
 }
 
+/// Why a row pointing at a row that is not there is rejected (or, with
+/// `on_missing = "null"`, loaded with NULL).
+pub fn orphan_reason(value: &str, nulled: bool) -> String {
+    let why =
+        format!("points at {value}, which is not in the referenced table (its document is missing or was rejected)");
+    if nulled { format!("{why}; loaded with NULL (on_missing = \"null\")") } else { why }
+}
+
+/// Where a chunk of a deferred load stands in the source's order, and
+/// which documents it read: what the build needs to keep the first of
+/// repeated keys and to find a refused row's document.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkOrigin {
+    /// (mapping, range, documents before the chunk in its range).
+    pub order: [i64; 3],
+    /// The positions before and after the chunk's documents.
+    pub first: Option<serde_json::Value>,
+    pub last: Option<serde_json::Value>,
+}
+
+impl ChunkOrigin {
+    fn order_of(&self, first_row: i64) -> Vec<i64> {
+        let mut v = self.order.to_vec();
+        v.push(first_row);
+        v
+    }
+}
+
 /// Why a row whose key an earlier document already gave is rejected.
 pub const DUPLICATE_KEY: &str = "duplicate key: an earlier document of the source gives the same key";
 
@@ -560,11 +640,28 @@ async fn reject_duplicates(
 
 /// Data exceptions (class 22) and integrity violations (class 23) are the
 /// row's fault and become rejects; anything else is the run's problem.
-fn is_row_error(e: &sqlx::Error) -> bool {
+pub(crate) fn is_row_error(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
         _ => false,
     }
+}
+
+/// A row's refusal as a reject says it: the column the server names, and
+/// its message with the detail (`duplicate key value violates unique
+/// constraint "learners_email_key" (Key (email)=(a@x) already exists.)`);
+/// `None` when the error is not the row's fault.
+pub(crate) fn refusal(e: &sqlx::Error) -> Option<(Option<String>, String)> {
+    let sqlx::Error::Database(d) = e else { return None };
+    if !is_row_error(e) {
+        return None;
+    }
+    let pg = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
+    let reason = match pg.and_then(|p| p.detail()) {
+        Some(detail) => format!("{} ({detail})", d.message()),
+        None => d.message().to_string(),
+    };
+    Some((pg.and_then(|p| p.column().map(str::to_string)), reason))
 }
 
 /// What a column becomes for a new row: the staged value, or the server's default.

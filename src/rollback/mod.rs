@@ -13,6 +13,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::pg::keys::key_text;
 use crate::pg::ledger;
+use crate::pg::postdata;
 use crate::pg::sql::{quote, sql};
 use crate::plan::{MappingPlan, Plan};
 
@@ -144,6 +145,11 @@ pub async fn plan_rollback(
         return Err(RollbackError::NoLedger);
     }
     let mut set: BTreeSet<String> = tables.iter().cloned().collect();
+    // A first load that did not finish is undone as a whole: its tables
+    // lack their keys and foreign keys, and get them back empty.
+    for d in postdata::pending(conn).await? {
+        set.insert(d.table);
+    }
     loop {
         let mut blockers = Vec::new();
         let mut added = false;
@@ -241,8 +247,24 @@ pub async fn execute(
     steps: &[TableStep],
     conn: &mut PgConnection,
 ) -> Result<Vec<(String, u64)>, RollbackError> {
+    ledger::ensure(conn).await?;
     let mut tx = conn.begin().await?;
     let mut done = Vec::new();
+    // Tables of an unfinished first load hold nothing but its rows: emptied
+    // at once, with their keys, indexes and constraints created again.
+    let waiting = postdata::pending(&mut tx).await?;
+    let mut emptied = BTreeSet::new();
+    for d in &waiting {
+        let n = count(&mut tx, format!("SELECT count(*) FROM {}", quote(&d.table))).await?;
+        done.push((d.table.clone(), n));
+        emptied.insert(d.table.clone());
+    }
+    postdata::abandon(&mut tx, &waiting).await?;
+    let runs: Vec<i64> = waiting.iter().map(|d| d.run_id).collect();
+    sqlx::query("UPDATE finlit_map.runs SET outcome = 'rolled back', finished_at = coalesce(finished_at, now()) WHERE run_id = ANY($1)")
+        .bind(&runs)
+        .execute(&mut *tx)
+        .await?;
     for s in steps {
         // One statement per table: a tree's parents and children go together,
         // and foreign keys are checked when the statement ends.
@@ -253,7 +275,9 @@ pub async fn execute(
                 .rows_affected();
         let mappings: Vec<String> = mappings_of(plan, &s.table).iter().map(|m| m.name.clone()).collect();
         ledger::forget_table(&mut tx, &s.table, &mappings).await?;
-        done.push((s.table.clone(), deleted));
+        if !emptied.contains(&s.table) {
+            done.push((s.table.clone(), deleted));
+        }
     }
     ledger::close_emptied_runs(&mut tx).await?;
     if !steps.is_empty() {

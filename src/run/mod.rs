@@ -1,39 +1,47 @@
-//! Executes a plan: for each stage, for each mapping, documents stream from
-//! the source through the row mapper into the sink.
+//! Executes a plan as tasks (`run::tasks`): workers, one per connection,
+//! claim the next task, do it, and claim again until every task is done.
+//! A load task streams one range of a mapping's collection through the row
+//! mapper into the sink; a build task gives a table loaded before its keys
+//! its keys, indexes and constraints (`run::build`).
 //!
 //! Reading and transforming run on a thread of their own and hand COPY-ready
 //! chunks to the loader through a bounded channel, so reading, transforming
 //! and writing overlap and only a few chunks are in memory whatever the
-//! collection's size. Each chunk commits together with its checkpoint (how
-//! far the mapping got), so an interrupted run continues where it stopped and
-//! ends with the same database as an uninterrupted one.
+//! collection's size. Each chunk commits together with its task's
+//! checkpoint (how far the range got), so an interrupted run continues
+//! where it stopped and ends with the same database as an uninterrupted one.
 //!
 //! Knows the plan, the source and the sink; nothing of TOML or of the command line.
 
+pub mod build;
 pub mod coverage;
 pub mod reader;
 pub mod rejects;
 pub mod report;
+pub mod start;
+pub mod tasks;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::{Connection, PgConnection};
 use thiserror::Error;
 
-use crate::pg::ledger::{self, Progress};
-use crate::pg::sink::{DbRejection, TableSink};
+use crate::pg::claims;
+use crate::pg::ledger;
+use crate::pg::sink::{ChunkOrigin, DbRejection, TableSink};
 use crate::pg::sql::{quote, sql};
 use crate::plan::{MappingPlan, OnDuplicate, Plan};
 use crate::run::rejects::{RejectRecord, RejectsFile};
-use crate::run::report::{ColumnReport, MappingReport, RunReport};
+use crate::run::report::{BuildReport, ColumnReport, Correction, MappingReport, RunReport};
 use crate::source::changes::id_text;
 use crate::source::{Source, SourceError};
 use coverage::Inventory;
-use reader::{Chunk, Encoding, FastEncoding, Produced, spawn_reader, unique_sets};
+use reader::{Chunk, Encoding, FastEncoding, Produced, UniqueSet, spawn_reader, unique_sets};
+use tasks::{Board, Claimed, Kind, Next};
 
 #[derive(Debug, Error)]
 pub enum ExecError {
@@ -49,12 +57,21 @@ pub enum ExecError {
     UnknownSelection { name: String, guess: Option<String>, names: Vec<String> },
     #[error("the reading thread of mapping `{0}` stopped unexpectedly")]
     ReaderPanicked(String),
+    #[error(
+        "{what}: another worker took this task over (this one held it past its lease of {lease:.0} s); nothing of it was committed after that"
+    )]
+    LostClaim { what: String, lease: f64 },
+    #[error("{0}")]
+    Plan(String),
 }
 
 impl ExecError {
     /// Whether committed work survives and a re-run continues it.
     pub fn resumable(&self) -> bool {
-        matches!(self, ExecError::Source(_) | ExecError::Db { .. } | ExecError::ReaderPanicked(_))
+        matches!(
+            self,
+            ExecError::Source(_) | ExecError::Db { .. } | ExecError::ReaderPanicked(_) | ExecError::LostClaim { .. }
+        )
     }
 }
 
@@ -78,9 +95,10 @@ pub struct RunOptions {
     pub progress: ProgressMode,
     /// The ledger run that inserted keys and checkpoints are recorded under.
     pub run_id: i64,
-    /// Mappings of one stage loaded at once (a dry run's parallelism; a
-    /// real run's is the number of connections it is given).
+    /// Workers of a dry run (a real run's are the connections it is given).
     pub jobs: usize,
+    /// Documents per range when a collection is read by several workers.
+    pub range_size: u64,
 }
 
 impl Default for RunOptions {
@@ -93,9 +111,15 @@ impl Default for RunOptions {
             progress: ProgressMode::Quiet,
             run_id: 0,
             jobs: 1,
+            range_size: DEFAULT_RANGE_SIZE,
         }
     }
 }
+
+/// Documents per range of a collection read in parallel, by default: large
+/// enough that a range's fixed costs (a reader, a stream, a claim) vanish,
+/// small enough that the ranges of a large collection balance the workers.
+pub const DEFAULT_RANGE_SIZE: u64 = 100_000;
 
 /// Which mappings a run loads, in plan order.
 pub fn select<'p>(plan: &'p Plan, only: &[String]) -> Result<Vec<&'p MappingPlan>, ExecError> {
@@ -123,16 +147,40 @@ pub fn missing_collections(mappings: &[&MappingPlan], source: &Source) -> Vec<St
         .collect()
 }
 
-/// Runs the selected mappings stage by stage; the mappings of a stage load
-/// at once, one per connection in `conns` (empty for a dry run). `resume`
-/// holds the progress of an interrupted run being continued.
+/// What every worker of a run shares.
+struct Shared<'a, 'r> {
+    plan: &'a Plan,
+    source: &'a Source,
+    opts: &'a RunOptions,
+    board: &'a Board,
+    rejects: Mutex<&'r mut RejectsFile>,
+    bars: MultiProgress,
+    total_rejects: AtomicU64,
+    /// One field inventory per collection, taken by the first range of the
+    /// first mapping that reads it from the start (`run::coverage`).
+    inventories: Mutex<BTreeMap<String, Inventory>>,
+    inventory_by: BTreeMap<&'a str, &'a str>,
+    /// The bar over all mappings.
+    overall: ProgressBar,
+    /// Each mapping's bar, shared by its ranges.
+    mapping_bars: Mutex<BTreeMap<usize, ProgressBar>>,
+    /// Documents each mapping had read before this process took its tasks
+    /// on (an interrupted run's work).
+    resumed: Mutex<BTreeMap<usize, u64>>,
+    builds: Mutex<Vec<BuildReport>>,
+}
+
+/// Runs the selected mappings as the board's tasks: one worker per
+/// connection in `conns` (a dry run, with none, has `opts.jobs` workers).
+/// `heartbeat` is the target to keep this process's claims alive from.
 pub async fn run(
     plan: &Plan,
     source: &Source,
     conns: &mut [PgConnection],
     opts: &RunOptions,
     rejects: &mut RejectsFile,
-    resume: &BTreeMap<String, Progress>,
+    board: &Board,
+    heartbeat: Option<&str>,
 ) -> Result<RunReport, ExecError> {
     let started = Instant::now();
     let selected = select(plan, &opts.only)?;
@@ -140,73 +188,61 @@ pub async fn run(
         ProgressMode::Bars => ProgressDrawTarget::stderr(),
         _ => ProgressDrawTarget::hidden(),
     });
-    let total_rejects = AtomicU64::new(0);
-    let rejects = Mutex::new(&mut *rejects);
-    let overall = overall_bar(&bars, 0, opts.progress);
-    // One field inventory per collection, taken by the first mapping that
-    // reads it from the start (`run::coverage`).
-    let inventories: Mutex<BTreeMap<String, Inventory>> = Mutex::new(BTreeMap::new());
+    let db = |source| ExecError::Db { mapping: "(the run's tasks)".into(), source };
+    let before = board.states(plan, conns.first_mut()).await.map_err(db)?;
     let mut inventory_by: BTreeMap<&str, &str> = BTreeMap::new();
     for m in &selected {
-        if !resume.contains_key(&m.name) {
+        let fresh = !before.iter().any(|s| {
+            s.task.mapping.is_some_and(|i| std::ptr::eq(&plan.mappings[i], *m)) && (s.done || s.report.is_some())
+        });
+        if fresh {
             inventory_by.entry(m.source.as_str()).or_insert(m.name.as_str());
         }
     }
-    let mut done: Vec<(usize, MappingReport)> = Vec::new();
-    for stage in &plan.stages {
-        let todo: Vec<usize> =
-            stage.iter().copied().filter(|&i| selected.iter().any(|s| std::ptr::eq(*s, &plan.mappings[i]))).collect();
-        let next = AtomicUsize::new(0);
-        let results = Mutex::new(Vec::new());
-        let workers: Vec<Option<&mut PgConnection>> = if conns.is_empty() {
-            (0..opts.jobs.max(1)).map(|_| None).collect()
-        } else {
-            conns.iter_mut().map(Some).collect()
-        };
-        let work = workers.into_iter().map(|mut conn| {
-            let (todo, next, results, rejects, bars, total_rejects, inventories, inventory_by, overall) =
-                (&todo, &next, &results, &rejects, &bars, &total_rejects, &inventories, &inventory_by, &overall);
-            async move {
-                loop {
-                    let Some(&slot) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else { return Ok::<(), ExecError>(()) };
-                    let m = &plan.mappings[slot];
-                    let r = if source.has(&m.source) {
-                        let inventory = inventory_by.get(m.source.as_str()) == Some(&m.name.as_str());
-                        let mut cx = MappingRun {
-                            plan,
-                            m,
-                            source,
-                            opts,
-                            rejects,
-                            bars,
-                            total_rejects,
-                            inventories,
-                            inventory,
-                            overall,
-                        };
-                        cx.run(slot, conn.as_deref_mut(), resume.get(&m.name)).await?
-                    } else {
-                        tracing::warn!(mapping = %m.name, "the source has no collection `{}`: nothing to load", m.source);
-                        MappingReport {
-                            mapping: m.name.clone(),
-                            source: m.source.clone(),
-                            table: m.table.clone(),
-                            ..Default::default()
-                        }
-                    };
-                    lock(results).push((slot, r));
-                }
-            }
-        });
-        futures::future::try_join_all(work).await?;
-        done.extend(results.into_inner().unwrap_or_else(|p| p.into_inner()));
+    let overall = overall_bar(&bars, 0, opts.progress);
+    let shared = Shared {
+        plan,
+        source,
+        opts,
+        board,
+        rejects: Mutex::new(&mut *rejects),
+        bars,
+        total_rejects: AtomicU64::new(0),
+        inventories: Mutex::new(BTreeMap::new()),
+        inventory_by,
+        overall,
+        mapping_bars: Mutex::new(BTreeMap::new()),
+        resumed: Mutex::new(BTreeMap::new()),
+        builds: Mutex::new(Vec::new()),
+    };
+    let beat = match (board, heartbeat) {
+        (Board::Ledger { run_id, worker, .. }, Some(url)) => {
+            Some(tokio::spawn(heartbeat_loop(url.to_string(), *run_id, worker.name.clone(), worker.lease)))
+        }
+        _ => None,
+    };
+    let workers: Vec<Option<&mut PgConnection>> = if conns.is_empty() {
+        (0..opts.jobs.max(1)).map(|_| None).collect()
+    } else {
+        conns.iter_mut().map(Some).collect()
+    };
+    let shared_ref = &shared;
+    let work = workers.into_iter().map(|conn| worker(shared_ref, conn));
+    let outcome = futures::future::try_join_all(work).await;
+    if let Some(b) = beat {
+        b.abort();
     }
-    done.sort_by_key(|(slot, _)| *slot);
+    outcome?;
+    let states = board.states(plan, conns.first_mut()).await.map_err(db)?;
+    let Shared { rejects, overall, inventories, inventory_by, resumed, builds, .. } = shared;
     let rejects = rejects.into_inner().unwrap_or_else(|p| p.into_inner());
     rejects.flush().map_err(|source| ExecError::Rejects { path: rejects.path().display().to_string(), source })?;
     overall.finish();
     let mut report = RunReport { dry_run: opts.dry_run, ..Default::default() };
-    report.mappings = done.into_iter().map(|(_, r)| r).collect();
+    let resumed = resumed.into_inner().unwrap_or_else(|p| p.into_inner());
+    report.mappings = mapping_reports(plan, &selected, &before, &states, &resumed);
+    report.builds = builds.into_inner().unwrap_or_else(|p| p.into_inner());
+    report.builds.sort_by(|a, b| a.table.cmp(&b.table));
     report.seconds = started.elapsed().as_secs_f64();
     if rejects.written > 0 {
         report.rejects_file = Some(rejects.path().display().to_string());
@@ -229,116 +265,237 @@ pub async fn run(
     Ok(report)
 }
 
+/// One worker: claims tasks and does them until the board has none left.
+async fn worker(shared: &Shared<'_, '_>, mut conn: Option<&mut PgConnection>) -> Result<(), ExecError> {
+    let mut idle = Duration::from_millis(20);
+    loop {
+        let next = shared
+            .board
+            .next(shared.plan, conn.as_deref_mut())
+            .await
+            .map_err(|source| ExecError::Db { mapping: "(claiming a task)".into(), source })?;
+        let claimed = match next {
+            Next::Done => return Ok(()),
+            Next::Wait => {
+                // Another worker holds what is left, or what it waits for.
+                tokio::time::sleep(idle).await;
+                idle = (idle * 2).min(Duration::from_millis(500));
+                continue;
+            }
+            Next::Task(c) => c,
+        };
+        idle = Duration::from_millis(20);
+        match claimed.task.kind {
+            Kind::Load => {
+                let Some(slot) = claimed.task.mapping else {
+                    return Err(ExecError::Plan(format!(
+                        "task {} names a mapping the mapping files no longer have",
+                        claimed.task.id
+                    )));
+                };
+                let m = &shared.plan.mappings[slot];
+                let mut cx = MappingRun { shared, m, slot };
+                cx.load_task(&claimed, conn.as_deref_mut()).await?;
+            }
+            Kind::Build => build::build_table(shared, &claimed, conn.as_deref_mut()).await?,
+        }
+    }
+}
+
+/// Keeps this process's claims alive while it works: a task can take
+/// longer between checkpoints than its lease (a big build, a slow source).
+async fn heartbeat_loop(url: String, run_id: i64, worker: String, lease: f64) {
+    let every = Duration::from_secs_f64((lease / 3.0).max(0.2));
+    let mut conn = None;
+    loop {
+        tokio::time::sleep(every).await;
+        if conn.is_none() {
+            conn = crate::pg::target::connect(&url).await.ok();
+        }
+        if let Some(c) = conn.as_mut()
+            && let Err(e) = claims::renew(c, run_id, &worker, lease).await
+        {
+            tracing::warn!("renewing this worker's claims: {e}");
+            conn = None;
+        }
+    }
+}
+
+/// Each selected mapping's report: what its tasks did, the builds'
+/// corrections included, and whether it continued an interrupted run.
+fn mapping_reports(
+    plan: &Plan,
+    selected: &[&MappingPlan],
+    before: &[tasks::State],
+    states: &[tasks::State],
+    resumed: &BTreeMap<usize, u64>,
+) -> Vec<MappingReport> {
+    let mut out = Vec::new();
+    for m in selected {
+        let slot = plan.mappings.iter().position(|x| std::ptr::eq(x, *m)).unwrap_or_default();
+        let mut r = MappingReport {
+            mapping: m.name.clone(),
+            source: m.source.clone(),
+            table: m.table.clone(),
+            ..Default::default()
+        };
+        let mine =
+            |s: &&tasks::State| s.task.mapping == Some(slot) || (s.task.kind == Kind::Build && s.task.table == m.table);
+        for s in states.iter().filter(mine) {
+            let Some(json) = &s.report else { continue };
+            match s.task.kind {
+                Kind::Load => {
+                    if let Ok(p) = serde_json::from_value::<MappingReport>(json.clone()) {
+                        r.absorb(&p);
+                    }
+                }
+                Kind::Build => {
+                    if let Some(c) =
+                        json.get(&m.name).and_then(|v| serde_json::from_value::<Correction>(v.clone()).ok())
+                    {
+                        r.correct(&c);
+                    }
+                }
+            }
+        }
+        let all_before = before.iter().filter(mine).count() > 0 && before.iter().filter(mine).all(|s| s.done);
+        if all_before {
+            r.resumed = Some("loaded before the interruption".into());
+        } else if let Some(n) = resumed.get(&slot) {
+            r.resumed = Some(format!("continued after {n} documents"));
+        }
+        r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
+        out.push(r);
+    }
+    out
+}
+
 /// Documents of each collection a load (not a dry run) takes the field
 /// inventory of, for the coverage lines of its summary.
 const INVENTORY_IN_A_LOAD: u64 = 20_000;
 
-/// A poisoned lock only means another mapping panicked; its data is still usable.
 /// Where a chunk goes: the sink, whether it copies straight into the
-/// table, and the source fingerprint its checkpoint records.
+/// table, the source fingerprint its checkpoint records, and the task.
 #[derive(Clone, Copy)]
 struct Loaded<'a> {
     sink: &'a TableSink,
     direct: bool,
     fingerprint: Option<&'a str>,
+    task: &'a Claimed,
 }
 
-/// A mapping's report as it starts: fresh, or continued from the
-/// interrupted run's progress.
-fn initial_report(m: &MappingPlan, prior: Option<&Progress>) -> MappingReport {
-    match prior {
-        Some(p) => {
-            let mut r = p.report.clone();
-            r.resumed = Some(format!("continued after {} documents", r.documents));
-            r
-        }
-        None => MappingReport {
-            mapping: m.name.clone(),
-            source: m.source.clone(),
-            table: m.table.clone(),
-            ..Default::default()
-        },
-    }
-}
-
+/// A poisoned lock only means another worker panicked; its data is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One mapping's run and what it needs.
-struct MappingRun<'a, 'r> {
-    plan: &'a Plan,
-    m: &'a MappingPlan,
-    source: &'a Source,
-    opts: &'a RunOptions,
-    rejects: &'a Mutex<&'r mut RejectsFile>,
-    bars: &'a MultiProgress,
-    total_rejects: &'a AtomicU64,
-    inventories: &'a Mutex<BTreeMap<String, Inventory>>,
-    /// Whether this mapping takes its collection's field inventory.
-    inventory: bool,
-    /// The bar over all mappings.
-    overall: &'a ProgressBar,
+/// One mapping's part of a run: a range of its collection, or its rows in a build.
+struct MappingRun<'a, 'b, 'r> {
+    shared: &'a Shared<'b, 'r>,
+    m: &'b MappingPlan,
+    /// The mapping's index in the plan.
+    slot: usize,
 }
 
-impl MappingRun<'_, '_> {
+impl MappingRun<'_, '_, '_> {
     fn db(&self, source: sqlx::Error) -> ExecError {
         ExecError::Db { mapping: self.m.name.clone(), source }
     }
 
     fn rejects_err(&self, source: std::io::Error) -> ExecError {
-        ExecError::Rejects { path: lock(self.rejects).path().display().to_string(), source }
+        ExecError::Rejects { path: lock(&self.shared.rejects).path().display().to_string(), source }
     }
 
-    async fn run(
-        &mut self,
-        slot: usize,
-        mut conn: Option<&mut PgConnection>,
-        prior: Option<&Progress>,
-    ) -> Result<MappingReport, ExecError> {
+    /// The mapping's bar, made by its first range, and the overall bar's share.
+    async fn bar(&self, already: u64) -> ProgressBar {
+        let made = lock(&self.shared.mapping_bars).get(&self.slot).cloned();
+        if let Some(b) = made {
+            b.inc(already);
+            self.shared.overall.inc(already);
+            return b;
+        }
+        // For progress only: an estimate, never a scan of a live collection.
+        let expected = self.shared.source.estimated_count(self.m).await;
+        let mut bars = lock(&self.shared.mapping_bars);
+        if let Some(b) = bars.get(&self.slot) {
+            b.inc(already);
+            self.shared.overall.inc(already);
+            return b.clone();
+        }
+        let bar = progress_bar(&self.shared.bars, self.m, expected, self.shared.opts.progress);
+        if let Some(e) = expected {
+            self.shared.overall.inc_length(e);
+        }
+        bar.set_position(already);
+        self.shared.overall.inc(already);
+        // Documents read before an interruption are no speed of this run.
+        bar.reset_eta();
+        bars.insert(self.slot, bar.clone());
+        bar
+    }
+
+    /// A load task: one range of the mapping's collection, from its
+    /// checkpoint if it has one, chunk by chunk, each committed with the
+    /// task's next checkpoint.
+    async fn load_task(&mut self, task: &Claimed, mut conn: Option<&mut PgConnection>) -> Result<(), ExecError> {
         let m = self.m;
-        if let Some(p) = prior.filter(|p| p.done) {
-            tracing::info!(mapping = %m.name, "already loaded by the interrupted run; skipped");
-            let mut r = p.report.clone();
-            r.resumed = Some("loaded before the interruption".into());
-            return Ok(r);
+        let t = &task.task;
+        let deferred = self.shared.board.deferred(&m.table);
+        let fresh = || MappingReport {
+            mapping: m.name.clone(),
+            source: m.source.clone(),
+            table: m.table.clone(),
+            ..Default::default()
+        };
+        if !self.shared.source.has(&m.source) {
+            if t.range_no == 0 {
+                tracing::warn!(mapping = %m.name, "the source has no collection `{}`: nothing to load", m.source);
+            }
+            return self.complete(task, conn, &fresh(), None).await;
         }
         let started = Instant::now();
         // `on_duplicate = "first" | "last"` needs every earlier row's key:
-        // an interrupted mapping of that kind reads its source again from
-        // the start (rows loaded before come back unchanged).
-        let prior = prior.filter(|_| m.on_duplicate == OnDuplicate::Reject);
-        let mut r = initial_report(m, prior);
-        let from = prior.and_then(|p| p.position.clone());
-        let fingerprint = self.source.fingerprint(&m.source);
-        // For progress only: an estimate, never a scan of a live collection.
-        let expected = self.source.estimated_count(m).await;
-        let bar = progress_bar(self.bars, m, expected, self.opts.progress);
-        bar.set_position(r.documents);
-        // Documents read before an interruption are no speed of this run.
-        bar.reset_eta();
-        if let Some(e) = expected {
-            self.overall.inc_length(e);
-            self.overall.inc(r.documents);
+        // an interrupted task of that kind reads its range again from the
+        // start (rows loaded before come back unchanged).
+        let prior: Option<MappingReport> = task
+            .report
+            .as_ref()
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+            .filter(|_| m.on_duplicate == OnDuplicate::Reject);
+        let from = match &prior {
+            Some(_) => task.position.clone(),
+            None => t.range.start.clone(),
+        };
+        let mut r = prior.clone().unwrap_or_else(fresh);
+        if prior.is_some() {
+            *lock(&self.shared.resumed).entry(self.slot).or_default() += r.documents;
         }
-        tracing::info!(mapping = %m.name, source = %m.source, table = %m.table, documents = %expected.map_or_else(|| "unknown".to_string(), |e| e.to_string()), resumed = from.is_some(), "mapping started");
-
-        let (sink, encoding) = self.prepare(slot, conn.as_deref_mut(), prior.is_none()).await?;
+        let fingerprint = self.shared.source.fingerprint(&m.source);
+        let bar = self.bar(r.documents).await;
+        tracing::info!(
+            mapping = %m.name, source = %m.source, table = %m.table, range = format!("{}/{}", t.range_no + 1, t.ranges),
+            resumed = prior.is_some(), deferred, "mapping started"
+        );
+        let inventory = t.range_no == 0
+            && prior.is_none()
+            && self.shared.inventory_by.get(m.source.as_str()) == Some(&m.name.as_str());
+        let (sink, encoding) = self.prepare(conn.as_deref_mut(), prior.is_none(), deferred, inventory).await?;
         let direct = encoding.fast.is_some();
-        let (mut rx, reader) = spawn_reader(self.source, m, from, self.opts.batch_size, encoding);
+        let batch = self.shared.opts.batch_size;
+        let (mut rx, reader) = spawn_reader(self.shared.source, m, from, t.range.end.clone(), batch, encoding);
         let mut stats = Vec::new();
         // Off a terminal, a plain line at least every 10 s, chunks or not.
-        let lines = self.opts.progress == ProgressMode::Lines;
+        let lines = self.shared.opts.progress == ProgressMode::Lines;
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(10), Duration::from_secs(10));
+        let part = if t.ranges > 1 { format!(" (range {}/{})", t.range_no + 1, t.ranges) } else { String::new() };
         loop {
             let item = tokio::select! {
                 item = rx.recv() => item,
                 _ = tick.tick(), if lines => {
-                    let total = expected.map(|e| format!("/{e}")).unwrap_or_default();
                     tracing::info!(
-                        "{}: {}{} documents, {} rows read, {} loaded, {} rejected",
-                        m.name, r.documents, total, r.read, r.loaded, r.rejected
+                        "{}{part}: {} documents, {} rows read, {} loaded, {} rejected",
+                        m.name, r.documents, r.read, r.loaded, r.rejected
                     );
                     continue;
                 }
@@ -346,21 +503,21 @@ impl MappingRun<'_, '_> {
             let Some(item) = item else { break };
             let chunk = match item? {
                 Produced::Chunk(c) => c,
-                Produced::Done(s, inventory) => {
+                Produced::Done(s, inv) => {
                     stats = s;
-                    if let Some(inv) = inventory {
-                        lock(self.inventories).insert(m.source.clone(), inv);
+                    if let Some(inv) = inv {
+                        lock(&self.shared.inventories).insert(m.source.clone(), inv);
                     }
                     break;
                 }
             };
-            let loaded = Loaded { sink: &sink, direct, fingerprint: fingerprint.as_deref() };
+            let loaded = Loaded { sink: &sink, direct, fingerprint: fingerprint.as_deref(), task };
             if let Err(e) = self.load(&mut r, &chunk, conn.as_deref_mut(), loaded).await {
                 bar.abandon();
                 return Err(e);
             }
             bar.inc(chunk.documents);
-            self.overall.inc(chunk.documents);
+            self.shared.overall.inc(chunk.documents);
             if m.unwind.is_some() {
                 bar.set_message(format!("· {} rows ", r.read));
             }
@@ -368,68 +525,86 @@ impl MappingRun<'_, '_> {
         if reader.join().is_err() {
             return Err(ExecError::ReaderPanicked(m.name.clone()));
         }
-        self.finish(&mut r, conn, &sink, fingerprint.as_deref(), started).await?;
+        r.seconds += started.elapsed().as_secs_f64();
         r.columns = m
             .columns
             .iter()
             .zip(stats)
             .map(|(c, s)| ColumnReport { column: c.name.clone(), nulls: s.nulls, defaults: s.defaults })
             .collect();
-        bar.finish();
+        // Rows of a deferred table are final after its build, which records the mapping.
+        let sink = if deferred { None } else { Some(&sink) };
+        self.complete(task, conn, &r, sink).await?;
+        if lock(&self.shared.mapping_bars)
+            .get(&self.slot)
+            .is_some_and(|b| b.length().is_some_and(|l| b.position() >= l))
+        {
+            bar.finish();
+        }
         tracing::info!(
             mapping = %m.name, read = r.read, loaded = r.loaded, inserted = r.inserted, updated = r.updated,
             rejected = r.rejected, filtered = r.filtered, seconds = r.seconds, "mapping finished"
         );
-        Ok(r)
+        Ok(())
     }
 
     /// The sink on this connection (none for a dry run) and how the reader
-    /// encodes rows for it: straight into an empty table on a first load,
-    /// binary where every type allows, repeated keys rejected by a dry run.
+    /// encodes rows for it: straight into an empty (or deferred) table on a
+    /// first load, binary where every type allows, repeated keys rejected
+    /// by a dry run (over the whole collection) and a deferred load (within
+    /// each chunk; its build judges the rest).
     async fn prepare(
         &mut self,
-        slot: usize,
         conn: Option<&mut PgConnection>,
         first: bool,
+        deferred: bool,
+        inventory: bool,
     ) -> Result<(TableSink, Encoding), ExecError> {
         let m = self.m;
-        let mut sink = TableSink::new(self.plan, m, slot);
-        sink.run_id = self.opts.run_id;
+        let plan = self.shared.plan;
+        let mut sink = TableSink::new(plan, m, self.slot);
+        sink.run_id = self.shared.opts.run_id;
+        sink.deferred = deferred;
         let mut fast = None;
         let dry = conn.is_none();
         if let Some(c) = conn {
             sink.prepare(c, m).await.map_err(|e| self.db(e))?;
-            if first {
-                // Read from the start: what was rejected is decided again.
-                ledger::forget_rejected(c, &m.name).await.map_err(|e| self.db(e))?;
-            }
-            // Straight into the table only where PostgreSQL itself refuses
-            // orphans: a reference the schema does not constrain (a natural
-            // key declared in the mapping) is checked on the staging path.
-            let constrained = m
-                .columns
-                .iter()
-                .filter(|c| c.references.is_some())
-                .all(|c| self.plan.schema.table(&m.table).is_some_and(|t| t.foreign_key_on(&c.name).is_some()));
-            if first && constrained {
-                let stmt = format!("SELECT NOT EXISTS (SELECT 1 FROM {})", quote(&m.table));
-                let empty: bool = sqlx::query_scalar(sql(stmt)).fetch_one(&mut *c).await.map_err(|e| self.db(e))?;
-                if empty {
-                    fast = FastEncoding::for_mapping(m, chrono::Utc::now());
+            if deferred {
+                fast = FastEncoding::for_mapping(m, chrono::Utc::now());
+            } else {
+                if first {
+                    // Read from the start: what was rejected is decided again.
+                    ledger::forget_rejected(c, &m.name).await.map_err(|e| self.db(e))?;
+                }
+                // Straight into the table only where PostgreSQL itself refuses
+                // orphans: a reference the schema does not constrain (a natural
+                // key declared in the mapping) is checked on the staging path.
+                if first && start::direct_copy_possible(plan, m) {
+                    let stmt = format!("SELECT NOT EXISTS (SELECT 1 FROM {})", quote(&m.table));
+                    let empty: bool = sqlx::query_scalar(sql(stmt)).fetch_one(&mut *c).await.map_err(|e| self.db(e))?;
+                    if empty {
+                        fast = FastEncoding::for_mapping(m, chrono::Utc::now());
+                    }
                 }
             }
         }
-        tracing::debug!(mapping = %m.name, direct_copy = fast.is_some());
-        let dedupe = if dry { unique_sets(self.plan, m) } else { Vec::new() };
+        tracing::debug!(mapping = %m.name, direct_copy = fast.is_some(), deferred);
+        let dedupe = if dry {
+            unique_sets(plan, m)
+        } else if deferred && !m.key.is_empty() && m.on_duplicate == OnDuplicate::Reject {
+            vec![UniqueSet { columns: m.key.clone(), reason: crate::pg::sink::DUPLICATE_KEY.to_string() }]
+        } else {
+            Vec::new()
+        };
         let binary = sink.binary.clone();
         // A dry run looks at every document; a load at the first ones, to
         // keep its cost bounded (the summary says how many).
-        let inventory = self.inventory.then_some(if dry { None } else { Some(INVENTORY_IN_A_LOAD) });
-        Ok((sink, Encoding { fast, binary, dedupe, inventory }))
+        let inventory = inventory.then_some(if dry { None } else { Some(INVENTORY_IN_A_LOAD) });
+        Ok((sink, Encoding { fast, binary, dedupe, dedupe_per_chunk: deferred, inventory }))
     }
 
     /// One chunk: loaded (or counted, in a dry run), its rejects written
-    /// and flushed, then committed together with its checkpoint.
+    /// and flushed, then committed together with its task's checkpoint.
     async fn load(
         &mut self,
         r: &mut MappingReport,
@@ -437,6 +612,11 @@ impl MappingRun<'_, '_> {
         conn: Option<&mut PgConnection>,
         to: Loaded<'_>,
     ) -> Result<(), ExecError> {
+        let origin = ChunkOrigin {
+            order: [self.slot as i64, i64::from(to.task.task.range_no), r.documents as i64],
+            first: chunk.start.as_ref().map(|p| serde_json::to_value(p).unwrap_or_default()),
+            last: Some(serde_json::to_value(&chunk.position).unwrap_or_default()),
+        };
         r.documents += chunk.documents;
         r.read += chunk.read;
         r.filtered += chunk.filtered;
@@ -448,7 +628,7 @@ impl MappingRun<'_, '_> {
                 let keys = to.direct.then_some(chunk.keys.as_slice());
                 let (res, tx) = to
                     .sink
-                    .load_chunk(c, &chunk.copy, chunk.rows.len(), keys, &mut db_rejects)
+                    .load_chunk(c, &chunk.copy, chunk.rows.len(), keys, Some(&origin), &mut db_rejects)
                     .await
                     .map_err(|e| self.db(e))?;
                 r.inserted += res.inserted;
@@ -466,61 +646,84 @@ impl MappingRun<'_, '_> {
         let rejected = self.write_rejects(chunk, &db_rejects)?;
         r.nulled += db_rejects.iter().filter(|d| d.warning).count() as u64;
         r.rejected += rejected;
-        let total = self.total_rejects.fetch_add(rejected, Ordering::SeqCst) + rejected;
+        let total = self.shared.total_rejects.fetch_add(rejected, Ordering::SeqCst) + rejected;
         // Rejects reach the disk before the chunk commits: a crash in
         // between repeats a reject on resume rather than losing it.
-        let flushed = lock(self.rejects).flush();
+        let flushed = lock(&self.shared.rejects).flush();
         flushed.map_err(|e| self.rejects_err(e))?;
         if let Some(mut tx) = tx {
-            let refused = rejected_documents(self.plan, self.m, chunk, &db_rejects);
+            let refused = rejected_documents(self.shared.plan, self.m, chunk, &db_rejects);
             ledger::set_rejected(&mut tx, &self.m.name, &[], &refused).await.map_err(|e| self.db(e))?;
-            ledger::save_progress(&mut tx, self.opts.run_id, r, Some(&chunk.position), to.fingerprint, false)
-                .await
-                .map_err(|e| self.db(e))?;
+            let position = serde_json::to_value(&chunk.position).unwrap_or_default();
+            let report = serde_json::to_value(&*r).unwrap_or_default();
+            let t = to.task;
+            let held = claims::checkpoint(
+                &mut tx,
+                self.shared.opts.run_id,
+                t.task.id,
+                t.claim,
+                Some(&position),
+                &report,
+                to.fingerprint,
+                self.shared.board.lease(),
+            )
+            .await
+            .map_err(|e| self.db(e))?;
+            if !held {
+                return Err(self.lost());
+            }
             tx.commit().await.map_err(|e| self.db(e))?;
         }
-        if let Some(limit) = self.opts.max_rejects
+        if let Some(limit) = self.shared.opts.max_rejects
             && total > limit
         {
-            let path = lock(self.rejects).path().display().to_string();
+            let path = lock(&self.shared.rejects).path().display().to_string();
             return Err(ExecError::TooManyRejects { limit, count: total, path });
         }
         Ok(())
     }
 
-    /// After the last chunk: the self-reference pass, then the mapping's
-    /// final record, in one transaction.
-    async fn finish(
+    fn lost(&self) -> ExecError {
+        ExecError::LostClaim { what: format!("mapping `{}`", self.m.name), lease: self.shared.board.lease() }
+    }
+
+    /// After a task's last chunk: for a table with its keys, the
+    /// self-reference pass and the mapping's final record; then the task
+    /// is done, all in one transaction.
+    async fn complete(
         &mut self,
-        r: &mut MappingReport,
+        task: &Claimed,
         conn: Option<&mut PgConnection>,
-        sink: &TableSink,
-        fingerprint: Option<&str>,
-        started: Instant,
+        r: &MappingReport,
+        sink: Option<&TableSink>,
     ) -> Result<(), ExecError> {
-        if let Some(c) = conn {
-            let mut tx = c.begin().await.map_err(|e| self.db(e))?;
+        let mut r = r.clone();
+        let Some(c) = conn else {
+            self.shared.board.done_in_memory(task.task.id, serde_json::to_value(&r).unwrap_or_default());
+            return Ok(());
+        };
+        let mut tx = c.begin().await.map_err(|e| self.db(e))?;
+        if let Some(sink) = sink {
             if sink.has_self_references() {
                 r.dangling = self.self_references(sink, &mut tx).await?;
             }
-            r.seconds += started.elapsed().as_secs_f64();
             r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
-            ledger::save_progress(&mut tx, self.opts.run_id, r, None, fingerprint, true)
-                .await
-                .map_err(|e| self.db(e))?;
-            ledger::record_mapping(&mut tx, self.opts.run_id, r).await.map_err(|e| self.db(e))?;
-            tx.commit().await.map_err(|e| self.db(e))?;
-        } else {
-            r.seconds += started.elapsed().as_secs_f64();
+            ledger::record_mapping(&mut tx, self.shared.opts.run_id, &r).await.map_err(|e| self.db(e))?;
         }
-        r.rows_per_second = if r.seconds > 0.0 { r.loaded as f64 / r.seconds } else { 0.0 };
-        Ok(())
+        let report = serde_json::to_value(&r).unwrap_or_default();
+        let done = claims::complete(&mut tx, self.shared.opts.run_id, task.task.id, task.claim, &report)
+            .await
+            .map_err(|e| self.db(e))?;
+        if !done {
+            return Err(self.lost());
+        }
+        tx.commit().await.map_err(|e| self.db(e))
     }
 
     /// Writes a chunk's rejects and warnings; returns how many rejects.
-    fn write_rejects(&mut self, chunk: &Chunk, db_rejects: &[DbRejection]) -> Result<u64, ExecError> {
+    fn write_rejects(&self, chunk: &Chunk, db_rejects: &[DbRejection]) -> Result<u64, ExecError> {
         let m = self.m;
-        let mut file = lock(self.rejects);
+        let mut file = lock(&self.shared.rejects);
         for (doc, rej) in &chunk.rejects {
             let rec = RejectRecord {
                 mapping: &m.name,
@@ -559,13 +762,14 @@ impl MappingRun<'_, '_> {
     /// only (a live server sends just those fields), into a stage of its own
     /// (one transaction), then every self-reference set from it. Returns how
     /// many point at rows that do not exist; those are reported as rejects.
-    async fn self_references(&mut self, sink: &TableSink, tx: &mut PgConnection) -> Result<u64, ExecError> {
+    async fn self_references(&self, sink: &TableSink, tx: &mut PgConnection) -> Result<u64, ExecError> {
         let m = self.m;
         let keep = TableSink::self_reference_columns(m);
         let reduced = m.with_columns(&keep);
         let (stage, binary) = sink.prepare_self_stage(tx, m, &keep).await.map_err(|e| self.db(e))?;
-        let encoding = Encoding { fast: None, binary, dedupe: Vec::new(), inventory: None };
-        let (mut rx, reader) = spawn_reader(self.source, &reduced, None, self.opts.batch_size, encoding);
+        let encoding = Encoding { fast: None, binary, dedupe: Vec::new(), dedupe_per_chunk: false, inventory: None };
+        let (mut rx, reader) =
+            spawn_reader(self.shared.source, &reduced, None, None, self.shared.opts.batch_size, encoding);
         while let Some(item) = rx.recv().await {
             match item? {
                 Produced::Chunk(c) if !c.rows.is_empty() => {
@@ -595,7 +799,7 @@ impl MappingRun<'_, '_> {
                 warning: true,
                 event: None,
             };
-            let written = lock(self.rejects).write(&rec);
+            let written = lock(&self.shared.rejects).write(&rec);
             written.map_err(|e| self.rejects_err(e))?;
         }
         Ok(dangling.len() as u64)

@@ -43,6 +43,8 @@ pub(super) struct Chunk {
     pub(super) outcomes: DocCounts,
     /// Where to continue once this chunk is committed.
     pub(super) position: Position,
+    /// Where the chunk's documents began (`None`: where the stream began).
+    pub(super) start: Option<Position>,
     /// The rows' keys, one list per key column, for the ledger, when
     /// copying straight into the table.
     pub(super) keys: Vec<Vec<Option<String>>>,
@@ -61,7 +63,8 @@ impl Chunk {
             filtered: 0,
             duplicates: 0,
             outcomes: DocCounts::default(),
-            position: Position::Offset { at: 0 },
+            position: Position::Offset { at: 0, line: None },
+            start: None,
             keys: Vec::new(),
         }
     }
@@ -78,6 +81,9 @@ pub(super) struct Encoding {
     /// repeated values itself, as a first load's server would (the first
     /// document wins).
     pub(super) dedupe: Vec<UniqueSet>,
+    /// The sets in `dedupe` hold within one chunk only (a deferred load:
+    /// its build judges repeats across chunks), so memory stays bounded.
+    pub(super) dedupe_per_chunk: bool,
     /// Take the collection's field inventory (`run::coverage`) on the way:
     /// of every document (`Some(None)`) or of the first N.
     pub(super) inventory: Option<Option<u64>>,
@@ -146,11 +152,12 @@ pub(super) enum Produced {
 
 pub(super) type Chunks = mpsc::Receiver<Result<Produced, SourceError>>;
 
-/// Starts the reading side on a thread of its own.
+/// Starts the reading side on a thread of its own, from `from` up to `end`.
 pub(super) fn spawn_reader(
     source: &Source,
     m: &MappingPlan,
     from: Option<Position>,
+    end: Option<Position>,
     batch: usize,
     encoding: Encoding,
 ) -> (Chunks, std::thread::JoinHandle<()>) {
@@ -159,7 +166,7 @@ pub(super) fn spawn_reader(
     let source = source.clone();
     let rt = tokio::runtime::Handle::current();
     let batch = batch.max(1);
-    let handle = std::thread::spawn(move || produce(&m, &source, from, batch, rt, &encoding, &tx));
+    let handle = std::thread::spawn(move || produce(&m, &source, (from, end), batch, rt, &encoding, &tx));
     (rx, handle)
 }
 
@@ -167,7 +174,7 @@ pub(super) fn spawn_reader(
 pub(super) fn produce(
     m: &MappingPlan,
     source: &Source,
-    from: Option<Position>,
+    (from, end): (Option<Position>, Option<Position>),
     batch: usize,
     rt: tokio::runtime::Handle,
     encoding: &Encoding,
@@ -178,7 +185,7 @@ pub(super) fn produce(
         let _ = tx.blocking_send(Err(e));
         return;
     }
-    let mut stream = match source.stream(m, from.as_ref(), batch, rt) {
+    let mut stream = match source.stream_range(m, from.as_ref(), end.as_ref(), batch, rt) {
         Ok(s) => s,
         Err(e) => {
             let _ = tx.blocking_send(Err(e));
@@ -188,6 +195,7 @@ pub(super) fn produce(
     let mut mapper = RowMapper::new(m);
     let mut inventory = encoding.inventory.map(|limit| limit.map_or_else(Inventory::default, Inventory::first));
     let mut chunk = Chunk::new(batch);
+    chunk.start = from;
     let mut seen: Vec<HashSet<Vec<Option<String>>>> = encoding.dedupe.iter().map(|_| HashSet::new()).collect();
     while let Some(item) = stream.next_doc() {
         let item = match item {
@@ -268,7 +276,12 @@ pub(super) fn produce(
         chunk.docs.push(item);
         if chunk.rows.len() >= batch || chunk.docs.len() >= batch * 4 {
             chunk.position = stream.position();
-            let full = std::mem::replace(&mut chunk, Chunk::new(batch));
+            let mut next = Chunk::new(batch);
+            next.start = Some(chunk.position.clone());
+            if encoding.dedupe_per_chunk {
+                seen.iter_mut().for_each(HashSet::clear);
+            }
+            let full = std::mem::replace(&mut chunk, next);
             if tx.blocking_send(Ok(Produced::Chunk(Box::new(full)))).is_err() {
                 return; // the loader stopped; its error is reported there
             }

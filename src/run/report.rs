@@ -98,11 +98,71 @@ pub struct MappingReport {
 }
 
 impl MappingReport {
+    /// Adds what another part of the same mapping did (a range, or a
+    /// build's corrections): counts add up, the time is the longest part's.
+    pub fn absorb(&mut self, o: &MappingReport) {
+        self.documents += o.documents;
+        self.document_outcomes.add(&o.document_outcomes);
+        self.read += o.read;
+        self.loaded += o.loaded;
+        self.inserted += o.inserted;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.rejected += o.rejected;
+        self.filtered += o.filtered;
+        self.duplicates += o.duplicates;
+        self.nulled += o.nulled;
+        self.dangling += o.dangling;
+        self.seconds = self.seconds.max(o.seconds);
+        if self.columns.is_empty() {
+            self.columns = o.columns.clone();
+        }
+    }
+
+    /// What a build changed: rows it took out are rejects, no longer
+    /// loaded; a document all of whose rows went counts as rejected.
+    pub fn correct(&mut self, c: &Correction) {
+        self.rejected += c.refused;
+        self.loaded = self.loaded.saturating_sub(c.refused);
+        self.inserted = self.inserted.saturating_sub(c.refused);
+        self.document_outcomes.with_rows = self.document_outcomes.with_rows.saturating_sub(c.documents);
+        self.document_outcomes.rejected += c.documents;
+        self.nulled += c.nulled;
+        self.dangling += c.dangling;
+        self.seconds = self.seconds.max(c.seconds);
+    }
+
     /// Both promises: every row and every document is accounted for.
     pub fn balanced(&self) -> bool {
         self.read == self.loaded + self.rejected + self.filtered + self.duplicates
             && self.documents == self.document_outcomes.total()
     }
+}
+
+/// What a table's build changed in one mapping's counts.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Correction {
+    /// Rows it refused (rejects now, loaded before).
+    pub refused: u64,
+    /// Documents left with no row.
+    pub documents: u64,
+    /// Rows whose reference became NULL (`on_missing = "null"`).
+    pub nulled: u64,
+    /// Self-references pointing at nothing.
+    pub dangling: u64,
+    /// When the build ended, counted from the start of the load.
+    pub seconds: f64,
+}
+
+/// A table's build after its first load: its keys, indexes and
+/// constraints, and the rows they refused.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct BuildReport {
+    pub table: String,
+    pub objects: u64,
+    pub refused: u64,
+    pub seconds: f64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -116,6 +176,9 @@ pub struct RunReport {
     /// Mapped paths no document has, fields no mapping reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coverage: Option<super::coverage::Coverage>,
+    /// Tables loaded before their keys, and their builds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<BuildReport>,
     /// What `--prune` deleted (or left alone), per mapping.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pruned: Vec<crate::validate::prune::Pruned>,
@@ -204,6 +267,17 @@ impl RunReport {
                 out,
                 "warning: {}: {} self-references point at rows that do not exist; those rows keep NULL (see rejects)",
                 m.mapping, m.dangling
+            );
+        }
+        if !self.builds.is_empty() {
+            let objects: u64 = self.builds.iter().map(|b| b.objects).sum();
+            let refused: u64 = self.builds.iter().map(|b| b.refused).sum();
+            let slowest = self.builds.iter().map(|b| b.seconds).fold(0.0, f64::max);
+            let _ = writeln!(
+                out,
+                "loaded {} tables before their keys: {objects} keys, indexes and constraints built after (longest {slowest:.2} s){}",
+                self.builds.len(),
+                if refused > 0 { format!(", {refused} rows refused by them (in the rejects)") } else { String::new() }
             );
         }
         if let Some(cov) = &self.coverage {

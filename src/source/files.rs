@@ -90,7 +90,7 @@ impl FileSource {
     /// Documents in the collection; `None` when the source does not have it.
     pub fn documents(&self, collection: &str, skip_to: u64) -> Option<Result<DocReader, SourceError>> {
         let f = self.collections.get(collection)?;
-        Some(DocReader::open(f, skip_to))
+        Some(DocReader::open(f, skip_to, None, None))
     }
 
     /// Counts documents without decoding them (for progress and `list`).
@@ -198,7 +198,7 @@ fn count(f: &CollectionFile) -> Result<u64, SourceError> {
             Ok(n)
         }
         FileFormat::JsonArray => {
-            let mut r = DocReader::open(f, 0)?;
+            let mut r = DocReader::open(f, 0, None, None)?;
             let mut n = 0;
             while let Some(d) = r.next_raw_json()? {
                 drop(d);
@@ -209,6 +209,75 @@ fn count(f: &CollectionFile) -> Result<u64, SourceError> {
     }
 }
 
+/// Where to cut a collection file into about `parts` ranges of equal size,
+/// each cut where a document starts: byte offsets found by hopping from
+/// length header to length header (BSON), or the start of a line with its
+/// number (JSON lines). A JSON array is not cut. The scan stops at a header
+/// that cannot be right; the last range then ends where the reader will
+/// report it.
+pub fn cuts(f: &CollectionFile, parts: u64) -> Result<Vec<(u64, Option<u64>)>, SourceError> {
+    let io_err = |source| SourceError::Io { path: f.path.clone(), source };
+    let file = File::open(&f.path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    let mut out = Vec::new();
+    if parts < 2 || len == 0 {
+        return Ok(out);
+    }
+    let target = |i: u64| (u128::from(len) * u128::from(i) / u128::from(parts)) as u64;
+    let mut next = 1;
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    match f.format {
+        FileFormat::Bson => {
+            let mut pos = 0u64;
+            let mut header = [0u8; 4];
+            while pos + 4 <= len && next < parts {
+                if pos >= target(next) {
+                    out.push((pos, None));
+                    while next < parts && target(next) <= pos {
+                        next += 1;
+                    }
+                }
+                if r.read_exact(&mut header).is_err() {
+                    break;
+                }
+                let size = u64::from(u32::from_le_bytes(header));
+                if size < 5 || pos + size > len {
+                    break;
+                }
+                r.seek_relative(size as i64 - 4).map_err(io_err)?;
+                pos += size;
+            }
+        }
+        FileFormat::JsonLines => {
+            let (mut base, mut lines) = (0u64, 0u64);
+            loop {
+                let buf = r.fill_buf().map_err(io_err)?;
+                if buf.is_empty() || next >= parts {
+                    break;
+                }
+                for i in memchr::memchr_iter(b'\n', buf) {
+                    lines += 1;
+                    let start = base + i as u64 + 1;
+                    if start >= target(next) && start < len {
+                        out.push((start, Some(lines + 1)));
+                        while next < parts && target(next) <= start {
+                            next += 1;
+                        }
+                        if next >= parts {
+                            break;
+                        }
+                    }
+                }
+                let n = buf.len();
+                base += n as u64;
+                r.consume(n);
+            }
+        }
+        FileFormat::JsonArray => {}
+    }
+    Ok(out)
+}
+
 /// Streams the documents of one collection file.
 pub struct DocReader {
     path: PathBuf,
@@ -216,6 +285,10 @@ pub struct DocReader {
     reader: BufReader<File>,
     /// Byte offset (BSON) or 1-based line (JSON) of the next document.
     pos: u64,
+    /// JSON lines: the byte offset of the next line (its resume position).
+    byte: u64,
+    /// Where to stop: the byte offset at which the next range begins.
+    end: Option<u64>,
     file_len: u64,
     line_buf: Vec<u8>,
     array_started: bool,
@@ -227,8 +300,16 @@ pub struct DocReader {
 }
 
 impl DocReader {
-    /// Opens a file; `skip_to` is a `position()` a previous run reached.
-    pub fn open(f: &CollectionFile, skip_to: u64) -> Result<DocReader, SourceError> {
+    /// Opens a file at `skip_to`, a `position()` a previous run reached
+    /// (with its `line()` for JSON lines: a byte offset and the line there;
+    /// without it, a line number as older checkpoints recorded), reading
+    /// until the byte offset `end` (BSON and JSON lines) or the end of the file.
+    pub fn open(
+        f: &CollectionFile,
+        skip_to: u64,
+        line: Option<u64>,
+        end: Option<u64>,
+    ) -> Result<DocReader, SourceError> {
         let io_err = |source| SourceError::Io { path: f.path.clone(), source };
         let file = File::open(&f.path).map_err(io_err)?;
         let file_len = file.metadata().map_err(io_err)?.len();
@@ -237,6 +318,8 @@ impl DocReader {
             format: f.format,
             reader: BufReader::with_capacity(1 << 20, file),
             pos: if f.format == FileFormat::Bson { 0 } else { 1 },
+            byte: 0,
+            end: end.filter(|_| f.format != FileFormat::JsonArray),
             file_len,
             line_buf: Vec::new(),
             array_started: false,
@@ -245,21 +328,28 @@ impl DocReader {
             last_start: None,
         };
         if skip_to > 0 {
-            match f.format {
-                FileFormat::Bson => {
+            match (f.format, line) {
+                (FileFormat::Bson, _) => {
                     r.reader.seek(SeekFrom::Start(skip_to)).map_err(io_err)?;
                     r.pos = skip_to;
                 }
-                FileFormat::JsonLines => {
+                (FileFormat::JsonLines, Some(line)) => {
+                    r.reader.seek(SeekFrom::Start(skip_to)).map_err(io_err)?;
+                    r.byte = skip_to;
+                    r.pos = line;
+                }
+                (FileFormat::JsonLines, None) => {
                     while r.pos < skip_to {
                         r.line_buf.clear();
-                        if r.reader.read_until(b'\n', &mut r.line_buf).map_err(io_err)? == 0 {
+                        let n = r.reader.read_until(b'\n', &mut r.line_buf).map_err(io_err)?;
+                        if n == 0 {
                             break;
                         }
+                        r.byte += n as u64;
                         r.pos += 1;
                     }
                 }
-                FileFormat::JsonArray => {
+                (FileFormat::JsonArray, _) => {
                     for _ in 0..skip_to {
                         if r.next_raw_json()?.is_none() {
                             break;
@@ -272,13 +362,24 @@ impl DocReader {
     }
 
     /// Where the next document starts, as `open` takes it back: a byte
-    /// offset (BSON), the next line (JSON lines), or the number of elements
-    /// consumed (JSON array). This is what a checkpoint records.
+    /// offset (BSON, JSON lines), or the number of elements consumed (JSON
+    /// array). This is what a checkpoint records, with `line()`.
     pub fn position(&self) -> u64 {
         match self.format {
+            FileFormat::Bson => self.pos,
+            FileFormat::JsonLines => self.byte,
             FileFormat::JsonArray => self.elements,
-            _ => self.pos,
         }
+    }
+
+    /// JSON lines: the line `position()` is at, for messages after a resume.
+    pub fn line(&self) -> Option<u64> {
+        (self.format == FileFormat::JsonLines).then_some(self.pos)
+    }
+
+    /// Whether the range this reader was opened for is read to its end.
+    fn at_end(&self) -> bool {
+        self.end.is_some_and(|end| self.position() >= end)
     }
 
     /// Where the document last returned starts, for a person to find it:
@@ -346,6 +447,10 @@ impl DocReader {
 
     fn next_json_line(&mut self) -> Result<Option<SourceDoc>, SourceError> {
         loop {
+            // Blank lines are skipped here: the range may end after one.
+            if self.at_end() {
+                return Ok(None);
+            }
             self.line_buf.clear();
             let n = self.reader.read_until(b'\n', &mut self.line_buf).map_err(|e| self.io(e))?;
             if n == 0 {
@@ -353,6 +458,7 @@ impl DocReader {
             }
             let line = self.pos;
             self.pos += 1;
+            self.byte += n as u64;
             if self.line_buf.iter().all(|b| b.is_ascii_whitespace()) {
                 continue;
             }
@@ -464,6 +570,9 @@ impl Iterator for DocReader {
     type Item = Result<SourceDoc, SourceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.at_end() {
+            return None;
+        }
         let r = match self.format {
             FileFormat::Bson => self.next_bson(),
             FileFormat::JsonLines => self.next_json_line(),
@@ -575,6 +684,74 @@ mod tests {
         let src = FileSource::open(dir.path()).unwrap();
         let err = ids(&src, "j").unwrap_err().to_string();
         assert!(err.contains("j.jsonl:2:"), "{err}");
+    }
+
+    /// Reads every range of a file, resuming each after its first document
+    /// as a checkpoint would: every document once, in order.
+    fn read_ranges(f: &CollectionFile, parts: u64) -> Vec<i32> {
+        let cuts = cuts(f, parts).unwrap();
+        let mut bounds: Vec<(u64, Option<u64>)> = vec![(0, None)];
+        bounds.extend(cuts.iter().copied());
+        let mut out = Vec::new();
+        for (i, &(at, line)) in bounds.iter().enumerate() {
+            let end = bounds.get(i + 1).map(|b| b.0);
+            let mut r = DocReader::open(f, at, line, end).unwrap();
+            // One document, then continue from the position a checkpoint records.
+            let Some(first) = r.next() else { continue };
+            out.push(first.unwrap().doc.unwrap_doc().get_i32("n").unwrap());
+            let (pos, line) = (r.position(), r.line());
+            let r = DocReader::open(f, pos, line, end).unwrap();
+            for d in r {
+                out.push(d.unwrap().doc.unwrap_doc().get_i32("n").unwrap());
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Ranges cut at document boundaries cover a file exactly: each
+        /// document in one range, none twice, in order, whatever the sizes,
+        /// blank lines and number of parts.
+        #[test]
+        fn ranges_cover_a_file_exactly(sizes in proptest::collection::vec(0usize..300, 0..60), parts in 1u64..9, blanks in proptest::collection::vec(proptest::bool::ANY, 60)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut bson = Vec::new();
+            let mut jsonl = Vec::new();
+            for (n, size) in sizes.iter().enumerate() {
+                let d = doc! { "n": n as i32, "pad": "x".repeat(*size) };
+                bson.extend(bson::serialize_to_vec(&d).unwrap());
+                if blanks[n] {
+                    jsonl.extend(b"\n  \n");
+                }
+                jsonl.extend(format!("{{\"n\": {n}, \"pad\": \"{}\"}}\n", "x".repeat(*size)).as_bytes());
+            }
+            write(dir.path(), "a.bson", &bson);
+            write(dir.path(), "b.jsonl", &jsonl);
+            let src = FileSource::open(dir.path()).unwrap();
+            let all: Vec<i32> = (0..sizes.len() as i32).collect();
+            for c in ["a", "b"] {
+                let f = &src.collections[c];
+                proptest::prop_assert_eq!(read_ranges(f, parts), all.clone(), "{} in {} parts", c, parts);
+                proptest::prop_assert!(cuts(f, parts).unwrap().len() < parts.max(1) as usize);
+            }
+        }
+    }
+
+    /// A JSON lines range starting mid-file names lines as the whole file does.
+    #[test]
+    fn a_range_of_json_lines_knows_its_line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        for n in 0..10 {
+            text.push_str(&format!("{{\"n\": {n}}}\n"));
+        }
+        text.push_str("{\"n\": 10\n");
+        write(dir.path(), "j.jsonl", text.as_bytes());
+        let src = FileSource::open(dir.path()).unwrap();
+        let f = &src.collections["j"];
+        let cut = *cuts(f, 2).unwrap().first().unwrap();
+        let err = DocReader::open(f, cut.0, cut.1, None).unwrap().find_map(Result::err).unwrap().to_string();
+        assert!(err.contains("j.jsonl:11:"), "{err}");
     }
 
     #[test]

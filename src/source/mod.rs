@@ -46,11 +46,45 @@ pub enum SourceError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Position {
-    /// Files: what `DocReader::position` returns (byte offset, line, element).
-    Offset { at: u64 },
+    /// Files: what `DocReader::position` returns (a byte offset, or the
+    /// elements of a JSON array read), with the line there for JSON lines.
+    Offset {
+        at: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u64>,
+    },
     /// A live server: documents are read in `_id` order; continue after this
     /// `_id` (relaxed extended JSON).
     AfterId { id: serde_json::Value },
+}
+
+/// A part of a collection, in the order a source reads it: the documents
+/// after `start` (from the beginning when `None`) up to `end` (to the end
+/// when `None`). A collection's ranges follow each other without a gap or
+/// an overlap: each one's `end` is the next one's `start`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Range {
+    pub start: Option<Position>,
+    pub end: Option<Position>,
+}
+
+impl Range {
+    /// The whole collection.
+    pub fn whole() -> Range {
+        Range::default()
+    }
+
+    /// Consecutive ranges meeting at `cuts`, in source order.
+    pub fn between(cuts: Vec<Position>) -> Vec<Range> {
+        let mut out = Vec::with_capacity(cuts.len() + 1);
+        let mut start = None;
+        for cut in cuts {
+            out.push(Range { start: start.take(), end: Some(cut.clone()) });
+            start = Some(cut);
+        }
+        out.push(Range { start, end: None });
+        out
+    }
 }
 
 /// One document as read: BSON, or bytes that are not a readable document
@@ -117,7 +151,7 @@ impl DocStream for DocReader {
     }
 
     fn position(&self) -> Position {
-        Position::Offset { at: DocReader::position(self) }
+        Position::Offset { at: DocReader::position(self), line: self.line() }
     }
 
     fn location(&self) -> Option<String> {
@@ -226,21 +260,59 @@ impl Source {
         batch: usize,
         rt: tokio::runtime::Handle,
     ) -> Result<Box<dyn DocStream>, SourceError> {
+        self.stream_range(m, from, None, batch, rt)
+    }
+
+    /// The same, reading only up to `end` (a range's end).
+    pub fn stream_range(
+        &self,
+        m: &MappingPlan,
+        from: Option<&Position>,
+        end: Option<&Position>,
+        batch: usize,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Box<dyn DocStream>, SourceError> {
         match self {
             Source::Files(f) => {
-                let skip = match from {
-                    Some(Position::Offset { at }) => *at,
-                    _ => 0,
+                let (skip, line) = match from {
+                    Some(Position::Offset { at, line }) => (*at, *line),
+                    _ => (0, None),
                 };
-                let Some(r) = f.documents(&m.source, skip) else {
+                let end = match end {
+                    Some(Position::Offset { at, .. }) => Some(*at),
+                    _ => None,
+                };
+                let Some(c) = f.collections.get(&m.source) else {
                     return Err(SourceError::NotFound {
                         path: f.root.clone(),
                         reason: format!("no collection `{}`", m.source),
                     });
                 };
-                Ok(Box::new(r?))
+                Ok(Box::new(DocReader::open(c, skip, line, end)?))
             }
-            Source::Mongo(s) => Ok(Box::new(MongoStream::open(s, m, from, batch, rt)?)),
+            Source::Mongo(s) => Ok(Box::new(MongoStream::open(s, m, from, end, batch, rt)?)),
+        }
+    }
+
+    /// A mapping's collection in ranges of about `per_range` documents, in
+    /// source order, for several readers at once. Files are cut at document
+    /// boundaries by a scan of lengths or line ends (a JSON array is one
+    /// range); a live collection between `_id`s the server sampled and
+    /// sorted itself. One range when the collection is smaller, or when the
+    /// source cannot be cut.
+    pub async fn ranges(&self, m: &MappingPlan, per_range: u64) -> Result<Vec<Range>, SourceError> {
+        let per_range = per_range.max(1);
+        match self {
+            Source::Files(f) => {
+                let Some(c) = f.collections.get(&m.source) else { return Ok(vec![Range::whole()]) };
+                if c.format == FileFormat::JsonArray {
+                    return Ok(vec![Range::whole()]);
+                }
+                let docs = f.count(&m.source).transpose()?.unwrap_or(0);
+                let cuts = files::cuts(c, docs.div_ceil(per_range))?;
+                Ok(Range::between(cuts.into_iter().map(|(at, line)| Position::Offset { at, line }).collect()))
+            }
+            Source::Mongo(s) => s.ranges(&m.source, per_range).await,
         }
     }
 

@@ -109,6 +109,51 @@ impl MongoSource {
     pub async fn count(&self, collection: &str, filter: &Document) -> Result<u64, SourceError> {
         self.collection(collection).count_documents(filter.clone()).await.map_err(|e| self.err(e))
     }
+
+    /// The collection in ranges of about `per_range` documents: bounds are
+    /// `_id`s of a random sample that the server sorts itself (`$sample`,
+    /// then `$sort`), so they follow the server's own `_id` order, which
+    /// its range filters use too. One range when the collection is small,
+    /// or when the server cannot sample (said in the log).
+    pub async fn ranges(&self, collection: &str, per_range: u64) -> Result<Vec<super::Range>, SourceError> {
+        let docs = self.estimated_count(collection).await.unwrap_or(0);
+        let parts = docs.div_ceil(per_range.max(1));
+        if parts < 2 {
+            return Ok(vec![super::Range::whole()]);
+        }
+        // Enough sampled ids per range that the bounds land near the quantiles.
+        let size = (parts * 32).min(docs).min(100_000) as i64;
+        let pipeline = vec![
+            doc! { "$sample": { "size": size } },
+            doc! { "$project": { "_id": 1 } },
+            doc! { "$sort": { "_id": 1 } },
+        ];
+        let sampled: Result<Vec<Bson>, mongodb::error::Error> = async {
+            use futures::TryStreamExt;
+            let cursor = self.collection(collection).aggregate(pipeline).await?;
+            let docs: Vec<Document> = cursor.try_collect().await?;
+            Ok(docs.into_iter().filter_map(|mut d| d.remove("_id")).collect())
+        }
+        .await;
+        let ids = match sampled {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(collection, "the server cannot sample `_id`s ({e}): one reader for the collection");
+                return Ok(vec![super::Range::whole()]);
+            }
+        };
+        let mut cuts: Vec<Bson> = Vec::new();
+        for i in 1..parts {
+            let Some(id) = ids.get((i as usize * ids.len()) / parts as usize) else { continue };
+            // Equal neighbours would make an empty range; the server's order keeps the rest increasing.
+            if cuts.last() != Some(id) {
+                cuts.push(id.clone());
+            }
+        }
+        Ok(super::Range::between(
+            cuts.into_iter().map(|id| Position::AfterId { id: id.into_relaxed_extjson() }).collect(),
+        ))
+    }
 }
 
 /// The server-side part of a mapping's filter: conditions on plain dotted
@@ -202,6 +247,28 @@ fn after_id(id: &Bson) -> Document {
     doc! { "$or": or }
 }
 
+/// Every document whose `_id` sorts at or before `id`: the complement of
+/// [`after_id`], so a range `(a, b]` and the next `(b, c]` never overlap.
+fn up_to_id(id: &Bson) -> Document {
+    let mut or = vec![Bson::Document(doc! { "_id": { "$lte": id.clone() } })];
+    for names in &TYPE_ORDER[..bracket(id)] {
+        for name in *names {
+            or.push(Bson::Document(doc! { "_id": { "$type": *name } }));
+        }
+    }
+    doc! { "$or": or }
+}
+
+/// A checkpoint's or a range end's `_id`, back from relaxed extended JSON.
+fn position_id(s: &MongoSource, p: Option<&Position>) -> Result<Option<Bson>, SourceError> {
+    match p {
+        Some(Position::AfterId { id }) if !id.is_null() => {
+            Bson::try_from(id.clone()).map(Some).map_err(|e| s.err(format!("bad checkpoint: {e}")))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Whether the mapping reads every field a document of the collection has
 /// (judged by its first document): a projection then saves nothing, and
 /// costs the server work (nx-27017 reads 200,000 documents a third slower
@@ -228,19 +295,29 @@ impl MongoStream {
         s: &MongoSource,
         m: &MappingPlan,
         from: Option<&Position>,
+        end: Option<&Position>,
         batch: usize,
         rt: tokio::runtime::Handle,
     ) -> Result<MongoStream, SourceError> {
-        let mut filter = pushdown(m);
-        if let Some(Position::AfterId { id }) = from {
-            let id = Bson::try_from(id.clone()).map_err(|e| s.err(format!("bad checkpoint: {e}")))?;
-            let after = after_id(&id);
-            filter = if filter.is_empty() {
-                after
-            } else {
-                doc! { "$and": [ filter, after ] }
-            };
+        let mut and: Vec<Bson> = Vec::new();
+        let pushed = pushdown(m);
+        if !pushed.is_empty() {
+            and.push(Bson::Document(pushed));
         }
+        if let Some(id) = position_id(s, from)? {
+            and.push(Bson::Document(after_id(&id)));
+        }
+        if let Some(id) = position_id(s, end)? {
+            and.push(Bson::Document(up_to_id(&id)));
+        }
+        let filter = match and.len() {
+            0 => Document::new(),
+            1 => match and.pop() {
+                Some(Bson::Document(d)) => d,
+                _ => Document::new(),
+            },
+            _ => doc! { "$and": and },
+        };
         let coll = s.collection(&m.source);
         let mut find = coll.find(filter).sort(doc! { "_id": 1 }).batch_size(batch.clamp(1, 100_000) as u32);
         if let Some(fields) = m.fields.as_ref().filter(|f| !reads_everything(s, &m.source, f, &rt)) {

@@ -84,3 +84,17 @@ pub fn database_name(url: &str) -> String {
     let path = after_scheme.split_once('/').map_or("", |(_, p)| p);
     path.split(['?', '#']).next().unwrap_or("").to_string()
 }
+
+/// What a command that needs finished tables says when a first load
+/// before keys has not finished (`None`: nothing is unfinished).
+pub async fn unfinished_first_load(conn: &mut sqlx::PgConnection) -> Option<String> {
+    let waiting = crate::pg::postdata::pending(conn).await.ok()?;
+    let first = waiting.first()?;
+    let tables: Vec<&str> = waiting.iter().map(|d| d.table.as_str()).collect();
+    Some(format!(
+        "run {} has not finished its first load: {} still lack their keys, indexes and constraints\n  \
+         run `finlit-map run` again with its source to finish it (or `finlit-map rollback --all` to undo it)",
+        first.run_id,
+        tables.join(", ")
+    ))
+}

@@ -20,6 +20,9 @@ pub async fn run(args: StatusArgs) -> Finished {
         Ok(c) => c,
         Err(e) => return super::fail(e),
     };
+    if let Some(why) = super::unfinished_first_load(&mut conn).await {
+        eprintln!("note: {why}");
+    }
     let last = match crate::pg::ledger::last_runs(&mut conn).await {
         Ok(l) => l,
         Err(e) => return super::fail(e),

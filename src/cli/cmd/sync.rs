@@ -100,7 +100,7 @@ pub async fn run(args: SyncArgs) -> Finished {
         Some(Err(_)) => "failed",
         None => "interrupted",
     };
-    super::run::finish(Some(url), Some(&mut conn), run_id, outcome).await;
+    super::run::finish(Some(url), Some(&mut conn), run_id, outcome, false).await;
     match args.format {
         CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
         CheckFormat::Text => {
@@ -133,5 +133,9 @@ async fn connect(url: &str, plan: &crate::plan::Plan, wait: bool) -> Result<sqlx
     let mut conn = super::run::holding_target(url, wait).await?;
     target::check_tables(&mut conn, plan).await.map_err(|e| e.to_string())?;
     ledger::ensure(&mut conn).await.map_err(|e| e.to_string())?;
+    if let Some(why) = super::unfinished_first_load(&mut conn).await {
+        ledger::unlock_target(&mut conn).await;
+        return Err(why);
+    }
     Ok(conn)
 }

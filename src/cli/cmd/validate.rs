@@ -30,6 +30,9 @@ pub async fn run(args: ValidateArgs) -> Finished {
         Ok(c) => c,
         Err(e) => return super::fail(e),
     };
+    if let Some(why) = super::unfinished_first_load(&mut conn).await {
+        return super::fail(why);
+    }
     let report = match validate(&plan, &mappings, &source, &mut conn, args.sample, args.count_only).await {
         Ok(r) => r,
         Err(e) => return super::fail(e),
