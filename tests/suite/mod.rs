@@ -6,6 +6,7 @@ mod binary;
 mod check;
 mod db;
 mod exact;
+mod firstload;
 mod language;
 mod live;
 mod manage;
