@@ -297,9 +297,8 @@ impl Source {
     /// A mapping's collection in ranges of about `per_range` documents, in
     /// source order, for several readers at once. Files are cut at document
     /// boundaries by a scan of lengths or line ends (a JSON array is one
-    /// range); a live collection between `_id`s the server sampled and
-    /// sorted itself. One range when the collection is smaller, or when the
-    /// source cannot be cut.
+    /// range); a live collection between sampled `_id`s. One range when
+    /// the collection is smaller, or when the source cannot be cut.
     pub async fn ranges(&self, m: &MappingPlan, per_range: u64) -> Result<Vec<Range>, SourceError> {
         let per_range = per_range.max(1);
         match self {

@@ -111,9 +111,9 @@ impl MongoSource {
     }
 
     /// The collection in ranges of about `per_range` documents: bounds are
-    /// `_id`s of a random sample that the server sorts itself (`$sample`,
-    /// then `$sort`), so they follow the server's own `_id` order, which
-    /// its range filters use too. One range when the collection is small,
+    /// `_id`s of a random sample (`$sample`), in the order MongoDB's range
+    /// filters compare them. One range when the collection is small, when
+    /// its `_id`s are of several types or of a type without a plain order,
     /// or when the server cannot sample (said in the log).
     pub async fn ranges(&self, collection: &str, per_range: u64) -> Result<Vec<super::Range>, SourceError> {
         let docs = self.estimated_count(collection).await.unwrap_or(0);
@@ -123,11 +123,7 @@ impl MongoSource {
         }
         // Enough sampled ids per range that the bounds land near the quantiles.
         let size = (parts * 32).min(docs).min(100_000) as i64;
-        let pipeline = vec![
-            doc! { "$sample": { "size": size } },
-            doc! { "$project": { "_id": 1 } },
-            doc! { "$sort": { "_id": 1 } },
-        ];
+        let pipeline = vec![doc! { "$sample": { "size": size } }, doc! { "$project": { "_id": 1 } }];
         let sampled: Result<Vec<Bson>, mongodb::error::Error> = async {
             use futures::TryStreamExt;
             let cursor = self.collection(collection).aggregate(pipeline).await?;
@@ -135,18 +131,32 @@ impl MongoSource {
             Ok(docs.into_iter().filter_map(|mut d| d.remove("_id")).collect())
         }
         .await;
-        let ids = match sampled {
+        let mut ids = match sampled {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(collection, "the server cannot sample `_id`s ({e}): one reader for the collection");
                 return Ok(vec![super::Range::whole()]);
             }
         };
+        // The bounds are put in order here, as MongoDB compares `_id`s in
+        // the range filters, not as the server sorts them (wire-compatible
+        // servers sort numbers as text). Bounds of one type only, of a type
+        // whose order is plain: a range must never overlap the next.
+        let Some(order) = ids
+            .first()
+            .and_then(plain_order)
+            .filter(|_| ids.iter().all(|id| plain_order(id).is_some() && bracket(id) == bracket(&ids[0])))
+        else {
+            tracing::info!(collection, "`_id`s of several or unordered types: one reader for the collection");
+            return Ok(vec![super::Range::whole()]);
+        };
+        ids.sort_by(order);
+        ids.dedup_by(|a, b| order(a, b) == std::cmp::Ordering::Equal);
         let mut cuts: Vec<Bson> = Vec::new();
         for i in 1..parts {
             let Some(id) = ids.get((i as usize * ids.len()) / parts as usize) else { continue };
-            // Equal neighbours would make an empty range; the server's order keeps the rest increasing.
-            if cuts.last() != Some(id) {
+            // Equal neighbours would make an empty range.
+            if cuts.last().is_none_or(|last| order(last, id) == std::cmp::Ordering::Less) {
                 cuts.push(id.clone());
             }
         }
@@ -245,6 +255,40 @@ fn after_id(id: &Bson) -> Document {
         }
     }
     doc! { "$or": or }
+}
+
+/// How MongoDB orders `_id`s of this value's type, for the types whose
+/// order is plain: numbers by value (not decimals, not NaN), strings by
+/// their bytes (the simple collation), ObjectIds by their bytes, dates by
+/// time. `None` for any other type (their ranges are not cut).
+fn plain_order(id: &Bson) -> Option<fn(&Bson, &Bson) -> std::cmp::Ordering> {
+    fn number(b: &Bson) -> f64 {
+        match b {
+            Bson::Int32(i) => f64::from(*i),
+            Bson::Int64(i) => *i as f64,
+            Bson::Double(d) => *d,
+            _ => f64::NAN,
+        }
+    }
+    match id {
+        // Integers past 2^53 do not survive as doubles: such bounds are not cut between.
+        Bson::Int32(_) => Some(|a, b| number(a).total_cmp(&number(b))),
+        Bson::Int64(i) if i.unsigned_abs() < (1 << 53) => Some(|a, b| number(a).total_cmp(&number(b))),
+        Bson::Double(d) if d.is_finite() => Some(|a, b| number(a).total_cmp(&number(b))),
+        Bson::String(_) => Some(|a, b| match (a, b) {
+            (Bson::String(x), Bson::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+            _ => std::cmp::Ordering::Equal,
+        }),
+        Bson::ObjectId(_) => Some(|a, b| match (a, b) {
+            (Bson::ObjectId(x), Bson::ObjectId(y)) => x.bytes().cmp(&y.bytes()),
+            _ => std::cmp::Ordering::Equal,
+        }),
+        Bson::DateTime(_) => Some(|a, b| match (a, b) {
+            (Bson::DateTime(x), Bson::DateTime(y)) => x.cmp(y),
+            _ => std::cmp::Ordering::Equal,
+        }),
+        _ => None,
+    }
 }
 
 /// Every document whose `_id` sorts at or before `id`: the complement of

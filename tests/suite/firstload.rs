@@ -327,3 +327,83 @@ fn a_first_load_before_keys_gives_what_a_load_into_indexed_tables_gives() {
         assert!(report["builds"].as_array().is_none_or(Vec::is_empty), "a re-run loads into the built tables");
     }
 }
+
+/// A run killed while it builds a table's keys and constraints: the next
+/// run finds the table loaded and the build not done (the ledger says so),
+/// builds it, and ends with what a load into the indexed table gives.
+#[test]
+fn a_run_killed_while_building_finishes_on_the_next_run() {
+    // The check is slow on purpose (2 ms a row), so the build lasts seconds.
+    let up = "CREATE FUNCTION slow_positive(v integer) RETURNS boolean LANGUAGE sql
+                  AS $$ SELECT pg_sleep(0.002) IS NOT NULL AND v >= 0 $$;
+              CREATE TABLE items (id INTEGER PRIMARY KEY, v INTEGER NOT NULL CHECK (slow_positive(v)));
+              CREATE INDEX items_v ON items (v);";
+    let mapping = "source = \"items\"\ntable = \"items\"\nkey = \"id\"\n[columns]\nid = \"$._id\"\nv = \"$.v\"\n";
+    let docs: Vec<String> = (0..1500)
+        .map(|i| {
+            let v = if i % 250 == 7 { -i } else { i };
+            format!("{{\"_id\": {}, \"v\": {v}}}", if i % 300 == 11 { i - 1 } else { i })
+        })
+        .collect();
+    let load = |fast: bool| {
+        let work = tempfile::tempdir().unwrap();
+        let m = project_with(work.path(), up, "DROP TABLE items; DROP FUNCTION slow_positive;", &[("items", mapping)]);
+        let src = super::source(work.path(), "items.jsonl", &docs.iter().map(String::as_str).collect::<Vec<_>>());
+        let db = TestDb::new(if fast { "buildkill" } else { "buildref" });
+        if !fast {
+            let schema = work.path().join("schema");
+            let (code, _, out) =
+                cli(work.path(), &["schema", "apply", "--target", &db.url, "--schema", schema.to_str().unwrap()]);
+            assert_eq!(code, 0, "{out}");
+        }
+        (work, m, src, db)
+    };
+    let (rw, rm, rs, reference) = load(false);
+    let (code, _, out) =
+        cli(rw.path(), &["run", rm.to_str().unwrap(), "--source", rs.to_str().unwrap(), "--target", &reference.url]);
+    assert_eq!(code, 3, "{out}");
+
+    let (work, m, src, db) = load(true);
+    let args = ["run", m.to_str().unwrap(), "--source", src.to_str().unwrap(), "--target", &db.url, "--format", "json"];
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
+        .current_dir(work.path())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let building = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'ALTER TABLE%ADD CONSTRAINT%CHECK%'",
+        db.name
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while db.try_one(&building).is_none_or(|n| n == "0") {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its build");
+        assert!(std::time::Instant::now() < deadline, "no build seen");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    // The ledger knows: loaded, not built.
+    assert_eq!(db.one("SELECT count(*)::text FROM finlit_map.deferred"), "1");
+    assert_ne!(db.one("SELECT state FROM finlit_map.tasks WHERE kind = 'build'"), "done");
+    let (code, report, out) = cli(work.path(), &args);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("continuing interrupted run"), "{out}");
+    assert_eq!(report["builds"].as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(db.digest("items"), reference.digest("items"));
+    assert_eq!(db.one("SELECT count(*)::text FROM finlit_map.deferred"), "0");
+    let defs = |d: &TestDb| {
+        d.rows("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'items'::regclass ORDER BY 1")
+            .into_iter()
+            .chain(d.rows("SELECT indexdef FROM pg_indexes WHERE tablename = 'items' ORDER BY 1"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(defs(&db), defs(&reference));
+    // Exactly the indexed load's rejects (reasons included), each once,
+    // though the killed run's first attempt had begun to judge them.
+    let (mut a, mut b) = (rejects(work.path()), rejects(rw.path()));
+    a.dedup();
+    b.sort();
+    assert_eq!(a, b);
+}

@@ -338,3 +338,60 @@ fn resuming_a_live_source_with_mixed_id_types_skips_nothing() {
     assert_eq!(got, expected, "documents after the checkpoint were skipped");
     assert!(got.contains(&(docs.len() as i32 - 1)), "the document `_id`s after the strings were skipped");
 }
+
+/// A live collection read in ranges by several workers: the bounds are
+/// `_id`s the server sampled and sorted, and each document is read once,
+/// in exactly one range. `_id`s of several types are read by one reader
+/// (wire-compatible servers order them unlike MongoDB).
+#[test]
+fn a_live_collection_read_in_ranges_reads_every_document_once() {
+    use bson::{Bson, doc, oid::ObjectId};
+    let Some(server) = MongoServer::start() else { return };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = rt.block_on(mongodb::Client::with_uri_str(server.uri())).unwrap();
+    let kinds: [(&str, fn(i32) -> Bson); 4] = [
+        ("oids", |_| Bson::ObjectId(ObjectId::new())),
+        ("ints", |i| Bson::Int32((i * 7919) % 100_003 - 50_000)),
+        ("strings", |i| Bson::String(format!("k{:05}", (i * 37) % 1000))),
+        ("mixed", |i| if i % 2 == 0 { Bson::Int32(i) } else { Bson::String(format!("s{i}")) }),
+    ];
+    for (name, id) in kinds {
+        let docs: Vec<bson::Document> = (0..400).map(|n| doc! { "_id": id(n), "n": n }).collect();
+        let coll = client.database("finlit").collection::<bson::Document>(name);
+        rt.block_on(async { coll.insert_many(docs.clone()).await }).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let mapping =
+            format!("source = \"{name}\"\ntable = \"t\"\nkey = \"n\"\n[columns]\nn = \"$.n\"\nid = \"$._id\"\n");
+        let mappings = super::project_with(
+            work.path(),
+            "CREATE TABLE t (n INTEGER PRIMARY KEY, id JSONB NOT NULL);",
+            "DROP TABLE t;",
+            &[(name, &mapping)],
+        );
+        let db = TestDb::new("liveranges");
+        let uri = server.uri();
+        let m = mappings.to_str().unwrap();
+        let args =
+            ["run", m, "--source", &uri, "--target", &db.url, "--range-size", "40", "--jobs", "3", "--batch-size", "7"];
+        let (code, _, stderr) = super::finlit_map(work.path(), &args);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        let ranges: i64 = db.one("SELECT max(ranges)::text FROM finlit_map.tasks").parse().unwrap();
+        if name == "mixed" {
+            assert_eq!(ranges, 1, "{stderr}");
+        } else {
+            assert!(ranges >= 4, "{name}: read in {ranges} ranges: {stderr}");
+        }
+        let got: Vec<i32> = db
+            .rows("SELECT n::text FROM t ORDER BY n::integer")
+            .into_iter()
+            .map(|r| r[0].as_ref().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(got, (0..400).collect::<Vec<_>>(), "{name}: every document once");
+        // Each range read what the others did not: the documents add up.
+        let read: i64 = db
+            .one("SELECT sum((report->>'documents')::bigint)::text FROM finlit_map.tasks WHERE kind = 'load'")
+            .parse()
+            .unwrap();
+        assert_eq!(read, 400, "{name}: no document read twice");
+    }
+}

@@ -13,6 +13,7 @@ mod manage;
 mod mongo;
 mod run;
 mod sync;
+mod workers;
 
 /// Runs the real binary in `cwd` with no connection strings from the
 /// environment; returns (exit code, stdout, stderr).
