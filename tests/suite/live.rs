@@ -349,7 +349,8 @@ fn a_live_collection_read_in_ranges_reads_every_document_once() {
     let Some(server) = MongoServer::start() else { return };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let client = rt.block_on(mongodb::Client::with_uri_str(server.uri())).unwrap();
-    let kinds: [(&str, fn(i32) -> Bson); 4] = [
+    type IdOf = fn(i32) -> Bson;
+    let kinds: [(&str, IdOf); 4] = [
         ("oids", |_| Bson::ObjectId(ObjectId::new())),
         ("ints", |i| Bson::Int32((i * 7919) % 100_003 - 50_000)),
         ("strings", |i| Bson::String(format!("k{:05}", (i * 37) % 1000))),
