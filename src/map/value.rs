@@ -53,6 +53,15 @@ pub(super) fn row_zone(
     }
 }
 
+/// Whether a value's `map` key (`map_key`) is `key`, without making it
+/// for the common case of a string (this runs for every row).
+fn map_key_is(v: RawBsonRef<'_>, key: &str) -> bool {
+    match v {
+        RawBsonRef::String(s) => s == key,
+        other => map_key(other).is_some_and(|k| k == key),
+    }
+}
+
 pub(super) fn value<'a>(
     col: &ColumnPlan,
     found: Found<'a>,
@@ -74,6 +83,9 @@ pub(super) fn value<'a>(
     let cx = TransformCx { tz: rules.tz, date_format: col.date_format.as_deref() };
     for t in &col.transforms {
         let Some(current) = v.get() else { break };
+        if t.keeps(current) {
+            continue;
+        }
         v = match t.apply(current, &cx)? {
             Some(o) => Val::Owned(o),
             None => Val::Absent,
@@ -85,12 +97,12 @@ pub(super) fn value<'a>(
     if let Some(wrapped) = v.get().filter(|_| col.wrap_scalar).and_then(shape::wrap) {
         v = Val::Owned(wrapped);
     }
-    if let Some(key) = v.get().filter(|_| !col.map.is_empty()).and_then(map_key)
-        && let Some((_, to)) = col.map.iter().find(|(from, _)| *from == key)
+    if let Some(current) = v.get().filter(|_| !col.map.is_empty())
+        && let Some((_, to)) = col.map.iter().find(|(from, _)| map_key_is(current, from))
     {
         v = Val::Owned(to.clone());
     }
-    if v.get().filter(|_| !col.map_null.is_empty()).and_then(map_key).is_some_and(|k| col.map_null.contains(&k)) {
+    if v.get().filter(|_| !col.map_null.is_empty()).is_some_and(|c| col.map_null.iter().any(|k| map_key_is(c, k))) {
         v = Val::Absent;
         sentinel = true;
     }

@@ -168,6 +168,9 @@ struct Shared<'a, 'r> {
     /// on (an interrupted run's work).
     resumed: Mutex<BTreeMap<usize, u64>>,
     builds: Mutex<Vec<BuildReport>>,
+    /// Told whenever a worker of this process finishes a task, so the
+    /// others waiting for it look again at once.
+    finished: tokio::sync::Notify,
 }
 
 /// Runs the selected mappings as the board's tasks: one worker per
@@ -214,6 +217,7 @@ pub async fn run(
         mapping_bars: Mutex::new(BTreeMap::new()),
         resumed: Mutex::new(BTreeMap::new()),
         builds: Mutex::new(Vec::new()),
+        finished: tokio::sync::Notify::new(),
     };
     let beat = match (board, heartbeat) {
         (Board::Ledger { run_id, worker, .. }, Some(url)) => {
@@ -269,23 +273,34 @@ pub async fn run(
 async fn worker(shared: &Shared<'_, '_>, mut conn: Option<&mut PgConnection>) -> Result<(), ExecError> {
     let mut idle = Duration::from_millis(20);
     loop {
+        // Listening before asking: a task finished in between still wakes us.
+        let finished = shared.finished.notified();
+        tokio::pin!(finished);
+        finished.as_mut().enable();
         let next = shared
             .board
             .next(shared.plan, conn.as_deref_mut())
             .await
             .map_err(|source| ExecError::Db { mapping: "(claiming a task)".into(), source })?;
         let claimed = match next {
-            Next::Done => return Ok(()),
+            Next::Done => {
+                shared.finished.notify_waiters();
+                return Ok(());
+            }
             Next::Wait => {
-                // Another worker holds what is left, or what it waits for.
-                tokio::time::sleep(idle).await;
-                idle = (idle * 2).min(Duration::from_millis(500));
+                // Another worker holds what is left, or what it waits for:
+                // one of this process says so when it is done; another
+                // process's workers are polled, less and less often.
+                tokio::select! {
+                    _ = finished => {}
+                    _ = tokio::time::sleep(idle) => idle = (idle * 2).min(Duration::from_millis(500)),
+                }
                 continue;
             }
             Next::Task(c) => c,
         };
         idle = Duration::from_millis(20);
-        match claimed.task.kind {
+        let done = match claimed.task.kind {
             Kind::Load => {
                 let Some(slot) = claimed.task.mapping else {
                     return Err(ExecError::Plan(format!(
@@ -295,10 +310,12 @@ async fn worker(shared: &Shared<'_, '_>, mut conn: Option<&mut PgConnection>) ->
                 };
                 let m = &shared.plan.mappings[slot];
                 let mut cx = MappingRun { shared, m, slot };
-                cx.load_task(&claimed, conn.as_deref_mut()).await?;
+                cx.load_task(&claimed, conn.as_deref_mut()).await
             }
-            Kind::Build => build::build_table(shared, &claimed, conn.as_deref_mut()).await?,
-        }
+            Kind::Build => build::build_table(shared, &claimed, conn.as_deref_mut()).await,
+        };
+        shared.finished.notify_waiters();
+        done?;
     }
 }
 

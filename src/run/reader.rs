@@ -196,7 +196,7 @@ pub(super) fn produce(
     let mut inventory = encoding.inventory.map(|limit| limit.map_or_else(Inventory::default, Inventory::first));
     let mut chunk = Chunk::new(batch);
     chunk.start = from;
-    let mut seen: Vec<HashSet<Vec<Option<String>>>> = encoding.dedupe.iter().map(|_| HashSet::new()).collect();
+    let mut seen: Vec<Seen> = encoding.dedupe.iter().map(|_| Seen::default()).collect();
     while let Some(item) = stream.next_doc() {
         let item = match item {
             Ok(i) => i,
@@ -313,14 +313,14 @@ pub(crate) fn first_pass(
     Ok(())
 }
 
+/// The values of one unique set seen so far (a fast hash: the keys are the
+/// reader's own, and this runs for every row).
+pub(super) type Seen = HashSet<Vec<Option<String>>, foldhash::fast::RandomState>;
+
 /// A dry run's stand-in for the server's unique indexes: the reason when
 /// the row repeats an earlier row's values of a unique set; otherwise the
 /// row's values are recorded in every set. NULLs never collide.
-pub(super) fn repeated(
-    sets: &[UniqueSet],
-    seen: &mut [HashSet<Vec<Option<String>>>],
-    cells: &[Cell<'_>],
-) -> Option<String> {
+pub(super) fn repeated(sets: &[UniqueSet], seen: &mut [Seen], cells: &[Cell<'_>]) -> Option<String> {
     let values: Vec<Option<Vec<Option<String>>>> = sets
         .iter()
         .map(|s| {

@@ -426,9 +426,20 @@ impl DocReader {
         if u64::from(declared) > available {
             return Err(SourceError::Truncated { path: self.path.clone(), offset, declared, available });
         }
-        let mut bytes = vec![0u8; declared as usize];
-        bytes[..4].copy_from_slice(&header);
-        self.reader.read_exact(&mut bytes[4..]).map_err(|e| self.io(e))?;
+        // Read into spare capacity: zeroing the buffer first would touch
+        // every byte twice.
+        let mut bytes = Vec::with_capacity(declared as usize);
+        bytes.extend_from_slice(&header);
+        let rest = u64::from(declared) - 4;
+        let got = (&mut self.reader).take(rest).read_to_end(&mut bytes).map_err(|e| self.io(e))?;
+        if got as u64 != rest {
+            return Err(SourceError::Truncated {
+                path: self.path.clone(),
+                offset,
+                declared,
+                available: 4 + got as u64,
+            });
+        }
         if bytes[bytes.len() - 1] != 0 {
             return Err(SourceError::Corrupt {
                 path: self.path.clone(),

@@ -73,7 +73,7 @@ impl Cell<'_> {
             Cell::Date(d) => push_date(&mut s, *d),
             Cell::Timestamp(t) => push_datetime(&mut s, *t, ""),
             Cell::Timestamptz(t) => push_datetime(&mut s, t.naive_utc(), "+00"),
-            Cell::Uuid(u) => write!(s, "{}", u.hyphenated()).ok()?,
+            Cell::Uuid(u) => s.push_str(u.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer())),
             Cell::Json(j) => s.push_str(j),
             // bytea's hex form, as PostgreSQL prints it.
             Cell::Bytes(b) => {

@@ -95,7 +95,7 @@ impl FieldTrie {
         while i < end && left > 0 {
             let t = b[i];
             i += 1;
-            let Some(nul) = b[i..end].iter().position(|&c| c == 0) else { return false };
+            let Some(nul) = memchr::memchr(0, &b[i..end]) else { return false };
             let key = &b[i..i + nul];
             i += nul + 1;
             let Some(len) = value_len(t, &b[i..end]) else { return false };
@@ -144,7 +144,7 @@ pub fn each_element(doc: &[u8], mut f: impl FnMut(u8, &[u8], &[u8])) -> bool {
     while i < end {
         let t = doc[i];
         i += 1;
-        let Some(nul) = doc[i..end].iter().position(|&c| c == 0) else { return false };
+        let Some(nul) = memchr::memchr(0, &doc[i..end]) else { return false };
         let key = &doc[i..i + nul];
         i += nul + 1;
         let Some(len) = value_len(t, &doc[i..end]) else { return false };
@@ -181,6 +181,16 @@ fn value_len(t: u8, b: &[u8]) -> Option<usize> {
     (len <= b.len()).then_some(len)
 }
 
+/// An array's bytes as the array they are.
+fn as_array(doc: &RawDocument) -> &bson::RawArray {
+    // SAFETY: `RawArray` is `#[repr(transparent)]` over `RawDocument`
+    // (itself transparent over `[u8]`), so the two references have one
+    // layout; this is the cast `RawArray::from_doc` makes inside the bson
+    // crate, which does not export it. `arrays_decode_as_the_document_does`
+    // checks the result against the crate's own lookup.
+    unsafe { &*(doc as *const RawDocument as *const bson::RawArray) }
+}
+
 /// Decodes the common types from their bytes; the rest through the
 /// document's own lookup of that key.
 fn decode<'a>(t: u8, v: &'a [u8], doc: &'a RawDocument, key: &[u8]) -> Option<RawBsonRef<'a>> {
@@ -190,9 +200,19 @@ fn decode<'a>(t: u8, v: &'a [u8], doc: &'a RawDocument, key: &[u8]) -> Option<Ra
         0x02 => {
             let len = i32_at(v)?;
             // The length counts the trailing NUL.
-            RawBsonRef::String(std::str::from_utf8(v.get(4..4 + len.checked_sub(1)?)?).ok()?)
+            let bytes = v.get(4..4 + len.checked_sub(1)?)?;
+            // ASCII is UTF-8: the common case skips the full validation.
+            RawBsonRef::String(if bytes.is_ascii() {
+                // SAFETY: ASCII bytes are valid UTF-8.
+                unsafe { std::str::from_utf8_unchecked(bytes) }
+            } else {
+                std::str::from_utf8(bytes).ok()?
+            })
         }
         0x03 => RawBsonRef::Document(RawDocument::from_bytes(v).ok()?),
+        // An array is a document keyed "0", "1", …: looking it up again in
+        // its parent would re-scan (and re-validate) the parent, per row.
+        0x04 => RawBsonRef::Array(as_array(RawDocument::from_bytes(v).ok()?)),
         0x06 => RawBsonRef::Undefined,
         0x07 => RawBsonRef::ObjectId(ObjectId::from_bytes(fixed(12)?.try_into().ok()?)),
         0x08 => RawBsonRef::Boolean(*v.first()? != 0),
@@ -255,6 +275,22 @@ mod tests {
             }
             assert_eq!(out[*s], expected, "{p:?}");
         }
+    }
+
+    #[test]
+    fn arrays_decode_as_the_document_does() {
+        let d = rawdoc! { "a": [1, "x", { "k": [true] }], "e": [], "n": { "deep": [[2.5]] } };
+        let mut t = FieldTrie::default();
+        let a = t.add(&[Segment::Key("a".into())]);
+        let e = t.add(&[Segment::Key("e".into())]);
+        let deep = t.add(&[Segment::Key("n".into()), Segment::Key("deep".into())]);
+        let mut out = vec![None; t.slots()];
+        assert!(t.extract(&d, &mut out));
+        assert_eq!(out[a], d.get("a").unwrap());
+        assert_eq!(out[e], d.get("e").unwrap());
+        assert_eq!(out[deep], d.get_document("n").unwrap().get("deep").unwrap());
+        let Some(RawBsonRef::Array(arr)) = out[a] else { panic!("an array") };
+        assert_eq!(arr.into_iter().count(), 3);
     }
 
     #[test]

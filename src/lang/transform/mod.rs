@@ -70,6 +70,20 @@ impl Transform {
     }
 
     /// Applies the transform. `Ok(None)` means the value became null.
+    /// Whether applying the transform to `v` would give `v` itself (a
+    /// trimmed string trimmed again, lowercase text lowercased): then it
+    /// need not run, and the value stays borrowed from the document.
+    pub fn keeps(self, v: RawBsonRef<'_>) -> bool {
+        let RawBsonRef::String(s) = v else { return false };
+        match self {
+            Transform::Trim => s.trim().len() == s.len(),
+            Transform::Lowercase => s.is_ascii() && !s.bytes().any(|b| b.is_ascii_uppercase()),
+            Transform::Uppercase => s.is_ascii() && !s.bytes().any(|b| b.is_ascii_lowercase()),
+            Transform::EmptyToNull => !s.trim().is_empty(),
+            _ => false,
+        }
+    }
+
     pub fn apply(self, v: RawBsonRef<'_>, cx: &TransformCx<'_>) -> Result<Option<RawBson>, String> {
         match self {
             Transform::Date => date::midnight(v, cx.tz),
