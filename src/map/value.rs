@@ -76,7 +76,10 @@ pub(super) fn value<'a>(
     };
     let was_present = !matches!(v, Val::Absent);
     // A sentinel (`null_if`), compared with the value as read, means null.
-    let mut sentinel = v.get().is_some_and(|b| col.null_if.iter().any(|n| same_value(b, n.as_raw_bson_ref())));
+    // Each step asks first whether the column has it at all: most have
+    // none, and this runs for every column of every row.
+    let mut sentinel = !col.null_if.is_empty()
+        && v.get().is_some_and(|b| col.null_if.iter().any(|n| same_value(b, n.as_raw_bson_ref())));
     if sentinel {
         v = Val::Absent;
     }
@@ -91,18 +94,23 @@ pub(super) fn value<'a>(
             None => Val::Absent,
         };
     }
-    if let (Some(sep), Some(current)) = (&col.split, v.get()) {
+    if let Some(sep) = &col.split
+        && let Some(current) = v.get()
+    {
         v = shape::split(current, sep)?.map_or(Val::Absent, Val::Owned);
     }
-    if let Some(wrapped) = v.get().filter(|_| col.wrap_scalar).and_then(shape::wrap) {
+    if col.wrap_scalar
+        && let Some(wrapped) = v.get().and_then(shape::wrap)
+    {
         v = Val::Owned(wrapped);
     }
-    if let Some(current) = v.get().filter(|_| !col.map.is_empty())
+    if !col.map.is_empty()
+        && let Some(current) = v.get()
         && let Some((_, to)) = col.map.iter().find(|(from, _)| map_key_is(current, from))
     {
         v = Val::Owned(to.clone());
     }
-    if v.get().filter(|_| !col.map_null.is_empty()).is_some_and(|c| col.map_null.iter().any(|k| map_key_is(c, k))) {
+    if !col.map_null.is_empty() && v.get().is_some_and(|c| col.map_null.iter().any(|k| map_key_is(c, k))) {
         v = Val::Absent;
         sentinel = true;
     }

@@ -39,10 +39,22 @@ impl ServerKeys {
     /// `(key expression, FROM clause)` for keys bound as one `text[]` per
     /// key column from parameter `$first` on, in their order (`u.n`).
     pub fn sql(&self, first: usize) -> (String, String) {
-        let casts: Vec<String> = self.cols.iter().enumerate().map(|(i, (_, ty))| format!("u.k{i}::{ty}")).collect();
+        let casts: Vec<String> = match self.cols.as_slice() {
+            // A text, integer, UUID or boolean key as the client writes it
+            // is already the server's text: no round trip through the type
+            // (it costs the server a parse and a print per row of every chunk).
+            [(_, ty)] if canonical_text(ty) => vec!["u.k0".to_string()],
+            cols => cols.iter().enumerate().map(|(i, (_, ty))| format!("u.k{i}::{ty}")).collect(),
+        };
         let params: Vec<String> = (0..self.cols.len()).map(|i| format!("${}::text[]", first + i)).collect();
         let names: Vec<String> = (0..self.cols.len()).map(|i| format!("k{i}")).collect();
         (key_text(&casts), format!("unnest({}) WITH ORDINALITY AS u({}, n)", params.join(", "), names.join(", ")))
+    }
+
+    /// Whether the client's texts of a key are the server's already (one
+    /// column of a type `canonical_text` lists): they can be stored as bound.
+    pub fn as_bound(&self) -> bool {
+        matches!(self.cols.as_slice(), [(_, ty)] if canonical_text(ty))
     }
 
     /// A condition matching table alias `t`'s key to keys bound from `$first` (one value each).
@@ -71,4 +83,13 @@ impl ServerKeys {
             names.join(", ")
         )
     }
+}
+
+/// Types whose values the client writes exactly as PostgreSQL prints them
+/// (`value::cell::Cell::to_pg_text`): decimal integers, lowercase
+/// hyphenated UUIDs, `t`/`f`, and text itself. Dates, times and numbers
+/// with a scale depend on the session or the type's modifier, and go
+/// through the server.
+fn canonical_text(ty: &str) -> bool {
+    matches!(ty, "text" | "smallint" | "integer" | "bigint" | "uuid" | "boolean") || ty.starts_with("character varying")
 }

@@ -290,10 +290,16 @@ impl TableSink {
                         .as_ref()
                         .ok_or_else(|| sqlx::Error::Protocol("the sink was not prepared before loading".into()))?;
                     let (expr, from) = server_keys.sql(7);
-                    let stmt = format!(
+                    let stmt = if server_keys.as_bound() {
                         "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys, load_order, first_pos, last_pos) \
-                         SELECT $1, $2, $3, array_agg({expr} ORDER BY u.n), $4, $5, $6 FROM {from}"
-                    );
+                         VALUES ($1, $2, $3, $7::text[], $4, $5, $6)"
+                            .to_string()
+                    } else {
+                        format!(
+                            "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys, load_order, first_pos, last_pos) \
+                             SELECT $1, $2, $3, array_agg({expr} ORDER BY u.n), $4, $5, $6 FROM {from}"
+                        )
+                    };
                     let order = self.deferred.then(|| origin.order_of(0));
                     let mut q = sqlx::query(sql(stmt))
                         .bind(&self.table_name)

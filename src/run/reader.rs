@@ -161,7 +161,7 @@ pub(super) fn spawn_reader(
     batch: usize,
     encoding: Encoding,
 ) -> (Chunks, std::thread::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel::<Result<Produced, SourceError>>(2);
+    let (tx, rx) = mpsc::channel::<Result<Produced, SourceError>>(1);
     let m = Arc::new(m.clone());
     let source = source.clone();
     let rt = tokio::runtime::Handle::current();
@@ -197,6 +197,12 @@ pub(super) fn produce(
     let mut chunk = Chunk::new(batch);
     chunk.start = from;
     let mut seen: Vec<Seen> = encoding.dedupe.iter().map(|_| Seen::default()).collect();
+    // A chunk's repeated keys found by the key texts it keeps for the
+    // ledger anyway, where those texts are the values' identities.
+    let mut by_text = KeyTexts::for_encoding(m, encoding);
+    if by_text.is_some() {
+        seen.clear();
+    }
     while let Some(item) = stream.next_doc() {
         let item = match item {
             Ok(i) => i,
@@ -229,11 +235,13 @@ pub(super) fn produce(
                             return;
                         }
                         rows += 1;
-                        if let Some(reason) = repeated(&encoding.dedupe, &mut seen, &cells) {
+                        if let Some(reason) = repeated(&encoding.dedupe[..seen.len()], &mut seen, &cells) {
                             chunk.rejects.push((doc_index, Rejection { element, column: None, reason }));
                             return;
                         }
                         if let Some(f) = &encoding.fast {
+                            // NULL never repeats a key (it is looked at before defaults fill it).
+                            let null_key = f.key.iter().any(|&i| cells[i].is_null());
                             for (i, c) in cells.iter_mut().enumerate() {
                                 if f.null[i] {
                                     *c = Cell::Null;
@@ -243,9 +251,17 @@ pub(super) fn produce(
                                     *c = v.clone();
                                 }
                             }
+                            let texts: Vec<Option<String>> = f.key.iter().map(|&i| cells[i].to_pg_text()).collect();
+                            if let Some(k) = by_text.as_mut().filter(|_| !null_key)
+                                && !k.first(&chunk.keys, &texts)
+                            {
+                                let reason = crate::pg::sink::DUPLICATE_KEY.to_string();
+                                chunk.rejects.push((doc_index, Rejection { element, column: None, reason }));
+                                return;
+                            }
                             chunk.keys.resize_with(f.key.len(), Vec::new);
-                            for (col, &i) in chunk.keys.iter_mut().zip(&f.key) {
-                                col.push(cells[i].to_pg_text());
+                            for (col, text) in chunk.keys.iter_mut().zip(texts) {
+                                col.push(text);
                             }
                         }
                         match &encoding.binary {
@@ -280,6 +296,9 @@ pub(super) fn produce(
             next.start = Some(chunk.position.clone());
             if encoding.dedupe_per_chunk {
                 seen.iter_mut().for_each(HashSet::clear);
+                if let Some(k) = by_text.as_mut() {
+                    k.clear();
+                }
             }
             let full = std::mem::replace(&mut chunk, next);
             if tx.blocking_send(Ok(Produced::Chunk(Box::new(full)))).is_err() {
@@ -311,6 +330,61 @@ pub(crate) fn first_pass(
         }
     }
     Ok(())
+}
+
+/// The mapping keys of a chunk's rows, by the texts the chunk keeps of
+/// them (`Chunk::keys`), for a deferred load whose only unique set is the
+/// key and whose key types write each value as its one identity (text,
+/// integers, UUIDs, booleans, dates and times): no second text per row.
+pub(super) struct KeyTexts {
+    rows: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl KeyTexts {
+    fn for_encoding(m: &MappingPlan, encoding: &Encoding) -> Option<KeyTexts> {
+        use crate::schema::SqlType as T;
+        let only_key = encoding.dedupe.len() == 1 && encoding.dedupe[0].columns == m.key;
+        let plain = m.key.iter().all(|&i| {
+            matches!(
+                m.columns[i].ty,
+                T::Text
+                    | T::Varchar(_)
+                    | T::SmallInt
+                    | T::Integer
+                    | T::BigInt
+                    | T::Uuid
+                    | T::Boolean
+                    | T::Date
+                    | T::Timestamp
+                    | T::Timestamptz
+            )
+        });
+        (encoding.dedupe_per_chunk && encoding.fast.is_some() && only_key && plain)
+            .then(|| KeyTexts { rows: hashbrown::HashTable::new(), hasher: foldhash::fast::RandomState::default() })
+    }
+
+    /// Whether `texts` is the first key of its value in the chunk (it is
+    /// then noted as the next row of `keys`).
+    fn first(&mut self, keys: &[Vec<Option<String>>], texts: &[Option<String>]) -> bool {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(texts);
+        let same = |&r: &u32| keys.iter().zip(texts).all(|(col, t)| col[r as usize] == *t);
+        if self.rows.find(hash, same).is_some() {
+            return false;
+        }
+        let row = keys.first().map_or(0, Vec::len) as u32;
+        let hasher = &self.hasher;
+        self.rows.insert_unique(hash, row, |&r| {
+            let texts: Vec<&Option<String>> = keys.iter().map(|col| &col[r as usize]).collect();
+            hasher.hash_one(texts)
+        });
+        true
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
+    }
 }
 
 /// The values of one unique set seen so far (a fast hash: the keys are the
