@@ -437,6 +437,12 @@ pub struct RunArgs {
     /// workers at once (on a first load before the table's keys).
     #[arg(long, default_value_t = crate::run::DEFAULT_RANGE_SIZE, value_name = "N")]
     pub range_size: u64,
+    /// When to read a collection in ranges: `auto` cuts files, and a live
+    /// collection whose server finds an `_id` range by its index (its
+    /// `explain` says so); `always` cuts a live collection anyway; `never`
+    /// reads every collection with one reader.
+    #[arg(long, value_enum, default_value_t = crate::source::Split::Auto, value_name = "WHEN")]
+    pub ranges: crate::source::Split,
     /// Load empty tables before their keys, indexes and constraints, then
     /// build them (rows they refuse are rejected as a load into the indexed
     /// table would), also in a database this run did not create. By default

@@ -342,11 +342,21 @@ pub async fn lock_target(
     wait: bool,
     waiting: &dyn Fn(&Holder),
 ) -> Result<Result<(), Holder>, sqlx::Error> {
+    take_run_lock(conn, "", wait, waiting).await
+}
+
+/// `suffix` chooses the form: "" exclusive, "_shared" shared.
+async fn take_run_lock(
+    conn: &mut PgConnection,
+    suffix: &str,
+    wait: bool,
+    waiting: &dyn Fn(&Holder),
+) -> Result<Result<(), Holder>, sqlx::Error> {
+    let try_lock = format!("SELECT pg_try_advisory_lock{suffix}($1)");
     // A command that just exited may hold it for a moment more: its server
     // session ends a little after the process. Try for a second first.
     for attempt in 0..10 {
-        let got: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(RUN_LOCK).fetch_one(&mut *conn).await?;
+        let got: bool = sqlx::query_scalar(super::sql::sql(&try_lock)).bind(RUN_LOCK).fetch_one(&mut *conn).await?;
         if got {
             return Ok(Ok(()));
         }
@@ -359,7 +369,10 @@ pub async fn lock_target(
         return Ok(Err(holder));
     }
     waiting(&holder);
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(RUN_LOCK).execute(&mut *conn).await?;
+    sqlx::query(super::sql::sql(format!("SELECT pg_advisory_lock{suffix}($1)")))
+        .bind(RUN_LOCK)
+        .execute(&mut *conn)
+        .await?;
     Ok(Ok(()))
 }
 
@@ -378,23 +391,7 @@ pub async fn share_target(
     wait: bool,
     waiting: &dyn Fn(&Holder),
 ) -> Result<Result<(), Holder>, sqlx::Error> {
-    for attempt in 0..10 {
-        let got: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1)").bind(RUN_LOCK).fetch_one(&mut *conn).await?;
-        if got {
-            return Ok(Ok(()));
-        }
-        if attempt < 9 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
-    let holder = holder(conn).await?;
-    if !wait {
-        return Ok(Err(holder));
-    }
-    waiting(&holder);
-    sqlx::query("SELECT pg_advisory_lock_shared($1)").bind(RUN_LOCK).execute(&mut *conn).await?;
-    Ok(Ok(()))
+    take_run_lock(conn, "_shared", wait, waiting).await
 }
 
 /// Workers of one run plan it one at a time: the first plans, the others

@@ -99,6 +99,8 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Documents per range when a collection is read by several workers.
     pub range_size: u64,
+    /// Whether collections are cut into ranges.
+    pub split: crate::source::Split,
 }
 
 impl Default for RunOptions {
@@ -112,6 +114,7 @@ impl Default for RunOptions {
             run_id: 0,
             jobs: 1,
             range_size: DEFAULT_RANGE_SIZE,
+            split: crate::source::Split::Auto,
         }
     }
 }

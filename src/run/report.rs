@@ -211,14 +211,7 @@ impl RunReport {
         let mut total = MappingReport { mapping: "total".into(), ..Default::default() };
         for m in &self.mappings {
             write_line(&mut out, m, w, self.dry_run);
-            total.read += m.read;
-            total.loaded += m.loaded;
-            total.inserted += m.inserted;
-            total.updated += m.updated;
-            total.unchanged += m.unchanged;
-            total.rejected += m.rejected;
-            total.filtered += m.filtered;
-            total.duplicates += m.duplicates;
+            total.absorb(m);
         }
         total.seconds = self.seconds;
         total.rows_per_second = if self.seconds > 0.0 { total.loaded as f64 / self.seconds } else { 0.0 };

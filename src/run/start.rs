@@ -151,7 +151,7 @@ pub async fn new_run(
             && source.has(&m.source)
             && !postdata::keeps_a_unique_index(&mut tx, &m.table).await.map_err(db(&m.table))?
         {
-            source.ranges(m, opts.range_size).await?
+            source.ranges(m, opts.range_size, opts.split).await?
         } else {
             vec![Range::whole()]
         };
@@ -249,7 +249,7 @@ pub async fn continue_run(
         for m in &mappings {
             ledger::forget_rejected(&mut tx, &m.name).await.map_err(db(&m.name))?;
             let parts = if m.on_duplicate == OnDuplicate::Reject && source.has(&m.source) {
-                source.ranges(m, opts.range_size).await?
+                source.ranges(m, opts.range_size, opts.split).await?
             } else {
                 vec![Range::whole()]
             };

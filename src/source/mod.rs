@@ -87,6 +87,18 @@ impl Range {
     }
 }
 
+/// When a collection is cut into ranges for several readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    /// Files that are large enough; a live collection when its server
+    /// reads an `_id` range from its index.
+    Auto,
+    /// Also a live collection whose server would scan for each range.
+    Always,
+    /// Never: one reader per collection.
+    Never,
+}
+
 /// One document as read: BSON, or bytes that are not a readable document
 /// (which the run rejects with the reason, keeping the bytes).
 #[derive(Debug)]
@@ -299,8 +311,11 @@ impl Source {
     /// boundaries by a scan of lengths or line ends (a JSON array is one
     /// range); a live collection between sampled `_id`s. One range when
     /// the collection is smaller, or when the source cannot be cut.
-    pub async fn ranges(&self, m: &MappingPlan, per_range: u64) -> Result<Vec<Range>, SourceError> {
+    pub async fn ranges(&self, m: &MappingPlan, per_range: u64, split: Split) -> Result<Vec<Range>, SourceError> {
         let per_range = per_range.max(1);
+        if split == Split::Never {
+            return Ok(vec![Range::whole()]);
+        }
         match self {
             Source::Files(f) => {
                 let Some(c) = f.collections.get(&m.source) else { return Ok(vec![Range::whole()]) };
@@ -311,7 +326,7 @@ impl Source {
                 let cuts = files::cuts(c, docs.div_ceil(per_range))?;
                 Ok(Range::between(cuts.into_iter().map(|(at, line)| Position::Offset { at, line }).collect()))
             }
-            Source::Mongo(s) => s.ranges(&m.source, per_range).await,
+            Source::Mongo(s) => s.ranges(&m.source, per_range, split == Split::Always).await,
         }
     }
 

@@ -50,7 +50,11 @@ impl MongoSource {
         let mut opts = ClientOptions::parse(uri).await.map_err(|e| err(e.to_string()))?;
         // Fail in seconds, not the driver's 30, when the server is not there.
         opts.server_selection_timeout.get_or_insert(Duration::from_secs(5));
-        opts.connect_timeout.get_or_insert(Duration::from_secs(5));
+        // A busy server may take a while to answer the driver's heartbeat
+        // (a single-threaded wire-compatible one, under several readers):
+        // waiting for it is no reason to break the reads. An unreachable
+        // server still fails after the server selection timeout above.
+        opts.connect_timeout.get_or_insert(Duration::from_secs(30));
         opts.app_name.get_or_insert("finlit-map".to_string());
         let database = database
             .map(str::to_string)
@@ -114,12 +118,30 @@ impl MongoSource {
     /// `_id`s of a random sample (`$sample`), in the order MongoDB's range
     /// filters compare them. One range when the collection is small, when
     /// its `_id`s are of several types or of a type without a plain order,
-    /// or when the server cannot sample (said in the log).
-    pub async fn ranges(&self, collection: &str, per_range: u64) -> Result<Vec<super::Range>, SourceError> {
+    /// when the server cannot sample, or (unless `always`) when its plan for
+    /// an `_id` range is a scan of the collection (said in the log).
+    pub async fn ranges(
+        &self,
+        collection: &str,
+        per_range: u64,
+        always: bool,
+    ) -> Result<Vec<super::Range>, SourceError> {
         let docs = self.estimated_count(collection).await.unwrap_or(0);
         let parts = docs.div_ceil(per_range.max(1));
         if parts < 2 {
             return Ok(vec![super::Range::whole()]);
+        }
+        // Ranges are worth reading apart only where the server finds one
+        // from its `_id` index: a server that scans the collection for each
+        // (nx-27017 does) reads it once per range instead of once. Asked
+        // before sampling, which such a server pays for with a scan too.
+        if !always {
+            let first = self.collection(collection).find_one(doc! {}).projection(doc! { "_id": 1 }).await;
+            let id = first.ok().flatten().and_then(|mut d| d.remove("_id"));
+            if !matches!(&id, Some(id) if self.indexed_range(collection, id, id).await) {
+                tracing::info!(collection, "the server scans the collection for an `_id` range: one reader");
+                return Ok(vec![super::Range::whole()]);
+            }
         }
         // Enough sampled ids per range that the bounds land near the quantiles.
         let size = (parts * 32).min(docs).min(100_000) as i64;
@@ -163,6 +185,27 @@ impl MongoSource {
         Ok(super::Range::between(
             cuts.into_iter().map(|id| Position::AfterId { id: id.into_relaxed_extjson() }).collect(),
         ))
+    }
+}
+
+impl MongoSource {
+    /// Whether the server's plan for an `_id` range uses an index (its
+    /// `explain` names an index scan stage); `false` when it cannot say.
+    async fn indexed_range(&self, collection: &str, lo: &Bson, hi: &Bson) -> bool {
+        let cmd = doc! {
+            "explain": { "find": collection, "filter": { "_id": { "$gt": lo.clone(), "$lte": hi.clone() } } },
+            "verbosity": "queryPlanner",
+        };
+        match self.database_handle().run_command(cmd).await {
+            Ok(plan) => {
+                let text = Bson::Document(plan).into_relaxed_extjson().to_string();
+                ["IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "CLUSTERED_IXSCAN"].iter().any(|s| text.contains(s))
+            }
+            Err(e) => {
+                tracing::info!(collection, "explain failed ({e})");
+                false
+            }
+        }
     }
 }
 
@@ -348,11 +391,21 @@ impl MongoStream {
         if !pushed.is_empty() {
             and.push(Bson::Document(pushed));
         }
-        if let Some(id) = position_id(s, from)? {
-            and.push(Bson::Document(after_id(&id)));
-        }
-        if let Some(id) = position_id(s, end)? {
-            and.push(Bson::Document(up_to_id(&id)));
+        match (position_id(s, from)?, position_id(s, end)?) {
+            // Both bounds of one type: `$gt`/`$lte` compare only within a
+            // type, which is exactly the range, and a plain range on `_id`
+            // is one an index serves (on any server).
+            (Some(lo), Some(hi)) if bracket(&lo) == bracket(&hi) => {
+                and.push(Bson::Document(doc! { "_id": { "$gt": lo, "$lte": hi } }));
+            }
+            (lo, hi) => {
+                if let Some(id) = lo {
+                    and.push(Bson::Document(after_id(&id)));
+                }
+                if let Some(id) = hi {
+                    and.push(Bson::Document(up_to_id(&id)));
+                }
+            }
         }
         let filter = match and.len() {
             0 => Document::new(),

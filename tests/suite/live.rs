@@ -372,8 +372,22 @@ fn a_live_collection_read_in_ranges_reads_every_document_once() {
         let db = TestDb::new("liveranges");
         let uri = server.uri();
         let m = mappings.to_str().unwrap();
-        let args =
-            ["run", m, "--source", &uri, "--target", &db.url, "--range-size", "40", "--jobs", "3", "--batch-size", "7"];
+        let args = [
+            "run",
+            m,
+            "--source",
+            &uri,
+            "--target",
+            &db.url,
+            "--range-size",
+            "40",
+            "--ranges",
+            "always",
+            "--jobs",
+            "3",
+            "--batch-size",
+            "7",
+        ];
         let (code, _, stderr) = super::finlit_map(work.path(), &args);
         assert_eq!(code, 0, "{name}: {stderr}");
         let ranges: i64 = db.one("SELECT max(ranges)::text FROM finlit_map.tasks").parse().unwrap();

@@ -55,6 +55,7 @@ pub async fn run(args: RunArgs) -> Finished {
         run_id: 0,
         jobs,
         range_size: args.range_size,
+        split: args.ranges,
     };
     let worker = crate::run::tasks::Worker { name: crate::run::tasks::worker_name(), lease: args.lease.max(1.0) };
     let mut conns = Vec::new();
