@@ -42,6 +42,9 @@ pub struct CollectionFile {
 pub struct FileSource {
     pub root: PathBuf,
     pub collections: BTreeMap<String, CollectionFile>,
+    /// Documents per collection, counted once (a run asks for progress and
+    /// for ranges; each count reads the whole file).
+    counted: std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
 }
 
 /// One document and where it starts: a byte offset (BSON) or a line (JSON).
@@ -67,7 +70,7 @@ impl FileSource {
                 reason: "not a .bson, .json or .jsonl file".into(),
             })?;
             let root = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-            return Ok(FileSource { root, collections: BTreeMap::from([(file.name.clone(), file)]) });
+            return Ok(FileSource::new(root, BTreeMap::from([(file.name.clone(), file)])));
         }
         let mut collections = scan(path)?;
         if collections.is_empty() {
@@ -76,7 +79,7 @@ impl FileSource {
             if let [only] = subdirs.as_slice() {
                 collections = scan(only)?;
                 if !collections.is_empty() {
-                    return Ok(FileSource { root: only.clone(), collections });
+                    return Ok(FileSource::new(only.clone(), collections));
                 }
             }
             return Err(SourceError::NotFound {
@@ -84,7 +87,7 @@ impl FileSource {
                 reason: "no collection files (*.bson, *.json, *.jsonl) found".into(),
             });
         }
-        Ok(FileSource { root: path.to_path_buf(), collections })
+        Ok(FileSource::new(path.to_path_buf(), collections))
     }
 
     /// Documents in the collection; `None` when the source does not have it.
@@ -93,10 +96,23 @@ impl FileSource {
         Some(DocReader::open(f, skip_to, None, None))
     }
 
-    /// Counts documents without decoding them (for progress and `list`).
+    fn new(root: PathBuf, collections: BTreeMap<String, CollectionFile>) -> FileSource {
+        FileSource { root, collections, counted: Default::default() }
+    }
+
+    /// Counts documents without decoding them (for progress and `list`),
+    /// once per collection.
     pub fn count(&self, collection: &str) -> Option<Result<u64, SourceError>> {
         let f = self.collections.get(collection)?;
-        Some(count(f))
+        let known = self.counted.lock().unwrap_or_else(|p| p.into_inner()).get(collection).copied();
+        if let Some(n) = known {
+            return Some(Ok(n));
+        }
+        let n = count(f);
+        if let Ok(n) = &n {
+            self.counted.lock().unwrap_or_else(|p| p.into_inner()).insert(collection.to_string(), *n);
+        }
+        Some(n)
     }
 }
 
