@@ -234,8 +234,9 @@ pub async fn release_all(conn: &mut PgConnection, run_id: i64) -> Result<(), sql
     .map(|_| ())
 }
 
-/// Tasks of a mapping start over: from the beginning of their ranges, with
-/// nothing counted (a rollback removed their rows, or the source changed).
+/// Tasks of a mapping in an unfinished run (this one, or any) start over:
+/// from the beginning of their ranges, with nothing counted (a rollback
+/// removed their rows, or the source changed).
 pub async fn restart_mappings(
     conn: &mut PgConnection,
     run_id: Option<i64>,
@@ -243,7 +244,9 @@ pub async fn restart_mappings(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE finlit_map.tasks SET state = 'pending', position = NULL, report = NULL, fingerprint = NULL, lease_until = NULL
-         WHERE ($1::bigint IS NULL OR run_id = $1) AND mapping = ANY($2)",
+         WHERE mapping = ANY($2) AND run_id IN (
+             SELECT run_id FROM finlit_map.runs
+             WHERE ($1::bigint IS NULL OR run_id = $1) AND outcome IN ('running', 'failed', 'interrupted'))",
     )
     .bind(run_id)
     .bind(mappings)

@@ -162,7 +162,8 @@ pub async fn forget_table(conn: &mut PgConnection, table: &str, mappings: &[Stri
     sqlx::query("DELETE FROM finlit_map.loaded_chunks WHERE table_name = $1").bind(table).execute(&mut *conn).await?;
     super::claims::restart_mappings(conn, None, mappings).await?;
     sqlx::query(
-        "UPDATE finlit_map.tasks SET state = 'pending', report = NULL WHERE kind = 'build' AND table_name = $1",
+        "UPDATE finlit_map.tasks SET state = 'pending', report = NULL WHERE kind = 'build' AND table_name = $1
+           AND run_id IN (SELECT run_id FROM finlit_map.runs WHERE outcome IN ('running', 'failed', 'interrupted'))",
     )
     .bind(table)
     .execute(&mut *conn)

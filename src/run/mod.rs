@@ -489,6 +489,8 @@ impl MappingRun<'_, '_, '_> {
         let mut r = prior.clone().unwrap_or_else(fresh);
         if prior.is_some() {
             *lock(&self.shared.resumed).entry(self.slot).or_default() += r.documents;
+            // Kept with the task, for `status --history`.
+            r.resumed = Some(format!("continued after {} documents", r.documents));
         }
         let fingerprint = self.shared.source.fingerprint(&m.source);
         let bar = self.bar(r.documents).await;
