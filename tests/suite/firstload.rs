@@ -365,8 +365,7 @@ fn a_run_killed_while_building_finishes_on_the_next_run() {
 
     let (work, m, src, db) = load(true);
     let args = ["run", m.to_str().unwrap(), "--source", src.to_str().unwrap(), "--target", &db.url, "--format", "json"];
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
-        .current_dir(work.path())
+    let mut child = super::binary(work.path())
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

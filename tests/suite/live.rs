@@ -3,7 +3,7 @@
 //! an uninterrupted run.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::db::TestDb;
@@ -31,10 +31,7 @@ fn spawn_run(cwd: &Path, source: &str, target: &str) -> Child {
 
 /// The same with `--batch-size rows`.
 fn spawn_run_chunks(cwd: &Path, source: &str, target: &str, rows: &str) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
-        .current_dir(cwd)
-        .env_remove("DATABASE_URL")
-        .env_remove("MONGO_URI")
+    super::binary(cwd)
         .arg("run")
         .arg(root().join("mappings"))
         .args(["--source", source, "--target", target, "--batch-size", rows])
@@ -71,8 +68,7 @@ fn finish(child: Child) -> (i32, String) {
 }
 
 fn validate_green(db: &TestDb, source: &Path) {
-    let out = Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
-        .current_dir(root())
+    let out = super::binary(root())
         .args(["validate", "mappings", "--source", source.to_str().unwrap(), "--target", &db.url])
         .output()
         .unwrap();
@@ -103,11 +99,7 @@ fn a_live_source_gives_the_same_database_as_its_dump() {
     assert!(!tokens.is_empty(), "a resume token for learners");
 
     // `list` reads the live server too.
-    let out = Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
-        .current_dir(root())
-        .args(["list", "mappings", "--source", &server.uri()])
-        .output()
-        .unwrap();
+    let out = super::binary(root()).args(["list", "mappings", "--source", &server.uri()]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().any(|l| l.starts_with("interactions") && l.contains(" 2000 ")), "{text}");
 }
@@ -147,8 +139,7 @@ fn rollback_after_an_interrupted_run_then_run_loads_everything() {
     assert!(wait_for(&db, &mut child, 2600), "the run ended before it could be killed");
     child.kill().unwrap();
     let _ = finish(child);
-    let out = Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
-        .current_dir(work.path())
+    let out = super::binary(work.path())
         .args(["rollback", root().join("mappings").to_str().unwrap(), "--target", &db.url])
         .args(["--all", "--confirm", &db.name])
         .output()
@@ -180,8 +171,7 @@ fn two_runs_at_once_on_one_target_are_excluded() {
     assert!(stderr.contains("another finlit-map command is using this target: run 1 on "), "{stderr}");
     assert!(stderr.contains(&format!("(pid {})", first.id())), "{stderr}");
     assert!(!work2.path().join("rejects.jsonl").exists(), "the second run must not touch anything");
-    let mut waiting = Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
-        .current_dir(work2.path())
+    let mut waiting = super::binary(work2.path())
         .arg("run")
         .arg(root().join("mappings"))
         .args(["--source", dump().to_str().unwrap(), "--target", &db.url, "--wait"])
@@ -203,8 +193,7 @@ fn two_runs_at_once_on_one_target_are_excluded() {
     let both: Vec<Child> = [work.path(), work2.path()]
         .iter()
         .map(|w| {
-            Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
-                .current_dir(w)
+            super::binary(w)
                 .arg("run")
                 .arg(root().join("mappings"))
                 .args(["--source", dump().to_str().unwrap(), "--target", &fresh.url, "--wait"])

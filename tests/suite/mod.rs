@@ -15,17 +15,18 @@ mod run;
 mod sync;
 mod workers;
 
+/// The real binary, to run in `cwd`, with no connection strings from the
+/// environment (a test says where its databases are).
+pub fn binary(cwd: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("finlit-map"));
+    cmd.current_dir(cwd).env_remove("DATABASE_URL").env_remove("MONGO_URI");
+    cmd
+}
+
 /// Runs the real binary in `cwd` with no connection strings from the
 /// environment; returns (exit code, stdout, stderr).
 pub fn finlit_map(cwd: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = assert_cmd::Command::cargo_bin("finlit-map")
-        .unwrap()
-        .current_dir(cwd)
-        .env_remove("DATABASE_URL")
-        .env_remove("MONGO_URI")
-        .args(args)
-        .output()
-        .unwrap();
+    let out = binary(cwd).args(args).output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }

@@ -7,7 +7,7 @@
 //! their addresses (an array unwound into a child table) and orders (a
 //! second collection pointing at accounts).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -232,15 +232,7 @@ impl Writer {
 }
 
 fn spawn(args: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
-        .current_dir(root())
-        .env_remove("DATABASE_URL")
-        .env_remove("MONGO_URI")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    super::binary(root()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 fn sync_args(uri: &str, db: &TestDb, rejects: &str, extra: &[&str]) -> Vec<String> {

@@ -3,7 +3,7 @@
 //! database is the one a single process gives.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::db::TestDb;
@@ -15,10 +15,7 @@ fn digests(db: &TestDb) -> Vec<String> {
 }
 
 fn worker(cwd: &Path, target: &str, extra: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
-        .current_dir(cwd)
-        .env_remove("DATABASE_URL")
-        .env_remove("MONGO_URI")
+    super::binary(cwd)
         .arg("run")
         .arg(root().join("mappings"))
         .args(["--source", dump().to_str().unwrap(), "--target", target, "--worker", "--jobs", "1"])
@@ -94,8 +91,7 @@ fn three_workers_one_killed_mid_range_give_the_single_process_database() {
     for s in &summaries {
         assert_eq!(loaded(s), rows, "{s}");
     }
-    let out = Command::new(assert_cmd::cargo::cargo_bin("finlit-map"))
-        .current_dir(root())
+    let out = super::binary(root())
         .args(["validate", "mappings", "--source", dump().to_str().unwrap(), "--target", &db.url])
         .output()
         .unwrap();
