@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS finlit_map.runs (
 -- Who runs it, for a second run to name (added later, hence ALTER).
 ALTER TABLE finlit_map.runs ADD COLUMN IF NOT EXISTS host TEXT;
 ALTER TABLE finlit_map.runs ADD COLUMN IF NOT EXISTS pid INTEGER;
+-- Planned by `run --worker`: a worker that arrives once it is finished (a
+-- replaced pod) reports it instead of loading everything again.
+ALTER TABLE finlit_map.runs ADD COLUMN IF NOT EXISTS by_workers BOOLEAN NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS finlit_map.mapping_runs (
     run_id      BIGINT NOT NULL REFERENCES finlit_map.runs (run_id),
     mapping     TEXT NOT NULL,
@@ -292,13 +295,16 @@ pub async fn ensure(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     r.map(|_| ())
 }
 
-pub async fn start_run(conn: &mut PgConnection, source: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("INSERT INTO finlit_map.runs (source, host, pid) VALUES ($1, $2, $3) RETURNING run_id")
-        .bind(source)
-        .bind(hostname())
-        .bind(std::process::id() as i32)
-        .fetch_one(conn)
-        .await
+pub async fn start_run(conn: &mut PgConnection, source: &str, by_workers: bool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO finlit_map.runs (source, host, pid, by_workers) VALUES ($1, $2, $3, $4) RETURNING run_id",
+    )
+    .bind(source)
+    .bind(hostname())
+    .bind(std::process::id() as i32)
+    .bind(by_workers)
+    .fetch_one(conn)
+    .await
 }
 
 /// The advisory lock that makes runs (and rollbacks) of one target
@@ -588,6 +594,24 @@ pub async fn unfinished_run(conn: &mut PgConnection, source: &str) -> Result<Opt
             .fetch_optional(&mut *conn)
             .await?;
     Ok(run.filter(|(_, o)| matches!(o.as_str(), "running" | "failed" | "interrupted")).map(|(id, _)| id))
+}
+
+/// The newest run from `source`, when workers planned it and it finished
+/// (with or without rejects): its id, outcome and when it finished.
+pub async fn finished_worker_run(
+    conn: &mut PgConnection,
+    source: &str,
+) -> Result<Option<(i64, String, String)>, sqlx::Error> {
+    let run: Option<(i64, String, bool, Option<String>)> = sqlx::query_as(
+        "SELECT run_id, outcome, by_workers, to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"')
+         FROM finlit_map.runs WHERE source = $1 ORDER BY run_id DESC LIMIT 1",
+    )
+    .bind(source)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(run
+        .filter(|(_, outcome, by_workers, _)| *by_workers && matches!(outcome.as_str(), "ok" | "finished with rejects"))
+        .map(|(id, outcome, _, at)| (id, outcome, at.unwrap_or_default())))
 }
 
 /// Marks an unfinished run as running again (it is being continued) or as

@@ -27,6 +27,12 @@ fn worker(cwd: &Path, target: &str, extra: &[&str]) -> Child {
         .unwrap()
 }
 
+/// Sends a signal to a process (`kill -STOP`, `kill -CONT`).
+fn signal(name: &str, pid: u32) {
+    let ok = std::process::Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().unwrap();
+    assert!(ok.success(), "kill -{name} {pid}");
+}
+
 /// A worker holding a load task it has checkpointed but not finished: its
 /// process id and the task.
 fn mid_range(db: &TestDb) -> Option<(u32, String)> {
@@ -58,10 +64,21 @@ fn three_workers_one_killed_mid_range_give_the_single_process_database() {
         if let Some((pid, task)) = found
             && let Some(slot) = children.iter().position(|c| c.as_ref().is_some_and(|c| c.id() == pid))
         {
-            let mut child = children[slot].take().unwrap();
-            child.kill().unwrap(); // SIGKILL: no cleanup of any kind
-            let _ = child.wait();
-            break task;
+            // Frozen first, so that it cannot finish the task between the
+            // look and the kill; killed only if still in the middle of it.
+            signal("STOP", pid);
+            std::thread::sleep(Duration::from_millis(50)); // what it had sent lands
+            let held = db.one(&format!(
+                "SELECT count(*)::text FROM finlit_map.tasks
+                 WHERE task = {task} AND state = 'running' AND worker LIKE '%/{pid}'"
+            ));
+            if held == "1" {
+                let mut child = children[slot].take().unwrap();
+                child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+                let _ = child.wait();
+                break task;
+            }
+            signal("CONT", pid);
         }
         assert!(Instant::now() < deadline, "no worker was seen in the middle of a range");
         assert!(children.iter().flatten().count() == 3, "a worker ended before one could be killed");
@@ -96,10 +113,21 @@ fn three_workers_one_killed_mid_range_give_the_single_process_database() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // A worker arriving after the run finished (a replaced pod) reports it
+    // and loads nothing again.
+    let late = tempfile::tempdir().unwrap();
+    let out = worker(late.path(), &db.url, &[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("nothing left to do"), "{stderr}");
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["already_complete"], serde_json::json!(true), "{said}");
+    assert_eq!(db.one("SELECT count(*)::text FROM finlit_map.runs"), "1");
+    assert_eq!(digests(&db), expected);
 }
 
-/// A plain run excludes workers and workers exclude a plain run; workers
-/// started one after another on a finished run find nothing to do.
+/// A plain run excludes workers and workers exclude a plain run; after a
+/// plain run, workers plan a run of their own.
 #[test]
 fn workers_and_a_plain_run_exclude_each_other() {
     let db = TestDb::new("wexcl");
@@ -122,4 +150,8 @@ fn workers_and_a_plain_run_exclude_each_other() {
     for m in report["mappings"].as_array().unwrap() {
         assert_eq!(m["inserted"].as_u64(), Some(0), "{stderr}");
     }
+    let out = worker(work.path(), &db.url, &[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("planned run 3"), "{stderr}");
 }

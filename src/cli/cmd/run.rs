@@ -83,7 +83,22 @@ pub async fn run(args: RunArgs) -> Finished {
             ledger::unlock_planning(&mut conn).await;
         }
         let (board, run_id, was_continued) = match started {
-            Ok(s) => s,
+            Ok(Started::Run(board, id, continued)) => (board, id, continued),
+            Ok(Started::Complete { run_id, outcome, finished_at }) => {
+                ledger::unlock_target(&mut conn).await;
+                eprintln!(
+                    "run {run_id}, which this worker's fellows planned, finished at {finished_at} ({outcome}); nothing left to do\n  \
+                     to load again, run once without --worker"
+                );
+                tracing::info!(run_id, outcome, "the run is already complete");
+                if matches!(args.format, CheckFormat::Json) {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "run_id": run_id, "outcome": outcome, "already_complete": true })
+                    );
+                }
+                return Ok(if outcome == "ok" { Outcome::Ok } else { Outcome::Rejects });
+            }
             Err(e) => {
                 ledger::unlock_target(&mut conn).await;
                 tracing::error!(target: crate::cli::LOG_FILE_ONLY, "{e}");
@@ -173,10 +188,19 @@ pub async fn run(args: RunArgs) -> Finished {
     if report.rejected() > 0 { Ok(Outcome::Rejects) } else { Ok(Outcome::Ok) }
 }
 
+/// What `start` found to do.
+enum Started {
+    /// The board, the run's id, and whether it continued one.
+    Run(Board, i64, bool),
+    /// A worker arrived after its fellows finished the run (a replaced
+    /// pod, a late start): nothing is loaded again.
+    Complete { run_id: i64, outcome: String, finished_at: String },
+}
+
 /// The run this command works on: the interrupted one from this source,
 /// continued (or, with `--restart`, given up and a new one planned), or a
-/// new one. A worker joins the run its fellow workers started. Returns the
-/// board, the run's id, and whether it continued one.
+/// new one. A worker joins the run its fellow workers started, and reports
+/// it when they have finished it: same mappings, same source content.
 #[allow(clippy::too_many_arguments)]
 async fn start(
     c: &mut sqlx::PgConnection,
@@ -187,7 +211,7 @@ async fn start(
     opts: &RunOptions,
     may_defer: bool,
     worker: &crate::run::tasks::Worker,
-) -> Result<(Board, i64, bool), String> {
+) -> Result<Started, String> {
     let sql_err = |e: sqlx::Error| format!("recording the run in the target: {}", crate::pg::sql::pg_text(&e));
     let unfinished = ledger::unfinished_run(c, source_label).await.map_err(sql_err)?;
     // A first load before its keys that another run left: nothing else may
@@ -201,6 +225,14 @@ async fn start(
             other.run_id,
             tables.join(", ")
         ));
+    }
+    if args.worker
+        && unfinished.is_none()
+        && let Some((run_id, outcome, finished_at)) =
+            ledger::finished_worker_run(c, source_label).await.map_err(sql_err)?
+        && same_work(c, plan, source, opts, run_id).await.map_err(sql_err)?
+    {
+        return Ok(Started::Complete { run_id, outcome, finished_at });
     }
     match unfinished {
         Some(id) if !args.restart => {
@@ -218,7 +250,7 @@ async fn start(
                 );
             }
             tracing::info!(run_id = id, "continuing an interrupted run");
-            Ok((board, id, true))
+            Ok(Started::Run(board, id, true))
         }
         other => {
             if let Some(id) = other {
@@ -232,7 +264,7 @@ async fn start(
                     eprintln!("run {id} is given up (--restart): its first load's tables were emptied");
                 }
             }
-            let id = ledger::start_run(c, source_label).await.map_err(sql_err)?;
+            let id = ledger::start_run(c, source_label, args.worker).await.map_err(sql_err)?;
             record_stream_start(c, plan, source, id).await?;
             let board = crate::run::start::new_run(plan, source, c, id, opts, may_defer, worker.clone())
                 .await
@@ -240,9 +272,32 @@ async fn start(
             if args.worker {
                 eprintln!("planned run {id}; working on it as worker {}", worker.name);
             }
-            Ok((board, id, false))
+            Ok(Started::Run(board, id, false))
         }
     }
+}
+
+/// Whether a finished run did what this command would: the same mappings,
+/// from source content with the same fingerprints as its checkpoints.
+async fn same_work(
+    c: &mut sqlx::PgConnection,
+    plan: &crate::plan::Plan,
+    source: &Source,
+    opts: &RunOptions,
+    run_id: i64,
+) -> Result<bool, sqlx::Error> {
+    let tasks = crate::pg::claims::all(c, run_id).await?;
+    let loads: Vec<_> = tasks.iter().filter(|t| t.kind == "load").collect();
+    let done: std::collections::BTreeSet<&str> = loads.iter().filter_map(|t| t.mapping.as_deref()).collect();
+    let wanted: std::collections::BTreeSet<&str> =
+        exec::select(plan, &opts.only).unwrap_or_default().iter().map(|m| m.name.as_str()).collect();
+    if done != wanted {
+        return Ok(false);
+    }
+    Ok(loads.iter().all(|t| {
+        let now = t.mapping.as_deref().and_then(|n| plan.mapping(n)).and_then(|m| source.fingerprint(&m.source));
+        t.fingerprint.is_none() || t.fingerprint == now
+    }))
 }
 
 /// A live source: where each collection's change stream stands, before

@@ -46,7 +46,7 @@ pub async fn run(args: SyncArgs) -> Finished {
         Ok(c) => c,
         Err(e) => return super::fail(e),
     };
-    let run_id = match ledger::start_run(&mut conn, &format!("sync from {label}")).await {
+    let run_id = match ledger::start_run(&mut conn, &format!("sync from {label}"), false).await {
         Ok(id) => id,
         Err(e) => return super::fail(format!("recording the sync in the target: {e}")),
     };
