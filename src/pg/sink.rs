@@ -597,6 +597,32 @@ impl TableSink {
         }
         Ok(dangling)
     }
+
+    /// A first load that wrote its self-references with the rows: each that
+    /// points at no row of the table becomes NULL and is returned, as the
+    /// second pass would leave and report it. One anti-join per column.
+    pub async fn null_dangling_self_references(&self, tx: &mut PgConnection) -> Result<Vec<Dangling>, sqlx::Error> {
+        let mut dangling = Vec::new();
+        for (name, target) in &self.self_targets {
+            let (col, rc, t) = (quote(name), quote(target), &self.table);
+            let stmt = format!(
+                "WITH d AS (SELECT s.ctid AS r, {key} AS k, s.{col}::text AS v FROM {t} s WHERE s.{col} IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM {t} p WHERE p.{rc} = s.{col})), \
+                 u AS (UPDATE {t} t SET {col} = NULL FROM d WHERE t.ctid = d.r) \
+                 SELECT k, v FROM d ORDER BY k",
+                key = self.key_display,
+            );
+            for (i, row) in sqlx::query(sql(&stmt)).fetch_all(&mut *tx).await?.iter().enumerate() {
+                dangling.push(Dangling {
+                    ord: i32::try_from(i).unwrap_or(i32::MAX),
+                    key: row.try_get(0)?,
+                    column: name.clone(),
+                    target: row.try_get(1)?,
+                });
+            }
+        }
+        Ok(dangling)
+    }
 }
 
 /// Why a row pointing at a row that is not there is rejected (or, with

@@ -158,7 +158,17 @@ async fn create_all(
     Ok(())
 }
 
-/// The self-reference pass of each mapping that has one, now that the key exists.
+/// Whether a deferred load of `m` writes its self-references with the
+/// rows (the table's only mapping: no other mapping's rows to tell apart);
+/// otherwise they are NULL until the second pass.
+pub(super) fn self_references_in_the_load(plan: &crate::plan::Plan, m: &MappingPlan) -> bool {
+    plan.mappings.iter().filter(|o| o.table == m.table).count() == 1
+}
+
+/// The self-references of each mapping that has them, now that the key
+/// exists: loaded with the rows, those pointing at no row become NULL (one
+/// set query; what was taken out is already gone); else the second pass
+/// reads the source again. Either way the dangling ones are reported.
 async fn self_references(
     shared: &Shared<'_, '_>,
     mappings: &[(usize, &MappingPlan)],
@@ -169,7 +179,12 @@ async fn self_references(
         let sink = TableSink::new(shared.plan, m, slot);
         if sink.has_self_references() {
             let cx = MappingRun { shared, m, slot };
-            let dangling = cx.self_references(&sink, tx).await?;
+            let dangling = if self_references_in_the_load(shared.plan, m) {
+                let found = sink.null_dangling_self_references(tx).await.map_err(db_err(m))?;
+                cx.report_dangling(&found)?
+            } else {
+                cx.self_references(&sink, tx).await?
+            };
             deltas.entry(m.name.clone()).or_default().dangling = dangling;
         }
     }

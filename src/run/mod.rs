@@ -593,6 +593,9 @@ impl MappingRun<'_, '_, '_> {
             sink.prepare(c, m).await.map_err(|e| self.db(e))?;
             if deferred {
                 fast = FastEncoding::for_mapping(m, chrono::Utc::now());
+                if build::self_references_in_the_load(plan, m) {
+                    fast = fast.map(FastEncoding::keeping_self_references);
+                }
             } else {
                 if first {
                     // Read from the start: what was rejected is decided again.
@@ -805,7 +808,14 @@ impl MappingRun<'_, '_, '_> {
             return Err(ExecError::ReaderPanicked(m.name.clone()));
         }
         let dangling = sink.set_self_references(tx, m, &stage).await.map_err(|e| self.db(e))?;
-        for d in &dangling {
+        self.report_dangling(&dangling)
+    }
+
+    /// Rows whose self-reference points at no row (they keep NULL), as
+    /// warnings in the rejects file. Returns how many.
+    fn report_dangling(&self, dangling: &[crate::pg::sink::Dangling]) -> Result<u64, ExecError> {
+        let m = self.m;
+        for d in dangling {
             let reason = format!(
                 "row ({}) keeps NULL in `{}`: it points at {}, which is not in `{}`",
                 d.key, d.column, d.target, m.table

@@ -141,6 +141,15 @@ impl FastEncoding {
         let null = m.columns.iter().map(|c| c.references.as_deref() == Some(m.table.as_str())).collect();
         Some(FastEncoding { fill, null, key: m.key.clone() })
     }
+
+    /// Self-references loaded as they are, not NULL until a second pass: a
+    /// first load before keys, into a table no other mapping loads, has no
+    /// foreign key to refuse a child before its parent; its build makes
+    /// those pointing at no row NULL (`build::self_references`).
+    pub(super) fn keeping_self_references(mut self) -> FastEncoding {
+        self.null.fill(false);
+        self
+    }
 }
 
 pub(super) enum Produced {

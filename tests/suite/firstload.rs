@@ -87,6 +87,8 @@ fn documents() -> (Vec<Value>, Vec<Value>) {
             6 => p["goals"] = json!(-i),        // fails the check
             8 => p["team"] = json!(7),          // a team the check refused: an orphan
             3 => p["team"] = json!(1),
+            // A mentor whose own row fails the check: dangling too.
+            9 => p["mentor"] = json!(i - 3),
             _ => p["coach"] = json!(1 + (i * 7) % 60),
         }
         players.push(p);
