@@ -455,7 +455,8 @@ pub struct RunArgs {
     /// Share the migration with other `run --worker` processes, on this
     /// machine or others: the first plans it, every one claims tasks from
     /// the target's claims table until all are done, and each prints the
-    /// whole run's summary. Start any number, with the same arguments.
+    /// whole run's summary. Start any number, with the same arguments; one
+    /// that arrives after the others finished says so and loads nothing.
     #[arg(long, conflicts_with_all = ["dry_run", "prune", "restart"])]
     pub worker: bool,
     /// Seconds a worker's claim on a task lasts without news from it (it
