@@ -205,13 +205,12 @@ pub(super) fn produce(
     let mut inventory = encoding.inventory.map(|limit| limit.map_or_else(Inventory::default, Inventory::first));
     let mut chunk = Chunk::new(batch);
     chunk.start = from;
-    let mut seen: Vec<Seen> = encoding.dedupe.iter().map(|_| Seen::default()).collect();
     // A chunk's repeated keys found by the key texts it keeps for the
-    // ledger anyway, where those texts are the values' identities.
+    // ledger anyway, where those texts are the values' identities; they
+    // then stand in for the unique sets (whose only one is the key).
     let mut by_text = KeyTexts::for_encoding(m, encoding);
-    if by_text.is_some() {
-        seen.clear();
-    }
+    let sets: &[UniqueSet] = if by_text.is_some() { &[] } else { &encoding.dedupe };
+    let mut seen: Vec<Seen> = sets.iter().map(|_| Seen::default()).collect();
     while let Some(item) = stream.next_doc() {
         let item = match item {
             Ok(i) => i,
@@ -244,7 +243,7 @@ pub(super) fn produce(
                             return;
                         }
                         rows += 1;
-                        if let Some(reason) = repeated(&encoding.dedupe[..seen.len()], &mut seen, &cells) {
+                        if let Some(reason) = repeated(sets, &mut seen, &cells) {
                             chunk.rejects.push((doc_index, Rejection { element, column: None, reason }));
                             return;
                         }
@@ -260,17 +259,17 @@ pub(super) fn produce(
                                     *c = v.clone();
                                 }
                             }
-                            let texts: Vec<Option<String>> = f.key.iter().map(|&i| cells[i].to_pg_text()).collect();
+                            chunk.keys.resize_with(f.key.len(), Vec::new);
+                            for (col, &i) in chunk.keys.iter_mut().zip(&f.key) {
+                                col.push(cells[i].to_pg_text());
+                            }
                             if let Some(k) = by_text.as_mut().filter(|_| !null_key)
-                                && !k.first(&chunk.keys, &texts)
+                                && !k.last_is_first(&chunk.keys)
                             {
+                                chunk.keys.iter_mut().for_each(|col| drop(col.pop()));
                                 let reason = crate::pg::sink::DUPLICATE_KEY.to_string();
                                 chunk.rejects.push((doc_index, Rejection { element, column: None, reason }));
                                 return;
-                            }
-                            chunk.keys.resize_with(f.key.len(), Vec::new);
-                            for (col, text) in chunk.keys.iter_mut().zip(texts) {
-                                col.push(text);
                             }
                         }
                         match &encoding.binary {
@@ -373,27 +372,33 @@ impl KeyTexts {
             .then(|| KeyTexts { rows: hashbrown::HashTable::new(), hasher: foldhash::fast::RandomState::default() })
     }
 
-    /// Whether `texts` is the first key of its value in the chunk (it is
-    /// then noted as the next row of `keys`).
-    fn first(&mut self, keys: &[Vec<Option<String>>], texts: &[Option<String>]) -> bool {
-        use std::hash::BuildHasher;
-        let hash = self.hasher.hash_one(texts);
-        let same = |&r: &u32| keys.iter().zip(texts).all(|(col, t)| col[r as usize] == *t);
+    /// Whether the last row of `keys` is the first of its value in the
+    /// chunk (it is then noted; the caller takes it out otherwise).
+    fn last_is_first(&mut self, keys: &[Vec<Option<String>>]) -> bool {
+        let Some(row) = keys.first().and_then(|col| col.len().checked_sub(1)) else { return true };
+        let hash = hash_row(&self.hasher, keys, row);
+        let same = |&r: &u32| keys.iter().all(|col| col[r as usize] == col[row]);
         if self.rows.find(hash, same).is_some() {
             return false;
         }
-        let row = keys.first().map_or(0, Vec::len) as u32;
         let hasher = &self.hasher;
-        self.rows.insert_unique(hash, row, |&r| {
-            let texts: Vec<&Option<String>> = keys.iter().map(|col| &col[r as usize]).collect();
-            hasher.hash_one(texts)
-        });
+        self.rows.insert_unique(hash, row as u32, |&r| hash_row(hasher, keys, r as usize));
         true
     }
 
     fn clear(&mut self) {
         self.rows.clear();
     }
+}
+
+/// One row's key texts hashed column by column, without gathering them.
+fn hash_row(hasher: &foldhash::fast::RandomState, keys: &[Vec<Option<String>>], row: usize) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = hasher.build_hasher();
+    for col in keys {
+        col[row].hash(&mut h);
+    }
+    h.finish()
 }
 
 /// The values of one unique set seen so far, each as a 128-bit digest of
@@ -447,6 +452,29 @@ mod tests {
     }
 
     type Rows = Vec<Vec<Cell<'static>>>;
+
+    /// Two-column key texts pushed row by row, as the reader does: which
+    /// rows repeat an earlier one of the chunk (and are taken out again).
+    #[test]
+    fn key_texts_find_a_chunks_repeats() {
+        let t = |s: &str| Some(s.to_string());
+        let rows =
+            [[t("a"), t("1")], [t("a"), t("2")], [t("a"), t("1")], [t("b"), None], [t("b"), None], [t("a"), t("2")]];
+        let mut k = KeyTexts { rows: hashbrown::HashTable::new(), hasher: foldhash::fast::RandomState::default() };
+        let mut keys: Vec<Vec<Option<String>>> = vec![Vec::new(), Vec::new()];
+        let mut repeats = Vec::new();
+        for (n, row) in rows.iter().enumerate() {
+            for (col, text) in keys.iter_mut().zip(row) {
+                col.push(text.clone());
+            }
+            if !k.last_is_first(&keys) {
+                keys.iter_mut().for_each(|col| drop(col.pop()));
+                repeats.push(n);
+            }
+        }
+        assert_eq!(repeats, [2, 4, 5]);
+        assert_eq!(keys[0].len(), 3, "the first of each stays");
+    }
 
     /// Rows in order through one two-column unique set: which are repeats.
     #[test]
