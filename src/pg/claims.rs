@@ -246,10 +246,11 @@ pub async fn restart_mappings(
         "UPDATE finlit_map.tasks SET state = 'pending', position = NULL, report = NULL, fingerprint = NULL, lease_until = NULL
          WHERE mapping = ANY($2) AND run_id IN (
              SELECT run_id FROM finlit_map.runs
-             WHERE ($1::bigint IS NULL OR run_id = $1) AND outcome IN ('running', 'failed', 'interrupted'))",
+             WHERE ($1::bigint IS NULL OR run_id = $1) AND outcome = ANY($3))",
     )
     .bind(run_id)
     .bind(mappings)
+    .bind(&super::ledger::UNFINISHED[..])
     .execute(&mut *conn)
     .await?;
     Ok(())

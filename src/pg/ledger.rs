@@ -166,9 +166,10 @@ pub async fn forget_table(conn: &mut PgConnection, table: &str, mappings: &[Stri
     super::claims::restart_mappings(conn, None, mappings).await?;
     sqlx::query(
         "UPDATE finlit_map.tasks SET state = 'pending', report = NULL WHERE kind = 'build' AND table_name = $1
-           AND run_id IN (SELECT run_id FROM finlit_map.runs WHERE outcome IN ('running', 'failed', 'interrupted'))",
+           AND run_id IN (SELECT run_id FROM finlit_map.runs WHERE outcome = ANY($2))",
     )
     .bind(table)
+    .bind(&UNFINISHED[..])
     .execute(&mut *conn)
     .await?;
     sqlx::query("DELETE FROM finlit_map.rejected_docs WHERE mapping = ANY($1)")
@@ -275,10 +276,11 @@ pub async fn rejected_now(
 pub async fn close_emptied_runs(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE finlit_map.runs r SET outcome = 'rolled back', finished_at = coalesce(finished_at, now())
-         WHERE outcome IN ('running', 'failed', 'interrupted')
+         WHERE outcome = ANY($1)
            AND NOT EXISTS (SELECT 1 FROM finlit_map.tasks t WHERE t.run_id = r.run_id
                            AND (t.state = 'done' OR t.report IS NOT NULL OR t.position IS NOT NULL))",
     )
+    .bind(&UNFINISHED[..])
     .execute(conn)
     .await
     .map(|_| ())
@@ -293,6 +295,21 @@ pub async fn ensure(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     };
     sqlx::query("SELECT pg_advisory_unlock(727274)").execute(&mut *conn).await?;
     r.map(|_| ())
+}
+
+/// Outcomes of a run that did not finish: the next run continues it.
+pub const UNFINISHED: [&str; 3] = ["running", "failed", "interrupted"];
+
+/// Outcomes of a finished run or sync: with rejects or without.
+pub const FINISHED: [&str; 2] = ["ok", "finished with rejects"];
+
+/// The outcome a run or sync that finished records.
+pub fn finished_outcome(rejected: u64) -> &'static str {
+    FINISHED[usize::from(rejected > 0)]
+}
+
+pub fn is_finished(outcome: &str) -> bool {
+    FINISHED.contains(&outcome)
 }
 
 pub async fn start_run(conn: &mut PgConnection, source: &str, by_workers: bool) -> Result<i64, sqlx::Error> {
@@ -593,7 +610,7 @@ pub async fn unfinished_run(conn: &mut PgConnection, source: &str) -> Result<Opt
             .bind(source)
             .fetch_optional(&mut *conn)
             .await?;
-    Ok(run.filter(|(_, o)| matches!(o.as_str(), "running" | "failed" | "interrupted")).map(|(id, _)| id))
+    Ok(run.filter(|(_, o)| UNFINISHED.contains(&o.as_str())).map(|(id, _)| id))
 }
 
 /// The newest run from `source`, when workers planned it and it finished
@@ -610,7 +627,7 @@ pub async fn finished_worker_run(
     .fetch_optional(&mut *conn)
     .await?;
     Ok(run
-        .filter(|(_, outcome, by_workers, _)| *by_workers && matches!(outcome.as_str(), "ok" | "finished with rejects"))
+        .filter(|(_, outcome, by_workers, _)| *by_workers && is_finished(outcome))
         .map(|(id, outcome, _, at)| (id, outcome, at.unwrap_or_default())))
 }
 

@@ -165,6 +165,18 @@ pub async fn new_run(
     Ok(Board::Ledger { run_id, worker, deferred })
 }
 
+/// A task's mapping and the fingerprint of its source now, when that is
+/// not the content its checkpoint read (nothing recorded: not changed).
+pub fn source_changed<'p>(
+    plan: &'p Plan,
+    source: &Source,
+    t: &claims::TaskRow,
+) -> Option<(&'p MappingPlan, Option<String>)> {
+    let m = t.mapping.as_deref().and_then(|n| plan.mapping(n))?;
+    let now = source.fingerprint(&m.source);
+    (t.fingerprint.is_some() && t.fingerprint != now).then_some((m, now))
+}
+
 /// How far an interrupted run got, by mapping.
 #[derive(Debug, Default, Clone)]
 pub struct Standing {
@@ -194,9 +206,9 @@ pub async fn continue_run(
     // Checkpoints into other data are never continued.
     let mut changed: BTreeSet<String> = BTreeSet::new();
     for r in rows.iter().filter(|r| r.kind == "load" && (r.report.is_some() || r.position.is_some())) {
-        let Some(m) = r.mapping.as_ref().and_then(|n| plan.mapping(n)) else { continue };
-        let now = source.fingerprint(&m.source);
-        if r.fingerprint.is_some() && r.fingerprint != now && changed.insert(m.name.clone()) {
+        if let Some((m, now)) = source_changed(plan, source, r)
+            && changed.insert(m.name.clone())
+        {
             let was = r.fingerprint.as_deref().unwrap_or("not recorded");
             let now = now.as_deref().unwrap_or("unknown");
             if !alone {

@@ -170,7 +170,7 @@ pub async fn start(
             "no snapshot of a live server is recorded in this target: sync follows a snapshot.\n  First run `finlit-map run --source mongodb://…` (it records where each change stream stands before it reads)".into(),
         ));
     };
-    if !matches!(snap.outcome.as_str(), "ok" | "finished with rejects") {
+    if !crate::pg::ledger::is_finished(&snap.outcome) {
         return Err(SyncError::NoStart(format!(
             "the snapshot (run {}) has not finished (it is `{}`): run the same `finlit-map run` again to complete it, then sync",
             snap.run_id, snap.outcome

@@ -97,7 +97,7 @@ pub async fn run(args: RunArgs) -> Finished {
                         serde_json::json!({ "run_id": run_id, "outcome": outcome, "already_complete": true })
                     );
                 }
-                return Ok(if outcome == "ok" { Outcome::Ok } else { Outcome::Rejects });
+                return Ok(if outcome == ledger::finished_outcome(0) { Outcome::Ok } else { Outcome::Rejects });
             }
             Err(e) => {
                 ledger::unlock_target(&mut conn).await;
@@ -158,14 +158,7 @@ pub async fn run(args: RunArgs) -> Finished {
             }
         }
     }
-    finish(
-        args.target.as_deref(),
-        conns.first_mut(),
-        run_id,
-        if report.rejected() > 0 { "finished with rejects" } else { "ok" },
-        false,
-    )
-    .await;
+    finish(args.target.as_deref(), conns.first_mut(), run_id, ledger::finished_outcome(report.rejected()), false).await;
     match args.format {
         CheckFormat::Json => println!("{}", report.render_json()),
         CheckFormat::Text => {
@@ -294,10 +287,7 @@ async fn same_work(
     if done != wanted {
         return Ok(false);
     }
-    Ok(loads.iter().all(|t| {
-        let now = t.mapping.as_deref().and_then(|n| plan.mapping(n)).and_then(|m| source.fingerprint(&m.source));
-        t.fingerprint.is_none() || t.fingerprint == now
-    }))
+    Ok(!loads.iter().any(|t| crate::run::start::source_changed(plan, source, t).is_some()))
 }
 
 /// A live source: where each collection's change stream stands, before
@@ -346,7 +336,7 @@ pub(super) async fn finish(
     let Some(c) = conn else { return };
     // A worker that stops leaves the run to the others: its tasks' leases
     // expire and they continue them.
-    if worker && outcome != "ok" && outcome != "finished with rejects" {
+    if worker && !ledger::is_finished(outcome) {
         ledger::unlock_target(c).await;
         return;
     }

@@ -95,8 +95,7 @@ pub async fn run(args: SyncArgs) -> Finished {
         report.rejects_file = Some(rejects.path().display().to_string());
     }
     let outcome = match &result {
-        Some(Ok(())) if report.rejected() > 0 => "finished with rejects",
-        Some(Ok(())) => "ok",
+        Some(Ok(())) => ledger::finished_outcome(report.rejected()),
         Some(Err(_)) => "failed",
         None => "interrupted",
     };
