@@ -3,7 +3,7 @@
 # would otherwise pick, on this machine, in one run.
 #
 #   benches/bench.sh [--learners N] [--full N] [--live N] [--repeat N] [--jobs "1 2"]
-#                    [--batch-size N] [--no-python] [--pg URL] [--keep]
+#                    [--batch-size N] [--no-python] [--baseline BIN] [--pg URL] [--keep]
 #
 # Cases (each 0 skips it):
 #   --learners N  N learner documents shaped as the platform's (default 200000)
@@ -14,6 +14,9 @@
 # fresh database after a CHECKPOINT, the schema already applied:
 #   finlit-map     `run --fast-first-load` (a first load: rows before keys),
 #                  once per --jobs value (default: the number of cores)
+#   baseline       (with --baseline BIN) the same first load by another
+#                  finlit-map binary, e.g. one built from an earlier commit:
+#                  before and after a change, side by side
 #   finlit-map idx `run --no-fast-first-load` (into the indexed tables)
 #   \copy floor    the rows finlit-map produced, as CSV, loaded by `psql \copy`
 #                  into the indexed tables
@@ -30,9 +33,10 @@
 #   finlit-map     `run --source mongodb://… --fast-first-load`
 #
 # It prints every time, the medians, rows per second, the ratios to both
-# floors and the peak memory (RSS) of each process. The Python sides run in
-# venvs it makes under benches/ (pip install; needs the network once).
-# Results go in docs/PERFORMANCE.md. Not part of CI.
+# floors, and the peak memory (RSS) and CPU time (user + system, median) of
+# each process. The Python sides run in venvs it makes under benches/ (pip
+# install; needs the network once). Results go in docs/PERFORMANCE.md. Not
+# part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +46,7 @@ live=200000
 repeat=5
 jobs="$(nproc)"
 batch=""
+baseline=""
 python=1
 pg="${FINLIT_BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 keep=0
@@ -54,9 +59,10 @@ while [ $# -gt 0 ]; do
         --jobs) jobs="$2"; shift 2 ;;
         --batch-size) batch="--batch-size $2"; shift 2 ;;
         --no-python) python=0; shift ;;
+        --baseline) baseline="$(realpath "$2")"; shift 2 ;;
         --pg) pg="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n 2,36p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,39p "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -110,7 +116,7 @@ fresh_db() { # name: a new database with the schema applied
 drop_db() { psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null; }
 checkpoint() { psql "$pg/postgres" -qc "CHECKPOINT" >/dev/null; }
 
-# timed OUT CMD...: runs CMD under /usr/bin/time -v; appends "seconds rss_kb" to OUT.times.
+# timed OUT CMD...: runs CMD under /usr/bin/time -v; appends "seconds rss_kb cpu_seconds" to OUT.times.
 timed() {
     local out=$1; shift
     if ! /usr/bin/time -v -o "$out.time" "$@" > "$out.stdout" 2> "$out.stderr"; then
@@ -121,7 +127,8 @@ import re, sys
 t = open(sys.argv[1]).read()
 h, m, s = re.search(r'Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)', t).groups()
 rss = re.search(r'Maximum resident set size \(kbytes\): (\d+)', t).group(1)
-print(int(h or 0) * 3600 + int(m) * 60 + float(s), rss)
+cpu = sum(float(re.search(rf'{k} time \(seconds\): ([\d.]+)', t).group(1)) for k in ('User', 'System'))
+print(int(h or 0) * 3600 + int(m) * 60 + float(s), rss, f"{cpu:.2f}")
 PY
 }
 
@@ -139,17 +146,19 @@ sides = {}
 for f in files:
     label = os.path.basename(f).split('.', 1)[1].rsplit('.', 1)[0].replace('_', ' ')
     runs = [l.split() for l in open(f) if l.strip()]
-    sides[label] = ([float(t) for t, _ in runs], max(int(r) for _, r in runs))
+    sides[label] = ([float(r[0]) for r in runs], max(int(r[1]) for r in runs), [float(r[2]) for r in runs if len(r) > 2])
 copy = statistics.median(sides["copy floor"][0]) if "copy floor" in sides else None
 true = statistics.median(sides["true floor"][0]) if "true floor" in sides else None
 print(f"\n{name}: {rows} rows")
-print("  " + "side".ljust(22) + "median".rjust(9) + "rows/s".rjust(10) + "/\\copy".rjust(9) + "/true".rjust(8) + "peak RSS".rjust(10) + "   runs")
-for label, (times, rss) in sides.items():
+print("  " + "side".ljust(22) + "median".rjust(9) + "rows/s".rjust(10) + "/\\copy".rjust(9) + "/true".rjust(8) + "peak RSS".rjust(10) + "CPU".rjust(8) + "   runs")
+for label, (times, rss, cpus) in sides.items():
     t = statistics.median(times)
     r1 = f"{t / copy:8.2f}" if copy else f"{'':8}"
     r2 = f"{t / true:7.2f}" if true else f"{'':7}"
     mem = f"{rss / 1024:7.1f}MB" if "floor" not in label else f"{'':9}"
-    print(f"  {label:22} {t:7.2f}s {rows / t:9.0f} {r1} {r2} {mem}   {' '.join(f'{x:.2f}' for x in times)}")
+    # CPU: user + system seconds of the measured process (for the floors, psql's own).
+    cpu = f"{statistics.median(cpus):7.2f}s" if cpus and "floor" not in label else f"{'':8}"
+    print(f"  {label:22} {t:7.2f}s {rows / t:9.0f} {r1} {r2} {mem} {cpu}   {' '.join(f'{x:.2f}' for x in times)}")
 PY
 }
 
@@ -181,6 +190,14 @@ file_case() {
                 psql "$pg/$db" -Atc "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM learners t" > "$out.learners.md5"
             fi
             drop_db "$db"
+            if [ -n "$baseline" ]; then
+                db="fm_bench_${stamp}_${name}_base_j${j}_$i"
+                fresh_db "$db"; checkpoint
+                echo "[$name $i/$repeat] baseline --jobs $j..." >&2
+                (cd "$work" && timed "$out.baseline_jobs_$j" "$baseline" run "$OLDPWD/mappings" --source "$dump" --target "$pg/$db" \
+                    --no-schema --fast-first-load --jobs "$j" --format json $batch "${sel[@]}")
+                drop_db "$db"
+            fi
         done
         local db="fm_bench_${stamp}_${name}_idx_$i"
         fresh_db "$db"; checkpoint
@@ -217,7 +234,10 @@ file_case() {
         fi
     done
     local files=()
-    for j in $jobs; do files+=("$out.finlit-map_jobs_$j.times"); done
+    for j in $jobs; do
+        files+=("$out.finlit-map_jobs_$j.times")
+        [ -n "$baseline" ] && files+=("$out.baseline_jobs_$j.times")
+    done
     files+=("$out.finlit-map_idx.times" "$out.copy_floor.times" "$out.true_floor.times")
     [ -f "$out.psycopg.times" ] && files+=("$out.psycopg.times" "$out.dlt.times")
     report "$name" "$rows" "${files[@]}"

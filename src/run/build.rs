@@ -414,7 +414,7 @@ async fn reread(
                     }
                     w.rows.append(&mut part.rows);
                     w.docs.append(&mut part.docs);
-                    for (col, more) in w.keys.iter_mut().zip(part.keys) {
+                    for (col, more) in w.keys.iter_mut().zip(std::mem::take(&mut part.keys)) {
                         col.extend(more);
                     }
                 }

@@ -750,13 +750,14 @@ impl MappingRun<'_, '_, '_> {
         let m = self.m;
         let mut file = lock(&self.shared.rejects);
         for (doc, rej) in &chunk.rejects {
+            let document = chunk.docs.get(*doc);
             let rec = RejectRecord {
                 mapping: &m.name,
                 collection: &m.source,
                 element: rej.element,
                 column: rej.column.as_deref(),
                 reason: &rej.reason,
-                document: chunk.docs.get(*doc),
+                document: document.as_ref(),
                 location: chunk.locations.get(doc).map(String::as_str),
                 warning: false,
                 event: None,
@@ -766,13 +767,14 @@ impl MappingRun<'_, '_, '_> {
         }
         for rej in db_rejects {
             let origin = &chunk.rows[rej.ord];
+            let document = chunk.docs.get(origin.doc as usize);
             let rec = RejectRecord {
                 mapping: &m.name,
                 collection: &m.source,
                 element: origin.element.map(|e| e as usize),
                 column: rej.column.as_deref(),
                 reason: &rej.reason,
-                document: chunk.docs.get(origin.doc as usize),
+                document: document.as_ref(),
                 location: None,
                 warning: rej.warning,
                 event: None,

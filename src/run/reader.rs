@@ -30,7 +30,7 @@ pub(super) struct Origin {
 pub(super) struct Chunk {
     pub(super) copy: Vec<u8>,
     pub(super) rows: Vec<Origin>,
-    pub(super) docs: Vec<SourceItem>,
+    pub(super) docs: Docs,
     /// Rows the mapper refused, by document index.
     pub(super) rejects: Vec<(usize, Rejection)>,
     /// Where rejected documents are in the source, by document index.
@@ -48,14 +48,26 @@ pub(super) struct Chunk {
     /// The rows' keys, one list per key column, for the ledger, when
     /// copying straight into the table.
     pub(super) keys: Vec<Vec<Option<String>>>,
+    /// Where the chunk's buffers go once it is dropped: back to its reader.
+    home: Option<std::sync::mpsc::Sender<Spare>>,
 }
 
 impl Chunk {
     pub(super) fn new(capacity: usize) -> Chunk {
-        Chunk {
+        Chunk::from_spare(Spare {
             copy: Vec::with_capacity(capacity * 256),
             rows: Vec::with_capacity(capacity),
-            docs: Vec::with_capacity(capacity),
+            docs: Docs::with_capacity(capacity),
+            keys: Vec::new(),
+        })
+    }
+
+    /// A chunk on buffers already emptied (`Spare::empty`).
+    fn from_spare(spare: Spare) -> Chunk {
+        Chunk {
+            copy: spare.copy,
+            rows: spare.rows,
+            docs: spare.docs,
             rejects: Vec::new(),
             locations: BTreeMap::new(),
             documents: 0,
@@ -65,7 +77,114 @@ impl Chunk {
             outcomes: DocCounts::default(),
             position: Position::Offset { at: 0, line: None },
             start: None,
-            keys: Vec::new(),
+            keys: spare.keys,
+            home: None,
+        }
+    }
+}
+
+/// A chunk's documents, kept to write the rejects of its rows with them:
+/// their bytes one after another in one buffer (a document is rarely read
+/// back, only for a reject), the few unreadable ones as they came.
+pub(super) struct Docs {
+    bytes: Vec<u8>,
+    held: Vec<Held>,
+}
+
+enum Held {
+    /// Where a readable document's bytes are in `bytes`.
+    Doc(usize, usize),
+    Bad(crate::source::BadDocument),
+}
+
+impl Docs {
+    fn with_capacity(documents: usize) -> Docs {
+        Docs { bytes: Vec::new(), held: Vec::with_capacity(documents) }
+    }
+
+    /// Keeps a document; returns its bytes' buffer when it had one, for the
+    /// stream to read the next document into.
+    fn push(&mut self, item: SourceItem) -> Option<Vec<u8>> {
+        match item {
+            SourceItem::Doc(d) => {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(d.as_bytes());
+                self.held.push(Held::Doc(start, self.bytes.len()));
+                Some(d.into_bytes())
+            }
+            SourceItem::Bad(b) => {
+                self.held.push(Held::Bad(b));
+                None
+            }
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The `i`th document, as it was read.
+    pub(super) fn get(&self, i: usize) -> Option<SourceItem> {
+        match self.held.get(i)? {
+            Held::Doc(start, end) => {
+                let bytes = self.bytes[*start..*end].to_vec();
+                bson::RawDocumentBuf::from_bytes(bytes).ok().map(SourceItem::Doc)
+            }
+            Held::Bad(b) => Some(SourceItem::Bad(b.clone())),
+        }
+    }
+
+    /// `other`'s documents after these.
+    pub(super) fn append(&mut self, other: &mut Docs) {
+        let base = self.bytes.len();
+        self.bytes.append(&mut other.bytes);
+        self.held.extend(other.held.drain(..).map(|h| match h {
+            Held::Doc(start, end) => Held::Doc(base + start, base + end),
+            bad => bad,
+        }));
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.held.clear();
+    }
+}
+
+/// A loaded chunk's buffers on their way back to the reader that filled
+/// them. Made anew for each chunk, these megabytes were faulted in page by
+/// page and freed by the loading thread (`docs/PERFORMANCE.md`).
+pub(super) struct Spare {
+    copy: Vec<u8>,
+    rows: Vec<Origin>,
+    docs: Docs,
+    keys: Vec<Vec<Option<String>>>,
+}
+
+impl Spare {
+    /// Emptied on the reader's thread: key texts go to `texts`, to be
+    /// filled again.
+    fn empty(mut self, texts: &mut Vec<String>) -> Spare {
+        self.copy.clear();
+        self.rows.clear();
+        self.docs.clear();
+        for col in &mut self.keys {
+            texts.extend(col.drain(..).flatten());
+        }
+        self
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            let spare = Spare {
+                copy: std::mem::take(&mut self.copy),
+                rows: std::mem::take(&mut self.rows),
+                docs: std::mem::replace(&mut self.docs, Docs::with_capacity(0)),
+                keys: std::mem::take(&mut self.keys),
+            };
+            // A reader that has finished takes nothing back.
+            let _ = home.send(spare);
         }
     }
 }
@@ -203,7 +322,10 @@ pub(super) fn produce(
     };
     let mut mapper = RowMapper::new(m);
     let mut inventory = encoding.inventory.map(|limit| limit.map_or_else(Inventory::default, Inventory::first));
+    let (home, spares) = std::sync::mpsc::channel::<Spare>();
+    let mut texts: Vec<String> = Vec::new();
     let mut chunk = Chunk::new(batch);
+    chunk.home = Some(home.clone());
     chunk.start = from;
     // A chunk's repeated keys found by the key texts it keeps for the
     // ledger anyway, where those texts are the values' identities; they
@@ -261,12 +383,21 @@ pub(super) fn produce(
                             }
                             chunk.keys.resize_with(f.key.len(), Vec::new);
                             for (col, &i) in chunk.keys.iter_mut().zip(&f.key) {
-                                col.push(cells[i].to_pg_text());
+                                let mut t = texts.pop().unwrap_or_default();
+                                t.clear();
+                                col.push(if cells[i].write_pg_text(&mut t) {
+                                    Some(t)
+                                } else {
+                                    texts.push(t);
+                                    None
+                                });
                             }
                             if let Some(k) = by_text.as_mut().filter(|_| !null_key)
                                 && !k.last_is_first(&chunk.keys)
                             {
-                                chunk.keys.iter_mut().for_each(|col| drop(col.pop()));
+                                for col in &mut chunk.keys {
+                                    texts.extend(col.pop().flatten());
+                                }
                                 let reason = crate::pg::sink::DUPLICATE_KEY.to_string();
                                 chunk.rejects.push((doc_index, Rejection { element, column: None, reason }));
                                 return;
@@ -297,10 +428,18 @@ pub(super) fn produce(
         {
             chunk.locations.insert(doc_index, at);
         }
-        chunk.docs.push(item);
+        if let Some(buffer) = chunk.docs.push(item) {
+            stream.recycle(buffer);
+        }
         if chunk.rows.len() >= batch || chunk.docs.len() >= batch * 4 {
             chunk.position = stream.position();
-            let mut next = Chunk::new(batch);
+            // One chunk's buffers reused; any more that came back are
+            // freed, so no more chunks circulate than are in flight.
+            let mut next = match spares.try_iter().reduce(|keep, _| keep) {
+                Some(spare) => Chunk::from_spare(spare.empty(&mut texts)),
+                None => Chunk::new(batch),
+            };
+            next.home = Some(home.clone());
             next.start = Some(chunk.position.clone());
             if encoding.dedupe_per_chunk {
                 seen.iter_mut().for_each(HashSet::clear);
@@ -452,6 +591,44 @@ mod tests {
     }
 
     type Rows = Vec<Vec<Cell<'static>>>;
+
+    /// A chunk's documents, readable and not, come back byte for byte by
+    /// index, also after another chunk's are appended; the buffer of each
+    /// readable one is handed back for the next read.
+    #[test]
+    fn docs_keep_each_document_as_read() {
+        use crate::source::BadDocument;
+        let doc = |n: i32| bson::rawdoc! { "_id": n, "s": "x".repeat(n as usize) };
+        let bad = |r: &str| SourceItem::Bad(BadDocument { raw: r.as_bytes().to_vec(), text: true, reason: r.into() });
+        let same = |got: Option<SourceItem>, want: &SourceItem| match (got, want) {
+            (Some(SourceItem::Doc(g)), SourceItem::Doc(w)) => g.as_bytes() == w.as_bytes(),
+            (Some(SourceItem::Bad(g)), SourceItem::Bad(w)) => g.raw == w.raw && g.reason == w.reason,
+            _ => false,
+        };
+        let first = || [SourceItem::Doc(doc(0)), bad("{oops"), SourceItem::Doc(doc(3)), SourceItem::Doc(doc(40))];
+        let second = || [bad("[1"), SourceItem::Doc(doc(7))];
+        let (mut a, mut b) = (Docs::with_capacity(0), Docs::with_capacity(0));
+        for item in first() {
+            let readable = matches!(item, SourceItem::Doc(_));
+            assert_eq!(a.push(item).is_some(), readable, "only a document's buffer comes back");
+        }
+        for item in second() {
+            b.push(item);
+        }
+        let (first, second) = (first(), second());
+        for (i, want) in first.iter().enumerate() {
+            assert!(same(a.get(i), want), "document {i}");
+        }
+        assert!(a.get(first.len()).is_none());
+        a.append(&mut b);
+        assert_eq!(a.len(), first.len() + second.len());
+        for (i, want) in first.iter().chain(&second).enumerate() {
+            assert!(same(a.get(i), want), "document {i} after append");
+        }
+        a.clear();
+        assert_eq!(a.len(), 0);
+        assert!(a.get(0).is_none());
+    }
 
     /// Two-column key texts pushed row by row, as the reader does: which
     /// rows repeat an earlier one of the chunk (and are taken out again).

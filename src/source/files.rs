@@ -313,6 +313,8 @@ pub struct DocReader {
     elements: u64,
     /// Where the document last returned starts (byte offset or line).
     last_start: Option<u64>,
+    /// Buffers of documents already used, to read BSON documents into.
+    spare: Vec<Vec<u8>>,
 }
 
 impl DocReader {
@@ -342,6 +344,7 @@ impl DocReader {
             array_done: false,
             elements: 0,
             last_start: None,
+            spare: Vec::new(),
         };
         if skip_to > 0 {
             match (f.format, line) {
@@ -444,7 +447,9 @@ impl DocReader {
         }
         // Read into spare capacity: zeroing the buffer first would touch
         // every byte twice.
-        let mut bytes = Vec::with_capacity(declared as usize);
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        bytes.clear();
+        bytes.reserve(declared as usize);
         bytes.extend_from_slice(&header);
         let rest = u64::from(declared) - 4;
         let got = (&mut self.reader).take(rest).read_to_end(&mut bytes).map_err(|e| self.io(e))?;
@@ -470,6 +475,15 @@ impl DocReader {
             reason: e.to_string(),
         })?;
         Ok(Some(SourceDoc { doc: SourceItem::from_bson(doc), position: offset }))
+    }
+
+    /// Keeps a used document's buffer to read the next BSON document
+    /// into, unless a large document left it large.
+    pub fn recycle(&mut self, bytes: Vec<u8>) {
+        const LARGEST: usize = 64 * 1024;
+        if self.format == FileFormat::Bson && bytes.capacity() <= LARGEST && self.spare.len() < 4 {
+            self.spare.push(bytes);
+        }
     }
 
     fn next_json_line(&mut self) -> Result<Option<SourceDoc>, SourceError> {

@@ -155,6 +155,9 @@ pub trait DocStream: Send {
     fn location(&self) -> Option<String> {
         None
     }
+    /// A document's bytes, no longer needed, for the stream to read the
+    /// next document into (a file source reuses them; others drop them).
+    fn recycle(&mut self, _bytes: Vec<u8>) {}
 }
 
 impl DocStream for DocReader {
@@ -168,6 +171,10 @@ impl DocStream for DocReader {
 
     fn location(&self) -> Option<String> {
         DocReader::location(self)
+    }
+
+    fn recycle(&mut self, bytes: Vec<u8>) {
+        DocReader::recycle(self, bytes);
     }
 }
 

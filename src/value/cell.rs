@@ -62,29 +62,35 @@ impl Cell<'_> {
     /// Used for COPY, for messages and for comparing with what the database holds.
     pub fn to_pg_text(&self) -> Option<String> {
         let mut s = String::new();
+        self.write_pg_text(&mut s).then_some(s)
+    }
+
+    /// `to_pg_text` appended to `s` (a buffer the caller reuses); false,
+    /// and nothing written, for NULL.
+    pub fn write_pg_text(&self, s: &mut String) -> bool {
         match self {
-            Cell::Null => return None,
+            Cell::Null => return false,
             Cell::Text(t) => s.push_str(t),
-            Cell::Int(i) => write!(s, "{i}").ok()?,
-            Cell::Double(d) => push_float(&mut s, *d),
-            Cell::Real(r) => push_float(&mut s, f64::from(*r)),
+            Cell::Int(i) => drop(write!(s, "{i}")),
+            Cell::Double(d) => push_float(s, *d),
+            Cell::Real(r) => push_float(s, f64::from(*r)),
             Cell::Numeric(n) => s.push_str(n),
             Cell::Bool(b) => s.push_str(if *b { "t" } else { "f" }),
-            Cell::Date(d) => push_date(&mut s, *d),
-            Cell::Timestamp(t) => push_datetime(&mut s, *t, ""),
-            Cell::Timestamptz(t) => push_datetime(&mut s, t.naive_utc(), "+00"),
+            Cell::Date(d) => push_date(s, *d),
+            Cell::Timestamp(t) => push_datetime(s, *t, ""),
+            Cell::Timestamptz(t) => push_datetime(s, t.naive_utc(), "+00"),
             Cell::Uuid(u) => s.push_str(u.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer())),
             Cell::Json(j) => s.push_str(j),
             // bytea's hex form, as PostgreSQL prints it.
             Cell::Bytes(b) => {
                 s.push_str("\\x");
                 for byte in b.iter() {
-                    write!(s, "{byte:02x}").ok()?;
+                    let _ = write!(s, "{byte:02x}");
                 }
             }
             Cell::Ewkb(b) => {
                 for byte in b {
-                    write!(s, "{byte:02X}").ok()?;
+                    let _ = write!(s, "{byte:02X}");
                 }
             }
             Cell::Array(items) => {
@@ -110,7 +116,7 @@ impl Cell<'_> {
                 s.push('}');
             }
         }
-        Some(s)
+        true
     }
 
     /// The value's identity under PostgreSQL's `=` for its column type:
