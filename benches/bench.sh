@@ -73,8 +73,9 @@ command -v pg_dump >/dev/null || { echo "bench: pg_dump is missing" >&2; exit 1;
 
 echo "building (release)..." >&2
 cargo build --release --quiet --bin finlit-map --example generate
-tool=$PWD/target/release/finlit-map
-gen=$PWD/target/release/examples/generate
+target=$(realpath "${CARGO_TARGET_DIR:-target}")
+tool=$target/release/finlit-map
+gen=$target/release/examples/generate
 work=$(mktemp -d /tmp/finlit-bench.XXXXXX)
 stamp=$$
 dbs=()
