@@ -163,6 +163,16 @@ for label, (times, rss, cpus) in sides.items():
 PY
 }
 
+# first_load BIN SIDE DB JOBS: a first load by BIN into DB, timed as SIDE
+# (uses file_case's name, dump, out and sel).
+first_load() {
+    local bin=$1 side=$2 db=$3 j=$4
+    fresh_db "$db"; checkpoint
+    echo "[$name $i/$repeat] $side..." >&2
+    (cd "$work" && timed "$out.$side" "$bin" run "$OLDPWD/mappings" --source "$dump" --target "$pg/$db" \
+        --no-schema --fast-first-load --jobs "$j" --format json $batch "${sel[@]}")
+}
+
 # file_case NAME DUMP_DIR ONLY TABLES...: every side, alternating, for these tables (load order).
 file_case() {
     local name=$1 dump=$2 only=$3; shift 3
@@ -173,10 +183,7 @@ file_case() {
     for i in $(seq 1 "$repeat"); do
         for j in $jobs; do
             local db="fm_bench_${stamp}_${name}_j${j}_$i"
-            fresh_db "$db"; checkpoint
-            echo "[$name $i/$repeat] finlit-map --jobs $j..." >&2
-            (cd "$work" && timed "$out.finlit-map_jobs_$j" "$tool" run "$OLDPWD/mappings" --source "$dump" --target "$pg/$db" \
-                --no-schema --fast-first-load --jobs "$j" --format json $batch "${sel[@]}")
+            first_load "$tool" "finlit-map_jobs_$j" "$db" "$j"
             rows=$(python3 -c "import json; r=json.load(open('$out.finlit-map_jobs_$j.stdout')); print(sum(m['loaded'] for m in r['mappings']))")
             if [ "$i" = 1 ] && [ ! -f "$out.rows.sql" ]; then
                 # The same rows, already transformed, as CSV and as binary COPY.
@@ -193,10 +200,7 @@ file_case() {
             drop_db "$db"
             if [ -n "$baseline" ]; then
                 db="fm_bench_${stamp}_${name}_base_j${j}_$i"
-                fresh_db "$db"; checkpoint
-                echo "[$name $i/$repeat] baseline --jobs $j..." >&2
-                (cd "$work" && timed "$out.baseline_jobs_$j" "$baseline" run "$OLDPWD/mappings" --source "$dump" --target "$pg/$db" \
-                    --no-schema --fast-first-load --jobs "$j" --format json $batch "${sel[@]}")
+                first_load "$baseline" "baseline_jobs_$j" "$db" "$j"
                 drop_db "$db"
             fi
         done

@@ -86,6 +86,7 @@ impl Chunk {
 /// A chunk's documents, kept to write the rejects of its rows with them:
 /// their bytes one after another in one buffer (a document is rarely read
 /// back, only for a reject), the few unreadable ones as they came.
+#[derive(Default)]
 pub(super) struct Docs {
     bytes: Vec<u8>,
     held: Vec<Held>,
@@ -180,7 +181,7 @@ impl Drop for Chunk {
             let spare = Spare {
                 copy: std::mem::take(&mut self.copy),
                 rows: std::mem::take(&mut self.rows),
-                docs: std::mem::replace(&mut self.docs, Docs::with_capacity(0)),
+                docs: std::mem::take(&mut self.docs),
                 keys: std::mem::take(&mut self.keys),
             };
             // A reader that has finished takes nothing back.
@@ -324,9 +325,19 @@ pub(super) fn produce(
     let mut inventory = encoding.inventory.map(|limit| limit.map_or_else(Inventory::default, Inventory::first));
     let (home, spares) = std::sync::mpsc::channel::<Spare>();
     let mut texts: Vec<String> = Vec::new();
-    let mut chunk = Chunk::new(batch);
-    chunk.home = Some(home.clone());
-    chunk.start = from;
+    // Every chunk is made here: on one loaded chunk's buffers when one came
+    // back (any more are freed, so no more circulate than are in flight),
+    // and sent back to them once it is loaded.
+    let next_chunk = |start: Option<Position>, texts: &mut Vec<String>| {
+        let mut c = match spares.try_iter().reduce(|keep, _| keep) {
+            Some(spare) => Chunk::from_spare(spare.empty(texts)),
+            None => Chunk::new(batch),
+        };
+        c.home = Some(home.clone());
+        c.start = start;
+        c
+    };
+    let mut chunk = next_chunk(from, &mut texts);
     // A chunk's repeated keys found by the key texts it keeps for the
     // ledger anyway, where those texts are the values' identities; they
     // then stand in for the unique sets (whose only one is the key).
@@ -383,14 +394,7 @@ pub(super) fn produce(
                             }
                             chunk.keys.resize_with(f.key.len(), Vec::new);
                             for (col, &i) in chunk.keys.iter_mut().zip(&f.key) {
-                                let mut t = texts.pop().unwrap_or_default();
-                                t.clear();
-                                col.push(if cells[i].write_pg_text(&mut t) {
-                                    Some(t)
-                                } else {
-                                    texts.push(t);
-                                    None
-                                });
+                                col.push(key_text(&cells[i], &mut texts));
                             }
                             if let Some(k) = by_text.as_mut().filter(|_| !null_key)
                                 && !k.last_is_first(&chunk.keys)
@@ -433,14 +437,7 @@ pub(super) fn produce(
         }
         if chunk.rows.len() >= batch || chunk.docs.len() >= batch * 4 {
             chunk.position = stream.position();
-            // One chunk's buffers reused; any more that came back are
-            // freed, so no more chunks circulate than are in flight.
-            let mut next = match spares.try_iter().reduce(|keep, _| keep) {
-                Some(spare) => Chunk::from_spare(spare.empty(&mut texts)),
-                None => Chunk::new(batch),
-            };
-            next.home = Some(home.clone());
-            next.start = Some(chunk.position.clone());
+            let next = next_chunk(Some(chunk.position.clone()), &mut texts);
             if encoding.dedupe_per_chunk {
                 seen.iter_mut().for_each(HashSet::clear);
                 if let Some(k) = by_text.as_mut() {
@@ -458,6 +455,19 @@ pub(super) fn produce(
         let _ = tx.blocking_send(Ok(Produced::Chunk(Box::new(chunk))));
     }
     let _ = tx.blocking_send(Ok(Produced::Done(mapper.stats, inventory)));
+}
+
+/// A key's text for the ledger (`Cell::to_pg_text`), written into a string
+/// a loaded chunk gave back.
+fn key_text(cell: &Cell<'_>, texts: &mut Vec<String>) -> Option<String> {
+    let mut t = texts.pop().unwrap_or_default();
+    t.clear();
+    if cell.write_pg_text(&mut t) {
+        Some(t)
+    } else {
+        texts.push(t);
+        None
+    }
 }
 
 /// Reads the source once before the run when `keep` needs it (`on_duplicate = "last"`).

@@ -313,8 +313,8 @@ pub struct DocReader {
     elements: u64,
     /// Where the document last returned starts (byte offset or line).
     last_start: Option<u64>,
-    /// Buffers of documents already used, to read BSON documents into.
-    spare: Vec<Vec<u8>>,
+    /// The last document's buffer, once used, to read the next BSON document into.
+    spare: Option<Vec<u8>>,
 }
 
 impl DocReader {
@@ -344,7 +344,7 @@ impl DocReader {
             array_done: false,
             elements: 0,
             last_start: None,
-            spare: Vec::new(),
+            spare: None,
         };
         if skip_to > 0 {
             match (f.format, line) {
@@ -447,7 +447,7 @@ impl DocReader {
         }
         // Read into spare capacity: zeroing the buffer first would touch
         // every byte twice.
-        let mut bytes = self.spare.pop().unwrap_or_default();
+        let mut bytes = self.spare.take().unwrap_or_default();
         bytes.clear();
         bytes.reserve(declared as usize);
         bytes.extend_from_slice(&header);
@@ -481,8 +481,8 @@ impl DocReader {
     /// into, unless a large document left it large.
     pub fn recycle(&mut self, bytes: Vec<u8>) {
         const LARGEST: usize = 64 * 1024;
-        if self.format == FileFormat::Bson && bytes.capacity() <= LARGEST && self.spare.len() < 4 {
-            self.spare.push(bytes);
+        if self.format == FileFormat::Bson && bytes.capacity() <= LARGEST {
+            self.spare = Some(bytes);
         }
     }
 

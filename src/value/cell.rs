@@ -71,7 +71,9 @@ impl Cell<'_> {
         match self {
             Cell::Null => return false,
             Cell::Text(t) => s.push_str(t),
-            Cell::Int(i) => drop(write!(s, "{i}")),
+            Cell::Int(i) => {
+                let _ = write!(s, "{i}");
+            }
             Cell::Double(d) => push_float(s, *d),
             Cell::Real(r) => push_float(s, f64::from(*r)),
             Cell::Numeric(n) => s.push_str(n),
