@@ -53,13 +53,12 @@ pub fn check(b: &[u8]) -> Result<(), String> {
         let ty = b[at];
         at += 1;
         // The key: a NUL-terminated UTF-8 string inside the document.
-        let key_end = match memchr::memchr(0, &b[at..end]) {
-            Some(n) => at + n,
+        let key_end = match crate::value::fields::cstring(&b[at..end]) {
+            Some((n, true)) => at + n,
+            Some((n, false)) if utf8(&b[at..at + n]) => at + n,
+            Some(_) => return err(at, "a key is not UTF-8"),
             None => return err(at, "a key runs past its document"),
         };
-        if !utf8(&b[at..key_end]) {
-            return err(at, "a key is not UTF-8");
-        }
         at = key_end + 1;
         let fixed = |n: usize| if at + n <= end { Ok(at + n) } else { err(at, "a value runs past its document") };
         at = match ty {

@@ -17,8 +17,47 @@ use crate::value::path::Segment;
 
 #[derive(Debug, Clone, Default)]
 struct Node {
-    children: Vec<(Vec<u8>, usize)>,
+    children: Vec<Child>,
     slot: Option<usize>,
+}
+
+/// A key below a node, with its length and first eight bytes as one number
+/// so most keys of a document that are not it are told apart without a
+/// byte comparison.
+#[derive(Debug, Clone)]
+struct Child {
+    key: Vec<u8>,
+    head: (usize, u64),
+    node: usize,
+}
+
+impl Child {
+    fn is(&self, key: &[u8], head: (usize, u64)) -> bool {
+        self.head == head && (key.len() <= 8 || self.key[8..] == key[8..])
+    }
+}
+
+/// A key's length and its first eight bytes (zero after a shorter key's end).
+fn head(key: &[u8]) -> (usize, u64) {
+    let mut first = [0u8; 8];
+    let n = key.len().min(8);
+    first[..n].copy_from_slice(&key[..n]);
+    (key.len(), u64::from_le_bytes(first))
+}
+
+/// `head` of the key of `len` bytes at `at` in a document, read as one word
+/// when the document has eight bytes there (a key is followed by its NUL and
+/// its value, so it nearly always has).
+#[inline]
+fn head_at(b: &[u8], at: usize, len: usize) -> (usize, u64) {
+    match b.get(at..at + 8) {
+        Some(w) => {
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            let keep = if len >= 8 { u64::MAX } else { (1u64 << (len * 8)) - 1 };
+            (len, w & keep)
+        }
+        None => head(&b[at..at + len]),
+    }
 }
 
 /// The compiled paths of one root (the document, or the unwind element).
@@ -44,12 +83,12 @@ impl FieldTrie {
                 // Array elements are keyed "0", "1", … in BSON.
                 Segment::Index(i) => i.to_string().into_bytes(),
             };
-            at = match self.nodes[at].children.iter().find(|(k, _)| *k == key) {
-                Some((_, n)) => *n,
+            at = match self.nodes[at].children.iter().find(|c| c.key == key) {
+                Some(c) => c.node,
                 None => {
                     self.nodes.push(Node::default());
                     let n = self.nodes.len() - 1;
-                    self.nodes[at].children.push((key, n));
+                    self.nodes[at].children.push(Child { head: head(&key), key, node: n });
                     n
                 }
             };
@@ -95,13 +134,14 @@ impl FieldTrie {
         while i < end && left > 0 {
             let t = b[i];
             i += 1;
-            let Some(nul) = memchr::memchr(0, &b[i..end]) else { return false };
+            let Some((nul, _)) = cstring(&b[i..end]) else { return false };
             let key = &b[i..i + nul];
+            let key_head = head_at(b, i, nul);
             i += nul + 1;
             let Some(len) = value_len(t, &b[i..end]) else { return false };
             let value = &b[i..i + len];
             i += len;
-            let Some(ci) = children.iter().position(|(k, _)| k.as_slice() == key) else { continue };
+            let Some(ci) = children.iter().position(|c| c.is(key, key_head)) else { continue };
             if ci < 64 {
                 if seen & (1 << ci) != 0 {
                     continue;
@@ -109,7 +149,7 @@ impl FieldTrie {
                 seen |= 1 << ci;
             }
             left = left.saturating_sub(1);
-            let child = children[ci].1;
+            let child = children[ci].node;
             let child_node = &self.nodes[child];
             if let Some(slot) = child_node.slot
                 && out[slot].is_none()
@@ -144,7 +184,7 @@ pub fn each_element(doc: &[u8], mut f: impl FnMut(u8, &[u8], &[u8])) -> bool {
     while i < end {
         let t = doc[i];
         i += 1;
-        let Some(nul) = memchr::memchr(0, &doc[i..end]) else { return false };
+        let Some((nul, _)) = cstring(&doc[i..end]) else { return false };
         let key = &doc[i..i + nul];
         i += nul + 1;
         let Some(len) = value_len(t, &doc[i..end]) else { return false };
@@ -152,6 +192,41 @@ pub fn each_element(doc: &[u8], mut f: impl FnMut(u8, &[u8], &[u8])) -> bool {
         i += len;
     }
     true
+}
+
+/// A key at the start of `b`: its length up to the terminating NUL, and
+/// whether it is ASCII; `None` when no NUL ends it.
+///
+/// Keys are short and every element has one, so this looks at eight bytes
+/// at a time in a register (a library search's set-up costs more than the
+/// search for keys this short), noting any byte with its high bit set on the way.
+#[inline]
+pub fn cstring(b: &[u8]) -> Option<(usize, bool)> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut high = 0u64;
+    let mut words = b.chunks_exact(8);
+    for (n, w) in words.by_ref().enumerate() {
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        // The lowest byte flagged is the first zero byte (flags above it
+        // may be false, from the borrow; little-endian puts it lowest).
+        let zero = w.wrapping_sub(ONES) & !w & HIGH;
+        if zero != 0 {
+            let at = zero.trailing_zeros() as usize / 8;
+            let before = (1u64 << (at * 8)).wrapping_sub(1);
+            return Some((n * 8 + at, (high | (w & before)) & HIGH == 0));
+        }
+        high |= w;
+    }
+    let done = b.len() - words.remainder().len();
+    let mut ascii = high & HIGH == 0;
+    for (i, &c) in words.remainder().iter().enumerate() {
+        if c == 0 {
+            return Some((done + i, ascii));
+        }
+        ascii &= c < 0x80;
+    }
+    None
 }
 
 fn i32_at(b: &[u8]) -> Option<usize> {
@@ -232,6 +307,7 @@ fn decode<'a>(t: u8, v: &'a [u8], doc: &'a RawDocument, key: &[u8]) -> Option<Ra
 mod tests {
     use super::*;
     use bson::rawdoc;
+    use proptest::prelude::Just;
 
     #[test]
     fn one_pass_finds_every_path() {
@@ -306,6 +382,67 @@ mod tests {
         assert!(t.extract(&d, &mut out));
         assert_eq!((out[a], out[b]), (Some(RawBsonRef::Int32(1)), Some(RawBsonRef::Int32(3))));
         assert_eq!(d.get("a").unwrap(), out[a]);
+    }
+
+    /// The key scanner against the plain definition: the first NUL, and
+    /// whether every byte before it is below 0x80.
+    fn naive(b: &[u8]) -> Option<(usize, bool)> {
+        let n = b.iter().position(|&c| c == 0)?;
+        Some((n, b[..n].is_ascii()))
+    }
+
+    #[test]
+    fn keys_end_at_their_first_nul() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\0",
+            b"a\0",
+            b"abcdefg\0",
+            b"abcdefgh\0",
+            b"abcdefghi\0rest",
+            b"no nul at all, and longer than a word",
+            "caf\u{e9}\0".as_bytes(),
+            "abcdefg\u{e9}\0".as_bytes(),
+            b"\x80\0",
+            b"abcdefgh\x01\x00\x80",
+            // A 0x01 byte after the NUL: the borrow must not move the NUL.
+            b"ab\0\x01cdefgh",
+            b"\xff\xff\xff\xff\xff\xff\xff\x00",
+        ];
+        for &b in cases {
+            assert_eq!(cstring(b), naive(b), "{b:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keys_scan_as_the_plain_definition(b in proptest::collection::vec(
+            proptest::prop_oneof![Just(0u8), Just(1u8), Just(0x80u8), Just(0xffu8), proptest::num::u8::ANY], 0..40)) {
+            proptest::prop_assert_eq!(cstring(&b), naive(&b));
+        }
+    }
+
+    #[test]
+    fn a_keys_head_in_place_is_its_head() {
+        let b = b"abcdefghij\0xyz\0ab";
+        for (at, len) in [(0, 0), (0, 3), (0, 8), (0, 10), (11, 3), (15, 2), (16, 1), (17, 0)] {
+            assert_eq!(head_at(b, at, len), head(&b[at..at + len]), "{at} {len}");
+        }
+    }
+
+    #[test]
+    fn keys_sharing_a_head_are_told_apart() {
+        let d = rawdoc! { "abcdefgh_one": 1, "abcdefgh_two": 2, "abcdefgh": 3, "abc": 4, "abcdefgh_tw": 5 };
+        let mut t = FieldTrie::default();
+        let slots: Vec<usize> = ["abcdefgh_two", "abcdefgh", "abc", "abcdefgh_tw"]
+            .iter()
+            .map(|k| t.add(&[Segment::Key(k.to_string())]))
+            .collect();
+        let mut out = vec![None; t.slots()];
+        assert!(t.extract(&d, &mut out));
+        let got: Vec<_> = slots.iter().map(|&s| out[s]).collect();
+        let want = [2, 3, 4, 5].map(|n| Some(RawBsonRef::Int32(n)));
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -53,12 +53,17 @@ pub fn of(ty: &SqlType) -> Option<&'static dyn ColumnType> {
         SqlType::Json | SqlType::Jsonb => &json::JsonType,
         SqlType::Bytea => &bytea::ByteaType,
         SqlType::Geo(_) => &geo::GeoColumn,
-        // One dimension, of a written type.
-        SqlType::Array(inner) if !matches!(**inner, SqlType::Array(_) | SqlType::Geo(_)) && of(inner).is_some() => {
-            &array::ArrayType
-        }
-        SqlType::Array(_) | SqlType::Other(_) => return None,
+        SqlType::Array(inner) => return array_of(inner),
+        SqlType::Other(_) => return None,
     })
+}
+
+/// An array's family: one dimension, of a written type. Apart from `of`
+/// so that `of`, not being recursive, is inlined where it is asked.
+#[inline(never)]
+fn array_of(inner: &SqlType) -> Option<&'static dyn ColumnType> {
+    let written = !matches!(inner, SqlType::Array(_) | SqlType::Geo(_)) && of(inner).is_some();
+    written.then_some(&array::ArrayType as &'static dyn ColumnType)
 }
 
 /// Whether finlit-map can write `ty` (arrays: one level, of a written type).
