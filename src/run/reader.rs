@@ -325,11 +325,15 @@ pub(super) fn produce(
     let mut inventory = encoding.inventory.map(|limit| limit.map_or_else(Inventory::default, Inventory::first));
     let (home, spares) = std::sync::mpsc::channel::<Spare>();
     let mut texts: Vec<String> = Vec::new();
-    // Every chunk is made here: on one loaded chunk's buffers when one came
-    // back (any more are freed, so no more circulate than are in flight),
-    // and sent back to them once it is loaded.
-    let next_chunk = |start: Option<Position>, texts: &mut Vec<String>| {
-        let mut c = match spares.try_iter().reduce(|keep, _| keep) {
+    // Every chunk is made here: on a loaded chunk's buffers when one came
+    // back, and sent back to them once it is loaded. Those that came back
+    // are all kept: a chunk is made anew only when every one made so far is
+    // in flight, so no more exist than were ever in flight at once, and
+    // none is freed to be faulted in again page by page.
+    let mut pool: Vec<Spare> = Vec::new();
+    let mut next_chunk = |start: Option<Position>, texts: &mut Vec<String>| {
+        pool.extend(spares.try_iter());
+        let mut c = match pool.pop() {
             Some(spare) => Chunk::from_spare(spare.empty(texts)),
             None => Chunk::new(batch),
         };

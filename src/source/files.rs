@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use bson::RawDocumentBuf;
 
@@ -42,9 +43,33 @@ pub struct CollectionFile {
 pub struct FileSource {
     pub root: PathBuf,
     pub collections: BTreeMap<String, CollectionFile>,
-    /// Documents per collection, counted once (a run asks for progress and
-    /// for ranges; each count reads the whole file).
-    counted: std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
+    /// Each collection's outline, made once by whoever asks first (a run
+    /// asks for progress and for ranges, and starts it in the background
+    /// while it connects; each reads the whole file). `None`: the pass
+    /// failed, and is made again to report why.
+    outlines: Arc<BTreeMap<String, OnceLock<Option<Outline>>>>,
+}
+
+/// Where a document starts: its byte offset and, in JSON lines, its line.
+pub type Start = (u64, Option<u64>);
+
+/// What one pass over a collection file learns without decoding it: its
+/// documents, and where some of them start, from which it is cut into
+/// ranges.
+#[derive(Debug, Default, PartialEq)]
+struct Outline {
+    docs: u64,
+    /// The first document starting at or after each multiple of the step
+    /// (`mark_step`), at most one per document: its byte offset and, in JSON
+    /// lines, its line. Never offset 0 (a range there would be empty).
+    marks: Vec<Start>,
+}
+
+/// Marks are this far apart at least: a cut lands within 1/8192 of the
+/// file after where an even split would put it, and a file of any size
+/// keeps at most 8,192 marks.
+fn mark_step(len: u64) -> u64 {
+    len.div_ceil(8192).max(1)
 }
 
 /// One document and where it starts: a byte offset (BSON) or a line (JSON).
@@ -97,23 +122,72 @@ impl FileSource {
     }
 
     fn new(root: PathBuf, collections: BTreeMap<String, CollectionFile>) -> FileSource {
-        FileSource { root, collections, counted: Default::default() }
+        let outlines = Arc::new(collections.keys().map(|k| (k.clone(), OnceLock::new())).collect());
+        FileSource { root, collections, outlines }
+    }
+
+    /// The collection's outline, made on first use; `None` when the source
+    /// does not have it.
+    fn outline(&self, collection: &str) -> Option<Result<&Outline, SourceError>> {
+        let (f, cell) = (self.collections.get(collection)?, self.outlines.get(collection)?);
+        Some(match cell.get_or_init(|| outline(f).ok()) {
+            Some(o) => Ok(o),
+            // Made again for its error.
+            None => Err(outline(f).err().unwrap_or_else(|| changed_while_read(f))),
+        })
     }
 
     /// Counts documents without decoding them (for progress and `list`),
     /// once per collection.
     pub fn count(&self, collection: &str) -> Option<Result<u64, SourceError>> {
-        let f = self.collections.get(collection)?;
-        let known = self.counted.lock().unwrap_or_else(|p| p.into_inner()).get(collection).copied();
-        if let Some(n) = known {
-            return Some(Ok(n));
-        }
-        let n = count(f);
-        if let Ok(n) = &n {
-            self.counted.lock().unwrap_or_else(|p| p.into_inner()).insert(collection.to_string(), *n);
-        }
-        Some(n)
+        Some(self.outline(collection)?.map(|o| o.docs))
     }
+
+    /// Where to cut a collection file into about `parts` ranges of equal
+    /// size, each cut where a document starts: a byte offset, and in JSON
+    /// lines its line. A JSON array is not cut. The file's pass stops at a
+    /// header that cannot be right; the last range then ends where the
+    /// reader will report it.
+    pub fn cuts(&self, collection: &str, parts: u64) -> Option<Result<Vec<Start>, SourceError>> {
+        let f = self.collections.get(collection)?;
+        Some(self.outline(collection)?.and_then(|o| Ok(cuts(o, file_len(f)?, parts))))
+    }
+
+    /// Makes the outlines of these collections on a thread of their own,
+    /// so that a run's counting and cutting overlaps its connecting to the
+    /// target. A JSON array is left to whoever asks (counting it parses it).
+    pub fn outline_in_background(&self, collections: Vec<String>) {
+        let outlines = Arc::clone(&self.outlines);
+        let files: Vec<CollectionFile> = collections
+            .iter()
+            .filter_map(|c| self.collections.get(c))
+            .filter(|f| f.format != FileFormat::JsonArray)
+            .cloned()
+            .collect();
+        if files.is_empty() {
+            return;
+        }
+        std::thread::spawn(move || {
+            for f in files {
+                if let Some(cell) = outlines.get(&f.name) {
+                    cell.get_or_init(|| outline(&f).ok());
+                }
+            }
+        });
+    }
+}
+
+/// A pass that failed once and then succeeded: the file changed under the
+/// run; reported as such rather than with numbers from two different files.
+fn changed_while_read(f: &CollectionFile) -> SourceError {
+    SourceError::Io {
+        path: f.path.clone(),
+        source: io::Error::other("the file changed while it was being read; run again"),
+    }
+}
+
+fn file_len(f: &CollectionFile) -> Result<u64, SourceError> {
+    std::fs::metadata(&f.path).map(|m| m.len()).map_err(|source| SourceError::Io { path: f.path.clone(), source })
 }
 
 fn read_dir(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
@@ -177,82 +251,29 @@ fn json_layout(p: &Path) -> Result<FileFormat, SourceError> {
     Ok(if first == Some(&b'[') { FileFormat::JsonArray } else { FileFormat::JsonLines })
 }
 
-fn count(f: &CollectionFile) -> Result<u64, SourceError> {
-    let io_err = |source| SourceError::Io { path: f.path.clone(), source };
-    match f.format {
-        FileFormat::Bson => {
-            // Hop from length header to length header through a large
-            // buffer: small documents are skipped without a system call.
-            let file = File::open(&f.path).map_err(io_err)?;
-            let len = file.metadata().map_err(io_err)?.len();
-            let mut r = BufReader::with_capacity(1 << 20, file);
-            let mut pos = 0u64;
-            let mut n = 0;
-            let mut header = [0u8; 4];
-            while pos + 4 <= len {
-                if r.read_exact(&mut header).is_err() {
-                    break;
-                }
-                let size = u32::from_le_bytes(header) as u64;
-                if size < 5 || pos + size > len {
-                    break;
-                }
-                r.seek_relative(size as i64 - 4).map_err(io_err)?;
-                pos += size;
-                n += 1;
-            }
-            Ok(n)
-        }
-        FileFormat::JsonLines => {
-            let reader = BufReader::new(File::open(&f.path).map_err(io_err)?);
-            let mut n = 0;
-            for line in reader.split(b'\n') {
-                if line.map_err(io_err)?.iter().any(|b| !b.is_ascii_whitespace()) {
-                    n += 1;
-                }
-            }
-            Ok(n)
-        }
-        FileFormat::JsonArray => {
-            let mut r = DocReader::open(f, 0, None, None)?;
-            let mut n = 0;
-            while let Some(d) = r.next_raw_json()? {
-                drop(d);
-                n += 1;
-            }
-            Ok(n)
-        }
-    }
-}
-
-/// Where to cut a collection file into about `parts` ranges of equal size,
-/// each cut where a document starts: byte offsets found by hopping from
-/// length header to length header (BSON), or the start of a line with its
-/// number (JSON lines). A JSON array is not cut. The scan stops at a header
-/// that cannot be right; the last range then ends where the reader will
-/// report it.
-pub fn cuts(f: &CollectionFile, parts: u64) -> Result<Vec<(u64, Option<u64>)>, SourceError> {
+/// One pass over a collection file: its documents, counted by hopping
+/// from length header to length header through a large buffer (BSON; small
+/// documents are skipped without a system call), by non-blank lines (JSON
+/// lines), or by parsing (a JSON array); and its marks.
+fn outline(f: &CollectionFile) -> Result<Outline, SourceError> {
     let io_err = |source| SourceError::Io { path: f.path.clone(), source };
     let file = File::open(&f.path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
-    let mut out = Vec::new();
-    if parts < 2 || len == 0 {
-        return Ok(out);
-    }
-    let target = |i: u64| (u128::from(len) * u128::from(i) / u128::from(parts)) as u64;
-    let mut next = 1;
+    let step = mark_step(len);
+    let mut out = Outline::default();
+    let mut next_mark = step;
+    let mut mark = |out: &mut Outline, at: u64, line: Option<u64>| {
+        if at >= next_mark {
+            out.marks.push((at, line));
+            next_mark = (at / step + 1) * step;
+        }
+    };
     let mut r = BufReader::with_capacity(1 << 20, file);
     match f.format {
         FileFormat::Bson => {
             let mut pos = 0u64;
             let mut header = [0u8; 4];
-            while pos + 4 <= len && next < parts {
-                if pos >= target(next) {
-                    out.push((pos, None));
-                    while next < parts && target(next) <= pos {
-                        next += 1;
-                    }
-                }
+            while pos + 4 <= len {
                 if r.read_exact(&mut header).is_err() {
                     break;
                 }
@@ -260,38 +281,69 @@ pub fn cuts(f: &CollectionFile, parts: u64) -> Result<Vec<(u64, Option<u64>)>, S
                 if size < 5 || pos + size > len {
                     break;
                 }
+                mark(&mut out, pos, None);
                 r.seek_relative(size as i64 - 4).map_err(io_err)?;
                 pos += size;
+                out.docs += 1;
             }
         }
         FileFormat::JsonLines => {
-            let (mut base, mut lines) = (0u64, 0u64);
+            let (mut base, mut lines, mut content) = (0u64, 0u64, false);
             loop {
                 let buf = r.fill_buf().map_err(io_err)?;
-                if buf.is_empty() || next >= parts {
+                if buf.is_empty() {
                     break;
                 }
+                let mut from = 0;
                 for i in memchr::memchr_iter(b'\n', buf) {
+                    if content || buf[from..i].iter().any(|b| !b.is_ascii_whitespace()) {
+                        out.docs += 1;
+                    }
+                    content = false;
                     lines += 1;
-                    let start = base + i as u64 + 1;
-                    if start >= target(next) && start < len {
-                        out.push((start, Some(lines + 1)));
-                        while next < parts && target(next) <= start {
-                            next += 1;
-                        }
-                        if next >= parts {
-                            break;
-                        }
+                    from = i + 1;
+                    let start = base + from as u64;
+                    if start < len {
+                        mark(&mut out, start, Some(lines + 1));
                     }
                 }
+                content |= buf[from..].iter().any(|b| !b.is_ascii_whitespace());
                 let n = buf.len();
                 base += n as u64;
                 r.consume(n);
             }
+            if content {
+                out.docs += 1;
+            }
         }
-        FileFormat::JsonArray => {}
+        FileFormat::JsonArray => {
+            let mut r = DocReader::open(f, 0, None, None)?;
+            while let Some(d) = r.next_raw_json()? {
+                drop(d);
+                out.docs += 1;
+            }
+        }
     }
     Ok(out)
+}
+
+/// The cuts of a file of `len` bytes into about `parts` ranges of equal
+/// size: for each even split, the first mark at or after it.
+fn cuts(o: &Outline, len: u64, parts: u64) -> Vec<Start> {
+    let mut out: Vec<Start> = Vec::new();
+    if parts < 2 || len == 0 {
+        return out;
+    }
+    let mut marks = o.marks.iter().peekable();
+    for i in 1..parts {
+        let target = (u128::from(len) * u128::from(i) / u128::from(parts)) as u64;
+        while marks.next_if(|m| m.0 < target).is_some() {}
+        let Some(&&m) = marks.peek() else { break };
+        if out.last().is_none_or(|l| l.0 < m.0) {
+            out.push(m);
+        }
+    }
+    out
 }
 
 /// Streams the documents of one collection file.
@@ -729,9 +781,10 @@ mod tests {
 
     /// Reads every range of a file, resuming each after its first document
     /// as a checkpoint would: every document once, in order.
-    fn read_ranges(f: &CollectionFile, parts: u64) -> Vec<i32> {
-        let cuts = cuts(f, parts).unwrap();
-        let mut bounds: Vec<(u64, Option<u64>)> = vec![(0, None)];
+    fn read_ranges(src: &FileSource, c: &str, parts: u64) -> Vec<i32> {
+        let f = &src.collections[c];
+        let cuts = src.cuts(c, parts).unwrap().unwrap();
+        let mut bounds: Vec<Start> = vec![(0, None)];
         bounds.extend(cuts.iter().copied());
         let mut out = Vec::new();
         for (i, &(at, line)) in bounds.iter().enumerate() {
@@ -771,9 +824,39 @@ mod tests {
             let src = FileSource::open(dir.path()).unwrap();
             let all: Vec<i32> = (0..sizes.len() as i32).collect();
             for c in ["a", "b"] {
-                let f = &src.collections[c];
-                proptest::prop_assert_eq!(read_ranges(f, parts), all.clone(), "{} in {} parts", c, parts);
-                proptest::prop_assert!(cuts(f, parts).unwrap().len() < parts.max(1) as usize);
+                proptest::prop_assert_eq!(read_ranges(&src, c, parts), all.clone(), "{} in {} parts", c, parts);
+                proptest::prop_assert!(src.cuts(c, parts).unwrap().unwrap().len() < parts.max(1) as usize);
+                proptest::prop_assert_eq!(src.count(c).unwrap().unwrap(), sizes.len() as u64);
+            }
+        }
+    }
+
+    /// A file of many documents keeps a bounded number of marks; each cut
+    /// is a document's start within a step (and a document) after its even
+    /// split; an outline made in the background is the one a count sees.
+    #[test]
+    fn marks_are_bounded_and_cuts_even() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut bson, mut starts, mut longest) = (Vec::new(), Vec::new(), 0);
+        for n in 0..20_000 {
+            starts.push(bson.len() as u64);
+            let d = bson::serialize_to_vec(&doc! { "n": n, "pad": "x".repeat(n as usize % 97) }).unwrap();
+            longest = longest.max(d.len() as u64);
+            bson.extend(d);
+        }
+        write(dir.path(), "a.bson", &bson);
+        let src = FileSource::open(dir.path()).unwrap();
+        src.outline_in_background(vec!["a".into()]);
+        assert_eq!(src.count("a").unwrap().unwrap(), 20_000);
+        let len = bson.len() as u64;
+        assert!(src.outline("a").unwrap().unwrap().marks.len() <= 8192);
+        for parts in [2, 3, 7, 64] {
+            let cuts = src.cuts("a", parts).unwrap().unwrap();
+            assert_eq!(cuts.len() as u64, parts - 1, "{parts} parts");
+            for (i, &(at, line)) in cuts.iter().enumerate() {
+                let even = len * (i as u64 + 1) / parts;
+                assert!(starts.binary_search(&at).is_ok() && line.is_none(), "{at}");
+                assert!(at >= even && at - even < mark_step(len) + longest, "{at} for {even}");
             }
         }
     }
@@ -790,7 +873,7 @@ mod tests {
         write(dir.path(), "j.jsonl", text.as_bytes());
         let src = FileSource::open(dir.path()).unwrap();
         let f = &src.collections["j"];
-        let cut = *cuts(f, 2).unwrap().first().unwrap();
+        let cut = *src.cuts("j", 2).unwrap().unwrap().first().unwrap();
         let err = DocReader::open(f, cut.0, cut.1, None).unwrap().find_map(Result::err).unwrap().to_string();
         assert!(err.contains("j.jsonl:11:"), "{err}");
     }

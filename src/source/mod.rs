@@ -222,6 +222,15 @@ impl Source {
         }
     }
 
+    /// Starts, on a thread of its own, what `count` and `ranges` will ask of
+    /// these mappings' files, so that it overlaps the run's connecting to
+    /// the target (a live source is asked when needed).
+    pub fn prepare(&self, mappings: &[&MappingPlan]) {
+        if let Source::Files(f) = self {
+            f.outline_in_background(mappings.iter().map(|m| m.source.clone()).collect());
+        }
+    }
+
     pub fn has(&self, collection: &str) -> bool {
         match self {
             Source::Files(f) => f.collections.contains_key(collection),
@@ -330,7 +339,7 @@ impl Source {
                     return Ok(vec![Range::whole()]);
                 }
                 let docs = f.count(&m.source).transpose()?.unwrap_or(0);
-                let cuts = files::cuts(c, docs.div_ceil(per_range))?;
+                let cuts = f.cuts(&m.source, docs.div_ceil(per_range)).transpose()?.unwrap_or_default();
                 Ok(Range::between(cuts.into_iter().map(|(at, line)| Position::Offset { at, line }).collect()))
             }
             Source::Mongo(s) => s.ranges(&m.source, per_range, split == Split::Always).await,

@@ -23,6 +23,7 @@ pub async fn run(args: RunArgs) -> Finished {
     // and exit 0: refuse before anything is written, unless asked.
     match exec::select(&plan, &args.collections) {
         Ok(selected) => {
+            source.prepare(&selected);
             let missing = exec::missing_collections(&selected, &source);
             if !missing.is_empty() {
                 let list = missing.join(", ");
