@@ -3,7 +3,8 @@
 # would otherwise pick, on this machine, in one run.
 #
 #   benches/bench.sh [--learners N] [--full N] [--live N] [--repeat N] [--jobs "1 2"]
-#                    [--batch-size N] [--no-python] [--baseline BIN] [--pg URL] [--keep]
+#                    [--cores "1 2"] [--batch-size N] [--no-python] [--baseline BIN]
+#                    [--pg URL] [--keep]
 #
 # Cases (each 0 skips it):
 #   --learners N  N learner documents shaped as the platform's (default 200000)
@@ -27,6 +28,12 @@
 #                  decoder, the mapping by hand, psycopg 3 COPY into the indexed table
 #   dlt            (learners only) benches/python/learners_dlt.py: a dlt pipeline
 #                  with its defaults into an empty database
+# --cores "1 2": the file cases once per number of cores, each with
+# PostgreSQL's processes and every side pinned to that many cores (taskset;
+# PostgreSQL on this machine, and the right to set its processes' affinity),
+# finlit-map with as many --jobs unless --jobs is given:
+# how throughput grows with cores, floors included, on one machine (the
+# Python sides run only when nothing is pinned). Without it nothing is pinned.
 # Sides of the live case, alternating, --repeat times (at most 3):
 #   plain scan     pymongo reading the collection sorted by _id (the server's own limit)
 #   ingestr        ingestr 1.1.22 into an empty database
@@ -45,6 +52,9 @@ full=20000
 live=200000
 repeat=5
 jobs="$(nproc)"
+cores=""
+cpus=""
+jobs_given=""
 batch=""
 baseline=""
 python=1
@@ -56,13 +66,14 @@ while [ $# -gt 0 ]; do
         --full) full="$2"; shift 2 ;;
         --live) live="$2"; shift 2 ;;
         --repeat) repeat="$2"; shift 2 ;;
-        --jobs) jobs="$2"; shift 2 ;;
+        --jobs) jobs="$2"; jobs_given=1; shift 2 ;;
+        --cores) cores="$2"; shift 2 ;;
         --batch-size) batch="--batch-size $2"; shift 2 ;;
         --no-python) python=0; shift ;;
         --baseline) baseline="$(realpath "$2")"; shift 2 ;;
         --pg) pg="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n 2,39p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,46p "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -120,7 +131,7 @@ checkpoint() { psql "$pg/postgres" -qc "CHECKPOINT" >/dev/null; }
 # timed OUT CMD...: runs CMD under /usr/bin/time -v; appends "seconds rss_kb cpu_seconds" to OUT.times.
 timed() {
     local out=$1; shift
-    if ! /usr/bin/time -v -o "$out.time" "$@" > "$out.stdout" 2> "$out.stderr"; then
+    if ! /usr/bin/time -v -o "$out.time" ${cpus:+taskset -c "$cpus"} "$@" > "$out.stdout" 2> "$out.stderr"; then
         echo "failed: $*" >&2; tail -20 "$out.stderr" >&2; exit 1
     fi
     python3 - "$out.time" >> "$out.times" <<'PY'
@@ -255,11 +266,24 @@ file_case() {
     fi
 }
 
+# pin N: PostgreSQL's processes (new backends inherit the postmaster's) and
+# the timed sides on cores 0..N-1; `pin` alone: every core, nothing pinned.
+pin() {
+    local list="0-$(( ${1:-$(nproc)} - 1 ))"
+    for p in $(pgrep -x postgres); do
+        taskset -a -p -c "$list" "$p" >/dev/null || { echo "bench: cannot pin PostgreSQL's process $p (--cores needs the right to)" >&2; exit 1; }
+    done
+    cpus=${1:+$list}
+}
+if [ -n "$cores" ]; then
+    command -v taskset >/dev/null || { echo "bench: --cores needs taskset (util-linux)" >&2; exit 1; }
+    trap 'pin' EXIT
+fi
+
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(psql "$pg/postgres" -Atc 'SHOW server_version'), $(date -u +%Y-%m-%d)"
 if [ "$learners" -gt 0 ]; then
     echo "generating $learners learners..." >&2
     "$gen" --learners "$learners" --only learners --out "$work/learners-dump" 2>/dev/null
-    file_case learners "$work/learners-dump" learners learners
 fi
 if [ "$full" -gt 0 ]; then
     echo "generating the full dataset of $full learners..." >&2
@@ -273,8 +297,18 @@ for stage in p['stages']:
         t = next(m['table'] for m in p['mappings'] if m['name'] == name)
         if t not in seen: seen.append(t)
 print('\n'.join(seen))")
-    file_case full "$work/full-dump" "" "${order[@]}"
 fi
+for c in ${cores:-all}; do
+    suffix=""
+    if [ "$c" != all ]; then
+        pin "$c"; suffix="_${c}_cores"
+        [ -z "$jobs_given" ] && jobs=$c
+        echo "PostgreSQL and every side on $c core(s) ($cpus)"
+    fi
+    [ "$learners" -gt 0 ] && file_case "learners$suffix" "$work/learners-dump" learners learners
+    [ "$full" -gt 0 ] && file_case "full$suffix" "$work/full-dump" "" "${order[@]}"
+done
+[ -n "$cores" ] && pin
 
 if [ "$live" -gt 0 ]; then
     nx="${FINLIT_NX27017:-$PWD/.ci/venv/bin/nx-27017}"

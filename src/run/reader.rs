@@ -299,6 +299,10 @@ pub(super) fn spawn_reader(
     (rx, handle)
 }
 
+/// At most this many loaded chunks wait to be reused by their reader (a
+/// larger pool was measured to grow no further).
+const POOL: usize = 2;
+
 /// The reading side: documents → rows → COPY text, chunk by chunk.
 pub(super) fn produce(
     m: &MappingPlan,
@@ -326,13 +330,15 @@ pub(super) fn produce(
     let (home, spares) = std::sync::mpsc::channel::<Spare>();
     let mut texts: Vec<String> = Vec::new();
     // Every chunk is made here: on a loaded chunk's buffers when one came
-    // back, and sent back to them once it is loaded. Those that came back
-    // are all kept: a chunk is made anew only when every one made so far is
-    // in flight, so no more exist than were ever in flight at once, and
-    // none is freed to be faulted in again page by page.
+    // back, and sent back to them once it is loaded. Up to `POOL` that came
+    // back are kept, so a chunk is rarely made anew (and its megabytes
+    // faulted in page by page) while memory stays bounded: two cost a few
+    // MB of RSS against one and cut page faults by a third
+    // (`docs/PERFORMANCE.md`).
     let mut pool: Vec<Spare> = Vec::new();
     let mut next_chunk = |start: Option<Position>, texts: &mut Vec<String>| {
         pool.extend(spares.try_iter());
+        pool.truncate(POOL);
         let mut c = match pool.pop() {
             Some(spare) => Chunk::from_spare(spare.empty(texts)),
             None => Chunk::new(batch),
