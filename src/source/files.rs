@@ -832,31 +832,46 @@ mod tests {
     }
 
     /// A file of many documents keeps a bounded number of marks; each cut
-    /// is a document's start within a step (and a document) after its even
-    /// split; an outline made in the background is the one a count sees.
+    /// is a document's start (with its line, in JSON lines) within a step
+    /// and a document after its even split; an outline made in the
+    /// background is the one a count sees.
     #[test]
     fn marks_are_bounded_and_cuts_even() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut bson, mut starts, mut longest) = (Vec::new(), Vec::new(), 0);
+        // Per file: its bytes, where each document (or line) starts, the longest.
+        let (mut bson, mut jsonl) = ((Vec::new(), Vec::new(), 0u64), (Vec::new(), Vec::new(), 0u64));
         for n in 0..20_000 {
-            starts.push(bson.len() as u64);
-            let d = bson::serialize_to_vec(&doc! { "n": n, "pad": "x".repeat(n as usize % 97) }).unwrap();
-            longest = longest.max(d.len() as u64);
-            bson.extend(d);
+            let pad = "x".repeat(n as usize % 97);
+            let d = bson::serialize_to_vec(&doc! { "n": n, "pad": &pad }).unwrap();
+            bson.1.push((bson.0.len() as u64, None));
+            bson.2 = bson.2.max(d.len() as u64);
+            bson.0.extend(d);
+            // A blank line now and then: a line's start, where a range may begin.
+            let blank = if n % 10 == 0 { "\n" } else { "" };
+            for line in [blank.to_string(), format!("{{\"n\": {n}, \"pad\": \"{pad}\"}}\n")] {
+                if !line.is_empty() {
+                    jsonl.1.push((jsonl.0.len() as u64, Some(jsonl.1.len() as u64 + 1)));
+                    jsonl.2 = jsonl.2.max(line.len() as u64);
+                    jsonl.0.extend(line.as_bytes());
+                }
+            }
         }
-        write(dir.path(), "a.bson", &bson);
+        write(dir.path(), "a.bson", &bson.0);
+        write(dir.path(), "b.jsonl", &jsonl.0);
         let src = FileSource::open(dir.path()).unwrap();
-        src.outline_in_background(vec!["a".into()]);
-        assert_eq!(src.count("a").unwrap().unwrap(), 20_000);
-        let len = bson.len() as u64;
-        assert!(src.outline("a").unwrap().unwrap().marks.len() <= 8192);
-        for parts in [2, 3, 7, 64] {
-            let cuts = src.cuts("a", parts).unwrap().unwrap();
-            assert_eq!(cuts.len() as u64, parts - 1, "{parts} parts");
-            for (i, &(at, line)) in cuts.iter().enumerate() {
-                let even = len * (i as u64 + 1) / parts;
-                assert!(starts.binary_search(&at).is_ok() && line.is_none(), "{at}");
-                assert!(at >= even && at - even < mark_step(len) + longest, "{at} for {even}");
+        src.outline_in_background(vec!["a".into(), "b".into()]);
+        for (c, (bytes, starts, longest)) in [("a", &bson), ("b", &jsonl)] {
+            assert_eq!(src.count(c).unwrap().unwrap(), 20_000, "{c}");
+            let len = bytes.len() as u64;
+            assert!(src.outline(c).unwrap().unwrap().marks.len() <= 8192, "{c}");
+            for parts in [2, 3, 7, 64] {
+                let cuts = src.cuts(c, parts).unwrap().unwrap();
+                assert_eq!(cuts.len() as u64, parts - 1, "{c} in {parts} parts");
+                for (i, cut) in cuts.iter().enumerate() {
+                    let even = len * (i as u64 + 1) / parts;
+                    assert!(starts.binary_search(cut).is_ok(), "{c}: {cut:?} is not where a document or line starts");
+                    assert!(cut.0 >= even && cut.0 - even < mark_step(len) + longest, "{c}: {cut:?} for {even}");
+                }
             }
         }
     }
