@@ -58,6 +58,8 @@ pub type Start = (u64, Option<u64>);
 /// ranges.
 #[derive(Debug, Default, PartialEq)]
 struct Outline {
+    /// The file's size when it was read.
+    len: u64,
     docs: u64,
     /// The first document starting at or after each multiple of the step
     /// (`mark_step`), at most one per document: its byte offset and, in JSON
@@ -149,8 +151,7 @@ impl FileSource {
     /// header that cannot be right; the last range then ends where the
     /// reader will report it.
     pub fn cuts(&self, collection: &str, parts: u64) -> Option<Result<Vec<Start>, SourceError>> {
-        let f = self.collections.get(collection)?;
-        Some(self.outline(collection)?.and_then(|o| Ok(cuts(o, file_len(f)?, parts))))
+        Some(self.outline(collection)?.map(|o| cuts(o, parts)))
     }
 
     /// Makes the outlines of these collections on a thread of their own,
@@ -184,10 +185,6 @@ fn changed_while_read(f: &CollectionFile) -> SourceError {
         path: f.path.clone(),
         source: io::Error::other("the file changed while it was being read; run again"),
     }
-}
-
-fn file_len(f: &CollectionFile) -> Result<u64, SourceError> {
-    std::fs::metadata(&f.path).map(|m| m.len()).map_err(|source| SourceError::Io { path: f.path.clone(), source })
 }
 
 fn read_dir(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
@@ -260,7 +257,7 @@ fn outline(f: &CollectionFile) -> Result<Outline, SourceError> {
     let file = File::open(&f.path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
     let step = mark_step(len);
-    let mut out = Outline::default();
+    let mut out = Outline { len, ..Outline::default() };
     let mut next_mark = step;
     let mut mark = |out: &mut Outline, at: u64, line: Option<u64>| {
         if at >= next_mark {
@@ -327,9 +324,10 @@ fn outline(f: &CollectionFile) -> Result<Outline, SourceError> {
     Ok(out)
 }
 
-/// The cuts of a file of `len` bytes into about `parts` ranges of equal
-/// size: for each even split, the first mark at or after it.
-fn cuts(o: &Outline, len: u64, parts: u64) -> Vec<Start> {
+/// The cuts of a file into about `parts` ranges of equal size: for each
+/// even split, the first mark at or after it.
+fn cuts(o: &Outline, parts: u64) -> Vec<Start> {
+    let len = o.len;
     let mut out: Vec<Start> = Vec::new();
     if parts < 2 || len == 0 {
         return out;
