@@ -271,13 +271,13 @@ file_case() {
 pin() {
     local list="0-$(( ${1:-$(nproc)} - 1 ))"
     for p in $(pgrep -x postgres); do
-        taskset -a -p -c "$list" "$p" >/dev/null || { echo "bench: cannot pin PostgreSQL's process $p (--cores needs the right to)" >&2; exit 1; }
+        taskset -a -p -c "$list" "$p" >/dev/null || { echo "bench: cannot pin PostgreSQL's process $p (--cores needs the right to)" >&2; return 1; }
     done
     cpus=${1:+$list}
 }
 if [ -n "$cores" ]; then
     command -v taskset >/dev/null || { echo "bench: --cores needs taskset (util-linux)" >&2; exit 1; }
-    trap 'pin' EXIT
+    trap 'pin || true; cleanup' EXIT
 fi
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(psql "$pg/postgres" -Atc 'SHOW server_version'), $(date -u +%Y-%m-%d)"
@@ -301,7 +301,8 @@ fi
 for c in ${cores:-all}; do
     suffix=""
     if [ "$c" != all ]; then
-        pin "$c"; suffix="_${c}_cores"
+        pin "$c" || exit 1
+        suffix="_${c}_cores"
         [ -z "$jobs_given" ] && jobs=$c
         echo "PostgreSQL and every side on $c core(s) ($cpus)"
     fi
