@@ -299,8 +299,8 @@ pub(super) fn spawn_reader(
     (rx, handle)
 }
 
-/// At most this many loaded chunks wait to be reused by their reader (a
-/// larger pool was measured to grow no further).
+/// Loaded chunks a reader holds for its next chunk, at most: the one it
+/// takes and one more (a pool without a bound was measured to hold no more).
 const POOL: usize = 2;
 
 /// The reading side: documents → rows → COPY text, chunk by chunk.

@@ -56,7 +56,7 @@ pub type Start = (u64, Option<u64>);
 /// What one pass over a collection file learns without decoding it: its
 /// documents, and where some of them start, from which it is cut into
 /// ranges.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 struct Outline {
     /// The file's size when it was read.
     len: u64,
@@ -72,6 +72,19 @@ struct Outline {
 /// keeps at most 8,192 marks.
 fn mark_step(len: u64) -> u64 {
     len.div_ceil(8192).max(1)
+}
+
+/// Whether a BSON length header can start a document: at least the five
+/// bytes of an empty one, at most 48 MiB (MongoDB stores at most 16; the
+/// rest is headroom, and anything larger is garbage).
+fn plausible_length(declared: u32) -> bool {
+    (5..=48 * 1024 * 1024).contains(&declared)
+}
+
+/// A JSON line (or what follows a JSON array) with nothing but whitespace:
+/// no document.
+fn blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
 }
 
 /// One document and where it starts: a byte offset (BSON) or a line (JSON).
@@ -256,8 +269,17 @@ fn outline(f: &CollectionFile) -> Result<Outline, SourceError> {
     let io_err = |source| SourceError::Io { path: f.path.clone(), source };
     let file = File::open(&f.path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
-    let step = mark_step(len);
     let mut out = Outline { len, ..Outline::default() };
+    if f.format == FileFormat::JsonArray {
+        // Not cut: counted by parsing, without marks.
+        let mut r = DocReader::open(f, 0, None, None)?;
+        while let Some(d) = r.next_raw_json()? {
+            drop(d);
+            out.docs += 1;
+        }
+        return Ok(out);
+    }
+    let step = mark_step(len);
     let mut next_mark = step;
     let mut mark = |out: &mut Outline, at: u64, line: Option<u64>| {
         if at >= next_mark {
@@ -274,8 +296,10 @@ fn outline(f: &CollectionFile) -> Result<Outline, SourceError> {
                 if r.read_exact(&mut header).is_err() {
                     break;
                 }
-                let size = u64::from(u32::from_le_bytes(header));
-                if size < 5 || pos + size > len {
+                let declared = u32::from_le_bytes(header);
+                let size = u64::from(declared);
+                // Where the reader will stop too, and say why.
+                if !plausible_length(declared) || pos + size > len {
                     break;
                 }
                 mark(&mut out, pos, None);
@@ -293,7 +317,7 @@ fn outline(f: &CollectionFile) -> Result<Outline, SourceError> {
                 }
                 let mut from = 0;
                 for i in memchr::memchr_iter(b'\n', buf) {
-                    if content || buf[from..i].iter().any(|b| !b.is_ascii_whitespace()) {
+                    if content || !blank(&buf[from..i]) {
                         out.docs += 1;
                     }
                     content = false;
@@ -304,7 +328,7 @@ fn outline(f: &CollectionFile) -> Result<Outline, SourceError> {
                         mark(&mut out, start, Some(lines + 1));
                     }
                 }
-                content |= buf[from..].iter().any(|b| !b.is_ascii_whitespace());
+                content |= !blank(&buf[from..]);
                 let n = buf.len();
                 base += n as u64;
                 r.consume(n);
@@ -313,13 +337,7 @@ fn outline(f: &CollectionFile) -> Result<Outline, SourceError> {
                 out.docs += 1;
             }
         }
-        FileFormat::JsonArray => {
-            let mut r = DocReader::open(f, 0, None, None)?;
-            while let Some(d) = r.next_raw_json()? {
-                drop(d);
-                out.docs += 1;
-            }
-        }
+        FileFormat::JsonArray => {}
     }
     Ok(out)
 }
@@ -483,8 +501,7 @@ impl DocReader {
             return Err(SourceError::Truncated { path: self.path.clone(), offset, declared: 4, available: got as u64 });
         }
         let declared = u32::from_le_bytes(header);
-        // BSON documents are at most 16 MiB; allow headroom, refuse garbage.
-        if !(5..=48 * 1024 * 1024).contains(&declared) {
+        if !plausible_length(declared) {
             return Err(SourceError::Corrupt {
                 path: self.path.clone(),
                 offset,
@@ -550,7 +567,7 @@ impl DocReader {
             let line = self.pos;
             self.pos += 1;
             self.byte += n as u64;
-            if self.line_buf.iter().all(|b| b.is_ascii_whitespace()) {
+            if blank(&self.line_buf) {
                 continue;
             }
             let doc = json_item(&self.line_buf, &self.path, line)?;
@@ -640,8 +657,7 @@ impl DocReader {
                 }
             }
             if finished {
-                let blank = out.iter().all(|b| b.is_ascii_whitespace());
-                return Ok(if blank && *array_done { None } else { Some(out) });
+                return Ok(if blank(&out) && *array_done { None } else { Some(out) });
             }
         }
     }
@@ -872,6 +888,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A length header no document can have stops the count where the
+    /// reader stops with its error: the documents before it, no cut after.
+    #[test]
+    fn a_count_stops_where_the_reader_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = bson::serialize_to_vec(&doc! { "n": 1 }).unwrap();
+        let mut bytes = [one.clone(), one.clone()].concat();
+        bytes.extend(4u32.to_le_bytes());
+        bytes.extend([0u8; 64]);
+        bytes.extend(&one);
+        write(dir.path(), "g.bson", &bytes);
+        let src = FileSource::open(dir.path()).unwrap();
+        assert_eq!(src.count("g").unwrap().unwrap(), 2);
+        assert!(src.cuts("g", 4).unwrap().unwrap().iter().all(|c| c.0 <= 2 * one.len() as u64));
+        let err = ids(&src, "g").unwrap_err().to_string();
+        assert!(err.contains(&format!("byte offset {}", 2 * one.len())), "{err}");
     }
 
     /// A JSON lines range starting mid-file names lines as the whole file does.
