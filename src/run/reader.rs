@@ -90,7 +90,14 @@ impl Chunk {
 pub(super) struct Docs {
     bytes: Vec<u8>,
     held: Vec<Held>,
+    /// How many documents a chunk is made for: `bytes` grows to fit them
+    /// at once, rather than doubling (each doubling copies the bytes so far
+    /// and faults in fresh pages).
+    expect: usize,
 }
+
+/// The most `Docs` reserves ahead of what it holds.
+const RESERVE_AHEAD: usize = 32 << 20;
 
 enum Held {
     /// Where a readable document's bytes are in `bytes`.
@@ -100,7 +107,7 @@ enum Held {
 
 impl Docs {
     fn with_capacity(documents: usize) -> Docs {
-        Docs { bytes: Vec::new(), held: Vec::with_capacity(documents) }
+        Docs { bytes: Vec::new(), held: Vec::with_capacity(documents), expect: documents }
     }
 
     /// Keeps a document; returns its bytes' buffer when it had one, for the
@@ -109,6 +116,13 @@ impl Docs {
         match item {
             SourceItem::Doc(d) => {
                 let start = self.bytes.len();
+                let need = start + d.as_bytes().len();
+                if need > self.bytes.capacity() {
+                    // Room for the documents still expected, at the mean size so far.
+                    let held = self.held.len() + 1;
+                    let ahead = (need / held).saturating_mul(self.expect.saturating_sub(held)).min(RESERVE_AHEAD);
+                    self.bytes.reserve(need - start + ahead + ahead / 8);
+                }
                 self.bytes.extend_from_slice(d.as_bytes());
                 self.held.push(Held::Doc(start, self.bytes.len()));
                 Some(d.into_bytes())
