@@ -4,6 +4,8 @@
 //!
 //! Knows SQL and the catalog; nothing of plans or sources.
 
+use std::borrow::Cow;
+
 use sqlx::PgConnection;
 
 use super::sql::{column_types, equals_param, quote};
@@ -25,6 +27,9 @@ pub fn key_text(cols: &[String]) -> String {
 pub struct ServerKeys {
     /// Each key column's quoted name and its type as the catalog writes it.
     cols: Vec<(String, String)>,
+    /// Whether this session prints dates as ISO does (`DateStyle`), as the
+    /// client writes them.
+    iso_dates: bool,
 }
 
 impl ServerKeys {
@@ -33,7 +38,9 @@ impl ServerKeys {
         let types = column_types(conn, table).await?;
         let cols =
             key_cols.iter().map(|c| (quote(c), types.get(c).cloned().unwrap_or_else(|| "text".into()))).collect();
-        Ok(ServerKeys { cols })
+        let iso_dates: bool =
+            sqlx::query_scalar("SELECT current_setting('DateStyle') LIKE 'ISO%'").fetch_one(&mut *conn).await?;
+        Ok(ServerKeys { cols, iso_dates })
     }
 
     /// `(key expression, FROM clause)` for keys bound as one `text[]` per
@@ -43,7 +50,7 @@ impl ServerKeys {
             // A text, integer, UUID or boolean key as the client writes it
             // is already the server's text: no round trip through the type
             // (it costs the server a parse and a print per row of every chunk).
-            [(_, ty)] if canonical_text(ty) => vec!["u.k0".to_string()],
+            [(_, ty)] if self.canonical_text(ty) => vec!["u.k0".to_string()],
             cols => cols.iter().enumerate().map(|(i, (_, ty))| format!("u.k{i}::{ty}")).collect(),
         };
         let params: Vec<String> = (0..self.cols.len()).map(|i| format!("${}::text[]", first + i)).collect();
@@ -51,10 +58,35 @@ impl ServerKeys {
         (key_text(&casts), format!("unnest({}) WITH ORDINALITY AS u({}, n)", params.join(", "), names.join(", ")))
     }
 
-    /// Whether the client's texts of a key are the server's already (one
-    /// column of a type `canonical_text` lists): they can be stored as bound.
+    /// Whether the client's texts of a key are the server's already (every
+    /// column of a type `canonical_text` lists): the key texts are then
+    /// made by `client_texts`, with no round trip through the types.
     pub fn as_bound(&self) -> bool {
-        matches!(self.cols.as_slice(), [(_, ty)] if canonical_text(ty))
+        !self.cols.is_empty() && self.cols.iter().all(|(_, ty)| self.canonical_text(ty))
+    }
+
+    /// The key texts of rows whose key columns' client texts are `cols`
+    /// (one list per column, `None` for NULL), as `key_text` has the server
+    /// write them; only where `as_bound`. One column's are its texts; the
+    /// texts of several are joined as `ROW(…)::text` joins them. Joining
+    /// them here instead of casting each back to its type spares the server
+    /// a parse and a print per column of every row (`docs/PERFORMANCE.md`).
+    pub fn client_texts<'k>(&self, cols: &'k [Vec<Option<String>>]) -> Cow<'k, [Option<String>]> {
+        match cols {
+            [one] => Cow::Borrowed(one.as_slice()),
+            many => {
+                let rows = many.first().map_or(0, Vec::len);
+                Cow::Owned(
+                    (0..rows)
+                        .map(|r| {
+                            let mut text = String::new();
+                            row_text(many.iter().map(|c| c.get(r).and_then(Option::as_deref)), &mut text);
+                            Some(text)
+                        })
+                        .collect(),
+                )
+            }
+        }
     }
 
     /// A condition matching table alias `t`'s key to keys bound from `$first` (one value each).
@@ -85,11 +117,94 @@ impl ServerKeys {
     }
 }
 
-/// Types whose values the client writes exactly as PostgreSQL prints them
-/// (`value::cell::Cell::to_pg_text`): decimal integers, lowercase
-/// hyphenated UUIDs, `t`/`f`, and text itself. Dates, times and numbers
-/// with a scale depend on the session or the type's modifier, and go
-/// through the server.
-fn canonical_text(ty: &str) -> bool {
-    matches!(ty, "text" | "smallint" | "integer" | "bigint" | "uuid" | "boolean") || ty.starts_with("character varying")
+/// `ROW(a, b, …)::text` of values whose texts are `parts` (`None`: NULL),
+/// as PostgreSQL's `record_out` writes it: NULL as nothing; a value in
+/// double quotes when it is empty or holds `"`, `\`, `(`, `)`, `,` or white
+/// space (space, tab, LF, CR, VT, FF), with `"` and `\` doubled inside.
+pub fn row_text<'p>(parts: impl IntoIterator<Item = Option<&'p str>>, out: &mut String) {
+    out.push('(');
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let Some(v) = part else { continue };
+        let quoted = v.is_empty()
+            || v.bytes()
+                .any(|c| matches!(c, b'"' | b'\\' | b'(' | b')' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c));
+        if quoted {
+            out.push('"');
+        }
+        for c in v.chars() {
+            if c == '"' || c == '\\' {
+                out.push(c);
+            }
+            out.push(c);
+        }
+        if quoted {
+            out.push('"');
+        }
+    }
+    out.push(')');
+}
+
+impl ServerKeys {
+    /// Types whose values the client writes exactly as PostgreSQL prints
+    /// them (`value::cell::Cell::to_pg_text`): decimal integers, lowercase
+    /// hyphenated UUIDs, `t`/`f`, text itself, and dates where the session
+    /// prints them as ISO does. Times and numbers with a scale depend on the
+    /// session or the type's modifier, and go through the server.
+    fn canonical_text(&self, ty: &str) -> bool {
+        matches!(ty, "text" | "smallint" | "integer" | "bigint" | "uuid" | "boolean")
+            || ty.starts_with("character varying")
+            || (ty == "date" && self.iso_dates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What PostgreSQL 15 prints for `ROW(…)::text` of these texts
+    /// (`tests/suite/binary.rs` asks the server itself).
+    #[test]
+    fn row_texts_are_written_as_record_out_writes_them() {
+        let cases: &[(&[Option<&str>], &str)] = &[
+            (&[Some("a"), Some("1")], "(a,1)"),
+            (&[None, Some("x")], "(,x)"),
+            (&[None, None], "(,)"),
+            (&[Some(""), Some("b")], "(\"\",b)"),
+            (&[Some("a b"), Some("t\tab")], "(\"a b\",\"t\tab\")"),
+            (&[Some("say \"hi\""), Some("c:\\dir")], "(\"say \"\"hi\"\"\",\"c:\\\\dir\")"),
+            (&[Some("(x)"), Some("1,2")], "(\"(x)\",\"1,2\")"),
+            (&[Some("héllo"), Some("\u{b}")], "(héllo,\"\u{b}\")"),
+            (&[Some("line\nbreak"), Some("form\u{c}feed")], "(\"line\nbreak\",\"form\u{c}feed\")"),
+            (
+                &[Some("01234567-89ab-cdef-0123-456789abcdef"), Some("-42"), Some("t")],
+                "(01234567-89ab-cdef-0123-456789abcdef,-42,t)",
+            ),
+        ];
+        for (parts, want) in cases {
+            let mut got = String::new();
+            row_text(parts.iter().copied(), &mut got);
+            assert_eq!(&got, want, "{parts:?}");
+        }
+    }
+
+    #[test]
+    fn several_columns_are_joined_and_one_is_kept_as_it_is() {
+        let keys = |cols: &[(&str, &str)]| ServerKeys {
+            cols: cols.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+            iso_dates: false,
+        };
+        let one = vec![vec![Some("a".to_string()), None]];
+        assert_eq!(&*keys(&[("k", "text")]).client_texts(&one), one[0].as_slice());
+        let two = vec![vec![Some("a".to_string()), None], vec![Some("1".to_string()), Some("2".to_string())]];
+        let k = keys(&[("k", "uuid"), ("n", "integer")]);
+        assert!(k.as_bound());
+        assert_eq!(&*k.client_texts(&two), &[Some("(a,1)".to_string()), Some("(,2)".to_string())]);
+        let dated = keys(&[("k", "uuid"), ("d", "date")]);
+        assert!(!dated.as_bound());
+        assert!(ServerKeys { iso_dates: true, ..dated }.as_bound());
+        assert!(!keys(&[]).as_bound());
+    }
 }

@@ -308,8 +308,14 @@ impl TableSink {
                         .bind(order)
                         .bind(self.deferred.then_some(&origin.first))
                         .bind(self.deferred.then_some(&origin.last));
-                    for col in keys {
-                        q = q.bind(col.as_slice());
+                    let texts;
+                    if server_keys.as_bound() {
+                        texts = server_keys.client_texts(keys);
+                        q = q.bind(&*texts);
+                    } else {
+                        for col in keys {
+                            q = q.bind(col.as_slice());
+                        }
                     }
                     q.execute(&mut *tx).await?;
                     sqlx::query("RELEASE SAVEPOINT fm_fast").execute(&mut *tx).await?;
@@ -541,17 +547,22 @@ impl TableSink {
 
     async fn copy_into(&self, tx: &mut PgConnection, statement: &str, data: &[u8]) -> Result<(), sqlx::Error> {
         let mut copy = tx.copy_in_raw(statement).await?;
-        let sent = match self.binary {
-            Some(_) => {
-                async {
-                    copy.send(crate::value::types::binary::HEADER).await?;
-                    copy.send(data).await?;
-                    copy.send(crate::value::types::binary::TRAILER).await.map(|_| ())
-                }
-                .await
+        let sent = async {
+            if self.binary.is_some() {
+                copy.send(crate::value::types::binary::HEADER).await?;
             }
-            None => copy.send(data).await.map(|_| ()),
-        };
+            // In messages of COPY_MESSAGE bytes: the server reads each whole
+            // message into a buffer of its own, which for one chunk-sized
+            // message it grows (copying) and maps anew on every COPY.
+            for piece in data.chunks(COPY_MESSAGE) {
+                copy.send(piece).await?;
+            }
+            if self.binary.is_some() {
+                copy.send(crate::value::types::binary::TRAILER).await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+        .await;
         if let Err(e) = sent {
             // The server refused mid-stream; ending the COPY gives its reason.
             return Err(copy.finish().await.err().unwrap_or(e));
@@ -654,6 +665,9 @@ impl ChunkOrigin {
 }
 
 /// Why a row whose key an earlier document already gave is rejected.
+/// The most bytes of rows in one COPY message (`copy_into`).
+const COPY_MESSAGE: usize = 64 * 1024;
+
 pub const DUPLICATE_KEY: &str = "duplicate key: an earlier document of the source gives the same key";
 
 /// Runs a statement that removes staged rows repeating an earlier

@@ -7,6 +7,7 @@ mod check;
 mod db;
 mod exact;
 mod firstload;
+mod keys;
 mod language;
 mod live;
 mod manage;
