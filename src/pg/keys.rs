@@ -89,6 +89,17 @@ impl ServerKeys {
         }
     }
 
+    /// Types whose values the client writes exactly as PostgreSQL prints
+    /// them (`value::cell::Cell::to_pg_text`): decimal integers, lowercase
+    /// hyphenated UUIDs, `t`/`f`, text itself, and dates where the session
+    /// prints them as ISO does. Times and numbers with a scale depend on the
+    /// session or the type's modifier, and go through the server.
+    fn canonical_text(&self, ty: &str) -> bool {
+        matches!(ty, "text" | "smallint" | "integer" | "bigint" | "uuid" | "boolean")
+            || ty.starts_with("character varying")
+            || (ty == "date" && self.iso_dates)
+    }
+
     /// A condition matching table alias `t`'s key to keys bound from `$first` (one value each).
     pub fn matches(&self, first: usize) -> String {
         let conds: Vec<String> = self
@@ -147,25 +158,12 @@ pub fn row_text<'p>(parts: impl IntoIterator<Item = Option<&'p str>>, out: &mut 
     out.push(')');
 }
 
-impl ServerKeys {
-    /// Types whose values the client writes exactly as PostgreSQL prints
-    /// them (`value::cell::Cell::to_pg_text`): decimal integers, lowercase
-    /// hyphenated UUIDs, `t`/`f`, text itself, and dates where the session
-    /// prints them as ISO does. Times and numbers with a scale depend on the
-    /// session or the type's modifier, and go through the server.
-    fn canonical_text(&self, ty: &str) -> bool {
-        matches!(ty, "text" | "smallint" | "integer" | "bigint" | "uuid" | "boolean")
-            || ty.starts_with("character varying")
-            || (ty == "date" && self.iso_dates)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// What PostgreSQL 15 prints for `ROW(…)::text` of these texts
-    /// (`tests/suite/binary.rs` asks the server itself).
+    /// (`tests/suite/keys.rs` asks the server itself).
     #[test]
     fn row_texts_are_written_as_record_out_writes_them() {
         let cases: &[(&[Option<&str>], &str)] = &[

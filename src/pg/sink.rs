@@ -664,10 +664,10 @@ impl ChunkOrigin {
     }
 }
 
-/// Why a row whose key an earlier document already gave is rejected.
 /// The most bytes of rows in one COPY message (`copy_into`).
 const COPY_MESSAGE: usize = 64 * 1024;
 
+/// Why a row whose key an earlier document already gave is rejected.
 pub const DUPLICATE_KEY: &str = "duplicate key: an earlier document of the source gives the same key";
 
 /// Runs a statement that removes staged rows repeating an earlier
