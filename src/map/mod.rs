@@ -11,7 +11,7 @@ pub mod unwind;
 pub mod value;
 
 use unwind::{Stack, inner_elements, shaped};
-use value::{row_zone, value};
+use value::{LastZone, value};
 
 use bson::{RawBson, RawBsonRef, RawDocument};
 
@@ -75,6 +75,8 @@ pub struct RowMapper<'p> {
     /// Per column, where each path its expression reads is found.
     columns: Vec<Vec<(Src, &'p CompiledPath)>>,
     unwind: Src,
+    /// Per column, the last zone its rows named (`time_zone` from a path).
+    zones: Vec<LastZone>,
 }
 
 impl<'p> RowMapper<'p> {
@@ -99,6 +101,7 @@ impl<'p> RowMapper<'p> {
             elem_fields,
             columns,
             unwind,
+            zones: plan.columns.iter().map(|_| LastZone::default()).collect(),
         }
     }
 
@@ -344,7 +347,7 @@ impl<'p> RowMapper<'p> {
                     let zone = srcs
                         .last()
                         .map_or(Ok(Found::Missing), |&(src, p)| lookup(src, fields, &elem_fields, p, doc, els));
-                    match zone.and_then(|z| row_zone(p, z.as_ref(), &col.rules)) {
+                    match zone.and_then(|z| self.zones[ci].rules(p, z.as_ref(), &col.rules)) {
                         Ok(r) => r,
                         Err(reason) => {
                             return RowEvent::Rejected(Rejection {

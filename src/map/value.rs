@@ -34,6 +34,33 @@ impl Val<'_> {
     }
 }
 
+/// A column's last row zone by name: rows of a collection mostly repeat a
+/// few zones, and reading a name into a zone searches the whole database
+/// of zones.
+#[derive(Default)]
+pub(super) struct LastZone(Option<(String, chrono_tz::Tz)>);
+
+impl LastZone {
+    /// `row_zone`, remembering the last name it read.
+    pub(super) fn rules(
+        &mut self,
+        path: &CompiledPath,
+        zone: Option<RawBsonRef<'_>>,
+        rules: &CoerceRules,
+    ) -> Result<CoerceRules, String> {
+        if let (Some(RawBsonRef::String(name)), Some((last, tz))) = (zone, &self.0)
+            && name == last
+        {
+            return Ok(CoerceRules { tz: *tz, ..*rules });
+        }
+        let r = row_zone(path, zone, rules)?;
+        if let Some(RawBsonRef::String(name)) = zone {
+            self.0 = Some((name.to_string(), r.tz));
+        }
+        Ok(r)
+    }
+}
+
 /// The rules with a row's own zone (`time_zone = "$.timezone"`): an IANA
 /// name; missing or null keeps the declared zone; anything else rejects.
 pub(super) fn row_zone(
@@ -248,6 +275,23 @@ day = { from = "$.day", transform = "to_date", date_format = "%m/%d/%Y" }
             rows(&m, &rawdoc! { "_id": 4, "day": "2024-03-15" }),
             vec![r#"REJECT None Some("day"): string "2024-03-15" does not match date_format "%m/%d/%Y""#]
         );
+    }
+
+    /// A remembered zone is the zone its name reads as, row after row,
+    /// whatever came between (other names, none, a name that is not one).
+    #[test]
+    fn the_last_zone_is_the_zone_its_name_reads_as() {
+        let path = crate::value::path::CompiledPath::parse("$.tz").unwrap();
+        let rules = crate::value::coerce::CoerceRules::default();
+        let names = ["Asia/Tokyo", "Asia/Tokyo", "", "Mars/Olympus", "Asia/Tokyo", "America/New_York", "UTC"];
+        let mut last = super::LastZone::default();
+        for round in 0..2 {
+            for name in names.iter().map(|n| (!n.is_empty()).then_some(*n)) {
+                let zone = name.map(RawBsonRef::String);
+                let want = super::row_zone(&path, zone, &rules).map(|r| r.tz);
+                assert_eq!(last.rules(&path, zone, &rules).map(|r| r.tz), want, "{name:?}, round {round}");
+            }
+        }
     }
 
     /// `time_zone = ["$.tz", "America/New_York"]`: each row's day in its

@@ -79,8 +79,12 @@ impl ServerKeys {
                 Cow::Owned(
                     (0..rows)
                         .map(|r| {
-                            let mut text = String::new();
-                            row_text(many.iter().map(|c| c.get(r).and_then(Option::as_deref)), &mut text);
+                            let part = |c: &'k Vec<Option<String>>| c.get(r).and_then(Option::as_deref);
+                            // Room for the parts, their commas and parentheses,
+                            // and a pair of quotes each: grown once, not per push.
+                            let room = many.iter().map(|c| part(c).map_or(0, str::len) + 3).sum::<usize>() + 1;
+                            let mut text = String::with_capacity(room);
+                            row_text(many.iter().map(part), &mut text);
                             Some(text)
                         })
                         .collect(),
@@ -139,21 +143,24 @@ pub fn row_text<'p>(parts: impl IntoIterator<Item = Option<&'p str>>, out: &mut 
             out.push(',');
         }
         let Some(v) = part else { continue };
-        let quoted = v.is_empty()
-            || v.bytes()
-                .any(|c| matches!(c, b'"' | b'\\' | b'(' | b')' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c));
-        if quoted {
-            out.push('"');
+        let special =
+            |c: &u8| matches!(c, b'"' | b'\\' | b'(' | b')' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+        if !v.is_empty() && !v.as_bytes().iter().any(special) {
+            // The usual key part (a UUID, a number, a date): as it is.
+            out.push_str(v);
+            continue;
         }
-        for c in v.chars() {
-            if c == '"' || c == '\\' {
-                out.push(c);
-            }
-            out.push(c);
+        out.push('"');
+        // `"` and `\` are ASCII, so splitting at them keeps every other
+        // character whole.
+        let mut rest = v;
+        while let Some(at) = rest.find(['"', '\\']) {
+            out.push_str(&rest[..=at]);
+            out.push_str(&rest[at..=at]);
+            rest = &rest[at + 1..];
         }
-        if quoted {
-            out.push('"');
-        }
+        out.push_str(rest);
+        out.push('"');
     }
     out.push(')');
 }
@@ -185,6 +192,44 @@ mod tests {
             let mut got = String::new();
             row_text(parts.iter().copied(), &mut got);
             assert_eq!(&got, want, "{parts:?}");
+        }
+    }
+
+    /// `record_out`'s rule written character by character, as plainly as it
+    /// reads: the joined text must be the same for any parts.
+    fn row_text_by_chars(parts: &[Option<String>]) -> String {
+        let mut out = String::from("(");
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let Some(v) = part else { continue };
+            let quoted = v.is_empty() || v.chars().any(|c| "\"\\(), \t\n\r\u{b}\u{c}".contains(c));
+            if quoted {
+                out.push('"');
+            }
+            for c in v.chars() {
+                if c == '"' || c == '\\' {
+                    out.push(c);
+                }
+                out.push(c);
+            }
+            if quoted {
+                out.push('"');
+            }
+        }
+        out.push(')');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn row_text_matches_the_rule_character_by_character(
+            parts in proptest::collection::vec(proptest::option::of("[a-z0-9\"\\\\(), \t\n\r\u{b}\u{c}é€-]{0,12}"), 1..4)
+        ) {
+            let mut got = String::new();
+            row_text(parts.iter().map(Option::as_deref), &mut got);
+            proptest::prop_assert_eq!(got, row_text_by_chars(&parts));
         }
     }
 

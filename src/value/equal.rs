@@ -7,7 +7,7 @@
 
 use bson::RawBsonRef;
 
-use super::text::{canonical_decimal, decimal_text, float_text};
+use super::text::{canonical_decimal, decimal_text, decimal128_text, float_text};
 
 /// A number's exact value as one canonical decimal text; `None` for non-numbers.
 fn number(v: RawBsonRef<'_>) -> Option<String> {
@@ -15,7 +15,7 @@ fn number(v: RawBsonRef<'_>) -> Option<String> {
         RawBsonRef::Int32(i) => i.to_string(),
         RawBsonRef::Int64(i) => i.to_string(),
         RawBsonRef::Double(d) => decimal_text(&float_text(d))?,
-        RawBsonRef::Decimal128(d) => decimal_text(&d.to_string())?,
+        RawBsonRef::Decimal128(d) => decimal128_text(d)?,
         _ => return None,
     };
     Some(canonical_decimal(&text).to_string())

@@ -113,7 +113,7 @@ pub fn write_json(v: RawBsonRef<'_>, form: &JsonForm, ns: &IdNamespace, out: &mu
             let _ = write!(out, "{d}");
         }
         RawBsonRef::Double(d) => return Err(format!("the double {d} has no JSON form")),
-        RawBsonRef::Decimal128(d) => match super::text::decimal_text(&d.to_string()) {
+        RawBsonRef::Decimal128(d) => match super::text::decimal128_text(d) {
             // A number, not `NaN` or `±Infinity`, which JSON cannot hold.
             Some(t) if t.trim_start_matches('-').starts_with(|c: char| c.is_ascii_digit()) => out.push_str(&t),
             _ => return Err(format!("the decimal {d} has no JSON form")),

@@ -89,28 +89,57 @@ pub fn decimal_text(raw: &str) -> Option<String> {
     }
     // All digits, and where the decimal point falls in them.
     let digits: String = format!("{int}{frac}");
-    let point = int.len() as i64 + exp;
+    plain_decimal(neg, &digits, int.len() as i64 + exp)
+}
+
+/// A Decimal128 in plain notation: what `decimal_text` makes of the
+/// driver's text of it, read from its bits without that text. The usual
+/// encoding (a coefficient of up to 113 bits) is read here; the others
+/// (NaN, infinities, the large-coefficient form) go through the driver.
+pub fn decimal128_text(d: bson::Decimal128) -> Option<String> {
+    let bits = u128::from_le_bytes(d.bytes());
+    let coefficient = bits & ((1u128 << 113) - 1);
+    if (bits >> 125) & 0b11 == 0b11 || coefficient > 9_999_999_999_999_999_999_999_999_999_999_999 {
+        return decimal_text(&d.to_string());
+    }
+    let exponent = ((bits >> 113) & 0x3fff) as i64 - 6176;
+    let digits = coefficient.to_string();
+    plain_decimal(bits >> 127 == 1, &digits, digits.len() as i64 + exponent)
+}
+
+/// `digits` (ASCII digits, leading zeros allowed) with the decimal point
+/// after the `point`th of them (before them when negative, past them when
+/// beyond), in plain notation: no leading zeros but one, the fraction's
+/// digits as given, no sign on zero.
+fn plain_decimal(neg: bool, digits: &str, point: i64) -> Option<String> {
     if point.abs() > 10_000 {
         return None;
     }
-    let (int_part, frac_part) = if point <= 0 {
-        ("0".to_string(), format!("{}{}", "0".repeat((-point) as usize), digits))
+    let (int, frac, zeros_before, zeros_after) = if point <= 0 {
+        ("", digits, (-point) as usize, 0)
     } else if point as usize >= digits.len() {
-        (format!("{}{}", digits, "0".repeat(point as usize - digits.len())), String::new())
+        (digits, "", 0, point as usize - digits.len())
     } else {
-        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
+        (&digits[..point as usize], &digits[point as usize..], 0, 0)
     };
-    let int_part = int_part.trim_start_matches('0');
-    let int_part = if int_part.is_empty() { "0" } else { int_part };
-    let is_zero = int_part == "0" && frac_part.bytes().all(|b| b == b'0');
-    let mut out = String::new();
+    // The integer part: `int` then `zeros_after` zeros, without leading zeros.
+    let int = int.trim_start_matches('0');
+    let int_zero = int.is_empty();
+    let is_zero = int_zero && frac.bytes().all(|b| b == b'0');
+    let mut out = String::with_capacity(2 + int.len() + zeros_after + zeros_before + frac.len() + 1);
     if neg && !is_zero {
         out.push('-');
     }
-    out.push_str(int_part);
-    if !frac_part.is_empty() {
+    if int_zero {
+        out.push('0');
+    } else {
+        out.push_str(int);
+        out.extend(std::iter::repeat_n('0', zeros_after));
+    }
+    if zeros_before + frac.len() > 0 {
         out.push('.');
-        out.push_str(&frac_part);
+        out.extend(std::iter::repeat_n('0', zeros_before));
+        out.push_str(frac);
     }
     Some(out)
 }
@@ -185,4 +214,62 @@ pub fn type_alias(v: RawBsonRef<'_>) -> &'static str {
 pub fn is_bson_type(v: RawBsonRef<'_>, name: &str) -> bool {
     let alias = type_alias(v);
     alias == name || name == "number" && matches!(alias, "int" | "long" | "double" | "decimal")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn dec(sign: bool, biased_exponent: u128, coefficient: u128) -> bson::Decimal128 {
+        let bits = (u128::from(sign) << 127) | (biased_exponent << 113) | coefficient;
+        bson::Decimal128::from_bytes(bits.to_le_bytes())
+    }
+
+    /// The driver's text of the value, normalized: what reading the bits
+    /// must give, whatever the encoding.
+    fn through_the_driver(d: bson::Decimal128) -> Option<String> {
+        decimal_text(&d.to_string())
+    }
+
+    #[test]
+    fn decimal128_texts() {
+        let max = 9_999_999_999_999_999_999_999_999_999_999_999u128;
+        for (d, want) in [
+            (dec(false, 6176, 15), "15"),
+            (dec(true, 6176 - 2, 150), "-1.50"),
+            (dec(false, 6176 - 7, 1), "0.0000001"),
+            (dec(false, 6176 + 3, 12), "12000"),
+            (dec(true, 6176 - 3, 0), "0.000"),
+            (dec(false, 6176 + 2, 0), "0"),
+            (dec(false, 6176 - 34, max), "0.9999999999999999999999999999999999"),
+        ] {
+            assert_eq!(decimal128_text(d).as_deref(), Some(want), "{d}");
+            assert_eq!(decimal128_text(d), through_the_driver(d), "{d}");
+        }
+        // Past 10,000 places either way: refused, as the driver's text is.
+        for d in [dec(false, 0, 1), dec(false, 12287, 1), bson::Decimal128::from_bytes([0xff; 16])] {
+            assert_eq!(decimal128_text(d), through_the_driver(d), "{d}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decimal128_text_is_the_drivers_text_normalized(
+            sign in any::<bool>(),
+            exponent in prop_oneof![0u128..12288, 6150u128..6200],
+            coefficient in prop_oneof![
+                0u128..1_000_000,
+                0u128..10_000_000_000_000_000_000_000_000_000_000_000,
+                Just(10_000_000_000_000_000_000_000_000_000_000_000u128),
+                0u128..(1 << 113),
+            ],
+            raw in any::<u128>(),
+        ) {
+            let d = dec(sign, exponent, coefficient);
+            prop_assert_eq!(decimal128_text(d), through_the_driver(d));
+            let r = bson::Decimal128::from_bytes(raw.to_le_bytes());
+            prop_assert_eq!(decimal128_text(r), through_the_driver(r));
+        }
+    }
 }

@@ -12,7 +12,7 @@ use bson::{RawBson, RawBsonRef};
 use super::{Expr, ExprCx, ExprRef, Kind, RowCx};
 use crate::lang::spec::{Literal, Sp};
 use crate::value::path::{CompiledPath, Found};
-use crate::value::text::{bson_kind, decimal_text, float_text};
+use crate::value::text::{bson_kind, decimal128_text, float_text};
 
 pub const KIND: Kind = Kind { key: "format", compile };
 
@@ -98,7 +98,7 @@ fn text_of(v: RawBsonRef<'_>) -> Result<String, String> {
         RawBsonRef::Int32(i) => i.to_string(),
         RawBsonRef::Int64(i) => i.to_string(),
         RawBsonRef::Double(d) => float_text(d),
-        RawBsonRef::Decimal128(d) => decimal_text(&d.to_string()).unwrap_or_else(|| d.to_string()),
+        RawBsonRef::Decimal128(d) => decimal128_text(d).unwrap_or_else(|| d.to_string()),
         RawBsonRef::Boolean(b) => b.to_string(),
         RawBsonRef::ObjectId(o) => o.to_hex(),
         other => return Err(format!("`format` cannot put a {} in a string", bson_kind(other))),

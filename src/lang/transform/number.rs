@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use bson::{Decimal128, RawBson, RawBsonRef};
 
-use crate::value::text::{bson_kind, decimal_text, preview};
+use crate::value::text::{bson_kind, decimal_text, decimal128_text, preview};
 
 pub(super) fn to_number(v: RawBsonRef<'_>) -> Result<Option<RawBson>, String> {
     let s = match v {
@@ -32,7 +32,7 @@ pub(super) fn to_number(v: RawBsonRef<'_>) -> Result<Option<RawBson>, String> {
     }
     // It is a number: a decimal128 that cannot hold it (or would round it) is the only way to fail.
     match Decimal128::from_str(s) {
-        Ok(d) if decimal_text(&d.to_string()).as_deref() == Some(plain.as_str()) => Ok(Some(RawBson::Decimal128(d))),
+        Ok(d) if decimal128_text(d).as_deref() == Some(plain.as_str()) => Ok(Some(RawBson::Decimal128(d))),
         _ => Err(format!("string {} has more digits than a decimal128 keeps (34)", preview(v))),
     }
 }

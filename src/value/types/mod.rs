@@ -25,7 +25,7 @@ use bson::RawBsonRef;
 use crate::schema::SqlType;
 use crate::value::cell::Cell;
 use crate::value::coerce::CoerceRules;
-use crate::value::text::{bson_kind, decimal_text, preview};
+use crate::value::text::{bson_kind, decimal_text, decimal128_text, preview};
 
 /// One family of PostgreSQL types (`smallint`/`integer`/`bigint` are one).
 pub trait ColumnType: Sync {
@@ -83,12 +83,12 @@ pub(crate) fn refuse(v: RawBsonRef<'_>, ty: &SqlType) -> String {
 
 /// A Decimal128 or numeric string in plain notation; other kinds are refused.
 pub(crate) fn decimal_or_refuse(v: RawBsonRef<'_>, ty: &SqlType) -> Result<String, String> {
-    let raw = match v {
-        RawBsonRef::Decimal128(d) => d.to_string(),
-        RawBsonRef::String(s) => s.to_string(),
+    let text = match v {
+        RawBsonRef::Decimal128(d) => decimal128_text(d),
+        RawBsonRef::String(s) => decimal_text(s),
         _ => return Err(refuse(v, ty)),
     };
-    decimal_text(&raw).ok_or_else(|| format!("{} {} is not a number", bson_kind(v), preview(v)))
+    text.ok_or_else(|| format!("{} {} is not a number", bson_kind(v), preview(v)))
 }
 
 /// COPY's binary format: PostgreSQL parses no text, which makes loading

@@ -7,7 +7,7 @@ use super::{ColumnType, binary, refuse};
 use crate::schema::SqlType;
 use crate::value::cell::Cell;
 use crate::value::coerce::CoerceRules;
-use crate::value::text::{decimal_text, float_text, preview};
+use crate::value::text::{decimal_text, decimal128_text, float_text, preview};
 
 pub struct NumericType;
 
@@ -17,7 +17,7 @@ impl ColumnType for NumericType {
             RawBsonRef::Int32(i) => i.to_string(),
             RawBsonRef::Int64(i) => i.to_string(),
             RawBsonRef::Double(d) => float_text(d),
-            RawBsonRef::Decimal128(d) => decimal_text(&d.to_string()).ok_or_else(|| refuse(v, ty))?,
+            RawBsonRef::Decimal128(d) => decimal128_text(d).ok_or_else(|| refuse(v, ty))?,
             RawBsonRef::String(s) => decimal_text(s).ok_or_else(|| format!("string {} is not a number", preview(v)))?,
             _ => return Err(refuse(v, ty)),
         };

@@ -10,7 +10,7 @@ use super::{ColumnType, binary, refuse};
 use crate::schema::SqlType;
 use crate::value::cell::Cell;
 use crate::value::coerce::CoerceRules;
-use crate::value::text::{decimal_text, float_text, iso_date};
+use crate::value::text::{decimal128_text, float_text, iso_date};
 
 pub struct TextType;
 
@@ -22,7 +22,7 @@ impl ColumnType for TextType {
             RawBsonRef::Int32(i) => Cow::Owned(i.to_string()),
             RawBsonRef::Int64(i) => Cow::Owned(i.to_string()),
             RawBsonRef::Double(d) => Cow::Owned(float_text(d)),
-            RawBsonRef::Decimal128(d) => Cow::Owned(decimal_text(&d.to_string()).ok_or_else(|| refuse(v, ty))?),
+            RawBsonRef::Decimal128(d) => Cow::Owned(decimal128_text(d).ok_or_else(|| refuse(v, ty))?),
             RawBsonRef::Boolean(b) => Cow::Borrowed(if b { "true" } else { "false" }),
             RawBsonRef::DateTime(d) => Cow::Owned(iso_date(d)),
             RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Uuid => {
