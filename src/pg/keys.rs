@@ -4,8 +4,6 @@
 //!
 //! Knows SQL and the catalog; nothing of plans or sources.
 
-use std::borrow::Cow;
-
 use sqlx::PgConnection;
 
 use super::sql::{column_types, equals_param, quote};
@@ -71,26 +69,8 @@ impl ServerKeys {
     /// texts of several are joined as `ROW(…)::text` joins them. Joining
     /// them here instead of casting each back to its type spares the server
     /// a parse and a print per column of every row (`docs/PERFORMANCE.md`).
-    pub fn client_texts<'k>(&self, cols: &'k [Vec<Option<String>>]) -> Cow<'k, [Option<String>]> {
-        match cols {
-            [one] => Cow::Borrowed(one.as_slice()),
-            many => {
-                let rows = many.first().map_or(0, Vec::len);
-                Cow::Owned(
-                    (0..rows)
-                        .map(|r| {
-                            let part = |c: &'k Vec<Option<String>>| c.get(r).and_then(Option::as_deref);
-                            // Room for the parts, their commas and parentheses,
-                            // and a pair of quotes each: grown once, not per push.
-                            let room = many.iter().map(|c| part(c).map_or(0, str::len) + 3).sum::<usize>() + 1;
-                            let mut text = String::with_capacity(room);
-                            row_text(many.iter().map(part), &mut text);
-                            Some(text)
-                        })
-                        .collect(),
-                )
-            }
-        }
+    pub fn client_texts<'k>(&self, cols: &'k [Vec<Option<String>>]) -> KeyTexts<'k> {
+        KeyTexts { cols }
     }
 
     /// Types whose values the client writes exactly as PostgreSQL prints
@@ -132,37 +112,124 @@ impl ServerKeys {
     }
 }
 
+/// A chunk's key texts (`ServerKeys::client_texts`), bound as one
+/// `text[]` and written straight into the statement's buffer: sized once,
+/// with no string per key on the way (each chunk's were a few hundred
+/// kilobytes grown by doubling, then copied again by the driver).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyTexts<'k> {
+    cols: &'k [Vec<Option<String>>],
+}
+
+impl KeyTexts<'_> {
+    fn rows(&self) -> usize {
+        self.cols.first().map_or(0, Vec::len)
+    }
+
+    fn part(&self, col: usize, row: usize) -> Option<&str> {
+        self.cols.get(col)?.get(row)?.as_deref()
+    }
+
+    /// The texts, as strings (what the buffer holds).
+    pub fn to_vec(&self) -> Vec<Option<String>> {
+        match self.cols {
+            [one] => one.clone(),
+            many => (0..self.rows())
+                .map(|r| {
+                    let mut text = String::new();
+                    row_text((0..many.len()).map(|c| self.part(c, r)), &mut text);
+                    Some(text)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for KeyTexts<'_> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <Vec<String> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for KeyTexts<'_> {
+    /// PostgreSQL's binary array (`array_recv`): one dimension, flags 0,
+    /// the element type `text`, the length and lower bound 1, then each
+    /// element as a length (-1: NULL) and its bytes.
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        const TEXT_OID: u32 = 25;
+        let rows = self.rows();
+        let count = i32::try_from(rows).map_err(|_| format!("{rows} keys are too many for one array"))?;
+        // Every part, a length per row, and per part a comma and a pair of quotes.
+        let parts: usize = self.cols.iter().flatten().map(|t| t.as_ref().map_or(0, String::len) + 3).sum();
+        let buf: &mut Vec<u8> = buf;
+        buf.reserve(20 + rows * 6 + parts);
+        for word in [1i32, 0] {
+            buf.extend_from_slice(&word.to_be_bytes());
+        }
+        buf.extend_from_slice(&TEXT_OID.to_be_bytes());
+        for word in [count, 1] {
+            buf.extend_from_slice(&word.to_be_bytes());
+        }
+        let one = self.cols.len() == 1;
+        for r in 0..rows {
+            if one && self.part(0, r).is_none() {
+                buf.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            let at = buf.len();
+            buf.extend_from_slice(&[0; 4]);
+            if one {
+                buf.extend_from_slice(self.part(0, r).unwrap_or_default().as_bytes());
+            } else {
+                row_bytes((0..self.cols.len()).map(|c| self.part(c, r)), buf);
+            }
+            let len = i32::try_from(buf.len() - at - 4).map_err(|_| "a key text is too long".to_string())?;
+            buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(sqlx::encode::IsNull::No)
+    }
+}
+
 /// `ROW(a, b, …)::text` of values whose texts are `parts` (`None`: NULL),
 /// as PostgreSQL's `record_out` writes it: NULL as nothing; a value in
 /// double quotes when it is empty or holds `"`, `\`, `(`, `)`, `,` or white
 /// space (space, tab, LF, CR, VT, FF), with `"` and `\` doubled inside.
 pub fn row_text<'p>(parts: impl IntoIterator<Item = Option<&'p str>>, out: &mut String) {
-    out.push('(');
+    let mut bytes = Vec::new();
+    row_bytes(parts, &mut bytes);
+    // Whole strings and ASCII punctuation: UTF-8 throughout.
+    out.push_str(&String::from_utf8_lossy(&bytes));
+}
+
+fn row_bytes<'p>(parts: impl IntoIterator<Item = Option<&'p str>>, out: &mut Vec<u8>) {
+    out.push(b'(');
     for (i, part) in parts.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
         let Some(v) = part else { continue };
         let special =
             |c: &u8| matches!(c, b'"' | b'\\' | b'(' | b')' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
-        if !v.is_empty() && !v.as_bytes().iter().any(special) {
+        let v = v.as_bytes();
+        if !v.is_empty() && !v.iter().any(special) {
             // The usual key part (a UUID, a number, a date): as it is.
-            out.push_str(v);
+            out.extend_from_slice(v);
             continue;
         }
-        out.push('"');
-        // `"` and `\` are ASCII, so splitting at them keeps every other
-        // character whole.
+        out.push(b'"');
         let mut rest = v;
-        while let Some(at) = rest.find(['"', '\\']) {
-            out.push_str(&rest[..=at]);
-            out.push_str(&rest[at..=at]);
+        while let Some(at) = rest.iter().position(|&c| c == b'"' || c == b'\\') {
+            out.extend_from_slice(&rest[..=at]);
+            out.push(rest[at]);
             rest = &rest[at + 1..];
         }
-        out.push_str(rest);
-        out.push('"');
+        out.extend_from_slice(rest);
+        out.push(b'"');
     }
-    out.push(')');
+    out.push(b')');
 }
 
 #[cfg(test)]
@@ -192,6 +259,27 @@ mod tests {
             let mut got = String::new();
             row_text(parts.iter().copied(), &mut got);
             assert_eq!(&got, want, "{parts:?}");
+        }
+    }
+
+    /// The array the statement receives is the one the driver itself
+    /// would send for the same texts as strings.
+    #[test]
+    fn key_texts_encode_as_the_drivers_text_array() {
+        use sqlx::Encode;
+        use sqlx::postgres::PgArgumentBuffer;
+        let one = vec![vec![Some("a".to_string()), None, Some(String::new()), Some("é \"x\"".to_string())]];
+        let two = vec![
+            vec![Some("k".to_string()), None, Some("a b".to_string())],
+            vec![Some("1".to_string()), Some("2".to_string()), None],
+        ];
+        let empty: Vec<Vec<Option<String>>> = vec![vec![]];
+        for cols in [&one, &two, &empty] {
+            let texts = KeyTexts { cols };
+            let (mut ours, mut drivers) = (PgArgumentBuffer::default(), PgArgumentBuffer::default());
+            let _ = texts.encode_by_ref(&mut ours).unwrap();
+            let _ = texts.to_vec().encode_by_ref(&mut drivers).unwrap();
+            assert_eq!(&ours[..], &drivers[..], "{cols:?}");
         }
     }
 
@@ -240,11 +328,11 @@ mod tests {
             iso_dates: false,
         };
         let one = vec![vec![Some("a".to_string()), None]];
-        assert_eq!(&*keys(&[("k", "text")]).client_texts(&one), one[0].as_slice());
+        assert_eq!(keys(&[("k", "text")]).client_texts(&one).to_vec(), one[0]);
         let two = vec![vec![Some("a".to_string()), None], vec![Some("1".to_string()), Some("2".to_string())]];
         let k = keys(&[("k", "uuid"), ("n", "integer")]);
         assert!(k.as_bound());
-        assert_eq!(&*k.client_texts(&two), &[Some("(a,1)".to_string()), Some("(,2)".to_string())]);
+        assert_eq!(k.client_texts(&two).to_vec(), [Some("(a,1)".to_string()), Some("(,2)".to_string())]);
         let dated = keys(&[("k", "uuid"), ("d", "date")]);
         assert!(!dated.as_bound());
         assert!(ServerKeys { iso_dates: true, ..dated }.as_bound());

@@ -308,10 +308,8 @@ impl TableSink {
                         .bind(order)
                         .bind(self.deferred.then_some(&origin.first))
                         .bind(self.deferred.then_some(&origin.last));
-                    let texts;
                     if server_keys.as_bound() {
-                        texts = server_keys.client_texts(keys);
-                        q = q.bind(&*texts);
+                        q = q.bind(server_keys.client_texts(keys));
                     } else {
                         for col in keys {
                             q = q.bind(col.as_slice());
