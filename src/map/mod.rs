@@ -77,6 +77,9 @@ pub struct RowMapper<'p> {
     unwind: Src,
     /// Per column, the last zone its rows named (`time_zone` from a path).
     zones: Vec<LastZone>,
+    /// Per column, the document scan's slot holding its value, when the
+    /// column is a plain path's value as it is (`Expr::is_path`).
+    direct: Vec<Option<usize>>,
 }
 
 impl<'p> RowMapper<'p> {
@@ -94,6 +97,15 @@ impl<'p> RowMapper<'p> {
         // Each column's expression paths, then its zone's path (if any).
         let columns = plan.columns.iter().map(|c| c.paths().into_iter().map(|p| (src(Some(p)), p)).collect()).collect();
         let unwind = src(plan.unwind.as_ref());
+        let direct = plan
+            .columns
+            .iter()
+            .zip(&columns)
+            .map(|(c, srcs): (_, &Vec<(Src, &CompiledPath)>)| match srcs.first() {
+                Some(&(Src::Doc(slot, false), _)) if c.value.is_path() => Some(slot),
+                _ => None,
+            })
+            .collect();
         RowMapper {
             plan,
             stats: vec![ColumnStats::default(); plan.columns.len()],
@@ -102,6 +114,7 @@ impl<'p> RowMapper<'p> {
             columns,
             unwind,
             zones: plan.columns.iter().map(|_| LastZone::default()).collect(),
+            direct,
         }
     }
 
@@ -359,13 +372,17 @@ impl<'p> RowMapper<'p> {
                     }
                 }
             };
-            let found = col.value.eval(
-                &mut |n| match srcs.get(n) {
-                    Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, els),
-                    None => Ok(Found::Missing),
-                },
-                &RowCx { levels },
-            );
+            let found = match (self.direct[ci], fields) {
+                // What `lookup` gives a plain path of the document.
+                (Some(slot), Some(f)) => Ok(f[slot].map_or(Found::Missing, Found::Borrowed)),
+                _ => col.value.eval(
+                    &mut |n| match srcs.get(n) {
+                        Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, els),
+                        None => Ok(Found::Missing),
+                    },
+                    &RowCx { levels },
+                ),
+            };
             match found.and_then(|f| value(col, f, &mut self.stats[ci], &rules)) {
                 Ok(c) => cells.push(c),
                 Err(reason) => {

@@ -446,6 +446,46 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// Whatever keys a document and a mapping have (many, few, sharing
+    /// their first eight bytes, repeated), each wanted key's value is the
+    /// one the document's own lookup finds.
+    fn extracts_as_the_documents_lookup(doc_keys: &[usize], wanted: &[usize]) {
+        let name = |k: usize| match k % 3 {
+            0 => format!("k{k}"),
+            1 => format!("abcdefgh_{k}"),
+            _ => "x".repeat(1 + k % 11),
+        };
+        let mut d = bson::RawDocumentBuf::new();
+        for (i, &k) in doc_keys.iter().enumerate() {
+            d.append(bson::raw::CString::try_from(name(k)).unwrap(), i as i32);
+        }
+        let mut t = FieldTrie::default();
+        let slots: Vec<(String, usize)> = wanted.iter().map(|&k| (name(k), t.add(&[Segment::Key(name(k))]))).collect();
+        let mut out = vec![None; t.slots()];
+        assert!(t.extract(&d, &mut out));
+        for (key, slot) in slots {
+            assert_eq!(out[slot], d.get(&key).unwrap(), "{key}");
+        }
+    }
+
+    #[test]
+    fn many_keys_are_found_as_the_document_finds_them() {
+        let all: Vec<usize> = (0..150).collect();
+        extracts_as_the_documents_lookup(&all, &all.iter().copied().filter(|k| k % 2 == 0).collect::<Vec<_>>());
+        extracts_as_the_documents_lookup(&all, &all);
+        extracts_as_the_documents_lookup(&[3, 3, 4, 3], &[3, 4, 5]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_keys_are_found_as_the_document_finds_them(
+            doc_keys in proptest::collection::vec(0usize..90, 0..60),
+            wanted in proptest::collection::vec(0usize..90, 1..80),
+        ) {
+            extracts_as_the_documents_lookup(&doc_keys, &wanted);
+        }
+    }
+
     #[test]
     fn malformed_bytes_are_not_trusted() {
         let d = rawdoc! { "a": "xyz", "b": 1 };

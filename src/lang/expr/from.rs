@@ -27,6 +27,10 @@ impl Expr for From {
         input(0)
     }
 
+    fn is_path(&self) -> bool {
+        true
+    }
+
     fn text(&self) -> String {
         self.0.text().to_string()
     }

@@ -45,6 +45,13 @@ pub trait Expr: Debug + Send + Sync {
         row: &RowCx,
     ) -> Result<Found<'a>, String>;
 
+    /// Whether the value is the value of its one path, as it is (what
+    /// `eval` returns is `input(0)`): the mapper then reads it without
+    /// calling `eval`, as most columns are.
+    fn is_path(&self) -> bool {
+        false
+    }
+
     /// The value as the column's cell: coerced to the column's type, unless
     /// the expression derives something else (an id).
     fn convert<'a>(&self, v: RawBsonRef<'a>, ty: &SqlType, rules: &CoerceRules) -> Result<Cell<'a>, String> {
