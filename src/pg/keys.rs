@@ -204,6 +204,7 @@ pub fn row_text<'p>(parts: impl IntoIterator<Item = Option<&'p str>>, out: &mut 
     out.push_str(&String::from_utf8_lossy(&bytes));
 }
 
+/// `row_text` as bytes, for the statement's buffer to take them.
 fn row_bytes<'p>(parts: impl IntoIterator<Item = Option<&'p str>>, out: &mut Vec<u8>) {
     out.push(b'(');
     for (i, part) in parts.into_iter().enumerate() {
