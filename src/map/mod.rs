@@ -78,7 +78,9 @@ pub struct RowMapper<'p> {
     /// Per column, the last zone its rows named (`time_zone` from a path).
     zones: Vec<LastZone>,
     /// Per column, the document scan's slot holding its value, when the
-    /// column is a plain path's value as it is (`Expr::is_path`).
+    /// column is a plain path's value as it is (`Expr::is_path`): taken as
+    /// `lookup` takes it, without the calls (3% of a load's instructions,
+    /// half of it `lookup`'s own, `docs/PERFORMANCE.md`).
     direct: Vec<Option<usize>>,
 }
 
@@ -373,7 +375,7 @@ impl<'p> RowMapper<'p> {
                 }
             };
             let found = match (self.direct[ci], fields) {
-                // What `lookup` gives a plain path of the document.
+                // `lookup`'s plain path of the document, as `eval` asks for it.
                 (Some(slot), Some(f)) => Ok(f[slot].map_or(Found::Missing, Found::Borrowed)),
                 _ => col.value.eval(
                     &mut |n| match srcs.get(n) {
