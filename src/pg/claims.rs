@@ -82,26 +82,31 @@ CREATE TABLE IF NOT EXISTS finlit_map.tasks (
 
 const COLUMNS: &str = "run_id, task, kind, mapping, table_name, stage, range_no, ranges, range, state, worker, claim, position, report, fingerprint";
 
-/// Records a run's tasks (in the caller's transaction, with the rest of its plan).
+/// Records a run's tasks (in the caller's transaction, with the rest of
+/// its plan), in one statement: a round trip per task was most of a run's
+/// start on a distant server.
 pub async fn insert(conn: &mut PgConnection, run_id: i64, tasks: &[NewTask]) -> Result<(), sqlx::Error> {
-    for t in tasks {
-        sqlx::query(
-            "INSERT INTO finlit_map.tasks (run_id, task, kind, mapping, table_name, stage, waits, range_no, ranges, range)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(run_id)
-        .bind(t.task)
-        .bind(t.kind)
-        .bind(&t.mapping)
-        .bind(&t.table)
-        .bind(t.stage)
-        .bind(t.waits)
-        .bind(t.range_no)
-        .bind(t.ranges)
-        .bind(&t.range)
-        .execute(&mut *conn)
-        .await?;
+    if tasks.is_empty() {
+        return Ok(());
     }
+    let column = |f: fn(&NewTask) -> String| tasks.iter().map(f).collect::<Vec<String>>();
+    sqlx::query(
+        "INSERT INTO finlit_map.tasks (run_id, task, kind, mapping, table_name, stage, waits, range_no, ranges, range)
+         SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::int[],
+                                  $9::int[], $10::jsonb[])",
+    )
+    .bind(run_id)
+    .bind(tasks.iter().map(|t| t.task).collect::<Vec<i32>>())
+    .bind(column(|t| t.kind.to_string()))
+    .bind(tasks.iter().map(|t| t.mapping.clone()).collect::<Vec<Option<String>>>())
+    .bind(column(|t| t.table.clone()))
+    .bind(tasks.iter().map(|t| t.stage).collect::<Vec<i32>>())
+    .bind(column(|t| t.waits.to_string()))
+    .bind(tasks.iter().map(|t| t.range_no).collect::<Vec<i32>>())
+    .bind(tasks.iter().map(|t| t.ranges).collect::<Vec<i32>>())
+    .bind(tasks.iter().map(|t| t.range.clone()).collect::<Vec<serde_json::Value>>())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -246,8 +246,10 @@ pub async fn capture(conn: &mut PgConnection, table: &str) -> Result<Vec<Object>
 pub async fn strip(conn: &mut PgConnection, objects: &[Object]) -> Result<(), sqlx::Error> {
     let mut order: Vec<&Object> = objects.iter().collect();
     order.sort_by_key(|o| std::cmp::Reverse(o.build_rank()));
-    for o in order {
-        sqlx::query(sql(o.drop_sql())).execute(&mut *conn).await?;
+    // One round trip for all: the statements are names quoted from the catalog.
+    let statements: Vec<String> = order.iter().map(|o| o.drop_sql()).collect();
+    if !statements.is_empty() {
+        sqlx::raw_sql(sql(statements.join(";\n"))).execute(&mut *conn).await?;
     }
     Ok(())
 }

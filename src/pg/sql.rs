@@ -47,14 +47,37 @@ pub fn literal(s: &str) -> String {
 /// Each column of a table and its type as the catalog writes it
 /// (`numeric(6,2)`, `timestamp with time zone`), by column name.
 pub async fn column_types(conn: &mut PgConnection, table: &str) -> Result<BTreeMap<String, String>, sqlx::Error> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+    let mut all = tables_column_types(conn, &[table]).await?;
+    Ok(all.pop().flatten().unwrap_or_default())
+}
+
+/// `column_types` of several tables in one round trip, in their order;
+/// `None` for a table the target does not have.
+pub async fn tables_column_types(
+    conn: &mut PgConnection,
+    tables: &[&str],
+) -> Result<Vec<Option<BTreeMap<String, String>>>, sqlx::Error> {
+    let names: Vec<String> = tables.iter().map(|t| quote(t)).collect();
+    let rows: Vec<(i64, bool, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT t.ord, c.oid IS NOT NULL, a.attname::text, format_type(a.atttypid, a.atttypmod) \
+         FROM unnest($1::text[]) WITH ORDINALITY AS t(name, ord) \
+         LEFT JOIN pg_class c ON c.oid = to_regclass(t.name) \
+         LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped",
     )
-    .bind(quote(table))
+    .bind(&names)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows.into_iter().collect())
+    let mut out: Vec<Option<BTreeMap<String, String>>> = vec![None; tables.len()];
+    for (ord, exists, name, ty) in rows {
+        let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| out.get_mut(i)) else { continue };
+        if exists {
+            let cols = slot.get_or_insert_with(BTreeMap::new);
+            if let (Some(n), Some(t)) = (name, ty) {
+                cols.insert(n, t);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `expr` as PostgreSQL can compare it: `json` has no equality operator,

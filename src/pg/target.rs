@@ -334,23 +334,17 @@ pub async fn revert_schema(conn: &mut PgConnection, dir: &Path, to: i64) -> Resu
 pub async fn check_tables(conn: &mut PgConnection, plan: &crate::plan::Plan) -> Result<(), TargetError> {
     let mut drift = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    for m in &plan.mappings {
-        if !seen.insert(m.table.as_str()) {
-            continue;
-        }
-        let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(crate::pg::sql::quote(&m.table))
-            .fetch_one(&mut *conn)
-            .await?;
-        if found.is_none() {
-            return Err(TargetError::MissingTable(m.table.clone()));
-        }
-        let actual = crate::pg::sql::column_types(conn, &m.table).await?;
-        for c in plan.mappings.iter().filter(|x| x.table == m.table).flat_map(|x| &x.columns) {
+    let tables: Vec<&str> = plan.mappings.iter().map(|m| m.table.as_str()).filter(|t| seen.insert(*t)).collect();
+    let found = crate::pg::sql::tables_column_types(conn, &tables).await?;
+    for (table, actual) in tables.iter().zip(found) {
+        let Some(actual) = actual else {
+            return Err(TargetError::MissingTable(table.to_string()));
+        };
+        for c in plan.mappings.iter().filter(|x| x.table == *table).flat_map(|x| &x.columns) {
             let line = match actual.get(&c.name) {
-                None => format!("  {}.{}: the target has no such column", m.table, c.name),
+                None => format!("  {table}.{}: the target has no such column", c.name),
                 Some(text) if SqlType::parse(text).ok().as_ref() == Some(&c.ty) => continue,
-                Some(text) => format!("  {}.{}: the schema says {}, the target has {text}", m.table, c.name, c.ty),
+                Some(text) => format!("  {table}.{}: the schema says {}, the target has {text}", c.name, c.ty),
             };
             if !drift.contains(&line) {
                 drift.push(line);

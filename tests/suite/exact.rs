@@ -485,6 +485,16 @@ fn schema_drift_in_the_target_stops_the_run_before_loading() {
     assert!(out.contains("keyed.n: the schema says numeric(6,2), the target has numeric(5,1)"), "{out}");
     assert!(out.contains("keyed.j: the schema says jsonb, the target has text"), "{out}");
     assert_eq!(db.one("SELECT count(*)::text FROM keyed"), "0", "nothing may load");
+    // A column gone, then the whole table: each said as such.
+    db.exec("ALTER TABLE keyed DROP COLUMN j");
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--restart"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("keyed.j: the target has no such column"), "{out}");
+    assert!(out.contains("keyed.n: the schema says numeric(6,2), the target has numeric(5,1)"), "{out}");
+    db.exec("DROP TABLE keyed");
+    let (code, _, out) = cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--restart"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("table `keyed` does not exist in the target"), "{out}");
 }
 
 /// `{"a": {"a": … {"_id": 0} …}}`, `depth` levels, as BSON bytes (built
