@@ -89,22 +89,22 @@ pub async fn insert(conn: &mut PgConnection, run_id: i64, tasks: &[NewTask]) -> 
     if tasks.is_empty() {
         return Ok(());
     }
-    let column = |f: fn(&NewTask) -> String| tasks.iter().map(f).collect::<Vec<String>>();
+    let ints = |f: fn(&NewTask) -> i32| tasks.iter().map(f).collect::<Vec<i32>>();
     sqlx::query(
         "INSERT INTO finlit_map.tasks (run_id, task, kind, mapping, table_name, stage, waits, range_no, ranges, range)
          SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::int[],
                                   $9::int[], $10::jsonb[])",
     )
     .bind(run_id)
-    .bind(tasks.iter().map(|t| t.task).collect::<Vec<i32>>())
-    .bind(column(|t| t.kind.to_string()))
-    .bind(tasks.iter().map(|t| t.mapping.clone()).collect::<Vec<Option<String>>>())
-    .bind(column(|t| t.table.clone()))
-    .bind(tasks.iter().map(|t| t.stage).collect::<Vec<i32>>())
-    .bind(column(|t| t.waits.to_string()))
-    .bind(tasks.iter().map(|t| t.range_no).collect::<Vec<i32>>())
-    .bind(tasks.iter().map(|t| t.ranges).collect::<Vec<i32>>())
-    .bind(tasks.iter().map(|t| t.range.clone()).collect::<Vec<serde_json::Value>>())
+    .bind(ints(|t| t.task))
+    .bind(tasks.iter().map(|t| t.kind).collect::<Vec<&str>>())
+    .bind(tasks.iter().map(|t| t.mapping.as_deref()).collect::<Vec<Option<&str>>>())
+    .bind(tasks.iter().map(|t| t.table.as_str()).collect::<Vec<&str>>())
+    .bind(ints(|t| t.stage))
+    .bind(tasks.iter().map(|t| t.waits).collect::<Vec<&str>>())
+    .bind(ints(|t| t.range_no))
+    .bind(ints(|t| t.ranges))
+    .bind(tasks.iter().map(|t| &t.range).collect::<Vec<&serde_json::Value>>())
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -69,8 +69,8 @@ impl ServerKeys {
     /// texts of several are joined as `ROW(…)::text` joins them. Joining
     /// them here instead of casting each back to its type spares the server
     /// a parse and a print per column of every row (`docs/PERFORMANCE.md`).
-    pub fn client_texts<'k>(&self, cols: &'k [Vec<Option<String>>]) -> KeyTexts<'k> {
-        KeyTexts { cols }
+    pub fn client_texts<'k>(&self, cols: &'k [Vec<Option<String>>]) -> KeyTextArray<'k> {
+        KeyTextArray { cols }
     }
 
     /// Types whose values the client writes exactly as PostgreSQL prints
@@ -117,11 +117,11 @@ impl ServerKeys {
 /// with no string per key on the way (each chunk's were a few hundred
 /// kilobytes grown by doubling, then copied again by the driver).
 #[derive(Debug, Clone, Copy)]
-pub struct KeyTexts<'k> {
+pub struct KeyTextArray<'k> {
     cols: &'k [Vec<Option<String>>],
 }
 
-impl KeyTexts<'_> {
+impl KeyTextArray<'_> {
     fn rows(&self) -> usize {
         self.cols.first().map_or(0, Vec::len)
     }
@@ -145,13 +145,13 @@ impl KeyTexts<'_> {
     }
 }
 
-impl sqlx::Type<sqlx::Postgres> for KeyTexts<'_> {
+impl sqlx::Type<sqlx::Postgres> for KeyTextArray<'_> {
     fn type_info() -> sqlx::postgres::PgTypeInfo {
         <Vec<String> as sqlx::Type<sqlx::Postgres>>::type_info()
     }
 }
 
-impl sqlx::Encode<'_, sqlx::Postgres> for KeyTexts<'_> {
+impl sqlx::Encode<'_, sqlx::Postgres> for KeyTextArray<'_> {
     /// PostgreSQL's binary array (`array_recv`): one dimension, flags 0,
     /// the element type `text`, the length and lower bound 1, then each
     /// element as a length (-1: NULL) and its bytes.
@@ -198,39 +198,40 @@ impl sqlx::Encode<'_, sqlx::Postgres> for KeyTexts<'_> {
 /// double quotes when it is empty or holds `"`, `\`, `(`, `)`, `,` or white
 /// space (space, tab, LF, CR, VT, FF), with `"` and `\` doubled inside.
 pub fn row_text<'p>(parts: impl IntoIterator<Item = Option<&'p str>>, out: &mut String) {
-    let mut bytes = Vec::new();
-    row_bytes(parts, &mut bytes);
-    // Whole strings and ASCII punctuation: UTF-8 throughout.
-    out.push_str(&String::from_utf8_lossy(&bytes));
+    row_pieces(parts, |piece| out.push_str(piece));
 }
 
 /// `row_text` as bytes, for the statement's buffer to take them.
 fn row_bytes<'p>(parts: impl IntoIterator<Item = Option<&'p str>>, out: &mut Vec<u8>) {
-    out.push(b'(');
+    row_pieces(parts, |piece| out.extend_from_slice(piece.as_bytes()));
+}
+
+/// `row_text`'s text in pieces, in order. A part is cut only at `"` and
+/// `\` (ASCII), so every piece is whole UTF-8 whatever the output is.
+fn row_pieces<'p>(parts: impl IntoIterator<Item = Option<&'p str>>, mut emit: impl FnMut(&str)) {
+    let special = |c: u8| matches!(c, b'"' | b'\\' | b'(' | b')' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    emit("(");
     for (i, part) in parts.into_iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            emit(",");
         }
         let Some(v) = part else { continue };
-        let special =
-            |c: &u8| matches!(c, b'"' | b'\\' | b'(' | b')' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
-        let v = v.as_bytes();
-        if !v.is_empty() && !v.iter().any(special) {
+        if !v.is_empty() && !v.bytes().any(special) {
             // The usual key part (a UUID, a number, a date): as it is.
-            out.extend_from_slice(v);
+            emit(v);
             continue;
         }
-        out.push(b'"');
+        emit("\"");
         let mut rest = v;
-        while let Some(at) = rest.iter().position(|&c| c == b'"' || c == b'\\') {
-            out.extend_from_slice(&rest[..=at]);
-            out.push(rest[at]);
+        while let Some(at) = rest.find(['"', '\\']) {
+            emit(&rest[..=at]);
+            emit(&rest[at..=at]);
             rest = &rest[at + 1..];
         }
-        out.extend_from_slice(rest);
-        out.push(b'"');
+        emit(rest);
+        emit("\"");
     }
-    out.push(b')');
+    emit(")");
 }
 
 #[cfg(test)]
@@ -276,7 +277,7 @@ mod tests {
         ];
         let empty: Vec<Vec<Option<String>>> = vec![vec![]];
         for cols in [&one, &two, &empty] {
-            let texts = KeyTexts { cols };
+            let texts = KeyTextArray { cols };
             let (mut ours, mut drivers) = (PgArgumentBuffer::default(), PgArgumentBuffer::default());
             let _ = texts.encode_by_ref(&mut ours).unwrap();
             let _ = texts.to_vec().encode_by_ref(&mut drivers).unwrap();
