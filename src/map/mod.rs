@@ -11,7 +11,7 @@ pub mod unwind;
 pub mod value;
 
 use unwind::{Stack, inner_elements, shaped};
-use value::{LastZone, value};
+use value::{RecentZones, value, value_of};
 
 use bson::{RawBson, RawBsonRef, RawDocument};
 
@@ -75,8 +75,8 @@ pub struct RowMapper<'p> {
     /// Per column, where each path its expression reads is found.
     columns: Vec<Vec<(Src, &'p CompiledPath)>>,
     unwind: Src,
-    /// Per column, the last zone its rows named (`time_zone` from a path).
-    zones: Vec<LastZone>,
+    /// Per column, the zones its rows named lately (`time_zone` from a path).
+    zones: Vec<RecentZones>,
     /// Per column, the document scan's slot holding its value, when the
     /// column is a plain path's value as it is (`Expr::is_path`): taken as
     /// `lookup` takes it, without the calls (3% of a load's instructions,
@@ -115,7 +115,7 @@ impl<'p> RowMapper<'p> {
             elem_fields,
             columns,
             unwind,
-            zones: plan.columns.iter().map(|_| LastZone::default()).collect(),
+            zones: plan.columns.iter().map(|_| RecentZones::default()).collect(),
             direct,
         }
     }
@@ -356,14 +356,18 @@ impl<'p> RowMapper<'p> {
         let mut cells = Vec::with_capacity(self.plan.columns.len());
         for (ci, col) in self.plan.columns.iter().enumerate() {
             let srcs = &self.columns[ci];
+            let zoned;
             let rules = match &col.tz_path {
-                None => col.rules,
+                None => &col.rules,
                 Some(p) => {
                     let zone = srcs
                         .last()
                         .map_or(Ok(Found::Missing), |&(src, p)| lookup(src, fields, &elem_fields, p, doc, els));
                     match zone.and_then(|z| self.zones[ci].rules(p, z.as_ref(), &col.rules)) {
-                        Ok(r) => r,
+                        Ok(r) => {
+                            zoned = r;
+                            &zoned
+                        }
                         Err(reason) => {
                             return RowEvent::Rejected(Rejection {
                                 element: i,
@@ -374,18 +378,21 @@ impl<'p> RowMapper<'p> {
                     }
                 }
             };
-            let found = match (self.direct[ci], fields) {
+            let cell = match (self.direct[ci], fields) {
                 // `lookup`'s plain path of the document, as `eval` asks for it.
-                (Some(slot), Some(f)) => Ok(f[slot].map_or(Found::Missing, Found::Borrowed)),
-                _ => col.value.eval(
-                    &mut |n| match srcs.get(n) {
-                        Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, els),
-                        None => Ok(Found::Missing),
-                    },
-                    &RowCx { levels },
-                ),
+                (Some(slot), Some(f)) => value_of(col, f[slot], &mut self.stats[ci], rules),
+                _ => col
+                    .value
+                    .eval(
+                        &mut |n| match srcs.get(n) {
+                            Some(&(src, p)) => lookup(src, fields, &elem_fields, p, doc, els),
+                            None => Ok(Found::Missing),
+                        },
+                        &RowCx { levels },
+                    )
+                    .and_then(|f| value(col, f, &mut self.stats[ci], rules)),
             };
-            match found.and_then(|f| value(col, f, &mut self.stats[ci], &rules)) {
+            match cell {
                 Ok(c) => cells.push(c),
                 Err(reason) => {
                     return RowEvent::Rejected(Rejection { element: i, column: Some(col.name.clone()), reason });

@@ -34,28 +34,41 @@ impl Val<'_> {
     }
 }
 
-/// A column's last row zone by name: rows of a collection mostly repeat a
-/// few zones, and reading a name into a zone searches the whole database
-/// of zones.
+/// The zones a column's rows named lately, by name: rows of a collection
+/// mostly name a few zones, often in turn, and reading a name into a zone
+/// searches the whole database of zones.
 #[derive(Default)]
-pub(super) struct LastZone(Option<(String, chrono_tz::Tz)>);
+pub(super) struct RecentZones {
+    zones: Vec<(String, chrono_tz::Tz)>,
+    /// The entry the next new name replaces once the list is full.
+    oldest: usize,
+}
 
-impl LastZone {
-    /// `row_zone`, remembering the last name it read.
+/// How many names a column remembers.
+const RECENT_ZONES: usize = 16;
+
+impl RecentZones {
+    /// `row_zone`, remembering the names it read.
     pub(super) fn rules(
         &mut self,
         path: &CompiledPath,
         zone: Option<RawBsonRef<'_>>,
         rules: &CoerceRules,
     ) -> Result<CoerceRules, String> {
-        if let (Some(RawBsonRef::String(name)), Some((last, tz))) = (zone, &self.0)
-            && name == last
+        if let Some(RawBsonRef::String(name)) = zone
+            && let Some((_, tz)) = self.zones.iter().find(|(n, _)| n == name)
         {
             return Ok(CoerceRules { tz: *tz, ..*rules });
         }
         let r = row_zone(path, zone, rules)?;
         if let Some(RawBsonRef::String(name)) = zone {
-            self.0 = Some((name.to_string(), r.tz));
+            let entry = (name.to_string(), r.tz);
+            if self.zones.len() < RECENT_ZONES {
+                self.zones.push(entry);
+            } else {
+                self.zones[self.oldest] = entry;
+                self.oldest = (self.oldest + 1) % RECENT_ZONES;
+            }
         }
         Ok(r)
     }
@@ -95,12 +108,36 @@ pub(super) fn value<'a>(
     stats: &mut ColumnStats,
     rules: &CoerceRules,
 ) -> Result<Cell<'a>, String> {
-    let mut v = match found {
+    let v = match found {
         Found::Missing | Found::Borrowed(RawBsonRef::Null | RawBsonRef::Undefined) => Val::Absent,
         Found::Owned(RawBson::Null | RawBson::Undefined) => Val::Absent,
         Found::Borrowed(b) => Val::Borrowed(b),
         Found::Owned(o) => Val::Owned(o),
     };
+    column_value(col, v, stats, rules)
+}
+
+/// `value` of a plain path's value as the document holds it, without
+/// wrapping it in a `Found` first (this runs for every column of every row).
+pub(super) fn value_of<'a>(
+    col: &ColumnPlan,
+    found: Option<RawBsonRef<'a>>,
+    stats: &mut ColumnStats,
+    rules: &CoerceRules,
+) -> Result<Cell<'a>, String> {
+    let v = match found {
+        None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => Val::Absent,
+        Some(b) => Val::Borrowed(b),
+    };
+    column_value(col, v, stats, rules)
+}
+
+fn column_value<'a>(
+    col: &ColumnPlan,
+    mut v: Val<'a>,
+    stats: &mut ColumnStats,
+    rules: &CoerceRules,
+) -> Result<Cell<'a>, String> {
     let was_present = !matches!(v, Val::Absent);
     // A sentinel (`null_if`), compared with the value as read, means null.
     // Each step asks first whether the column has it at all: most have
@@ -170,8 +207,9 @@ pub(super) fn value<'a>(
                 }
             }
         }
-        Val::Borrowed(b) => col.value.convert(b, &col.ty, rules)?,
-        Val::Owned(o) => col.value.convert(o.as_raw_bson_ref(), &col.ty, rules)?.into_owned(),
+        // Returned as `convert` gives it, not taken apart and made again.
+        Val::Borrowed(b) => return col.value.convert(b, &col.ty, rules),
+        Val::Owned(o) => return col.value.convert(o.as_raw_bson_ref(), &col.ty, rules).map(Cell::into_owned),
     };
     Ok(cell)
 }
@@ -278,14 +316,21 @@ day = { from = "$.day", transform = "to_date", date_format = "%m/%d/%Y" }
     }
 
     /// A remembered zone is the zone its name reads as, row after row,
-    /// whatever came between (other names, none, a name that is not one).
+    /// whatever came between (other names, none, a name that is not one,
+    /// more names than are remembered).
     #[test]
-    fn the_last_zone_is_the_zone_its_name_reads_as() {
+    fn a_remembered_zone_is_the_zone_its_name_reads_as() {
         let path = crate::value::path::CompiledPath::parse("$.tz").unwrap();
         let rules = crate::value::coerce::CoerceRules::default();
-        let names = ["Asia/Tokyo", "Asia/Tokyo", "", "Mars/Olympus", "Asia/Tokyo", "America/New_York", "UTC"];
-        let mut last = super::LastZone::default();
-        for round in 0..2 {
+        // More names than are remembered: 26 zones.
+        let many: Vec<String> =
+            (1..=12).map(|h| format!("Etc/GMT+{h}")).chain((1..=14).map(|h| format!("Etc/GMT-{h}"))).collect();
+        assert!(many.len() > super::RECENT_ZONES);
+        let mut names = vec!["Asia/Tokyo", "Asia/Tokyo", "", "Mars/Olympus", "Asia/Tokyo", "America/New_York", "UTC"];
+        names.extend(many.iter().map(String::as_str));
+        names.extend(["Asia/Tokyo", "Etc/GMT+1", "UTC", "Mars/Olympus"]);
+        let mut last = super::RecentZones::default();
+        for round in 0..3 {
             for name in names.iter().map(|n| (!n.is_empty()).then_some(*n)) {
                 let zone = name.map(RawBsonRef::String);
                 let want = super::row_zone(&path, zone, &rules).map(|r| r.tz);

@@ -501,10 +501,15 @@ impl MappingRun<'_, '_, '_> {
         let inventory = t.range_no == 0
             && prior.is_none()
             && self.shared.inventory_by.get(m.source.as_str()) == Some(&m.name.as_str());
-        let (sink, encoding) = self.prepare(conn.as_deref_mut(), prior.is_none(), deferred, inventory).await?;
+        let (mut sink, encoding) = self.prepare(conn.as_deref_mut(), prior.is_none(), deferred, inventory).await?;
         let direct = encoding.fast.is_some();
         let batch = self.shared.opts.batch_size;
         let (mut rx, reader) = spawn_reader(self.shared.source, m, from, t.range.end.clone(), batch, encoding);
+        // The sink's own tables are made while the reader fills its first
+        // chunk: nothing it encodes depends on them.
+        if let Some(c) = conn.as_deref_mut() {
+            sink.prepare(c, m).await.map_err(|e| self.db(e))?;
+        }
         let mut stats = Vec::new();
         // Off a terminal, a plain line at least every 10 s, chunks or not.
         let lines = self.shared.opts.progress == ProgressMode::Lines;
@@ -570,11 +575,12 @@ impl MappingRun<'_, '_, '_> {
         Ok(())
     }
 
-    /// The sink on this connection (none for a dry run) and how the reader
-    /// encodes rows for it: straight into an empty (or deferred) table on a
-    /// first load, binary where every type allows, repeated keys rejected
-    /// by a dry run (over the whole collection) and a deferred load (within
-    /// each chunk; its build judges the rest).
+    /// The sink (its temporary tables are made by the caller once the
+    /// reader runs) and how the reader encodes rows for it: straight into
+    /// an empty (or deferred) table on a first load, binary where every
+    /// type allows, repeated keys rejected by a dry run (over the whole
+    /// collection) and a deferred load (within each chunk; its build judges
+    /// the rest).
     async fn prepare(
         &mut self,
         conn: Option<&mut PgConnection>,
@@ -590,7 +596,6 @@ impl MappingRun<'_, '_, '_> {
         let mut fast = None;
         let dry = conn.is_none();
         if let Some(c) = conn {
-            sink.prepare(c, m).await.map_err(|e| self.db(e))?;
             if deferred {
                 fast = FastEncoding::for_mapping(m, chrono::Utc::now());
                 if build::self_references_in_the_load(plan, m) {
