@@ -102,6 +102,7 @@ fn map_key_is(v: RawBsonRef<'_>, key: &str) -> bool {
     }
 }
 
+/// A column's cell from what its expression found.
 pub(super) fn value<'a>(
     col: &ColumnPlan,
     found: Found<'a>,
@@ -109,9 +110,9 @@ pub(super) fn value<'a>(
     rules: &CoerceRules,
 ) -> Result<Cell<'a>, String> {
     let v = match found {
-        Found::Missing | Found::Borrowed(RawBsonRef::Null | RawBsonRef::Undefined) => Val::Absent,
+        Found::Missing => return value_of(col, None, stats, rules),
+        Found::Borrowed(b) => return value_of(col, Some(b), stats, rules),
         Found::Owned(RawBson::Null | RawBson::Undefined) => Val::Absent,
-        Found::Borrowed(b) => Val::Borrowed(b),
         Found::Owned(o) => Val::Owned(o),
     };
     column_value(col, v, stats, rules)
