@@ -464,12 +464,20 @@ mod tests {
         fn keys_compare_as_bytes(
             a in proptest::collection::vec(proptest::prop_oneof![Just(b'a'), Just(b'b')], 0..30),
             b in proptest::collection::vec(proptest::prop_oneof![Just(b'a'), Just(b'b')], 0..30),
+            at in 0usize..30,
         ) {
+            // Called once the heads (length, first eight bytes) are equal:
+            // given those, it is byte equality.
+            let mut b = b;
+            if b.len() == a.len() && a.len() >= 8 {
+                b[..8].copy_from_slice(&a[..8]);
+            }
             proptest::prop_assert_eq!(same_after_head(&a, &b), a == b);
-            // Same heads and lengths: only the bytes past the head decide.
+            proptest::prop_assert!(same_after_head(&a, &a.clone()));
+            // The same key, one byte apart past its head.
             let mut c = a.clone();
-            if let Some(last) = c.last_mut() {
-                *last ^= 1;
+            if at >= 8 && let Some(byte) = c.get_mut(at) {
+                *byte ^= 1;
             }
             proptest::prop_assert_eq!(same_after_head(&a, &c), a == c);
         }
