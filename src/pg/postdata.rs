@@ -338,6 +338,7 @@ pub struct Build {
     run_id: i64,
     /// The mapping key columns, quoted: a row's key text (the ledger's).
     key: Vec<String>,
+    /// The table's columns (`prepare`), for rows written back to it.
     columns: Vec<String>,
 }
 
@@ -373,25 +374,18 @@ pub struct RefusedChunk {
 }
 
 impl Build {
-    /// The build of `table` (fed by mappings keyed on `key`, whose columns
-    /// are `columns`); takes the table for itself until the transaction ends.
+    /// The build of `table` (fed by mappings keyed on `key`); takes the
+    /// table for itself until the transaction ends.
     pub async fn start(
         conn: &mut PgConnection,
         table: &str,
         run_id: i64,
         key: &[String],
     ) -> Result<Build, sqlx::Error> {
-        // Columns in their order, generated ones aside (they cannot be written).
-        let columns: Vec<String> = sqlx::query_scalar(
-            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0
-               AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-        )
-        .bind(quote(table))
-        .fetch_all(&mut *conn)
-        .await?;
         let t = quote(table);
         sqlx::query(sql(format!("LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE"))).execute(&mut *conn).await?;
-        Ok(Build { table: table.to_string(), run_id, key: key.iter().map(|k| quote(k)).collect(), columns })
+        let key = key.iter().map(|k| quote(k)).collect();
+        Ok(Build { table: table.to_string(), run_id, key, columns: Vec::new() })
     }
 
     fn key_text(&self, alias: &str) -> String {
@@ -408,8 +402,17 @@ impl Build {
         )
     }
 
-    /// The tables the refused rows go to.
-    pub async fn prepare(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    /// The tables the refused rows go to, and the table's columns they are
+    /// written back with: only a build the table refused needs either.
+    pub async fn prepare(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        // Columns in their order, generated ones aside (they cannot be written).
+        self.columns = sqlx::query_scalar(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0
+               AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+        )
+        .bind(quote(&self.table))
+        .fetch_all(&mut *conn)
+        .await?;
         let t = quote(&self.table);
         for stmt in [
             "DROP TABLE IF EXISTS fm_out".to_string(),

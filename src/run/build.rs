@@ -66,7 +66,7 @@ pub(super) async fn build_table(
     if let Some((_, first)) = mappings.first() {
         tracing::info!(table, objects = objects.len(), "building keys, indexes and constraints after the load");
         let key: Vec<String> = first.key_names().iter().map(|s| s.to_string()).collect();
-        let build = Build::start(&mut tx, table, run_id, &key).await.map_err(db)?;
+        let mut build = Build::start(&mut tx, table, run_id, &key).await.map_err(db)?;
         sqlx::query("SAVEPOINT fm_build").execute(&mut *tx).await.map_err(db)?;
         let quick = create_all(shared, &mappings, &objects, &mut tx, &mut deltas).await;
         match quick {
@@ -81,7 +81,6 @@ pub(super) async fn build_table(
                 );
                 sqlx::query("ROLLBACK TO SAVEPOINT fm_build").execute(&mut *tx).await.map_err(db)?;
                 deltas.clear();
-                // Where the refused rows go: only a refused build needs them.
                 build.prepare(&mut tx).await.map_err(db)?;
                 exact(shared, &build, &mappings, &objects, &key, &mut tx, &mut deltas).await?;
                 if build.any(&mut tx).await.map_err(db)? {
