@@ -313,6 +313,9 @@ pub(super) fn spawn_reader(
     (rx, handle)
 }
 
+/// The first chunk of a reader holds this part of a batch.
+const FIRST_CHUNK_PART: usize = 8;
+
 /// Loaded chunks a reader holds for its next chunk, at most: the one it
 /// takes and one more (a pool without a bound was measured to hold no more).
 const POOL: usize = 2;
@@ -368,6 +371,9 @@ pub(super) fn produce(
     let mut by_text = KeyTexts::for_encoding(m, encoding);
     let sets: &[UniqueSet] = if by_text.is_some() { &[] } else { &encoding.dedupe };
     let mut seen: Vec<Seen> = sets.iter().map(|_| Seen::default()).collect();
+    // The first chunk is small: its COPY starts while the reader fills the
+    // next one, instead of after a whole batch read on an idle connection.
+    let mut limit = (batch / FIRST_CHUNK_PART).max(1);
     while let Some(item) = stream.next_doc() {
         let item = match item {
             Ok(i) => i,
@@ -459,7 +465,8 @@ pub(super) fn produce(
         if let Some(buffer) = chunk.docs.push(item) {
             stream.recycle(buffer);
         }
-        if chunk.rows.len() >= batch || chunk.docs.len() >= batch * 4 {
+        if chunk.rows.len() >= limit || chunk.docs.len() >= limit * 4 {
+            limit = batch;
             chunk.position = stream.position();
             let next = next_chunk(Some(chunk.position.clone()), &mut texts);
             if encoding.dedupe_per_chunk {

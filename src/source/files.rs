@@ -519,7 +519,16 @@ impl DocReader {
         bytes.reserve(declared as usize);
         bytes.extend_from_slice(&header);
         let rest = u64::from(declared) - 4;
-        let got = (&mut self.reader).take(rest).read_to_end(&mut bytes).map_err(|e| self.io(e))?;
+        // Most documents are whole in the reader's buffer: copied at once,
+        // without `read_to_end`'s probing.
+        let buffered = self.reader.buffer();
+        let got = if buffered.len() as u64 >= rest {
+            bytes.extend_from_slice(&buffered[..rest as usize]);
+            self.reader.consume(rest as usize);
+            rest as usize
+        } else {
+            (&mut self.reader).take(rest).read_to_end(&mut bytes).map_err(|e| self.io(e))?
+        };
         if got as u64 != rest {
             return Err(SourceError::Truncated {
                 path: self.path.clone(),

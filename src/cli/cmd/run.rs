@@ -79,7 +79,10 @@ pub async fn run(args: RunArgs) -> Finished {
             }
         };
         let may_defer = !args.no_fast_first_load && (fresh || args.fast_first_load);
-        let started = start(&mut conn, &plan, &source, &source_label, &args, &opts, may_defer, &worker).await;
+        // The other workers' connections are opened while the run is planned.
+        let others = futures::future::join_all((1..jobs).map(|_| target::connect_for_loading(url)));
+        let (started, others) =
+            tokio::join!(start(&mut conn, &plan, &source, &source_label, &args, &opts, may_defer, &worker), others);
         if args.worker {
             ledger::unlock_planning(&mut conn).await;
         }
@@ -110,8 +113,8 @@ pub async fn run(args: RunArgs) -> Finished {
         continued = was_continued;
         // One connection per worker; the first also keeps the run's records.
         conns.push(conn);
-        for _ in 1..jobs {
-            match target::connect_for_loading(url).await {
+        for other in others {
+            match other {
                 Ok(c) => conns.push(c),
                 Err(e) => {
                     finish(Some(url), conns.first_mut(), run_id, "failed", args.worker).await;
