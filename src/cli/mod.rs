@@ -406,7 +406,8 @@ pub struct RunArgs {
     /// schema's types, without touching any database.
     #[arg(long)]
     pub dry_run: bool,
-    /// Rows per COPY chunk; each chunk is one transaction.
+    /// Rows per COPY chunk; each chunk is one transaction. A reader's first
+    /// chunk holds an eighth of it, so loading starts sooner.
     #[arg(long, default_value_t = 5000, value_name = "N")]
     pub batch_size: usize,
     /// Where rejected documents go (JSON lines), created only when there are some.
