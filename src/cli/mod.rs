@@ -282,7 +282,8 @@ pub struct SchemaArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum SchemaAction {
-    /// Create the database if needed and apply pending migrations (like `flask db upgrade`).
+    /// Create the database if needed and apply pending migrations (like `flask db upgrade`),
+    /// and create finlit-map's own ledger (schema `finlit_map`) for the runs to come.
     Apply(SchemaOpts),
     /// List migrations: applied, pending, or changed since applied (like `flask db current`).
     Status(SchemaOpts),

@@ -117,11 +117,10 @@ CREATE INDEX IF NOT EXISTS loaded_chunks_table ON finlit_map.loaded_chunks (tabl
 ALTER TABLE finlit_map.loaded_chunks ADD COLUMN IF NOT EXISTS load_order BIGINT[];
 ALTER TABLE finlit_map.loaded_chunks ADD COLUMN IF NOT EXISTS first_pos JSONB;
 ALTER TABLE finlit_map.loaded_chunks ADD COLUMN IF NOT EXISTS last_pos JSONB;
--- The key arrays compress faster with lz4, where the server has it.
-DO $$ BEGIN
-    ALTER TABLE finlit_map.loaded_chunks ALTER COLUMN keys SET COMPRESSION lz4;
-EXCEPTION WHEN OTHERS THEN NULL;
-END $$;
+-- The key arrays are stored as they are: keys made to be unique (UUIDs,
+-- ObjectIds) hardly compress (lz4 kept 94% of them) and compressing them
+-- cost more than writing them (docs/PERFORMANCE.md).
+ALTER TABLE finlit_map.loaded_chunks ALTER COLUMN keys SET STORAGE EXTERNAL;
 -- Tables being loaded before their keys, indexes and constraints: what
 -- they had, built again once the load is done (`pg::postdata`).
 CREATE TABLE IF NOT EXISTS finlit_map.deferred (
@@ -286,11 +285,34 @@ pub async fn close_emptied_runs(conn: &mut PgConnection) -> Result<(), sqlx::Err
     .map(|_| ())
 }
 
+/// What the ledger's schema comment says once this build's DDL ran: a
+/// digest of that DDL, so a ledger made by an older build (with fewer
+/// tables or columns) is brought up to date and a current one is left
+/// alone without running it again.
+fn version() -> String {
+    let ddl = [DDL, super::claims::DDL].concat();
+    format!("finlit-map ledger {}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, ddl.as_bytes()))
+}
+
+/// Creates the ledger, or brings an older one up to date. A current
+/// ledger costs one query: the DDL (some 20 ms on a new target, a few on
+/// an existing one) runs only when its digest differs.
 pub async fn ensure(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let version = version();
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT obj_description(to_regnamespace('finlit_map'), 'pg_namespace')")
+            .fetch_one(&mut *conn)
+            .await?;
+    if current.as_deref() == Some(version.as_str()) {
+        return Ok(());
+    }
     // Parallel first runs may race on CREATE ... IF NOT EXISTS; an advisory lock serializes them.
     sqlx::query("SELECT pg_advisory_lock(727274)").execute(&mut *conn).await?;
+    let comment = format!("COMMENT ON SCHEMA finlit_map IS {}", crate::pg::sql::literal(&version));
     let r = match sqlx::raw_sql(DDL).execute(&mut *conn).await {
-        Ok(_) => sqlx::raw_sql(super::claims::DDL).execute(&mut *conn).await,
+        Ok(_) => {
+            sqlx::raw_sql(crate::pg::sql::sql([super::claims::DDL, &comment].join(";\n"))).execute(&mut *conn).await
+        }
         Err(e) => Err(e),
     };
     sqlx::query("SELECT pg_advisory_unlock(727274)").execute(&mut *conn).await?;

@@ -42,7 +42,14 @@ pub async fn run(args: SchemaArgs) -> Finished {
                 Ok(c) => c,
                 Err(e) => return super::fail(e),
             };
-            match target::apply_schema(&mut conn, &o.dir.resolve()).await {
+            let applied = target::apply_schema(&mut conn, &o.dir.resolve()).await;
+            // The tool's own ledger too: a run later, in a maintenance
+            // window, finds it ready instead of creating it.
+            let applied = match applied {
+                Ok(a) => crate::pg::ledger::ensure(&mut conn).await.map(|()| a).map_err(target::TargetError::from),
+                Err(e) => Err(e),
+            };
+            match applied {
                 Ok(applied) if o.format == CheckFormat::Json => {
                     let list: Vec<_> = applied
                         .iter()
