@@ -12,6 +12,8 @@
 //!
 //! Knows SQL and the plan's column list; nothing of sources or TOML.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use sqlx::{Connection, PgConnection, Row};
 
 use super::keys::{ServerKeys, key_text};
@@ -93,6 +95,12 @@ pub struct TableSink {
     /// The key columns as the catalog types them (set by `prepare`).
     server_keys: Option<ServerKeys>,
     key_names: Vec<String>,
+    /// The statements that make the staging table (set by `prepare`).
+    stage_ddl: String,
+    /// Whether this connection has the staging table as `stage_ddl` makes
+    /// it: a chunk copied straight into the table needs it only when the
+    /// table refuses the chunk.
+    stage_ready: AtomicBool,
 }
 
 impl TableSink {
@@ -233,11 +241,21 @@ impl TableSink {
             binary: schema_types,
             server_keys: None,
             key_names: m.key.iter().map(|&i| m.columns[i].name.clone()).collect(),
+            stage_ddl: String::new(),
+            stage_ready: AtomicBool::new(false),
         }
     }
 
-    /// Creates the temporary tables on this connection.
-    pub async fn prepare(&mut self, conn: &mut PgConnection, m: &MappingPlan) -> Result<(), sqlx::Error> {
+    /// Reads the key columns' types and creates the staging table on this
+    /// connection, now or (`stage_now` false: chunks go straight into the
+    /// table) when a chunk first needs it, which spares a first load's
+    /// start the DDL.
+    pub async fn prepare(
+        &mut self,
+        conn: &mut PgConnection,
+        m: &MappingPlan,
+        stage_now: bool,
+    ) -> Result<(), sqlx::Error> {
         self.server_keys = Some(ServerKeys::load(conn, &self.table_name, &self.key_names).await?);
         let cols: Vec<String> = m.columns.iter().map(|c| quote(&c.name)).collect();
         // Same column types as the target, none of its constraints; the
@@ -254,7 +272,19 @@ impl TableSink {
             format!("CREATE TEMP SEQUENCE {} MINVALUE 0 START 0", self.seq),
             format!("ALTER TABLE {} ADD COLUMN __ord integer NOT NULL DEFAULT nextval('{}')", self.stage, self.seq),
         ];
-        sqlx::raw_sql(sql(statements.join(";\n"))).execute(&mut *conn).await?;
+        self.stage_ddl = statements.join(";\n");
+        self.stage_ready.store(false, Ordering::Relaxed);
+        if stage_now {
+            self.ensure_stage(conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_stage(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if !self.stage_ready.load(Ordering::Relaxed) {
+            sqlx::raw_sql(sql(&self.stage_ddl)).execute(&mut *conn).await?;
+            self.stage_ready.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -328,21 +358,33 @@ impl TableSink {
                 Err(e) => return Err(e),
             }
         }
-        self.stage_rows(&mut tx, copy_data).await?;
-        let result = if self.deferred {
-            // The reader already rejected repeats within the chunk; the
-            // build judges the rest against the whole table.
-            self.bisect(&mut tx, origin, rejected).await?
-        } else {
-            self.merge_staged(&mut tx, rows, first_load, rejected).await?
-        };
-        Ok((result, tx))
+        let staged = async {
+            self.stage_rows(&mut tx, copy_data).await?;
+            if self.deferred {
+                // The reader already rejected repeats within the chunk; the
+                // build judges the rest against the whole table.
+                self.bisect(&mut tx, origin, rejected).await
+            } else {
+                self.merge_staged(&mut tx, rows, first_load, rejected).await
+            }
+        }
+        .await;
+        match staged {
+            Ok(result) => Ok((result, tx)),
+            Err(e) => {
+                // Its transaction rolls back, and with it a staging table
+                // made in it: made again on the next use.
+                self.stage_ready.store(false, Ordering::Relaxed);
+                Err(e)
+            }
+        }
     }
 
     /// Stages a chunk's rows, numbered from 0; staging is empty at the
     /// start of each transaction (`ON COMMIT DELETE ROWS`) and takes one
     /// chunk per transaction.
     pub async fn stage_rows(&self, tx: &mut PgConnection, copy_data: &[u8]) -> Result<(), sqlx::Error> {
+        self.ensure_stage(tx).await?;
         sqlx::query(sql(format!("SELECT setval('{}', 0, false)", self.seq))).execute(&mut *tx).await?;
         self.copy_into(tx, &self.copy, copy_data).await
     }

@@ -508,7 +508,7 @@ impl MappingRun<'_, '_, '_> {
         // The sink's own tables are made while the reader fills its first
         // chunk: nothing it encodes depends on them.
         if let Some(c) = conn.as_deref_mut() {
-            sink.prepare(c, m).await.map_err(|e| self.db(e))?;
+            sink.prepare(c, m, !direct).await.map_err(|e| self.db(e))?;
         }
         let mut stats = Vec::new();
         // Off a terminal, a plain line at least every 10 s, chunks or not.

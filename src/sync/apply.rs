@@ -98,7 +98,7 @@ impl<'p> Target<'p> {
         let m = &plan.mappings[slot];
         let mut sink = TableSink::new(plan, m, slot);
         sink.run_id = run_id;
-        sink.prepare(conn, m).await?;
+        sink.prepare(conn, m, true).await?;
         let id_plan = m.identity_plan();
         let id_names: Vec<String> = id_plan.columns.iter().map(|c| c.name.clone()).collect();
         let id_cols = ServerKeys::load(conn, &m.table, &id_names).await?;
