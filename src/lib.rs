@@ -55,6 +55,7 @@
 //!   - [`map::value`]: one column's value for one row, from its expression to its cell.
 //! - [`source`]: where documents come from.
 //!   - [`source::files`]: mongodump and extended-JSON files.
+//!   - [`source::walk`]: the length-only pass over a BSON file, in two halves at once.
 //!   - [`source::extjson`]: extended JSON → BSON, exactly.
 //!   - [`source::strict`]: what a readable BSON document is.
 //!   - [`source::mongo`]: a live MongoDB server.

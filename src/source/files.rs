@@ -74,12 +74,7 @@ fn mark_step(len: u64) -> u64 {
     len.div_ceil(8192).max(1)
 }
 
-/// Whether a BSON length header can start a document: at least the five
-/// bytes of an empty one, at most 48 MiB (MongoDB stores at most 16; the
-/// rest is headroom, and anything larger is garbage).
-fn plausible_length(declared: u32) -> bool {
-    (5..=48 * 1024 * 1024).contains(&declared)
-}
+use super::walk::plausible_length;
 
 /// A JSON line (or what follows a JSON array) with nothing but whitespace:
 /// no document.
@@ -290,23 +285,9 @@ fn outline(f: &CollectionFile) -> Result<Outline, SourceError> {
     let mut r = BufReader::with_capacity(1 << 20, file);
     match f.format {
         FileFormat::Bson => {
-            let mut pos = 0u64;
-            let mut header = [0u8; 4];
-            while pos + 4 <= len {
-                if r.read_exact(&mut header).is_err() {
-                    break;
-                }
-                let declared = u32::from_le_bytes(header);
-                let size = u64::from(declared);
-                // Where the reader will stop too, and say why.
-                if !plausible_length(declared) || pos + size > len {
-                    break;
-                }
-                mark(&mut out, pos, None);
-                r.seek_relative(size as i64 - 4).map_err(io_err)?;
-                pos += size;
-                out.docs += 1;
-            }
+            let walked = super::walk::walk(&f.path, len, step).map_err(io_err)?;
+            out.docs = walked.docs;
+            out.marks = walked.marks.into_iter().map(|at| (at, None)).collect();
         }
         FileFormat::JsonLines => {
             let (mut base, mut lines, mut content) = (0u64, 0u64, false);

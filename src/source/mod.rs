@@ -11,6 +11,7 @@ pub mod extjson;
 pub mod files;
 pub mod mongo;
 pub mod strict;
+pub mod walk;
 
 use std::path::PathBuf;
 
@@ -228,6 +229,15 @@ impl Source {
     pub fn prepare(&self, mappings: &[&MappingPlan]) {
         if let Source::Files(f) = self {
             f.outline_in_background(mappings.iter().map(|m| m.source.clone()).collect());
+        }
+    }
+
+    /// `prepare` for the collections among `names` (mapping, collection
+    /// or table names, as `--collection` takes them), before the mappings
+    /// that read them are known.
+    pub fn prepare_named(&self, names: &[String]) {
+        if let Source::Files(f) = self {
+            f.outline_in_background(names.to_vec());
         }
     }
 

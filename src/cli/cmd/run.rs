@@ -13,9 +13,15 @@ use crate::source::{Range, Source};
 
 pub async fn run(args: RunArgs) -> Finished {
     let bars = std::io::stderr().is_terminal() && args.format == CheckFormat::Text;
+    // The source first, and the files `--collection` names outlined while
+    // the mappings compile (its errors still come after theirs).
+    let source = Source::open(&args.source.source, args.source.source_db.as_deref()).await;
+    if let Ok(s) = &source {
+        s.prepare_named(&args.collections);
+    }
     let Some(plan) = super::load_plan(&args.mappings) else { return Err(Failure::shown()) };
     let source_label = redact(&args.source.source);
-    let source = match Source::open(&args.source.source, args.source.source_db.as_deref()).await {
+    let source = match source {
         Ok(s) => s,
         Err(e) => return super::fail(e),
     };
