@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Below this size a file is walked by one thread (a second does not pay).
 const TWO_HALVES_FROM: u64 = 32 << 20;
@@ -47,12 +48,18 @@ fn walk_with(path: &Path, len: u64, step: u64, two_halves_from: u64) -> io::Resu
     if len < two_halves_from || !parallel {
         return Chain::walk(File::open(path)?, 0, len, step, |_| Ok(Flow::Go)).map(|c| (c.into_walked(), false));
     }
+    // Set when the first walk ends without needing the second (it stopped
+    // before the middle): the second stops at its next mark.
+    let unneeded = AtomicBool::new(false);
     std::thread::scope(|scope| {
         // The second half, from a guessed document boundary.
         let second = scope.spawn(|| -> io::Result<Option<Chain>> {
             let file = File::open(path)?;
             let Some(start) = guess_start(&file, len / 2, len)? else { return Ok(None) };
-            Chain::walk(file, start, len, step, |_| Ok(Flow::Go)).map(Some)
+            Chain::walk(file, start, len, step, |_| {
+                Ok(if unneeded.load(Ordering::Relaxed) { Flow::Stop } else { Flow::Go })
+            })
+            .map(Some)
         });
         let mut second = Some(second);
         let mut guess: Option<Chain> = None;
@@ -85,7 +92,7 @@ fn walk_with(path: &Path, len: u64, step: u64, two_halves_from: u64) -> io::Resu
             }
         })?;
         if let Some(handle) = second {
-            // Never joined (the first walk stopped early): not needed.
+            unneeded.store(true, Ordering::Relaxed);
             let _ = handle.join();
         }
         Ok(match (met, guess) {
