@@ -120,10 +120,10 @@ new_db() { # name: a new empty database
     psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS \"$1\"" >/dev/null
     psql "$pg/postgres" -qc "CREATE DATABASE \"$1\"" >/dev/null
 }
-fresh_db() { # name: a new database with the schema applied
+fresh_db() { # name [bin]: a new database with the schema applied (by bin, default this build)
     dbs+=("$1")
     psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS \"$1\"" >/dev/null
-    "$tool" schema apply --target "$pg/$1" --schema schema >/dev/null
+    "${2:-$tool}" schema apply --target "$pg/$1" --schema schema >/dev/null
 }
 drop_db() { psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null; }
 checkpoint() { psql "$pg/postgres" -qc "CHECKPOINT" >/dev/null; }
@@ -178,7 +178,9 @@ PY
 # (uses file_case's name, dump, out and sel).
 first_load() {
     local bin=$1 side=$2 db=$3 j=$4
-    fresh_db "$db"; checkpoint
+    # Each binary prepares its own database, as its users would (`schema
+    # apply` also makes the ledger since 2026-12-06).
+    fresh_db "$db" "$bin"; checkpoint
     echo "[$name $i/$repeat] $side..." >&2
     (cd "$work" && timed "$out.$side" "$bin" run "$OLDPWD/mappings" --source "$dump" --target "$pg/$db" \
         --no-schema --fast-first-load --jobs "$j" --format json $batch "${sel[@]}")
