@@ -72,7 +72,9 @@ fn walk_with(path: &Path, len: u64, step: u64, two_halves_from: u64) -> io::Resu
                 return Ok(Flow::Go);
             }
             if let Some(handle) = second.take() {
-                guess = handle.join().map_err(|_| io::Error::other("the second walk panicked"))??;
+                // A guess that failed is no guess: the first walk goes on
+                // alone, and meets the file's errors itself.
+                guess = handle.join().ok().and_then(Result::ok).flatten();
             }
             let Some(g) = &guess else { return Ok(Flow::Go) };
             while at < g.marks.len() && g.marks[at].0 < offset {
