@@ -505,8 +505,9 @@ impl MappingRun<'_, '_, '_> {
         let direct = encoding.fast.is_some();
         let batch = self.shared.opts.batch_size;
         let (mut rx, reader) = spawn_reader(self.shared.source, m, from, t.range.end.clone(), batch, encoding);
-        // The sink's own tables are made while the reader fills its first
-        // chunk: nothing it encodes depends on them.
+        // The sink reads its key columns' types (and, off the direct path,
+        // makes its staging table) while the reader fills its first chunk:
+        // nothing it encodes depends on them.
         if let Some(c) = conn.as_deref_mut() {
             sink.prepare(c, m, !direct).await.map_err(|e| self.db(e))?;
         }

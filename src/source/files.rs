@@ -18,6 +18,7 @@ use bson::RawDocumentBuf;
 
 pub use super::SourceError;
 use super::extjson::{JsonError, json_to_doc};
+use super::walk::plausible_length;
 use super::{BadDocument, SourceItem};
 
 /// How a collection file is laid out.
@@ -73,8 +74,6 @@ struct Outline {
 fn mark_step(len: u64) -> u64 {
     len.div_ceil(8192).max(1)
 }
-
-use super::walk::plausible_length;
 
 /// A JSON line (or what follows a JSON array) with nothing but whitespace:
 /// no document.
