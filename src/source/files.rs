@@ -75,6 +75,32 @@ fn mark_step(len: u64) -> u64 {
     len.div_ceil(8192).max(1)
 }
 
+/// Which document starts are marks: the first at or after each multiple
+/// of the step, at most one per document. The one rule for every format.
+pub(super) struct MarkGrid {
+    step: u64,
+    next: u64,
+}
+
+impl MarkGrid {
+    /// A grid for a walk from offset `from`: from the start of a file the
+    /// first mark is a step in (never offset 0, a range there would be
+    /// empty); from within, at the multiple at or before `from`, so the
+    /// walk's first document is marked.
+    pub(super) fn from(step: u64, from: u64) -> MarkGrid {
+        MarkGrid { step, next: if from == 0 { step } else { from / step * step } }
+    }
+
+    /// Whether the document starting at `at` is a mark (and moves on if so).
+    pub(super) fn mark(&mut self, at: u64) -> bool {
+        let hit = at >= self.next;
+        if hit {
+            self.next = (at / self.step + 1) * self.step;
+        }
+        hit
+    }
+}
+
 /// A JSON line (or what follows a JSON array) with nothing but whitespace:
 /// no document.
 fn blank(bytes: &[u8]) -> bool {
@@ -274,11 +300,10 @@ fn outline(f: &CollectionFile) -> Result<Outline, SourceError> {
         return Ok(out);
     }
     let step = mark_step(len);
-    let mut next_mark = step;
+    let mut grid = MarkGrid::from(step, 0);
     let mut mark = |out: &mut Outline, at: u64, line: Option<u64>| {
-        if at >= next_mark {
+        if grid.mark(at) {
             out.marks.push((at, line));
-            next_mark = (at / step + 1) * step;
         }
     };
     let mut r = BufReader::with_capacity(1 << 20, file);

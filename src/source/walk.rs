@@ -17,6 +17,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::files::MarkGrid;
+
 /// Below this size a file is walked by one thread (a second does not pay).
 const TWO_HALVES_FROM: u64 = 32 << 20;
 
@@ -39,13 +41,15 @@ pub(super) fn plausible_length(declared: u32) -> bool {
 /// Walks `path` (`len` bytes long) as a reader would: it stops at a header
 /// that cannot be right, where the reader will stop too and say why.
 pub(super) fn walk(path: &Path, len: u64, step: u64) -> io::Result<Walked> {
-    walk_with(path, len, step, TWO_HALVES_FROM).map(|(w, _)| w)
+    // One core: the second thread would only take turns with the first.
+    let one_core = std::thread::available_parallelism().map_or(1, |n| n.get()) == 1;
+    let two_halves_from = if one_core { u64::MAX } else { TWO_HALVES_FROM };
+    walk_with(path, len, step, two_halves_from).map(|(w, _)| w)
 }
 
 /// The walk, and whether the two halves met (for the tests).
 fn walk_with(path: &Path, len: u64, step: u64, two_halves_from: u64) -> io::Result<(Walked, bool)> {
-    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 || cfg!(test);
-    if len < two_halves_from || !parallel {
+    if len < two_halves_from {
         return Chain::walk(File::open(path)?, 0, len, step, |_| Ok(Flow::Go)).map(|c| (c.into_walked(), false));
     }
     // Set when the first walk ends without needing the second (it stopped
@@ -140,9 +144,8 @@ impl Chain {
         if start > 0 {
             r.seek(SeekFrom::Start(start))?;
         }
-        // From the grid line at or before the start: the first document
-        // of a guessed chain is marked, so a meeting there is seen.
-        let mut next_mark = if start == 0 { step } else { start / step * step };
+        // A guessed chain's first document is marked, so a meeting there is seen.
+        let mut grid = MarkGrid::from(step, start);
         let mut pos = start;
         let mut header = [0u8; 4];
         while pos + 4 <= len {
@@ -154,10 +157,9 @@ impl Chain {
             if !plausible_length(declared) || pos + size > len {
                 break;
             }
-            let marked = pos >= next_mark;
+            let marked = grid.mark(pos);
             if marked {
                 chain.marks.push((pos, chain.docs));
-                next_mark = (pos / step + 1) * step;
             }
             chain.docs += 1;
             if marked && matches!(on_mark(&chain)?, Flow::Stop) {
