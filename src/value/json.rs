@@ -163,7 +163,8 @@ pub fn write_json(v: RawBsonRef<'_>, form: &JsonForm, ns: &IdNamespace, out: &mu
 fn write_str(s: &str, out: &mut String) {
     out.push('"');
     // Runs of bytes that need no escape are copied whole: strings are
-    // mostly plain text, and a char at a time cost a few percent of a load.
+    // mostly plain text, and a char at a time took twice the CPU
+    // (docs/PERFORMANCE.md).
     let b = s.as_bytes();
     let mut plain = 0;
     for (i, &c) in b.iter().enumerate() {
