@@ -232,9 +232,9 @@ impl Source {
         }
     }
 
-    /// `prepare` for the collections among `names` (mapping, collection
-    /// or table names, as `--collection` takes them), before the mappings
-    /// that read them are known.
+    /// `prepare` for the names `--collection` gave that are collections,
+    /// before the mappings that read them are known (a mapping or table
+    /// name is outlined later, by `prepare`).
     pub fn prepare_named(&self, names: &[String]) {
         if let Source::Files(f) = self {
             f.outline_in_background(names.to_vec());

@@ -9,7 +9,8 @@
 //! result is the sequential walk's, exactly. A guess that never meets the
 //! first walk costs the time of the sequential pass.
 //!
-//! Knows the BSON length header and files; nothing of BSON's contents.
+//! Knows the BSON length header, a first element's type byte (to guess
+//! where a document starts) and files; nothing else of BSON's contents.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
