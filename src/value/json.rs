@@ -168,21 +168,23 @@ fn write_str(s: &str, out: &mut String) {
     let b = s.as_bytes();
     let mut plain = 0;
     for (i, &c) in b.iter().enumerate() {
+        // `None`: a control character without a short escape.
         let escape = match c {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            c if c < 0x20 => "",
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            c if c < 0x20 => None,
             _ => continue,
         };
         // Every byte that ends a run is ASCII, so `i` is a char boundary.
         out.push_str(&s[plain..i]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{:04x}", c);
-        } else {
-            out.push_str(escape);
+        match escape {
+            Some(e) => out.push_str(e),
+            None => {
+                let _ = write!(out, "\\u{:04x}", c);
+            }
         }
         plain = i + 1;
     }
