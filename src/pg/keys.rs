@@ -73,6 +73,28 @@ impl ServerKeys {
         KeyTextArray { cols }
     }
 
+    /// A chunk's keys as UUIDs into `out` (emptied first), for the ledger's
+    /// `uuid_keys`: where the key is one `uuid` column and every key text is
+    /// a UUID as PostgreSQL prints it (lowercase, hyphenated), so its text
+    /// back from the ledger is the same. `false`, with `out` unusable, when
+    /// not.
+    pub fn client_uuids(&self, cols: &[Vec<Option<String>>], out: &mut Vec<Option<uuid::Uuid>>) -> bool {
+        out.clear();
+        let ([(_, ty)], [texts]) = (self.cols.as_slice(), cols) else { return false };
+        if ty != "uuid" {
+            return false;
+        }
+        out.reserve(texts.len());
+        for text in texts {
+            match text.as_deref().map(printed_uuid) {
+                None => out.push(None),
+                Some(Some(u)) => out.push(Some(u)),
+                Some(None) => return false,
+            }
+        }
+        true
+    }
+
     /// Types whose values the client writes exactly as PostgreSQL prints
     /// them (`value::cell::Cell::to_pg_text`): decimal integers, lowercase
     /// hyphenated UUIDs, `t`/`f`, text itself, and dates where the session
@@ -110,6 +132,16 @@ impl ServerKeys {
             names.join(", ")
         )
     }
+}
+
+/// `text` as a UUID where it is one as PostgreSQL prints it (`uuid_out`:
+/// 36 characters, lowercase, hyphenated); the parser alone also takes
+/// upper case, braces and no hyphens, whose text would come back changed.
+fn printed_uuid(text: &str) -> Option<uuid::Uuid> {
+    if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    uuid::Uuid::try_parse(text).ok()
 }
 
 /// A chunk's key texts (`ServerKeys::client_texts`), bound as one
@@ -321,6 +353,57 @@ mod tests {
             row_text(parts.iter().map(Option::as_deref), &mut got);
             proptest::prop_assert_eq!(got, row_text_by_chars(&parts));
         }
+    }
+
+    /// Only the text `uuid_out` prints is taken as a UUID: any other the
+    /// parser accepts would come back from the ledger as a different text.
+    #[test]
+    fn only_printed_uuids_are_kept_as_uuids() {
+        let cases: &[(&str, bool)] = &[
+            ("01234567-89ab-cdef-0123-456789abcdef", true),
+            ("00000000-0000-0000-0000-000000000000", true),
+            ("01234567-89AB-cdef-0123-456789abcdef", false),
+            ("{01234567-89ab-cdef-0123-456789abcdef}", false),
+            ("0123456789abcdef0123456789abcdef", false),
+            ("urn:uuid:01234567-89ab-cdef-0123-456789abcdef", false),
+            ("0123456789ab-cdef-0123-456789abcdef-", false),
+            ("01234567-89ab-cdef-0123-456789abcdeg", false),
+            ("", false),
+        ];
+        for (text, kept) in cases {
+            let got = printed_uuid(text);
+            assert_eq!(got.is_some(), *kept, "{text}");
+            if let Some(u) = got {
+                assert_eq!(u.to_string(), *text);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Every UUID's printed text is kept, and prints back as itself.
+        #[test]
+        fn printed_uuids_come_back_as_the_same_text(n: u128) {
+            let text = uuid::Uuid::from_u128(n).to_string();
+            proptest::prop_assert_eq!(printed_uuid(&text).map(|u| u.to_string()), Some(text));
+        }
+    }
+
+    #[test]
+    fn uuid_keys_only_for_one_uuid_column_of_printed_uuids() {
+        let keys = |cols: &[(&str, &str)]| ServerKeys {
+            cols: cols.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+            iso_dates: true,
+        };
+        let u = "01234567-89ab-cdef-0123-456789abcdef";
+        let one = vec![vec![Some(u.to_string()), None]];
+        let mut out = Vec::new();
+        assert!(keys(&[("k", "uuid")]).client_uuids(&one, &mut out));
+        assert_eq!(out, [Some(uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)), None]);
+        assert!(!keys(&[("k", "text")]).client_uuids(&one, &mut out));
+        let upper = vec![vec![Some(u.to_uppercase())]];
+        assert!(!keys(&[("k", "uuid")]).client_uuids(&upper, &mut out));
+        let two = vec![one[0].clone(), vec![Some("1".to_string()), Some("2".to_string())]];
+        assert!(!keys(&[("k", "uuid"), ("n", "integer")]).client_uuids(&two, &mut out));
     }
 
     #[test]

@@ -121,6 +121,12 @@ ALTER TABLE finlit_map.loaded_chunks ADD COLUMN IF NOT EXISTS last_pos JSONB;
 -- ObjectIds) hardly compress (lz4 kept 94% of them) and compressing them
 -- cost more than writing them (docs/PERFORMANCE.md).
 ALTER TABLE finlit_map.loaded_chunks ALTER COLUMN keys SET STORAGE EXTERNAL;
+-- A chunk copied straight into its table whose key is one UUID column
+-- records its keys as UUIDs (16 bytes each, not a 40-byte text), and
+-- `keys` is then NULL; `keys_of` reads either.
+ALTER TABLE finlit_map.loaded_chunks ADD COLUMN IF NOT EXISTS uuid_keys UUID[];
+ALTER TABLE finlit_map.loaded_chunks ALTER COLUMN uuid_keys SET STORAGE EXTERNAL;
+ALTER TABLE finlit_map.loaded_chunks ALTER COLUMN keys DROP NOT NULL;
 -- Tables being loaded before their keys, indexes and constraints: what
 -- they had, built again once the load is done (`pg::postdata`).
 CREATE TABLE IF NOT EXISTS finlit_map.deferred (
@@ -135,10 +141,26 @@ CREATE TABLE IF NOT EXISTS finlit_map.deferred (
 /// appends a `SELECT table_name, mapping, run_id, keys` of its own.
 pub const RECORD_KEYS: &str = "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys)";
 
+/// The key texts of ledger row `alias` (of `finlit_map.loaded_chunks`),
+/// whichever column holds them: UUIDs print as the key's text does.
+pub fn keys_of(alias: &str) -> String {
+    format!("coalesce({alias}.keys, {alias}.uuid_keys::text[])")
+}
+
+/// The assignments that take the keys bound as `text[]` at `$param` out of
+/// ledger row `alias`'s keys (which are texts from then on).
+pub fn without_keys(alias: &str, param: usize) -> String {
+    format!(
+        "keys = ARRAY(SELECT k FROM unnest({}) k WHERE k <> ALL(${param}::text[])), uuid_keys = NULL",
+        keys_of(alias)
+    )
+}
+
 /// A subquery of the key texts migrations inserted for one mapping.
 pub fn migrated_keys(table: &str, mapping: &str) -> String {
     format!(
-        "SELECT unnest(l.keys) FROM finlit_map.loaded_chunks l WHERE l.table_name = {} AND l.mapping = {}",
+        "SELECT unnest({}) FROM finlit_map.loaded_chunks l WHERE l.table_name = {} AND l.mapping = {}",
+        keys_of("l"),
         crate::pg::sql::literal(table),
         crate::pg::sql::literal(mapping),
     )

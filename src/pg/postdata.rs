@@ -517,11 +517,12 @@ impl Build {
         let present: Vec<String> = plain.iter().map(|c| format!("{c} IS NOT NULL")).collect();
         let cond = format!(
             "t.ctid IN (SELECT r FROM (SELECT t.ctid AS r, row_number() OVER (PARTITION BY {cols} \
-                 ORDER BY lc.load_order NULLS LAST, array_position(lc.keys, {key})) AS n \
+                 ORDER BY lc.load_order NULLS LAST, array_position({lc_keys}, {key})) AS n \
                FROM {t} t {join} WHERE ({cols}) IN \
                  (SELECT {plain} FROM {t} WHERE {present} GROUP BY {plain} HAVING count(*) > 1)) ranked WHERE n > 1)",
             cols = cols.join(", "),
             key = self.key_text("t"),
+            lc_keys = super::ledger::keys_of("lc"),
             join = self.chunk_join("t"),
             plain = plain.join(", "),
             present = present.join(" AND "),
@@ -644,10 +645,10 @@ impl Build {
         for c in &out {
             let gone: Vec<&str> = c.rows.iter().filter(|o| !o.nulled).map(|o| o.key.as_str()).collect();
             if let (Some(row), false) = (&c.ledger_row, gone.is_empty()) {
-                sqlx::query(
-                    "UPDATE finlit_map.loaded_chunks SET keys = ARRAY(SELECT k FROM unnest(keys) k WHERE k <> ALL($2::text[]))
-                     WHERE ctid = $1::tid",
-                )
+                sqlx::query(sql(format!(
+                    "UPDATE finlit_map.loaded_chunks l SET {} WHERE ctid = $1::tid",
+                    super::ledger::without_keys("l", 2)
+                )))
                 .bind(row)
                 .bind(&gone)
                 .execute(&mut *conn)

@@ -321,7 +321,15 @@ impl TableSink {
                         .as_ref()
                         .ok_or_else(|| sqlx::Error::Protocol("the sink was not prepared before loading".into()))?;
                     let (expr, from) = server_keys.sql(7);
-                    let stmt = if server_keys.as_bound() {
+                    let mut uuids = Vec::new();
+                    // A UUID key as 16 bytes, not 40 of text: less for the
+                    // server to take apart, store and log (`docs/PERFORMANCE.md`).
+                    let as_uuids = server_keys.client_uuids(keys, &mut uuids);
+                    let stmt = if as_uuids {
+                        "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, uuid_keys, load_order, first_pos, last_pos) \
+                         VALUES ($1, $2, $3, $7::uuid[], $4, $5, $6)"
+                            .to_string()
+                    } else if server_keys.as_bound() {
                         "INSERT INTO finlit_map.loaded_chunks (table_name, mapping, run_id, keys, load_order, first_pos, last_pos) \
                          VALUES ($1, $2, $3, $7::text[], $4, $5, $6)"
                             .to_string()
@@ -339,7 +347,9 @@ impl TableSink {
                         .bind(order)
                         .bind(self.deferred.then_some(&origin.first))
                         .bind(self.deferred.then_some(&origin.last));
-                    if server_keys.as_bound() {
+                    if as_uuids {
+                        q = q.bind(&uuids);
+                    } else if server_keys.as_bound() {
                         q = q.bind(server_keys.client_texts(keys));
                     } else {
                         for col in keys {

@@ -85,15 +85,12 @@ pub async fn prune(
         for part in gone.chunks(KEY_BATCH) {
             let stmt = format!("DELETE FROM {} t WHERE {} = ANY($1::text[])", quote(&m.table), key_text(&cols));
             deleted += sqlx::query(sql(stmt)).bind(part).execute(&mut *tx).await?.rows_affected();
-            sqlx::query(
-                "UPDATE finlit_map.loaded_chunks SET keys = ARRAY(SELECT k FROM unnest(keys) k WHERE k <> ALL($3::text[]))
-                 WHERE table_name = $1 AND mapping = $2 AND keys && $3::text[]",
-            )
-            .bind(&m.table)
-            .bind(&m.name)
-            .bind(part)
-            .execute(&mut *tx)
-            .await?;
+            let forget = format!(
+                "UPDATE finlit_map.loaded_chunks l SET {} WHERE table_name = $1 AND mapping = $2 AND {} && $3::text[]",
+                ledger::without_keys("l", 3),
+                ledger::keys_of("l")
+            );
+            sqlx::query(sql(forget)).bind(&m.table).bind(&m.name).bind(part).execute(&mut *tx).await?;
         }
         out.push(Pruned { mapping: m.name.clone(), table: m.table.clone(), deleted, skipped });
     }

@@ -408,3 +408,69 @@ fn a_run_killed_while_building_finishes_on_the_next_run() {
     b.sort();
     assert_eq!(a, b);
 }
+
+/// A UUID key loaded before its keys is recorded in the ledger as UUIDs
+/// (`uuid_keys`), and means the same as text keys everywhere: a repeat
+/// written in another form of the same UUID (upper case, extended JSON's
+/// `$uuid`) keeps the first row in the source's order, the ledger holds
+/// each loaded key once and no refused one, and rollback removes exactly
+/// the loaded rows. Expected rows derived from the documents here.
+#[test]
+fn a_uuid_key_loaded_before_its_keys_is_recorded_as_uuids_and_means_the_same() {
+    let up = "CREATE TABLE things (id UUID PRIMARY KEY, n INTEGER NOT NULL);";
+    let mapping = "source = \"things\"\ntable = \"things\"\nkey = \"id\"\n[columns]\nid = \"$._id\"\nn = \"$.n\"\n";
+    let uuid = |i: usize| format!("{i:08x}-0000-4000-8000-{:012x}", i * 7919);
+    // Repeats of earlier ids, in a later chunk and range, written otherwise.
+    let repeats: BTreeMap<usize, String> = [
+        (31, format!("\"{}\"", uuid(3).to_uppercase())),
+        (35, format!("{{\"$uuid\": \"{}\"}}", uuid(10))),
+        (38, format!("\"{}\"", uuid(37))),
+    ]
+    .into();
+    let docs: Vec<String> = (0..40)
+        .map(|n| {
+            let id = repeats.get(&n).cloned().unwrap_or_else(|| format!("\"{}\"", uuid(n)));
+            format!("{{\"_id\": {id}, \"n\": {n}}}")
+        })
+        .collect();
+    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+    for n in 0..40 {
+        let id = match n {
+            31 => uuid(3),
+            35 => uuid(10),
+            38 => uuid(37),
+            n => uuid(n),
+        };
+        expected.entry(id).or_insert(n);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let m = project_with(work.path(), up, "DROP TABLE things;", &[("things", mapping)]);
+    let src = super::source(work.path(), "things.jsonl", &docs.iter().map(String::as_str).collect::<Vec<_>>());
+    let db = TestDb::new("uuidkeys");
+    let (m, s) = (m.to_str().unwrap(), src.to_str().unwrap());
+    let args = ["--batch-size", "4", "--range-size", "13", "--jobs", "2", "--format", "json"];
+    let (code, report, out) = cli(work.path(), &[&["run", m, "--source", s, "--target", &db.url][..], &args].concat());
+    assert_eq!(code, 3, "three repeats are rejected: {out}");
+    assert_eq!(report["builds"].as_array().map(Vec::len), Some(1), "loaded before its keys: {out}");
+    let r = &report["mappings"][0];
+    assert_eq!((r["read"].as_u64(), r["loaded"].as_u64(), r["rejected"].as_u64()), (Some(40), Some(37), Some(3)));
+    let rows: Vec<(String, usize)> = db
+        .rows("SELECT id::text, n::text FROM things ORDER BY id")
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].as_deref().unwrap().parse().unwrap()))
+        .collect();
+    assert_eq!(rows, expected.clone().into_iter().collect::<Vec<_>>());
+    // Recorded as UUIDs, each loaded key once, whichever column holds it.
+    assert_ne!(db.one("SELECT count(*)::text FROM finlit_map.loaded_chunks WHERE uuid_keys IS NOT NULL"), "0");
+    let ledger: Vec<String> = db
+        .rows("SELECT k FROM finlit_map.loaded_chunks l, unnest(coalesce(l.keys, l.uuid_keys::text[])) k ORDER BY k")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(ledger, expected.keys().cloned().collect::<Vec<_>>());
+    let (code, _, out) = cli(work.path(), &["validate", m, "--source", s, "--target", &db.url]);
+    assert!(out.contains("missing rows:      0"), "{code} {out}");
+    let (code, _, out) = cli(work.path(), &["rollback", m, "--target", &db.url, "--all", "--confirm", &db.name]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.one("SELECT count(*)::text FROM things"), "0");
+}

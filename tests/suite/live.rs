@@ -43,9 +43,11 @@ fn spawn_run_chunks(cwd: &Path, source: &str, target: &str, rows: &str) -> Child
 
 /// Rows committed so far (the ledger's inserted keys).
 fn committed(db: &TestDb) -> u64 {
-    db.try_one("SELECT coalesce(sum(cardinality(keys)), 0)::text FROM finlit_map.loaded_chunks")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    db.try_one(
+        "SELECT coalesce(sum(cardinality(coalesce(keys, uuid_keys::text[]))), 0)::text FROM finlit_map.loaded_chunks",
+    )
+    .and_then(|s| s.parse().ok())
+    .unwrap_or(0)
 }
 
 /// Waits until at least `rows` are committed; false if the run ended first.
