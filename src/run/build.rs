@@ -24,7 +24,7 @@ use super::reader::{Encoding, FastEncoding, Produced, UniqueSet, spawn_reader};
 use super::rejects::RejectRecord;
 use super::report::{BuildReport, Correction, MappingReport};
 use super::tasks::Claimed;
-use super::{ExecError, MappingRun, Shared, lock, rejected_documents};
+use super::{ChunkDocs, ExecError, MappingRun, Shared, lock, rejected_documents};
 use crate::pg::claims;
 use crate::pg::keys::ServerKeys;
 use crate::pg::ledger;
@@ -318,8 +318,9 @@ async fn report_refused(
                 for (o, _) in c.rows.iter().zip(&ords).filter(|(_, ord)| ord.is_none()) {
                     write_without_document(&cx, o)?;
                 }
-                cx.write_rejects(&chunk, &db_rejects)?;
-                let docs = rejected_documents(shared.plan, m, &chunk, &db_rejects);
+                let kept = ChunkDocs::kept(&chunk);
+                cx.write_rejects(&kept, &db_rejects)?;
+                let docs = rejected_documents(shared.plan, m, &kept, &db_rejects);
                 ledger::set_rejected(tx, &m.name, &[], &docs).await.map_err(db_err(m))?;
                 // A document all of whose rows are gone is now a rejected document.
                 let mut per_doc: BTreeMap<u32, u64> = BTreeMap::new();
@@ -399,7 +400,9 @@ async fn reread(
     } else {
         Vec::new()
     };
-    let encoding = Encoding { fast: Some(fast), binary: None, dedupe, dedupe_per_chunk: true, inventory: None };
+    // Its documents are what it is for: every one is kept.
+    let encoding =
+        Encoding { fast: Some(fast), binary: None, dedupe, dedupe_per_chunk: true, inventory: None, hold_docs: true };
     let (mut rx, reader) = spawn_reader(cx.shared.source, m, first, Some(last), cx.shared.opts.batch_size, encoding);
     let mut whole: Option<super::reader::Chunk> = None;
     while let Some(item) = rx.recv().await {

@@ -21,7 +21,7 @@ pub mod report;
 pub mod start;
 pub mod tasks;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ use crate::plan::{MappingPlan, OnDuplicate, Plan};
 use crate::run::rejects::{RejectRecord, RejectsFile};
 use crate::run::report::{BuildReport, ColumnReport, Correction, MappingReport, RunReport};
 use crate::source::changes::id_text;
-use crate::source::{Source, SourceError};
+use crate::source::{Source, SourceError, SourceItem};
 use coverage::Inventory;
 use reader::{Chunk, Encoding, FastEncoding, Produced, UniqueSet, spawn_reader, unique_sets};
 use tasks::{Board, Claimed, Kind, Next};
@@ -631,7 +631,8 @@ impl MappingRun<'_, '_, '_> {
         // A dry run looks at every document; a load at the first ones, to
         // keep its cost bounded (the summary says how many).
         let inventory = inventory.then_some(if dry { None } else { Some(INVENTORY_IN_A_LOAD) });
-        Ok((sink, Encoding { fast, binary, dedupe, dedupe_per_chunk: deferred, inventory }))
+        let hold_docs = !self.shared.source.rereads_exactly();
+        Ok((sink, Encoding { fast, binary, dedupe, dedupe_per_chunk: deferred, inventory, hold_docs }))
     }
 
     /// One chunk: loaded (or counted, in a dry run), its rejects written
@@ -674,7 +675,8 @@ impl MappingRun<'_, '_, '_> {
                 None
             }
         };
-        let rejected = self.write_rejects(chunk, &db_rejects)?;
+        let docs = ChunkDocs { chunk, again: self.reread_refused(chunk, &db_rejects).await? };
+        let rejected = self.write_rejects(&docs, &db_rejects)?;
         r.nulled += db_rejects.iter().filter(|d| d.warning).count() as u64;
         r.rejected += rejected;
         let total = self.shared.total_rejects.fetch_add(rejected, Ordering::SeqCst) + rejected;
@@ -683,7 +685,7 @@ impl MappingRun<'_, '_, '_> {
         let flushed = lock(&self.shared.rejects).flush();
         flushed.map_err(|e| self.rejects_err(e))?;
         if let Some(mut tx) = tx {
-            let refused = rejected_documents(self.shared.plan, self.m, chunk, &db_rejects);
+            let refused = rejected_documents(self.shared.plan, self.m, &docs, &db_rejects);
             ledger::set_rejected(&mut tx, &self.m.name, &[], &refused).await.map_err(|e| self.db(e))?;
             let position = serde_json::to_value(&chunk.position).unwrap_or_default();
             let report = serde_json::to_value(&*r).unwrap_or_default();
@@ -751,9 +753,45 @@ impl MappingRun<'_, '_, '_> {
         tx.commit().await.map_err(|e| self.db(e))
     }
 
+    /// The documents of the rows the database refused that the chunk did
+    /// not keep, read again from the source (`Encoding::hold_docs`).
+    async fn reread_refused(
+        &self,
+        chunk: &Chunk,
+        db_rejects: &[DbRejection],
+    ) -> Result<BTreeMap<usize, SourceItem>, ExecError> {
+        let wanted: BTreeSet<usize> =
+            db_rejects.iter().map(|d| chunk.rows[d.ord].doc as usize).filter(|&i| chunk.docs.elsewhere(i)).collect();
+        if wanted.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let (source, m) = (self.shared.source.clone(), self.m.clone());
+        let (start, end) = (chunk.start.clone(), chunk.position.clone());
+        let rt = tokio::runtime::Handle::current();
+        let read = tokio::task::spawn_blocking(move || {
+            let found = reader::reread(&source, &m, (start.as_ref(), &end), &wanted, rt)?;
+            match wanted.iter().find(|i| !found.contains_key(i)) {
+                None => Ok(found),
+                Some(i) => Err(SourceError::NotFound {
+                    path: m.source.clone().into(),
+                    reason: format!(
+                        "document {i} of a chunk ending at {end:?} was not there when read again \
+                         (did the file change during the run?)"
+                    ),
+                }),
+            }
+        })
+        .await;
+        match read {
+            Ok(found) => Ok(found?),
+            Err(_) => Err(ExecError::ReaderPanicked(self.m.name.clone())),
+        }
+    }
+
     /// Writes a chunk's rejects and warnings; returns how many rejects.
-    fn write_rejects(&self, chunk: &Chunk, db_rejects: &[DbRejection]) -> Result<u64, ExecError> {
+    fn write_rejects(&self, docs: &ChunkDocs<'_>, db_rejects: &[DbRejection]) -> Result<u64, ExecError> {
         let m = self.m;
+        let chunk = docs.chunk;
         let mut file = lock(&self.shared.rejects);
         for (doc, rej) in &chunk.rejects {
             let document = chunk.docs.get(*doc);
@@ -773,20 +811,20 @@ impl MappingRun<'_, '_, '_> {
         }
         for rej in db_rejects {
             let origin = &chunk.rows[rej.ord];
-            let document = chunk.docs.get(origin.doc as usize);
-            let rec = RejectRecord {
-                mapping: &m.name,
-                collection: &m.source,
-                element: origin.element.map(|e| e as usize),
-                column: rej.column.as_deref(),
-                reason: &rej.reason,
-                document: document.as_ref(),
-                location: None,
-                warning: rej.warning,
-                event: None,
-            };
-            file.write(&rec)
-                .map_err(|source| ExecError::Rejects { path: file.path().display().to_string(), source })?;
+            let written = docs.with(origin.doc as usize, |document| {
+                file.write(&RejectRecord {
+                    mapping: &m.name,
+                    collection: &m.source,
+                    element: origin.element.map(|e| e as usize),
+                    column: rej.column.as_deref(),
+                    reason: &rej.reason,
+                    document,
+                    location: None,
+                    warning: rej.warning,
+                    event: None,
+                })
+            });
+            written.map_err(|source| ExecError::Rejects { path: file.path().display().to_string(), source })?;
         }
         Ok((chunk.rejects.len() + db_rejects.iter().filter(|r| !r.warning).count()) as u64)
     }
@@ -800,7 +838,14 @@ impl MappingRun<'_, '_, '_> {
         let keep = TableSink::self_reference_columns(m);
         let reduced = m.with_columns(&keep);
         let (stage, binary) = sink.prepare_self_stage(tx, m, &keep).await.map_err(|e| self.db(e))?;
-        let encoding = Encoding { fast: None, binary, dedupe: Vec::new(), dedupe_per_chunk: false, inventory: None };
+        let encoding = Encoding {
+            fast: None,
+            binary,
+            dedupe: Vec::new(),
+            dedupe_per_chunk: false,
+            inventory: None,
+            hold_docs: false,
+        };
         let (mut rx, reader) =
             spawn_reader(self.shared.source, &reduced, None, None, self.shared.opts.batch_size, encoding);
         while let Some(item) = rx.recv().await {
@@ -848,12 +893,35 @@ impl MappingRun<'_, '_, '_> {
 
 /// The chunk's documents with rejected rows, and how many each: what the
 /// ledger keeps as rejected now (`validate` counts on it).
+/// A chunk's documents: those it kept, and those read again for the rows
+/// the database refused.
+struct ChunkDocs<'c> {
+    chunk: &'c Chunk,
+    again: BTreeMap<usize, SourceItem>,
+}
+
+impl<'c> ChunkDocs<'c> {
+    /// A chunk that kept every document it needs.
+    fn kept(chunk: &'c Chunk) -> ChunkDocs<'c> {
+        ChunkDocs { chunk, again: BTreeMap::new() }
+    }
+
+    /// `f` of the `i`th document (`None`: not known).
+    fn with<R>(&self, i: usize, f: impl FnOnce(Option<&SourceItem>) -> R) -> R {
+        match self.again.get(&i) {
+            Some(d) => f(Some(d)),
+            None => f(self.chunk.docs.get(i).as_ref()),
+        }
+    }
+}
+
 fn rejected_documents(
     plan: &Plan,
     m: &MappingPlan,
-    chunk: &Chunk,
+    docs: &ChunkDocs<'_>,
     db_rejects: &[DbRejection],
 ) -> Vec<ledger::RejectedDoc> {
+    let chunk = docs.chunk;
     let mut by_doc: BTreeMap<usize, (i64, Option<ledger::Parent>)> = BTreeMap::new();
     for (doc, _) in &chunk.rejects {
         by_doc.entry(*doc).or_default().0 += 1;
@@ -872,12 +940,12 @@ fn rejected_documents(
     by_doc
         .into_iter()
         .map(|(doc, (rows, parent))| {
-            let id = match chunk.docs.get(doc) {
-                Some(crate::source::SourceItem::Doc(d)) => {
+            let id = docs.with(doc, |d| match d {
+                Some(SourceItem::Doc(d)) => {
                     d.get("_id").ok().flatten().and_then(|v| bson::Bson::try_from(v).ok()).map(|b| id_text(&b))
                 }
                 _ => None,
-            };
+            });
             // A document without a readable `_id`: where it is in the source.
             let id = id.unwrap_or_else(|| match chunk.locations.get(&doc) {
                 Some(at) => format!("at {at}"),

@@ -103,6 +103,8 @@ enum Held {
     /// Where a readable document's bytes are in `bytes`.
     Doc(usize, usize),
     Bad(crate::source::BadDocument),
+    /// Not kept: read again from the source when needed (`reread`).
+    Elsewhere,
 }
 
 impl Docs {
@@ -110,10 +112,15 @@ impl Docs {
         Docs { bytes: Vec::new(), held: Vec::with_capacity(documents), expect: documents }
     }
 
-    /// Keeps a document; returns its bytes' buffer when it had one, for the
-    /// stream to read the next document into.
-    fn push(&mut self, item: SourceItem) -> Option<Vec<u8>> {
+    /// Keeps a document (a readable one only if `keep`, its place either
+    /// way); returns its bytes' buffer when it had one, for the stream to
+    /// read the next document into.
+    fn push(&mut self, item: SourceItem, keep: bool) -> Option<Vec<u8>> {
         match item {
+            SourceItem::Doc(d) if !keep => {
+                self.held.push(Held::Elsewhere);
+                Some(d.into_bytes())
+            }
             SourceItem::Doc(d) => {
                 let start = self.bytes.len();
                 let need = start + d.as_bytes().len();
@@ -146,7 +153,13 @@ impl Docs {
                 bson::RawDocumentBuf::from_bytes(bytes).ok().map(SourceItem::Doc)
             }
             Held::Bad(b) => Some(SourceItem::Bad(b.clone())),
+            Held::Elsewhere => None,
         }
+    }
+
+    /// Whether the `i`th document was not kept (`reread` has it).
+    pub(super) fn elsewhere(&self, i: usize) -> bool {
+        matches!(self.held.get(i), Some(Held::Elsewhere))
     }
 
     /// `other`'s documents after these.
@@ -221,6 +234,11 @@ pub(super) struct Encoding {
     /// Take the collection's field inventory (`run::coverage`) on the way:
     /// of every document (`Some(None)`) or of the first N.
     pub(super) inventory: Option<Option<u64>>,
+    /// Keep every document's bytes in its chunk. Otherwise only those of
+    /// documents with rejects are kept, and a row the database refuses has
+    /// its document read again (`reread`): copying every document into its
+    /// chunk cost a tenth of a load's CPU (`docs/PERFORMANCE.md`).
+    pub(super) hold_docs: bool,
 }
 
 /// Columns (by index in the mapping) whose values together are unique.
@@ -462,7 +480,8 @@ pub(super) fn produce(
         {
             chunk.locations.insert(doc_index, at);
         }
-        if let Some(buffer) = chunk.docs.push(item) {
+        let keep = encoding.hold_docs || chunk.rejects.last().is_some_and(|(d, _)| *d == doc_index);
+        if let Some(buffer) = chunk.docs.push(item, keep) {
             stream.recycle(buffer);
         }
         if chunk.rows.len() >= limit || chunk.docs.len() >= limit * 4 {
@@ -499,6 +518,33 @@ fn key_text(cell: &Cell<'_>, texts: &mut Vec<String>) -> Option<String> {
         texts.push(t);
         None
     }
+}
+
+/// The documents at indexes `wanted` of the chunk that began at `start`
+/// and ended at `end`, read again from a source that `rereads_exactly`
+/// (the reader counted every item of the stream as one document).
+pub(super) fn reread(
+    source: &Source,
+    m: &MappingPlan,
+    (start, end): (Option<&Position>, &Position),
+    wanted: &std::collections::BTreeSet<usize>,
+    rt: tokio::runtime::Handle,
+) -> Result<BTreeMap<usize, SourceItem>, SourceError> {
+    let mut out = BTreeMap::new();
+    let Some(&last) = wanted.last() else { return Ok(out) };
+    let mut stream = source.stream_range(m, start, Some(end), 1, rt)?;
+    let mut at = 0;
+    while let Some(item) = stream.next_doc() {
+        let item = item?;
+        if wanted.contains(&at) {
+            out.insert(at, item);
+        }
+        if at == last {
+            break;
+        }
+        at += 1;
+    }
+    Ok(out)
 }
 
 /// Reads the source once before the run when `keep` needs it (`on_duplicate = "last"`).
@@ -651,10 +697,10 @@ mod tests {
         let (mut a, mut b) = (Docs::with_capacity(0), Docs::with_capacity(0));
         for item in first() {
             let readable = matches!(item, SourceItem::Doc(_));
-            assert_eq!(a.push(item).is_some(), readable, "only a document's buffer comes back");
+            assert_eq!(a.push(item, true).is_some(), readable, "only a document's buffer comes back");
         }
         for item in second() {
-            b.push(item);
+            b.push(item, true);
         }
         let (first, second) = (first(), second());
         for (i, want) in first.iter().enumerate() {
@@ -669,6 +715,17 @@ mod tests {
         a.clear();
         assert_eq!(a.len(), 0);
         assert!(a.get(0).is_none());
+        // Not kept: a readable document's place only (its buffer still
+        // comes back); an unreadable one is kept all the same.
+        for (item, keep) in [(SourceItem::Doc(doc(1)), false), (bad("{x"), false), (SourceItem::Doc(doc(2)), true)] {
+            let readable = matches!(item, SourceItem::Doc(_));
+            assert_eq!(a.push(item, keep).is_some(), readable);
+        }
+        assert_eq!(a.len(), 3);
+        assert!(a.elsewhere(0) && a.get(0).is_none());
+        assert!(!a.elsewhere(1) && same(a.get(1), &bad("{x")));
+        assert!(!a.elsewhere(2) && same(a.get(2), &SourceItem::Doc(doc(2))));
+        assert!(!a.elsewhere(3));
     }
 
     /// Two-column key texts pushed row by row, as the reader does: which

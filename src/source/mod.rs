@@ -301,6 +301,12 @@ impl Source {
         self.stream_range(m, from, None, batch, rt)
     }
 
+    /// Whether reading a range again gives the same documents in the same
+    /// order: files do; a live server's may have changed since.
+    pub fn rereads_exactly(&self) -> bool {
+        matches!(self, Source::Files(_))
+    }
+
     /// The same, reading only up to `end` (a range's end).
     pub fn stream_range(
         &self,
