@@ -1,6 +1,9 @@
 //! The reading side of a run: a thread of its own reads documents, maps
 //! them to rows and encodes COPY chunks, which it hands to the loader
 //! through a bounded channel; with each chunk, where to continue from.
+//! A chunk keeps the documents its rejects need; from a source that reads
+//! a range again exactly, the others are read again only for a row the
+//! database refuses (`reread`).
 //!
 //! Knows the plan, the source, the row mapper and the COPY encodings;
 //! nothing of connections or transactions.
