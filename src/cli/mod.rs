@@ -409,7 +409,7 @@ pub struct RunArgs {
     pub dry_run: bool,
     /// Rows per COPY chunk; each chunk is one transaction. A reader's first
     /// chunk holds an eighth of it, so loading starts sooner.
-    #[arg(long, default_value_t = 5000, value_name = "N")]
+    #[arg(long, default_value_t = 10000, value_name = "N")]
     pub batch_size: usize,
     /// Where rejected documents go (JSON lines), created only when there are some.
     #[arg(long, default_value = "rejects.jsonl", value_name = "FILE")]
