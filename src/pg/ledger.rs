@@ -147,6 +147,16 @@ pub fn keys_of(alias: &str) -> String {
     format!("coalesce({alias}.keys, {alias}.uuid_keys::text[])")
 }
 
+/// Where the key whose text is `key` stands in ledger row `alias`'s keys,
+/// compared in the column's own type: printing every UUID of a chunk's
+/// array for each row looked up would cost a chunk's worth per row.
+pub fn position_of(alias: &str, key: &str) -> String {
+    format!(
+        "CASE WHEN {alias}.uuid_keys IS NULL THEN array_position({alias}.keys, {key}) \
+         ELSE array_position({alias}.uuid_keys, ({key})::uuid) END"
+    )
+}
+
 /// The assignments that take the keys bound as `text[]` at `$param` out of
 /// ledger row `alias`'s keys (which are texts from then on).
 pub fn without_keys(alias: &str, param: usize) -> String {

@@ -517,12 +517,11 @@ impl Build {
         let present: Vec<String> = plain.iter().map(|c| format!("{c} IS NOT NULL")).collect();
         let cond = format!(
             "t.ctid IN (SELECT r FROM (SELECT t.ctid AS r, row_number() OVER (PARTITION BY {cols} \
-                 ORDER BY lc.load_order NULLS LAST, array_position({lc_keys}, {key})) AS n \
+                 ORDER BY lc.load_order NULLS LAST, {position}) AS n \
                FROM {t} t {join} WHERE ({cols}) IN \
                  (SELECT {plain} FROM {t} WHERE {present} GROUP BY {plain} HAVING count(*) > 1)) ranked WHERE n > 1)",
             cols = cols.join(", "),
-            key = self.key_text("t"),
-            lc_keys = super::ledger::keys_of("lc"),
+            position = super::ledger::position_of("lc", &self.key_text("t")),
             join = self.chunk_join("t"),
             plain = plain.join(", "),
             present = present.join(" AND "),

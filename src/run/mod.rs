@@ -769,7 +769,7 @@ impl MappingRun<'_, '_, '_> {
         let (start, end) = (chunk.start.clone(), chunk.position.clone());
         let rt = tokio::runtime::Handle::current();
         let read = tokio::task::spawn_blocking(move || {
-            let found = reader::reread(&source, &m, (start.as_ref(), &end), &wanted, rt)?;
+            let found = reader::documents_again(&source, &m, (start.as_ref(), &end), &wanted, rt)?;
             match wanted.iter().find(|i| !found.contains_key(i)) {
                 None => Ok(found),
                 Some(i) => Err(SourceError::NotFound {
@@ -891,8 +891,6 @@ impl MappingRun<'_, '_, '_> {
     }
 }
 
-/// The chunk's documents with rejected rows, and how many each: what the
-/// ledger keeps as rejected now (`validate` counts on it).
 /// A chunk's documents: those it kept, and those read again for the rows
 /// the database refused.
 struct ChunkDocs<'c> {
@@ -915,6 +913,8 @@ impl<'c> ChunkDocs<'c> {
     }
 }
 
+/// The chunk's documents with rejected rows, and how many each: what the
+/// ledger keeps as rejected now (`validate` counts on it).
 fn rejected_documents(
     plan: &Plan,
     m: &MappingPlan,

@@ -3,7 +3,7 @@
 //! through a bounded channel; with each chunk, where to continue from.
 //! A chunk keeps the documents its rejects need; from a source that reads
 //! a range again exactly, the others are read again only for a row the
-//! database refuses (`reread`).
+//! database refuses (`documents_again`).
 //!
 //! Knows the plan, the source, the row mapper and the COPY encodings;
 //! nothing of connections or transactions.
@@ -106,7 +106,7 @@ enum Held {
     /// Where a readable document's bytes are in `bytes`.
     Doc(usize, usize),
     Bad(crate::source::BadDocument),
-    /// Not kept: read again from the source when needed (`reread`).
+    /// Not kept: read again from the source when needed (`documents_again`).
     Elsewhere,
 }
 
@@ -160,7 +160,7 @@ impl Docs {
         }
     }
 
-    /// Whether the `i`th document was not kept (`reread` has it).
+    /// Whether the `i`th document was not kept (`documents_again` has it).
     pub(super) fn elsewhere(&self, i: usize) -> bool {
         matches!(self.held.get(i), Some(Held::Elsewhere))
     }
@@ -239,7 +239,7 @@ pub(super) struct Encoding {
     pub(super) inventory: Option<Option<u64>>,
     /// Keep every document's bytes in its chunk. Otherwise only those of
     /// documents with rejects are kept, and a row the database refuses has
-    /// its document read again (`reread`): copying every document into its
+    /// its document read again (`documents_again`): copying every document into its
     /// chunk cost a tenth of a load's CPU (`docs/PERFORMANCE.md`).
     pub(super) hold_docs: bool,
 }
@@ -526,7 +526,7 @@ fn key_text(cell: &Cell<'_>, texts: &mut Vec<String>) -> Option<String> {
 /// The documents at indexes `wanted` of the chunk that began at `start`
 /// and ended at `end`, read again from a source that `rereads_exactly`
 /// (the reader counted every item of the stream as one document).
-pub(super) fn reread(
+pub(super) fn documents_again(
     source: &Source,
     m: &MappingPlan,
     (start, end): (Option<&Position>, &Position),

@@ -483,3 +483,56 @@ fn a_uuid_key_loaded_before_its_keys_is_recorded_as_uuids_and_means_the_same() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(db.one("SELECT count(*)::text FROM things"), "0");
 }
+
+/// A UNIQUE column repeated within one chunk of a UUID-keyed table loaded
+/// before its keys: the build orders the repeats by their place in the
+/// chunk, found among the ledger's UUIDs, and keeps the first in the
+/// source's order. Expected rows derived from the documents here.
+#[test]
+fn a_unique_value_repeated_within_a_chunk_of_uuid_keys_keeps_the_first() {
+    let up = "CREATE TABLE tagged (id UUID PRIMARY KEY, tag TEXT UNIQUE, n INTEGER NOT NULL);";
+    let mapping = "source = \"tagged\"\ntable = \"tagged\"\nkey = \"id\"\n[columns]\nid = \"$._id\"\ntag = \"$.tag\"\nn = \"$.n\"\n";
+    let uuid = |i: usize| format!("{:08x}-1111-4000-8000-{i:012x}", 0xffff_ffff - i);
+    let tag = |n: usize| match n {
+        6 => "t5".to_string(),
+        9 => "t2".to_string(),
+        n => format!("t{n}"),
+    };
+    let docs: Vec<String> =
+        (0..12).map(|n| format!("{{\"_id\": \"{}\", \"tag\": \"{}\", \"n\": {n}}}", uuid(n), tag(n))).collect();
+    let mut first: BTreeMap<String, usize> = BTreeMap::new();
+    for n in 0..12 {
+        first.entry(tag(n)).or_insert(n);
+    }
+    let mut expected: Vec<(String, String)> = first.iter().map(|(t, &n)| (uuid(n), t.clone())).collect();
+    expected.sort();
+    let work = tempfile::tempdir().unwrap();
+    let m = project_with(work.path(), up, "DROP TABLE tagged;", &[("tagged", mapping)]);
+    let src = super::source(work.path(), "tagged.jsonl", &docs.iter().map(String::as_str).collect::<Vec<_>>());
+    let db = TestDb::new("uuidtags");
+    let (m, s) = (m.to_str().unwrap(), src.to_str().unwrap());
+    // Chunks of 1, 8 and 3 documents: 5 and 6 share one, 2 and 9 do not; the
+    // first chunk keeps its UUIDs (the build rewrites only chunks it refused rows of).
+    let (code, report, out) =
+        cli(work.path(), &["run", m, "--source", s, "--target", &db.url, "--batch-size", "8", "--format", "json"]);
+    assert_eq!(code, 3, "two repeats are rejected: {out}");
+    assert_eq!(report["builds"].as_array().map(Vec::len), Some(1), "loaded before its keys: {out}");
+    assert_ne!(db.one("SELECT count(*)::text FROM finlit_map.loaded_chunks WHERE uuid_keys IS NOT NULL"), "0");
+    let rows: Vec<(String, String)> = db
+        .rows("SELECT id::text, tag FROM tagged ORDER BY id")
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(rows, expected);
+    let ledger: Vec<String> = db
+        .rows("SELECT k FROM finlit_map.loaded_chunks l, unnest(coalesce(l.keys, l.uuid_keys::text[])) k ORDER BY k")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(ledger, expected.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
+    let rejected: Vec<String> = read_rejects(work.path()).iter().map(|r| r["_id"].to_string()).collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    for n in [6, 9] {
+        assert!(rejected.iter().any(|id| id.contains(&uuid(n))), "{n} is rejected: {rejected:?}");
+    }
+}
